@@ -1,0 +1,309 @@
+"""Pose file readers -> Trajectory in internal conventions (conventions.md section 1, formats.md 1.1).
+
+| format | file                                                   | converted by                          |
+|--------|--------------------------------------------------------|---------------------------------------|
+| ue-csv | header `frame,time,x,y,z,pitch,yaw,roll` (+ extras)    | annotate.ue.ue_to_pose                |
+| tum    | `t tx ty tz qx qy qz qw`, camera-to-world, OpenCV axes | quaternion -> matrix                  |
+| kitti  | 12 numbers: 3x4 camera-to-world rows; no times         | times from `times` file or `fps`      |
+| re10k  | URL line, then `t_us fx fy cx cy 0 0` + 3x4 w2c rows   | inverted; intrinsics kept as extras   |
+
+Every problem raises TrajectoryError naming the file and line (1-based, as an editor shows it).
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import pathlib
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from annotate.geometry import invert_pose, make_pose
+from annotate.trajectory import DEFAULT_ROTATION_TOLERANCE, Trajectory, TrajectoryError
+from annotate.ue import ue_to_pose
+
+
+class PoseFormat(str, enum.Enum):
+    UE_CSV = "ue-csv"
+    TUM = "tum"
+    KITTI = "kitti"
+    RE10K = "re10k"
+
+
+UE_COLUMNS = ("frame", "time", "x", "y", "z", "pitch", "yaw", "roll")
+TUM_COLUMNS = ("t", "tx", "ty", "tz", "qx", "qy", "qz", "qw")
+KITTI_COLUMNS = tuple(f"r{i}{j}" if j < 3 else f"t{i}" for i in range(3) for j in range(4))
+RE10K_COLUMNS = ("t_us", "fx", "fy", "cx", "cy", "k1", "k2", *KITTI_COLUMNS)
+_BY_EXTENSION = {".csv": PoseFormat.UE_CSV, ".tum": PoseFormat.TUM, ".kitti": PoseFormat.KITTI}
+_BY_FIELD_COUNT = {8: PoseFormat.TUM, 12: PoseFormat.KITTI, 19: PoseFormat.RE10K}
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    """How pose files are read."""
+
+    rotation_tolerance: float = DEFAULT_ROTATION_TOLERANCE  # max |R^T R - I| (or |q|^2 - 1) accepted
+    source_fps: float | None = None  # frame rate of formats without times (KITTI), if no times file
+
+    def __post_init__(self) -> None:
+        if not self.rotation_tolerance > 0:
+            raise ValueError(f"rotation_tolerance must be > 0, got {self.rotation_tolerance}")
+        if self.source_fps is not None and not self.source_fps > 0:
+            raise ValueError(f"source_fps must be > 0, got {self.source_fps}")
+
+
+def read_trajectory(
+    path: str | pathlib.Path,
+    fmt: PoseFormat | str | None = None,
+    config: ReaderConfig = ReaderConfig(),
+    times: str | pathlib.Path | None = None,
+) -> Trajectory:
+    """Read any supported pose file; `fmt` None picks by extension, then by the first data line."""
+    path = pathlib.Path(path)
+    fmt = PoseFormat(fmt) if fmt is not None else detect_format(path)
+    if fmt is PoseFormat.UE_CSV:
+        return read_ue_csv(path, config)
+    if fmt is PoseFormat.TUM:
+        return read_tum(path, config)
+    if fmt is PoseFormat.KITTI:
+        return read_kitti(path, config, times=times)
+    return read_re10k(path, config)
+
+
+def detect_format(path: pathlib.Path) -> PoseFormat:
+    """Format from the extension (.csv, .tum, .kitti), else from the first data line's shape."""
+    if path.suffix.lower() in _BY_EXTENSION:
+        return _BY_EXTENSION[path.suffix.lower()]
+    rows = _data_lines(path)
+    if not rows:
+        raise TrajectoryError(str(path), "empty file: cannot tell its pose format; pass --format")
+    first = rows[0][1]
+    if first.startswith(("http://", "https://")):
+        return PoseFormat.RE10K
+    count = len(first.split())
+    if count in _BY_FIELD_COUNT:
+        return _BY_FIELD_COUNT[count]
+    raise TrajectoryError(
+        str(path),
+        f"cannot tell the pose format from a first line of {count} fields; pass --format",
+        rows[0][0],
+    )
+
+
+def read_ue_csv(path: str | pathlib.Path, config: ReaderConfig = ReaderConfig()) -> Trajectory:
+    """UE pose CSV (formats.md 1.1): cm and degrees in UE's left-handed world; extra columns kept."""
+    path = pathlib.Path(path)
+    source = str(path)
+    with _open(path) as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            raise TrajectoryError(source, f"empty file: expected a header {','.join(UE_COLUMNS)}")
+        header = [name.strip() for name in header]
+        missing = [c for c in UE_COLUMNS if c not in header]
+        if missing:
+            raise TrajectoryError(source, f"missing column(s) {', '.join(missing)} in header {header}", 1)
+        duplicated = sorted({c for c in header if header.count(c) > 1})
+        if duplicated:
+            raise TrajectoryError(source, f"duplicated column(s) {', '.join(duplicated)}", 1)
+        lines, rows = [], []
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # a blank line is not a row
+            if len(row) != len(header):
+                raise TrajectoryError(
+                    source, f"{len(row)} fields, but the header has {len(header)} ({','.join(header)})", reader.line_num
+                )
+            lines.append(reader.line_num)
+            rows.append(row)
+    table = np.array(rows, dtype=str).reshape(len(rows), len(header))
+    lines_arr = np.array(lines, dtype=np.int64)
+    index = {name: i for i, name in enumerate(header)}
+    values = _parse_numbers(source, lines_arr, table[:, [index[c] for c in UE_COLUMNS]], UE_COLUMNS)
+    frames = values[:, 0]
+    if len(frames) and not np.array_equal(frames, np.round(frames)):
+        i = int(np.flatnonzero(frames != np.round(frames))[0])
+        raise TrajectoryError(source, f"frame {table[i, index['frame']]!r} is not an integer", int(lines_arr[i]))
+    extras = {"frame": frames.astype(np.int64)}
+    for name in header:
+        if name not in UE_COLUMNS:
+            extras[name] = _extra_column(table[:, index[name]])
+    poses = ue_to_pose(values[:, 2:5], values[:, 5:8]) if len(values) else np.zeros((0, 4, 4))
+    return Trajectory.from_arrays(
+        source,
+        lines_arr,
+        values[:, 1],
+        poses[:, :3, :3],
+        poses[:, :3, 3],
+        extras=extras,
+        meta={"format": PoseFormat.UE_CSV.value},
+        rotation_tolerance=config.rotation_tolerance,
+    )
+
+
+def read_tum(path: str | pathlib.Path, config: ReaderConfig = ReaderConfig()) -> Trajectory:
+    """TUM trajectory: `t tx ty tz qx qy qz qw` per line, camera-to-world, OpenCV camera axes."""
+    path = pathlib.Path(path)
+    source = str(path)
+    lines, values = _read_table(path, TUM_COLUMNS)
+    quats = values[:, 4:8]
+    norm_error = np.abs(np.einsum("ni,ni->n", quats, quats) - 1.0)
+    bad = np.flatnonzero(norm_error > config.rotation_tolerance)
+    if len(bad):
+        i = int(bad[0])
+        raise TrajectoryError(
+            source,
+            f"quaternion is not unit length (|q|^2 - 1 = {norm_error[i]:.2e}); "
+            f"tolerance is {config.rotation_tolerance:g}",
+            int(lines[i]),
+        )
+    rotations = Rotation.from_quat(quats).as_matrix() if len(quats) else np.zeros((0, 3, 3))
+    return Trajectory.from_arrays(
+        source,
+        lines,
+        values[:, 0],
+        rotations,
+        values[:, 1:4],
+        meta={"format": PoseFormat.TUM.value},
+        rotation_tolerance=config.rotation_tolerance,
+    )
+
+
+def read_kitti(
+    path: str | pathlib.Path,
+    config: ReaderConfig = ReaderConfig(),
+    times: str | pathlib.Path | None = None,
+) -> Trajectory:
+    """KITTI odometry poses: 3x4 camera-to-world per line. Times come from a `times.txt`-style file
+    (one time in seconds per line) or from `config.source_fps`; with neither it is an error."""
+    path = pathlib.Path(path)
+    source = str(path)
+    lines, values = _read_table(path, KITTI_COLUMNS)
+    if times is not None:
+        time_lines, time_values = _read_table(pathlib.Path(times), ("time",))
+        if len(time_values) != len(values):
+            raise TrajectoryError(
+                str(times), f"{len(time_values)} times for {len(values)} poses in {source}"
+            )
+        timestamps = time_values[:, 0]
+    elif config.source_fps is not None:
+        timestamps = np.arange(len(values)) / config.source_fps
+    else:
+        raise TrajectoryError(
+            source,
+            "KITTI poses carry no timestamps: give a times file (--times) or the frame rate "
+            "(--source-fps; KITTI odometry is 10 Hz)",
+        )
+    matrices = values.reshape(-1, 3, 4)
+    return Trajectory.from_arrays(
+        source,
+        lines,
+        timestamps,
+        matrices[:, :, :3],
+        matrices[:, :, 3],
+        meta={"format": PoseFormat.KITTI.value},
+        rotation_tolerance=config.rotation_tolerance,
+    )
+
+
+def read_re10k(path: str | pathlib.Path, config: ReaderConfig = ReaderConfig()) -> Trajectory:
+    """RealEstate10K camera file: a URL line, then `t_us fx fy cx cy 0 0` + 3x4 world-to-camera.
+
+    Intrinsics (normalised by image width/height, as RE10K stores them) are kept as extras
+    `fx, fy, cx, cy`; the URL goes into `meta["url"]`.
+    """
+    path = pathlib.Path(path)
+    source = str(path)
+    rows = _data_lines(path)
+    meta: dict[str, str] = {"format": PoseFormat.RE10K.value}
+    if rows and rows[0][1].startswith(("http://", "https://")):
+        meta["url"] = rows[0][1].strip()
+        rows = rows[1:]
+    lines, values = _parse_rows(source, rows, RE10K_COLUMNS)
+    w2c = make_pose(values[:, 7:].reshape(-1, 3, 4)[:, :, :3], values[:, 7:].reshape(-1, 3, 4)[:, :, 3])
+    c2w = invert_pose(w2c)
+    extras = {name: values[:, i] for i, name in enumerate(RE10K_COLUMNS[1:5], start=1)}
+    return Trajectory.from_arrays(
+        source,
+        lines,
+        values[:, 0] / 1e6,
+        c2w[:, :3, :3],
+        c2w[:, :3, 3],
+        extras=extras,
+        meta=meta,
+        rotation_tolerance=config.rotation_tolerance,
+    )
+
+
+def _open(path: pathlib.Path):
+    try:
+        return open(path, newline="", encoding="utf-8")
+    except OSError as exc:
+        raise TrajectoryError(str(path), f"cannot open: {exc.strerror}") from exc
+
+
+def _data_lines(path: pathlib.Path) -> list[tuple[int, str]]:
+    """(line number, text) of every non-blank, non-`#` line."""
+    try:
+        with _open(path) as handle:
+            return [
+                (number, text.strip())
+                for number, text in enumerate(handle, start=1)
+                if text.strip() and not text.lstrip().startswith("#")
+            ]
+    except UnicodeDecodeError as exc:
+        raise TrajectoryError(str(path), f"not a text file ({exc.reason} at byte {exc.start})") from exc
+
+
+def _read_table(path: pathlib.Path, columns: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    return _parse_rows(str(path), _data_lines(path), columns)
+
+
+def _parse_rows(
+    source: str, rows: list[tuple[int, str]], columns: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Whitespace-separated rows -> (line numbers (N,), float64 values (N, len(columns)))."""
+    fields = []
+    for number, text in rows:
+        parts = text.split()
+        if len(parts) != len(columns):
+            raise TrajectoryError(
+                source, f"expected {len(columns)} values ({' '.join(columns)}), found {len(parts)}", number
+            )
+        fields.append(parts)
+    lines = np.array([number for number, _ in rows], dtype=np.int64)
+    table = np.array(fields, dtype=str).reshape(len(rows), len(columns))
+    return lines, _parse_numbers(source, lines, table, columns)
+
+
+def _parse_numbers(source: str, lines: np.ndarray, table: np.ndarray, columns: tuple[str, ...]) -> np.ndarray:
+    """String table -> float64, naming line and column of the first unparseable or non-finite value."""
+    try:
+        values = table.astype(np.float64)
+    except ValueError:
+        values = None
+    if values is not None and np.isfinite(values).all():
+        return values
+    values = np.empty(table.shape)
+    for r in range(table.shape[0]):
+        for c in range(table.shape[1]):
+            text = table[r, c]
+            if not text.strip():
+                raise TrajectoryError(source, f"column {columns[c]!r}: missing value", int(lines[r]))
+            try:
+                values[r, c] = float(text)
+            except ValueError:
+                raise TrajectoryError(source, f"column {columns[c]!r}: {text!r} is not a number", int(lines[r])) from None
+            if not np.isfinite(values[r, c]):
+                raise TrajectoryError(source, f"column {columns[c]!r}: {text!r} is not finite", int(lines[r]))
+    return values
+
+
+def _extra_column(texts: np.ndarray) -> np.ndarray:
+    """An optional UE CSV column: numbers when every value parses, else strings."""
+    try:
+        return texts.astype(np.float64)
+    except ValueError:
+        return texts.astype(object)

@@ -1,0 +1,1 @@
+"""Augment: clip transforms such as palindrome augmentation (conventions.md section 4)."""

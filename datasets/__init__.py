@@ -1,0 +1,1 @@
+"""Datasets: WebDataset shard writing, the manifest, and a streaming loader into torch (no Ray import)."""

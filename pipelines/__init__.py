@@ -1,0 +1,1 @@
+"""Pipelines: Ray wiring of the stages, one entry script per pipeline."""

@@ -1,0 +1,1 @@
+"""Training: the bidirectional teacher and the causal, memory-compressed student (no Ray import)."""
