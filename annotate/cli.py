@@ -63,7 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_parquet(
             result,
             args.out,
-            {"source": str(args.path), "format": traj.meta["format"], "config": to_dict(config)},
+            {
+                "source": str(args.path),
+                "format": traj.meta["format"],
+                "dropped": traj.meta.get("dropped", []),
+                "config": to_dict(config),
+            },
         )
     except (TrajectoryError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -72,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     active = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
     duration = traj.timestamps[-1] - traj.timestamps[0]
     print(f"{args.path}: {len(traj)} poses over {duration:.2f} s -> {len(result)} transitions")
+    dropped = traj.meta.get("dropped", [])
+    if dropped:
+        where = ", ".join(str(d["line"]) for d in dropped[:10]) + (", ..." if len(dropped) > 10 else "")
+        print(f"dropped {len(dropped)} row(s) repeating the previous time (lines {where})")
     print(f"active: {active}")
     print(f"wrote {args.out}")
     return 0

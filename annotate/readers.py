@@ -16,6 +16,7 @@ import csv
 import enum
 import pathlib
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -46,6 +47,7 @@ class ReaderConfig:
 
     rotation_tolerance: float = DEFAULT_ROTATION_TOLERANCE  # max |R^T R - I| (or |q|^2 - 1) accepted
     source_fps: float | None = None  # frame rate of formats without times (KITTI), if no times file
+    duplicate_times: Literal["error", "keep_first"] = "error"  # a row repeating the previous time
 
     def __post_init__(self) -> None:
         if not self.rotation_tolerance > 0:
@@ -140,6 +142,7 @@ def read_ue_csv(path: str | pathlib.Path, config: ReaderConfig = ReaderConfig())
         extras=extras,
         meta={"format": PoseFormat.UE_CSV.value},
         rotation_tolerance=config.rotation_tolerance,
+        drop_duplicate_times=config.duplicate_times == "keep_first",
     )
 
 
@@ -168,6 +171,7 @@ def read_tum(path: str | pathlib.Path, config: ReaderConfig = ReaderConfig()) ->
         values[:, 1:4],
         meta={"format": PoseFormat.TUM.value},
         rotation_tolerance=config.rotation_tolerance,
+        drop_duplicate_times=config.duplicate_times == "keep_first",
     )
 
 
@@ -205,6 +209,7 @@ def read_kitti(
         matrices[:, :, 3],
         meta={"format": PoseFormat.KITTI.value},
         rotation_tolerance=config.rotation_tolerance,
+        drop_duplicate_times=config.duplicate_times == "keep_first",
     )
 
 
@@ -234,6 +239,7 @@ def read_re10k(path: str | pathlib.Path, config: ReaderConfig = ReaderConfig()) 
         extras=extras,
         meta=meta,
         rotation_tolerance=config.rotation_tolerance,
+        drop_duplicate_times=config.duplicate_times == "keep_first",
     )
 
 

@@ -89,20 +89,34 @@ class Trajectory:
         extras: Mapping[str, np.ndarray] | None = None,
         meta: Mapping[str, Any] | None = None,
         rotation_tolerance: float = DEFAULT_ROTATION_TOLERANCE,
+        drop_duplicate_times: bool = False,
     ) -> Trajectory:
-        """Validate raw rows (naming file and line of the first bad one), snap rotations, build."""
+        """Validate raw rows (naming file and line of the first bad one), snap rotations, build.
+
+        `drop_duplicate_times` removes each row whose time equals the previous row's (keeping the
+        first) and lists them in `meta["dropped"]`; otherwise a repeated time is an error.
+        """
         lines = np.asarray(lines, dtype=np.int64)
         timestamps = np.asarray(timestamps, dtype=np.float64)
         rotations = np.asarray(rotations, dtype=np.float64)
         translations = np.asarray(translations, dtype=np.float64)
+        extras = dict(extras or {})
+        meta = dict(meta or {})
+        if drop_duplicate_times:
+            repeat = np.concatenate([[False], np.diff(timestamps) == 0])
+            if repeat.any():
+                meta["dropped"] = [{"line": int(line), "reason": "duplicate time"} for line in lines[repeat]]
+                keep = ~repeat
+                lines, timestamps, rotations, translations = lines[keep], timestamps[keep], rotations[keep], translations[keep]
+                extras = {name: column[keep] for name, column in extras.items()}
         check_poses(source, lines, timestamps, rotations, translations, rotation_tolerance)
         return cls(
             poses=make_pose(orthonormalize(rotations), translations),
             timestamps=timestamps,
             source=source,
             lines=lines,
-            extras=dict(extras or {}),
-            meta=dict(meta or {}),
+            extras=extras,
+            meta=meta,
         )
 
     @property
@@ -137,8 +151,9 @@ def check_poses(
             source,
             lines,
             i,
-            f"time {timestamps[i]!r} is not greater than the previous time {timestamps[i - 1]!r} "
-            f"({previous}): times must strictly increase",
+            f"time {float(timestamps[i])!r} is not greater than the previous time {float(timestamps[i - 1])!r} "
+            f"({previous}): times must strictly increase"
+            + ("; to drop rows that repeat a time, set reader.duplicate_times=keep_first" if step[i - 1] == 0 else ""),
         )
     err = rotation_error(rotations)
     det = np.linalg.det(rotations)

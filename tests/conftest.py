@@ -1,0 +1,57 @@
+"""Shared test helpers: the real trajectories in ../shared/data and small pose generators."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("RELIC_SHARED", ROOT.parent / "shared"))
+REAL_TRAJECTORIES = SHARED / "data" / "real_trajectories"
+
+settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def real_trajectory_files() -> list[pathlib.Path]:
+    """Every pose file in shared/data/real_trajectories (README excluded). Fails loudly if absent."""
+    if not REAL_TRAJECTORIES.is_dir():
+        raise FileNotFoundError(
+            f"{REAL_TRAJECTORIES} not found: tests need ../shared beside the checkout (or RELIC_SHARED)"
+        )
+    files = sorted(p for p in REAL_TRAJECTORIES.iterdir() if p.suffix != ".md")
+    assert files, f"no pose files in {REAL_TRAJECTORIES}"
+    return files
+
+
+@pytest.fixture
+def write(tmp_path):
+    """write(name, text) -> path of a new file under tmp_path."""
+
+    def _write(name: str, text: str) -> pathlib.Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return _write
+
+
+def random_poses(rng: np.random.Generator, n: int, step_deg: float = 20.0, step_m: float = 1.0) -> np.ndarray:
+    """A random walk of camera-to-world poses with per-step rotations up to ~step_deg."""
+    from scipy.spatial.transform import Rotation
+
+    from annotate.geometry import make_pose
+
+    steps = Rotation.from_rotvec(rng.normal(size=(n, 3)) * np.deg2rad(step_deg) / np.sqrt(3))
+    rot = Rotation.random(rng=rng)
+    rotations = []
+    for step in steps:
+        rot = rot * step
+        rotations.append(rot.as_matrix())
+    positions = np.cumsum(rng.normal(size=(n, 3)) * step_m, axis=0)
+    return make_pose(np.array(rotations), positions)
