@@ -127,7 +127,7 @@ def read_ue_csv(path: str | pathlib.Path, config: ReaderConfig = ReaderConfig())
     frames = values[:, 0]
     if len(frames) and not np.array_equal(frames, np.round(frames)):
         i = int(np.flatnonzero(frames != np.round(frames))[0])
-        raise TrajectoryError(source, f"frame {table[i, index['frame']]!r} is not an integer", int(lines_arr[i]))
+        raise TrajectoryError(source, f"frame {str(table[i, index['frame']])!r} is not an integer", int(lines_arr[i]))
     extras = {"frame": frames.astype(np.int64)}
     for name in header:
         if name not in UE_COLUMNS:
@@ -295,7 +295,7 @@ def _parse_numbers(source: str, lines: np.ndarray, table: np.ndarray, columns: t
     values = np.empty(table.shape)
     for r in range(table.shape[0]):
         for c in range(table.shape[1]):
-            text = table[r, c]
+            text = str(table[r, c])
             if not text.strip():
                 raise TrajectoryError(source, f"column {columns[c]!r}: missing value", int(lines[r]))
             try:

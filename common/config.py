@@ -97,7 +97,9 @@ def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
 
 
-def _build_dataclass(cls: type[T], data: Any, prefix: str, source: str) -> T:
+def _build_dataclass(cls: type[T], data: Any, prefix: str, source: str, base: Any = None) -> T:
+    """Build `cls` from `data`; keys not given keep `base`'s values (the field's default instance
+    for nested sections), so overriding one key of a section keeps its siblings' defaults."""
     where = prefix or "<top level>"
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: {where}: expected a mapping, got {type(data).__name__}")
@@ -110,13 +112,26 @@ def _build_dataclass(cls: type[T], data: Any, prefix: str, source: str) -> T:
         raise ConfigError(f"{source}: unknown key(s) {names}; allowed here: {allowed}")
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _convert(hints[name], value, _join(prefix, name), source)
+        tp, key = hints[name], _join(prefix, name)
+        if dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
+            inner = getattr(base, name) if base is not None else _field_default(fields[name])
+            kwargs[name] = _build_dataclass(tp, value, key, source, inner)
+        else:
+            kwargs[name] = _convert(tp, value, key, source)
     try:
-        return cls(**kwargs)
+        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {where}: {exc}") from exc
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
 
 
 def _join(prefix: str, name: str) -> str:
