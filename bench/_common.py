@@ -1,0 +1,49 @@
+"""Shared by the bench scripts: import hygiene, machine description, timing, one-core pinning.
+
+Scripts here are named after the packages they measure (bench/annotate.py measures `annotate`), so
+the script folder is taken off sys.path: `import annotate` must find the package, not the script.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import platform
+import sys
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+_HERE = pathlib.Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != _HERE]
+
+T = TypeVar("T")
+
+
+def single_thread_env() -> None:
+    """Ask BLAS/OpenMP for one thread; call before importing numpy."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
+def pin_to_one_core() -> None:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    return f"{platform.node()} | {cpu} | {os.cpu_count()} cores | {platform.platform()} | python {platform.python_version()}"
+
+
+def best_of(repeats: int, fn: Callable[[], T]) -> tuple[float, T]:
+    """(fastest wall time in seconds, last result) over `repeats` calls."""
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), result  # type: ignore[return-value]
