@@ -8,9 +8,7 @@ and the source go into the parquet schema metadata (key `annotate`, JSON).
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +19,7 @@ import pyarrow.parquet as pq
 from annotate.actions import CHANNELS, ActionSpec, encode_actions
 from annotate.geometry import MOTION_NAMES, relative_motion
 from annotate.trajectory import Trajectory
+from common.files import atomic_path
 
 METADATA_KEY = b"annotate"
 
@@ -67,17 +66,9 @@ def to_table(annotation: Annotation, metadata: dict[str, Any] | None = None) -> 
 
 
 def write_parquet(annotation: Annotation, path: str | pathlib.Path, metadata: dict[str, Any] | None = None) -> None:
-    """Write the table atomically (temporary file in the same folder, then rename)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    """Write the table atomically (temporary file beside it, then rename)."""
+    with atomic_path(path) as tmp:
         pq.write_table(to_table(annotation, metadata), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_metadata(path: str | pathlib.Path) -> dict[str, Any]:

@@ -62,7 +62,7 @@ def resample(traj: Trajectory, fps: float, method: Interpolation = Interpolation
         poses=make_pose(new_rotations.as_matrix(), new_positions),
         timestamps=times,
         source=traj.source,
-        lines=traj.lines[nearest],
+        lines=None if traj.lines is None else traj.lines[nearest],
         extras={name: column[nearest] for name, column in traj.extras.items()},
         meta={**traj.meta, "resampled": {"fps": fps, "method": Interpolation(method).value}},
     )

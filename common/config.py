@@ -30,7 +30,7 @@ class ConfigError(ValueError):
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, source: str = "<config>") -> T:
     """Build dataclass `cls` from `data`; missing keys take the defaults, unknown keys are errors."""
-    return _build_dataclass(cls, {} if data is None else data, prefix="", source=source)
+    return typing.cast(T, _build_dataclass(cls, {} if data is None else data, prefix="", source=source))
 
 
 def load_yaml(cls: type[T], path: str | pathlib.Path, overrides: Sequence[str] = ()) -> T:
@@ -97,7 +97,7 @@ def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
 
 
-def _build_dataclass(cls: type[T], data: Any, prefix: str, source: str, base: Any = None) -> T:
+def _build_dataclass(cls: Any, data: Any, prefix: str, source: str, base: Any = None) -> Any:
     """Build `cls` from `data`; keys not given keep `base`'s values (the field's default instance
     for nested sections), so overriding one key of a section keeps its siblings' defaults."""
     where = prefix or "<top level>"
