@@ -1,0 +1,5 @@
+import sys
+
+from capture.standin.cli import main
+
+sys.exit(main())

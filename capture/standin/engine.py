@@ -1,0 +1,313 @@
+"""The stand-in engine's state and its UnrealCV command set, with fault injection.
+
+Cameras live in UE conventions (location cm, rotator degrees, FOV on the longer side), exactly as
+a client sees them over the wire. Camera 0 is the pawn camera; `vset /cameras/spawn` adds
+FusionCameraActor_N cameras with ids 1, 2, ... Image faults change only the lit image: depth and
+object masks stay ground truth, so the filter stage can be scored against them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from capture.standin.protocol import Command, command, dispatch, encode_bmp, encode_npy, encode_png
+from capture.standin.render import Frame, Renderer
+from capture.standin.scene import Scene, make_scene
+
+log = logging.getLogger(__name__)
+VERSION = "1.1.0-standin"
+PROJECT = "RelicStandin"
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """Fault injection, all off by default. Probabilities are per lit capture or per request."""
+
+    seed: int = 0
+    black_frame: float = 0.0  # lit capture returns an all-black image
+    frozen_frame: float = 0.0  # lit capture returns the camera's previous lit image
+    exposure_spike: float = 0.0  # lit capture is over-exposed by `exposure_gain`
+    exposure_gain: float = 3.0
+    streaming_blur_jump_cm: float | None = None  # a camera jump longer than this blurs the next frames
+    streaming_blur_frames: int = 4
+    streaming_blur_sigma: float = 3.0  # Gaussian sigma (px) of the first blurred frame, decaying to 0
+    slow_reply: float = 0.0  # a request's reply is delayed by `slow_reply_seconds`
+    slow_reply_seconds: float = 2.0
+    drop_connection: float = 0.0  # a request gets no reply: the connection is closed instead
+    crash_after: int | None = None  # the engine dies on request number crash_after + 1
+
+    def __post_init__(self) -> None:
+        for name in ("black_frame", "frozen_frame", "exposure_spike", "slow_reply", "drop_connection"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} is a probability, got {value}")
+        if self.streaming_blur_frames < 1 or self.streaming_blur_sigma <= 0:
+            raise ValueError("streaming_blur_frames must be >= 1 and streaming_blur_sigma > 0")
+        if self.crash_after is not None and self.crash_after < 0:
+            raise ValueError(f"crash_after must be >= 0, got {self.crash_after}")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    scene: str = "0"
+    width: int = 640
+    height: int = 480
+    fov: float = 90.0
+    depth_fp16: bool = True  # depth passes through fp16, like UE's depth render target
+    ue_bmp_quirk: bool = False  # BMP payloads carry UE's extra 4-byte count (unrealcv.md 2.4)
+    shadow_resolution: int = 512
+    output_dir: pathlib.Path = pathlib.Path(".")  # where `vget ... lit name.png` saves files
+    faults: FaultConfig = field(default_factory=FaultConfig)
+
+    def __post_init__(self) -> None:
+        if self.width < 1 or self.height < 1:
+            raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
+        if not 0 < self.fov < 180:
+            raise ValueError(f"fov must be in (0, 180), got {self.fov}")
+
+
+class EngineCrash(Exception):
+    """The injected crash: the engine must stop serving at once."""
+
+
+@dataclass
+class Camera:
+    name: str
+    location: np.ndarray  # UE cm
+    rotation: np.ndarray  # UE pitch, yaw, roll, degrees
+    fov: float
+    width: int
+    height: int
+    last_lit: np.ndarray | None = None
+    last_capture_location: np.ndarray | None = None
+    blur_left: int = 0
+    _frame_key: tuple | None = None
+    _frame: Frame | None = None
+
+
+class Engine:
+    """Scene + renderer + cameras; `handle(command)` answers one UnrealCV command."""
+
+    def __init__(self, config: EngineConfig, fault_log: pathlib.Path | None = None):
+        self.config = config
+        self.scene: Scene = make_scene(config.scene)
+        self.renderer = Renderer(self.scene, config.shadow_resolution)
+        self.faults = config.faults
+        self.rng = np.random.default_rng(config.faults.seed)
+        self.requests = 0
+        self.fault_log = fault_log
+        start = self.scene.sample_free(np.random.default_rng(self.scene.seed), 1, height=1.7)[0]
+        self.start_location = np.array([start[0], -start[1], start[2]]) * 100.0  # internal m -> UE cm
+        self.cameras = [self._new_camera("PawnSensor")]
+        self.client_connected = False
+        self.port = 0
+        self.commands = self._command_table()
+
+    # -- requests --------------------------------------------------------------------------------
+    def before_request(self) -> str | None:
+        """Draw the per-request faults: 'crash', 'drop', 'slow' or None."""
+        self.requests += 1
+        f = self.faults
+        if f.crash_after is not None and self.requests > f.crash_after:
+            self._log_fault("crash", None)
+            return "crash"
+        if f.drop_connection and self.rng.random() < f.drop_connection:
+            self._log_fault("drop_connection", None)
+            return "drop"
+        if f.slow_reply and self.rng.random() < f.slow_reply:
+            self._log_fault("slow_reply", None)
+            return "slow"
+        return None
+
+    def handle(self, text: str) -> bytes | str:
+        return dispatch(self.commands, text)
+
+    def _command_table(self) -> list[Command]:
+        table = [
+            ("vget /unrealcv/status", self._status),
+            ("vget /unrealcv/version", lambda: VERSION),
+            ("vget /unrealcv/commands", lambda: "\n".join(c.template for c in self.commands)),
+            ("vget /unrealcv/echo [str]", lambda s: s),
+            ("vget /scene/name", lambda: self.scene.name),
+            ("vget /level/name", lambda: self.scene.name),
+            ("vbatch [uint]", lambda n: "ok"),
+            ("vget /cameras", lambda: "".join(f"{c.name} " for c in self.cameras)),
+            ("vset /cameras/spawn", self._spawn),
+            ("vget /camera/[uint]/location", lambda i: self._camera(i, lambda c: _fmt3(c.location))),
+            ("vset /camera/[uint]/location [float] [float] [float]", self._set_location),
+            ("vget /camera/[uint]/rotation", lambda i: self._camera(i, lambda c: _fmt3(_normalize(c.rotation)))),
+            ("vset /camera/[uint]/rotation [float] [float] [float]", self._set_rotation),
+            ("vget /camera/[uint]/fov", lambda i: self._camera(i, lambda c: f"{c.fov:f}", "error Argument Invalid")),
+            ("vset /camera/[uint]/fov [float]", self._set_fov),
+            ("vget /camera/[uint]/size", lambda i: self._camera(i, lambda c: f"{c.width} {c.height}", "error Argument Invalid")),
+            ("vset /camera/[uint]/size [uint] [uint]", self._set_size),
+            ("vget /camera/[uint]/lit [str]", lambda i, arg: self._image(i, arg, "lit")),
+            ("vget /camera/[uint]/depth [str]", lambda i, arg: self._image(i, arg, "depth")),
+            ("vget /camera/[uint]/object_mask [str]", lambda i, arg: self._image(i, arg, "object_mask")),
+            ("vget /camera/[uint]/seg [str]", lambda i, arg: self._image(i, arg, "object_mask")),
+            ("vget /objects", lambda: "".join(f"{n} " for n in self.scene.names)),
+            ("vget /object/[str]/color", lambda n: self._object(n, self._color)),
+            ("vget /object/[str]/location", lambda n: self._object(n, self._object_location)),
+            ("vget /object/[str]/bounds", lambda n: self._object(n, self._bounds)),
+        ]
+        return [command(template, handler) for template, handler in table]
+
+    # -- handlers --------------------------------------------------------------------------------
+    def _status(self) -> str:
+        c = self.config
+        return (
+            f"Is Listening\n{'Client Connected' if self.client_connected else 'No Client Connected'}\n{self.port}\n"
+            f"Configuration\nConfig file: standin\nPort: {self.port}\nWidth: {c.width}\nHeight: {c.height}\n"
+            f"FOV: {c.fov:f}\nEnableInput: false\nEnableRightEye: false\nScene: {self.scene.name}\n"
+        )
+
+    def _new_camera(self, name: str) -> Camera:
+        c = self.config
+        return Camera(name, self.start_location.copy(), np.zeros(3), c.fov, c.width, c.height)
+
+    def _spawn(self) -> str:
+        camera = self._new_camera(f"FusionCameraActor_{len(self.cameras)}")
+        self.cameras.append(camera)
+        return camera.name
+
+    def _camera(self, index: str, fn, invalid: str = "error Invalid sensor id"):
+        if not index or int(index) >= len(self.cameras):
+            return invalid
+        return fn(self.cameras[int(index)])
+
+    def _set_location(self, i, x, y, z):
+        return self._camera(i, lambda c: _assign(c, "location", np.array([float(x), float(y), float(z)])))
+
+    def _set_rotation(self, i, p, y, r):
+        return self._camera(i, lambda c: _assign(c, "rotation", np.array([float(p), float(y), float(r)])))
+
+    def _set_fov(self, i, fov):
+        value = float(fov)
+        if not 0 < value < 180:
+            return "error Argument Invalid"
+        return self._camera(i, lambda c: _assign(c, "fov", value), "error Argument Invalid")
+
+    def _set_size(self, i, w, h):
+        if not w or not h or int(w) < 1 or int(h) < 1 or int(w) * int(h) > 16_000_000:
+            return "error Argument Invalid"
+        return self._camera(i, lambda c: _assign(c, "size", (int(w), int(h))), "error Argument Invalid")
+
+    def _image(self, index: str, arg: str, kind: str) -> bytes | str:
+        if not index or int(index) >= len(self.cameras):
+            return "error Invalid sensor id"
+        if not arg:
+            return "error Filename can not be empty"
+        allowed = ("npy",) if kind == "depth" else ("png", "bmp")
+        suffix = arg.rsplit(".", 1)[-1].lower() if "." in arg else arg
+        if suffix not in allowed:
+            return f"error Invalid filename type, filename {arg}"
+        camera = self.cameras[int(index)]
+        frame = self._render(camera)
+        if kind == "lit":
+            image = self._lit_with_faults(camera, frame.lit)
+        elif kind == "object_mask":
+            image = frame.mask
+        else:
+            image = frame.depth
+        if suffix == "npy":
+            data = encode_npy(image)
+        elif suffix == "png":
+            data = encode_png(image)
+        else:
+            data = encode_bmp(image, self.config.ue_bmp_quirk)
+        if "." not in arg:
+            return data
+        path = self.config.output_dir / arg
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return arg
+
+    def _render(self, camera: Camera) -> Frame:
+        """Render once per pose/settings: lit, depth and mask of one pose come from one frame."""
+        key = (camera.location.tobytes(), camera.rotation.tobytes(), camera.fov, camera.width, camera.height)
+        if camera._frame_key != key or camera._frame is None:
+            camera._frame = self.renderer.render_ue(
+                camera.location, camera.rotation, camera.width, camera.height, camera.fov, self.config.depth_fp16
+            )
+            camera._frame_key = key
+        return camera._frame
+
+    def _lit_with_faults(self, camera: Camera, lit: np.ndarray) -> np.ndarray:
+        f, out = self.faults, lit
+        previous, camera.last_lit = camera.last_lit, lit
+        if f.streaming_blur_jump_cm is not None:
+            if camera.last_capture_location is not None and (
+                np.linalg.norm(camera.location - camera.last_capture_location) > f.streaming_blur_jump_cm
+            ):
+                camera.blur_left = f.streaming_blur_frames
+            camera.last_capture_location = camera.location.copy()
+            if camera.blur_left > 0:
+                sigma = f.streaming_blur_sigma * camera.blur_left / f.streaming_blur_frames
+                out = cv2.GaussianBlur(out, (0, 0), sigma)
+                camera.blur_left -= 1
+                self._log_fault("streaming_blur", camera, sigma=round(sigma, 3))
+        if f.frozen_frame and previous is not None and previous.shape == lit.shape and self.rng.random() < f.frozen_frame:
+            camera.last_lit = previous  # stays frozen on the old image, as a stalled render would
+            self._log_fault("frozen_frame", camera)
+            return previous
+        if f.black_frame and self.rng.random() < f.black_frame:
+            self._log_fault("black_frame", camera)
+            return np.zeros_like(lit)
+        if f.exposure_spike and self.rng.random() < f.exposure_spike:
+            self._log_fault("exposure_spike", camera, gain=f.exposure_gain)
+            return np.clip(out.astype(np.float32) * f.exposure_gain, 0, 255).astype(np.uint8)
+        return out
+
+    def _object(self, name: str, fn) -> str:
+        try:
+            return fn(self.scene.names.index(name))
+        except ValueError:
+            return "error Can not find object"
+
+    def _color(self, i: int) -> str:
+        r, g, b = (int(v) for v in self.scene.mask_colors[i])
+        return f"(R={r},G={g},B={b},A=255)"
+
+    def _object_location(self, i: int) -> str:
+        centre = (self.scene.box_min[i] + self.scene.box_max[i]) / 2.0
+        return _fmt3(np.array([centre[0], -centre[1], centre[2]]) * 100.0)
+
+    def _bounds(self, i: int) -> str:
+        lo, hi = self.scene.box_min[i], self.scene.box_max[i]
+        ue_lo = np.array([lo[0], -hi[1], lo[2]]) * 100.0
+        ue_hi = np.array([hi[0], -lo[1], hi[2]]) * 100.0
+        return f"{_fmt3(ue_lo)} {_fmt3(ue_hi)}"
+
+    def _log_fault(self, kind: str, camera: Camera | None, **extra) -> None:
+        record = {"request": self.requests, "fault": kind, **extra}
+        if camera is not None:
+            record.update(camera=camera.name, location=camera.location.round(3).tolist(),
+                          rotation=camera.rotation.round(3).tolist())
+        log.info("fault %s", record)
+        if self.fault_log is not None:
+            with open(self.fault_log, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+
+def _assign(camera: Camera, what: str, value) -> str:
+    if what == "size":
+        camera.width, camera.height = value
+    else:
+        setattr(camera, what, value)
+    return "ok"
+
+
+def _fmt3(v: np.ndarray) -> str:
+    return f"{v[0]:.3f} {v[1]:.3f} {v[2]:.3f}"
+
+
+def _normalize(rotator: np.ndarray) -> np.ndarray:
+    """Angles into (-180, 180], as UE's FRotator::GetNormalized reports them."""
+    out = np.mod(rotator + 180.0, 360.0) - 180.0
+    return np.where(out == -180.0, 180.0, out)
