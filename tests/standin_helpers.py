@@ -1,0 +1,51 @@
+"""Helpers for stand-in tests: launch the server as a subprocess, raw protocol sockets."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+from capture.standin.protocol import pack, read_message
+from tests.conftest import ROOT
+
+
+@contextlib.contextmanager
+def standin_process(*args: str) -> Iterator[tuple[subprocess.Popen, int]]:
+    """`python -m capture.standin --port 0 ...` as a subprocess; yields (process, port)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "capture.standin", "--port", "0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        line = proc.stdout.readline()
+        if not line.startswith("listening on "):
+            raise RuntimeError(f"stand-in did not start: {line!r} {proc.stderr.read()}")
+        yield proc, int(line.split()[2].rsplit(":", 1)[1])
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+class RawClient:
+    """A bare protocol client for conformance tests (no threads, explicit timeouts)."""
+
+    def __init__(self, port: int, timeout: float = 5.0, greet: bool = True):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.greeting = read_message(self.sock) if greet else None
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def request(self, request_id: int, text: str) -> bytes:
+        self.sock.sendall(pack(f"{request_id}:{text}".encode()))
+        reply = read_message(self.sock)
+        assert reply is not None, "connection closed"
+        return reply
+
+    def close(self) -> None:
+        self.sock.close()
