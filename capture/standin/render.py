@@ -18,7 +18,7 @@ import numpy as np
 from annotate.ue import fov_to_intrinsics, ue_to_pose
 from capture.standin.raycast import cast
 from capture.standin.scene import Scene
-from capture.standin.textures import fbm, shade_material
+from capture.standin.textures import sample_clouds, shade_material
 
 #: Planar depth reported for pixels that see nothing (UE's fp16 depth target saturates here), cm.
 FAR_DEPTH_CM = 65504.0
@@ -122,8 +122,7 @@ class Renderer:
         sky = horizon * (1 - blend) + zenith * blend
         # Clouds on a plane above: visible detail so camera rotation shows in sky-only views.
         scale = 1.0 / np.maximum(up, 0.05)
-        clouds = fbm(unit[:, 0] * scale * 2.0 + 3.1, unit[:, 1] * scale * 2.0, 4, 1.0)
-        cover = np.clip((clouds - 0.45) * 2.5, 0.0, 1.0)[:, None] * (up > 0.02)[:, None]
+        cover = sample_clouds(unit[:, 0] * scale * 2.0, unit[:, 1] * scale * 2.0)[:, None] * (up > 0.02)[:, None]
         return sky * (1 - cover) + np.float32(0.95) * cover
 
 

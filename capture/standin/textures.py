@@ -1,12 +1,16 @@
 """Procedural surface textures in world space: value noise and patterned materials. Pure numpy.
 
 Each material maps face coordinates (u, v) in metres to an RGB albedo multiplier, with enough
-mid-frequency detail that camera motion is visible at 128x72.
+mid-frequency detail that camera motion is visible at 128x72. The patterns are baked once into
+tiles of TEXELS x TEXELS covering PERIOD_M metres (1.6 cm texels: about one pixel at 1 m at 128x72)
+and sampled per pixel, as an engine samples textures; a per-object offset keeps equal materials
+from lining up.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 
 import numpy as np
 
@@ -49,13 +53,47 @@ def fbm(u: np.ndarray, v: np.ndarray, octaves: int = 3, seed: float = 0.0) -> np
     return total / norm
 
 
-def shade_material(material: np.ndarray, u: np.ndarray, v: np.ndarray, seed: np.ndarray) -> np.ndarray:
-    """(N,) material ids and face coordinates (metres) -> (N, 3) albedo multipliers in ~[0, 1.2]."""
-    out = np.ones((len(material), 3), dtype=np.float32)
-    for m in np.unique(material):
-        sel = material == m
-        out[sel] = _PATTERNS[Material(int(m))](u[sel], v[sel], seed[sel])
+PERIOD_M = 4.0
+TEXELS = 256
+
+
+@functools.lru_cache(maxsize=1)
+def material_tiles() -> np.ndarray:
+    """(len(Material), TEXELS, TEXELS, 3) float32 baked patterns; row = v, column = u."""
+    coords = (np.arange(TEXELS) + 0.5) * (PERIOD_M / TEXELS)
+    u, v = np.meshgrid(coords, coords)
+    u, v = u.ravel(), v.ravel()
+    tiles = [_PATTERNS[m](u, v, np.zeros_like(u)).reshape(TEXELS, TEXELS, 3) for m in Material]
+    out = np.stack(tiles).astype(np.float32)
+    out.flags.writeable = False
     return out
+
+
+def shade_material(material: np.ndarray, u: np.ndarray, v: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """(N,) material ids, face coordinates (metres) and per-object seeds -> (N, 3) albedo multipliers."""
+    scale = TEXELS / PERIOD_M
+    iu = np.floor((u + seed * 1.37) * scale).astype(np.int64) % TEXELS
+    iv = np.floor((v + seed * 2.11) * scale).astype(np.int64) % TEXELS
+    return material_tiles()[material, iv, iu]
+
+
+@functools.lru_cache(maxsize=1)
+def cloud_tile() -> np.ndarray:
+    """(TEXELS, TEXELS) float32 cloud cover in [0, 1], periodic over 8 units of the cloud plane."""
+    coords = (np.arange(TEXELS) + 0.5) * (8.0 / TEXELS)
+    u, v = np.meshgrid(coords, coords)
+    noise = fbm(u.ravel() + 3.1, v.ravel(), 4, 1.0).reshape(TEXELS, TEXELS)
+    out = np.clip((noise - 0.45) * 2.5, 0.0, 1.0).astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def sample_clouds(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Cloud cover at cloud-plane coordinates (x, y)."""
+    scale = TEXELS / 8.0
+    ix = np.floor(x * scale).astype(np.int64) % TEXELS
+    iy = np.floor(y * scale).astype(np.int64) % TEXELS
+    return cloud_tile()[iy, ix]
 
 
 def _gray(x: np.ndarray) -> np.ndarray:
