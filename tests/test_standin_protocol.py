@@ -29,17 +29,21 @@ def server():
         yield srv
 
 
-def connect_real_client(port: int) -> unrealcv.Client:
+def connect_real_client(port: int, reports_commands: bool = False) -> unrealcv.Client:
     client = unrealcv.Client(("127.0.0.1", port))
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a capability warning would mean our command list is wrong
+        if reports_commands:
+            warnings.simplefilter("error")  # a capability warning would mean our command list is wrong
+        else:
+            warnings.filterwarnings("ignore", "The connected UnrealCV server is too old")
         assert client.connect()
     return client
 
 
 def test_real_client_against_a_standin_process():
-    with standin_process("--scene", "street-4", "--width", "128", "--height", "72") as (_, port):
-        client = connect_real_client(port)
+    with standin_process("--scene", "street-4", "--width", "128", "--height", "72",
+                         "--set", "report_commands=true") as (_, port):
+        client = connect_real_client(port, reports_commands=True)
         try:
             assert client.request("vget /unrealcv/status").startswith("Is Listening\nClient Connected\n")
             assert client.request("vget /scene/name") == "street_0004"
@@ -136,12 +140,14 @@ def test_command_errors_match_ue(server, command, reply):
     raw.close()
 
 
-def test_commands_list_is_what_the_client_checks_against(server):
+def test_commands_list_is_what_the_client_checks_against():
+    server = StandinServer(EngineConfig(scene="room-2", report_commands=True, **SMALL)).start()
     raw = RawClient(server.port)
     templates = raw.request(0, "vget /unrealcv/commands").decode().split("\n", 1)[1].splitlines()
     assert "vget /unrealcv/commands" in raw.request(1, "vget /unrealcv/commands").decode().splitlines()
     assert "vset /camera/[uint]/location [float] [float] [float]" in templates
     raw.close()
+    server.close()
 
 
 def test_files_are_saved_server_side(tmp_path):
@@ -188,4 +194,14 @@ def test_real_client_times_out_then_reconnects_cleanly():
         client = connect_real_client(srv.port)
         assert client.request("vset /camera/0/location 1.000 2.000 3.000", timeout=5) == "ok"
         assert client.request("vget /camera/0/location", timeout=5) == "1.000 2.000 3.000"
+        client.disconnect()
+
+
+def test_commands_error_mode_like_ue_4_27_is_the_default():
+    assert EngineConfig().report_commands is False
+    with StandinServer(EngineConfig(scene="room-2", **SMALL)) as srv:
+        client = unrealcv.Client(("127.0.0.1", srv.port))
+        with pytest.warns(UserWarning, match="too old to report its supported commands"):
+            assert client.connect()
+        assert client.request("vget /unrealcv/version") == "1.1.0-standin"
         client.disconnect()

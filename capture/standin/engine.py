@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import pathlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -62,6 +63,11 @@ class EngineConfig:
     depth_fp16: bool = True  # depth passes through fp16, like UE's depth render target
     ue_bmp_quirk: bool = False  # BMP payloads carry UE's extra 4-byte count (unrealcv.md 2.4)
     shadow_resolution: int = 512
+    # `vget /unrealcv/commands`: false (default) answers the "Can not find a handler" error that
+    # UE 4.27 / 5.2 plugins give (the 1.3.2 client warns once and skips checks); true answers the
+    # template list, as UnrealCV+ >= 2.0 does (the client then checks every request against it,
+    # ~0.1 ms per request on its side).
+    report_commands: bool = False
     output_dir: pathlib.Path = pathlib.Path(".")  # where `vget ... lit name.png` saves files
     faults: FaultConfig = field(default_factory=FaultConfig)
 
@@ -129,10 +135,10 @@ class Engine:
         return dispatch(self.commands, text)
 
     def _command_table(self) -> list[Command]:
-        table = [
+        table: list[tuple[str, Callable[..., bytes | str]]] = [
             ("vget /unrealcv/status", self._status),
             ("vget /unrealcv/version", lambda: VERSION),
-            ("vget /unrealcv/commands", lambda: "\n".join(c.template for c in self.commands)),
+            ("vget /unrealcv/commands", self._commands),
             ("vget /unrealcv/echo [str]", lambda s: s),
             ("vget /scene/name", lambda: self.scene.name),
             ("vget /level/name", lambda: self.scene.name),
@@ -159,6 +165,11 @@ class Engine:
         return [command(template, handler) for template, handler in table]
 
     # -- handlers --------------------------------------------------------------------------------
+    def _commands(self) -> str:
+        if not self.config.report_commands:
+            return "error Can not find a handler for URI 'vget /unrealcv/commands'"
+        return "\n".join(c.template for c in self.commands)
+
     def _status(self) -> str:
         c = self.config
         return (

@@ -64,6 +64,47 @@ def read_message(sock: socket.socket) -> bytes | None:
     return payload
 
 
+class MessageReader:
+    """Buffered framed-message reader: one recv can bring several requests (a client's batch)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buffer = bytearray()
+
+    def next(self, block: bool = True) -> bytes | None:
+        """The next complete payload. Without `block`, None when none is complete yet; with it,
+        None only on a clean close. Raises ProtocolError on broken framing."""
+        while True:
+            message = self._parse()
+            if message is not None:
+                return message
+            try:
+                chunk = self.sock.recv(1 << 20, 0 if block else socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return None
+            if not chunk:
+                if self.buffer:
+                    raise ProtocolError(f"connection closed inside a message ({len(self.buffer)} bytes pending)")
+                return None
+            self.buffer += chunk
+
+    def _parse(self) -> bytes | None:
+        if len(self.buffer) < HEADER.size:
+            return None
+        magic, size = HEADER.unpack_from(self.buffer)
+        if magic != MAGIC:
+            raise ProtocolError(f"bad magic 0x{magic:08X}")
+        if size == 0:
+            raise ProtocolError("empty payload")
+        if size > MAX_PAYLOAD:
+            raise ProtocolError(f"payload of {size} bytes is over the {MAX_PAYLOAD} limit")
+        if len(self.buffer) < HEADER.size + size:
+            return None
+        payload = bytes(self.buffer[HEADER.size : HEADER.size + size])
+        del self.buffer[: HEADER.size + size]
+        return payload
+
+
 Handler = Callable[..., "bytes | str"]
 
 

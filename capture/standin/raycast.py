@@ -52,15 +52,15 @@ def cast(
         sl = slice(start, start + step)
         # Structure of arrays: per axis an (n, B) slab interval, combined elementwise (reductions
         # over a size-3 axis are several times slower in numpy).
-        nears, t_near, t_far = [], None, None
+        nears, fars = [], []
         for k in range(3):
             o, iv = origins[sl, k, None], inv[sl, k, None]
             t1 = (box_min[None, :, k] - o) * iv
             t2 = (box_max[None, :, k] - o) * iv
-            lo, hi = np.minimum(t1, t2), np.maximum(t1, t2)
-            nears.append(lo)
-            t_near = lo if t_near is None else np.maximum(t_near, lo)
-            t_far = hi if t_far is None else np.minimum(t_far, hi)
+            nears.append(np.minimum(t1, t2))
+            fars.append(np.maximum(t1, t2))
+        t_near = np.maximum(np.maximum(nears[0], nears[1]), nears[2])
+        t_far = np.minimum(np.minimum(fars[0], fars[1]), fars[2])
         t_near = np.where((t_near <= t_far) & (t_near > T_MIN), t_near, np.float32(np.inf))
         best = t_near.argmin(axis=1)
         rows = np.arange(len(best))

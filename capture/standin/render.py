@@ -191,9 +191,9 @@ class _PointShadow:
         for axis in range(3):
             i, j = [k for k in range(3) if k != axis]
             for s in (-1.0, 1.0):
-                dirs = np.zeros((resolution, resolution, 3), np.float32)
-                dirs[..., axis], dirs[..., i], dirs[..., j] = s, a, b
-                dirs = dirs.reshape(-1, 3)
+                grid_dirs = np.zeros((resolution, resolution, 3), np.float32)
+                grid_dirs[..., axis], grid_dirs[..., i], grid_dirs[..., j] = s, a, b
+                dirs = grid_dirs.reshape(-1, 3)
                 dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
                 maps.append(cast(position, dirs, scene.box_min, scene.box_max).t.reshape(resolution, resolution))
         self.maps = np.stack(maps)  # (6, R, R), face = 2 * axis + (sign > 0)

@@ -148,7 +148,8 @@ class _Builder:
         d = -np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)])
         return Light(direction=(float(d[0]), float(d[1]), float(d[2])), intensity=1.1)
 
-    def scatter(self, lo, hi, count: int, size_range, materials, tints, label: str, keep_clear=None) -> None:
+    def scatter(self, lo, hi, count: int, size_range: tuple[float, float], materials, tints, label: str,
+                keep_clear=None) -> None:
         """Boxes standing on the floor (z = lo[2]) at random spots inside [lo, hi] (x, y)."""
         placed = 0
         for _ in range(count * 20):
@@ -255,8 +256,7 @@ def _courtyard(b: _Builder, rng: np.random.Generator) -> None:
                 lo, hi = [-w / 2 - depth, a0, 0], [-w / 2, a1, height]
             else:
                 lo, hi = [w / 2, a0, 0], [w / 2 + depth, a1, height]
-            lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
-            b.box(lo, hi, mat, b.tint(rng.uniform(0.5, 1.0, 3)), "building")
+            b.box(np.minimum(lo, hi), np.maximum(lo, hi), mat, b.tint(rng.uniform(0.5, 1.0, 3)), "building")
     b.mark_structure()
     for _ in range(int(rng.integers(2, 6))):  # a colonnade
         x, y = rng.uniform(-w / 2 + 2, w / 2 - 2), rng.uniform(-d / 2 + 2, d / 2 - 2)

@@ -15,7 +15,7 @@ import threading
 import time
 
 from capture.standin.engine import PROJECT, Engine, EngineConfig, EngineCrash
-from capture.standin.protocol import REQUEST, ProtocolError, pack, read_message
+from capture.standin.protocol import REQUEST, MessageReader, ProtocolError, pack
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,20 @@ class StandinServer:
                 _close(conn)
 
     def _serve(self, conn: socket.socket, peer) -> None:
+        """Answer requests in order. Requests that have already arrived together (a client's
+        batch) are answered with one sendall; replies pending before a fault are sent first."""
         log.info("client %s connected", peer)
         self.engine.client_connected = True
         conn.sendall(pack(f"connected to {PROJECT} {self.engine.scene.name}".encode()))
+        reader = MessageReader(conn)
+        pending: list[bytes] = []
         while not self._stop.is_set():
             try:
-                payload = read_message(conn)
+                payload = reader.next(block=not pending)
+                if payload is None and pending:
+                    if not _send(conn, pending):
+                        return
+                    continue
             except ProtocolError as exc:
                 log.warning("client %s: %s; closing the connection", peer, exc)
                 return
@@ -99,6 +107,8 @@ class StandinServer:
                 continue
             request_id, body = match.group(1), match.group(2)
             fault = self.engine.before_request()
+            if fault is not None and pending and not _send(conn, pending):
+                return
             if fault == "crash":
                 raise EngineCrash()
             if fault == "drop":
@@ -110,12 +120,7 @@ class StandinServer:
             except UnicodeDecodeError:
                 text = body.decode("latin-1")
             result = self.engine.handle(text.strip("\r\n"))
-            reply = result if isinstance(result, bytes) else result.encode("utf-8")
-            try:
-                conn.sendall(pack(request_id + b":" + reply))
-            except OSError:
-                log.info("client %s went away before its reply", peer)
-                return
+            pending.append(pack(request_id + b":" + (result if isinstance(result, bytes) else result.encode("utf-8"))))
 
     def _crash(self) -> None:
         log.error("injected crash after %d requests", self.engine.requests - 1)
@@ -124,6 +129,16 @@ class StandinServer:
             os._exit(3)
         self._stop.set()
         self.listener.close()
+
+
+def _send(conn: socket.socket, pending: list[bytes]) -> bool:
+    """Send and clear the pending replies; False if the client has gone."""
+    try:
+        conn.sendall(b"".join(pending))
+    except OSError:
+        return False
+    pending.clear()
+    return True
 
 
 def _close(conn: socket.socket) -> None:
