@@ -51,17 +51,23 @@ def read_message(sock: socket.socket) -> bytes | None:
     header = recv_exact(sock, HEADER.size)
     if header is None:
         return None
-    magic, size = HEADER.unpack(header)
+    size = _check_header(header)
+    payload = recv_exact(sock, size)
+    if payload is None:
+        raise ProtocolError(f"connection closed inside a {size}-byte payload")
+    return payload
+
+
+def _check_header(data: bytes | bytearray) -> int:
+    """The payload size of a frame header (the first 8 bytes of `data`); ProtocolError if invalid."""
+    magic, size = HEADER.unpack_from(data)
     if magic != MAGIC:
         raise ProtocolError(f"bad magic 0x{magic:08X}")
     if size == 0:
         raise ProtocolError("empty payload")
     if size > MAX_PAYLOAD:
         raise ProtocolError(f"payload of {size} bytes is over the {MAX_PAYLOAD} limit")
-    payload = recv_exact(sock, size)
-    if payload is None:
-        raise ProtocolError(f"connection closed inside a {size}-byte payload")
-    return payload
+    return size
 
 
 class MessageReader:
@@ -91,13 +97,7 @@ class MessageReader:
     def _parse(self) -> bytes | None:
         if len(self.buffer) < HEADER.size:
             return None
-        magic, size = HEADER.unpack_from(self.buffer)
-        if magic != MAGIC:
-            raise ProtocolError(f"bad magic 0x{magic:08X}")
-        if size == 0:
-            raise ProtocolError("empty payload")
-        if size > MAX_PAYLOAD:
-            raise ProtocolError(f"payload of {size} bytes is over the {MAX_PAYLOAD} limit")
+        size = _check_header(self.buffer)
         if len(self.buffer) < HEADER.size + size:
             return None
         payload = bytes(self.buffer[HEADER.size : HEADER.size + size])
