@@ -134,6 +134,7 @@ class _Builder:
         self.sky = True
         self.free = (np.zeros(3), np.ones(3))
         self.ambient = 0.35
+        self._structure_count = 0  # boxes before this index are structure (floors, walls)
 
     def box(self, lo, hi, material: Material, tint, label: str) -> None:
         name = f"{label}_{len(self.boxes):03d}"
@@ -161,7 +162,7 @@ class _Builder:
             a, b = np.array([x, y, lo[2]]), np.array([x + sx, y + sy, lo[2] + sz])
             if keep_clear is not None and _overlaps(a, b, *keep_clear):
                 continue
-            if any(_overlaps(a - 0.6, b + 0.6, blo, bhi) for blo, bhi, *_ in self.boxes[self._floor_count:]):
+            if any(_overlaps(a - 0.6, b + 0.6, blo, bhi) for blo, bhi, *_ in self.boxes[self._structure_count:]):
                 continue
             k = self.rng.integers(len(materials))
             self.box(a, b, materials[k], self.tint(tints[k]), label)
@@ -172,11 +173,9 @@ class _Builder:
                          self.tint(self.rng.uniform(0.3, 1.0, 3), 0.0), "prop")
             placed += 1
 
-    _floor_count = 0
-
     def mark_structure(self) -> None:
         """Boxes added so far are structure (floors, walls): scatter may touch them."""
-        self._floor_count = len(self.boxes)
+        self._structure_count = len(self.boxes)
 
     def build(self) -> Scene:
         lo, hi, mat, tint, names = zip(*self.boxes)
