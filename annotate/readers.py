@@ -133,7 +133,8 @@ def read_ue_csv(path: str | pathlib.Path, config: ReaderConfig = ReaderConfig())
         if name not in UE_COLUMNS:
             extras[name] = _extra_column(table[:, index[name]])
     poses = ue_to_pose(values[:, 2:5], values[:, 5:8]) if len(values) else np.zeros((0, 4, 4))
-    return Trajectory.from_arrays(
+    return _trajectory(
+        config,
         source,
         lines_arr,
         values[:, 1],
@@ -141,8 +142,6 @@ def read_ue_csv(path: str | pathlib.Path, config: ReaderConfig = ReaderConfig())
         poses[:, :3, 3],
         extras=extras,
         meta={"format": PoseFormat.UE_CSV.value},
-        rotation_tolerance=config.rotation_tolerance,
-        drop_duplicate_times=config.duplicate_times == "keep_first",
     )
 
 
@@ -163,15 +162,14 @@ def read_tum(path: str | pathlib.Path, config: ReaderConfig = ReaderConfig()) ->
             int(lines[i]),
         )
     rotations = Rotation.from_quat(quats).as_matrix() if len(quats) else np.zeros((0, 3, 3))
-    return Trajectory.from_arrays(
+    return _trajectory(
+        config,
         source,
         lines,
         values[:, 0],
         rotations,
         values[:, 1:4],
         meta={"format": PoseFormat.TUM.value},
-        rotation_tolerance=config.rotation_tolerance,
-        drop_duplicate_times=config.duplicate_times == "keep_first",
     )
 
 
@@ -201,15 +199,14 @@ def read_kitti(
             "(--source-fps; KITTI odometry is 10 Hz)",
         )
     matrices = values.reshape(-1, 3, 4)
-    return Trajectory.from_arrays(
+    return _trajectory(
+        config,
         source,
         lines,
         timestamps,
         matrices[:, :, :3],
         matrices[:, :, 3],
         meta={"format": PoseFormat.KITTI.value},
-        rotation_tolerance=config.rotation_tolerance,
-        drop_duplicate_times=config.duplicate_times == "keep_first",
     )
 
 
@@ -230,7 +227,8 @@ def read_re10k(path: str | pathlib.Path, config: ReaderConfig = ReaderConfig()) 
     w2c = make_pose(values[:, 7:].reshape(-1, 3, 4)[:, :, :3], values[:, 7:].reshape(-1, 3, 4)[:, :, 3])
     c2w = invert_pose(w2c)
     extras = {name: values[:, i] for i, name in enumerate(RE10K_COLUMNS[1:5], start=1)}
-    return Trajectory.from_arrays(
+    return _trajectory(
+        config,
         source,
         lines,
         values[:, 0] / 1e6,
@@ -238,6 +236,14 @@ def read_re10k(path: str | pathlib.Path, config: ReaderConfig = ReaderConfig()) 
         c2w[:, :3, 3],
         extras=extras,
         meta=meta,
+    )
+
+
+def _trajectory(config: ReaderConfig, *args, **kwargs) -> Trajectory:
+    """Trajectory.from_arrays with the reader settings applied (tolerance, duplicate-time policy)."""
+    return Trajectory.from_arrays(
+        *args,
+        **kwargs,
         rotation_tolerance=config.rotation_tolerance,
         drop_duplicate_times=config.duplicate_times == "keep_first",
     )

@@ -210,15 +210,15 @@ class Engine:
         return self._camera(i, lambda c: _assign(c, "size", (int(w), int(h))), "error Argument Invalid")
 
     def _image(self, index: str, arg: str, kind: str) -> bytes | str:
-        if not index or int(index) >= len(self.cameras):
-            return "error Invalid sensor id"
+        return self._camera(index, lambda camera: self._capture(camera, arg, kind))
+
+    def _capture(self, camera: Camera, arg: str, kind: str) -> bytes | str:
         if not arg:
             return "error Filename can not be empty"
         allowed = ("npy",) if kind == "depth" else ("png", "bmp")
         suffix = arg.rsplit(".", 1)[-1].lower() if "." in arg else arg
         if suffix not in allowed:
             return f"error Invalid filename type, filename {arg}"
-        camera = self.cameras[int(index)]
         frame = self._render(camera)
         if kind == "lit":
             image = self._lit_with_faults(camera, frame.lit)
