@@ -5,30 +5,17 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 
+from capture.standin.launch import StandinProcess
 from capture.standin.protocol import pack, read_message
-from tests.conftest import ROOT
 
 
 @contextlib.contextmanager
 def standin_process(*args: str) -> Iterator[tuple[subprocess.Popen, int]]:
     """`python -m capture.standin --port 0 ...` as a subprocess; yields (process, port)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "capture.standin", "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-    )
-    try:
-        line = proc.stdout.readline()
-        if not line.startswith("listening on "):
-            raise RuntimeError(f"stand-in did not start: {line!r} {proc.stderr.read()}")
-        yield proc, int(line.split()[2].rsplit(":", 1)[1])
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        proc.stdout.close()
-        proc.stderr.close()
+    with StandinProcess(args, startup_timeout=60) as standin:
+        yield standin.proc, standin.port
 
 
 class RawClient:

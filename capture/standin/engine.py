@@ -19,7 +19,7 @@ import numpy as np
 
 from capture.standin.protocol import Command, command, dispatch, encode_bmp, encode_npy, encode_png
 from capture.standin.render import Frame, Renderer
-from capture.standin.scene import Scene, make_scene
+from capture.standin.scene import Scene, make_scene, parse_scene_spec
 
 log = logging.getLogger(__name__)
 VERSION = "1.1.0-standin"
@@ -42,6 +42,7 @@ class FaultConfig:
     slow_reply_seconds: float = 2.0
     drop_connection: float = 0.0  # a request gets no reply: the connection is closed instead
     crash_after: int | None = None  # the engine dies on request number crash_after + 1
+    ignore_size: bool = False  # `vset /camera/N/size` answers ok but keeps the configured size
 
     def __post_init__(self) -> None:
         for name in ("black_frame", "frozen_frame", "exposure_spike", "slow_reply", "drop_connection"):
@@ -102,18 +103,23 @@ class Engine:
 
     def __init__(self, config: EngineConfig, fault_log: pathlib.Path | None = None):
         self.config = config
-        self.scene: Scene = make_scene(config.scene)
-        self.renderer = Renderer(self.scene, config.shadow_resolution)
         self.faults = config.faults
         self.rng = np.random.default_rng(config.faults.seed)
         self.requests = 0
         self.fault_log = fault_log
+        self.client_connected = False
+        self.port = 0
+        self._open(config.scene)
+        self.commands = self._command_table()
+
+    def _open(self, spec: str) -> None:
+        """Load a scene, as UE's `open <map>` does: spawned cameras are gone, the pawn camera
+        starts at the scene's start point."""
+        self.scene: Scene = make_scene(spec)
+        self.renderer = Renderer(self.scene, self.config.shadow_resolution)
         start = self.scene.sample_free(np.random.default_rng(self.scene.seed), 1, height=1.7)[0]
         self.start_location = np.array([start[0], -start[1], start[2]]) * 100.0  # internal m -> UE cm
         self.cameras = [self._new_camera("PawnSensor")]
-        self.client_connected = False
-        self.port = 0
-        self.commands = self._command_table()
 
     # -- requests --------------------------------------------------------------------------------
     def before_request(self) -> str | None:
@@ -143,6 +149,7 @@ class Engine:
             ("vget /scene/name", lambda: self.scene.name),
             ("vget /level/name", lambda: self.scene.name),
             ("vbatch [uint]", lambda n: "ok"),
+            ("vrun open [str]", self._open_level),
             ("vget /cameras", lambda: "".join(f"{c.name} " for c in self.cameras)),
             ("vset /cameras/spawn", self._spawn),
             ("vget /camera/[uint]/location", lambda i: self._camera(i, lambda c: _fmt3(c.location))),
@@ -169,6 +176,14 @@ class Engine:
         if not self.config.report_commands:
             return "error Can not find a handler for URI 'vget /unrealcv/commands'"
         return "\n".join(c.template for c in self.commands)
+
+    def _open_level(self, spec: str) -> str:
+        try:
+            parse_scene_spec(spec)
+        except ValueError:
+            return f"error Can not open level {spec}"
+        self._open(spec)
+        return "ok"
 
     def _status(self) -> str:
         c = self.config
@@ -207,6 +222,8 @@ class Engine:
     def _set_size(self, i, w, h):
         if not w or not h or int(w) < 1 or int(h) < 1 or int(w) * int(h) > 16_000_000:
             return "error Argument Invalid"
+        if self.faults.ignore_size:
+            return self._camera(i, lambda c: "ok", "error Argument Invalid")
         return self._camera(i, lambda c: _assign(c, "size", (int(w), int(h))), "error Argument Invalid")
 
     def _image(self, index: str, arg: str, kind: str) -> bytes | str:

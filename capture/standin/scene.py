@@ -117,9 +117,15 @@ def parse_scene_spec(spec: str | int) -> tuple[SceneKind, int]:
     return kind, seed
 
 
+def level_name(spec: str | int) -> str:
+    """The name a scene reports as its level (`vget /level/name`): 'street-7' -> 'street_0007'."""
+    kind, seed = parse_scene_spec(spec)
+    return f"{kind.value}_{seed:04d}"
+
+
 def make_scene(spec: str | int) -> Scene:
     kind, seed = parse_scene_spec(spec)
-    builder = _Builder(f"{kind.value}_{seed:04d}", kind, seed)
+    builder = _Builder(level_name(spec), kind, seed)
     {SceneKind.ROOM: _room, SceneKind.CORRIDOR: _corridor, SceneKind.COURTYARD: _courtyard,
      SceneKind.STREET: _street}[kind](builder, builder.rng)
     return builder.build()

@@ -1,0 +1,186 @@
+"""Ray-parallel capture: one actor per engine endpoint, a queue of trajectories, retries.
+
+`run_capture(jobs, config, staging)` returns one `CaptureResult` per job, in job order:
+- `captured`: staged under `<staging>/<scene>/<trajectory>/` (published atomically);
+- `cached`: already staged with the same fingerprint (poses + capture settings), not recaptured;
+- `failed`: every attempt failed (reasons listed), or no engine was left to try it on.
+
+A failed attempt is retried on another actor where one is live (`retry.max_attempts` in all).
+Each actor restarts its stand-in (or reconnects to its UE instance) after the engine dies, and
+retires after `retry.max_engine_failures` failures in a row; an actor process that dies is retired
+too. When no actor is left, the remaining trajectories fail at once: nothing waits forever.
+Ray must be initialised by the caller (`ray.init(...)`); the entry scripts do it.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import ray
+from ray.exceptions import RayActorError
+from tqdm import tqdm
+
+from capture.config import CaptureConfig, EndpointConfig
+from capture.records import Attempt, CaptureJob, CaptureResult
+from capture.staging import clear_partials, staged_fingerprint
+from capture.worker import CaptureWorker, StandinEndpoint, capture_settings
+
+log = logging.getLogger(__name__)
+
+
+class _CaptureActor(CaptureWorker):
+    def __init__(self, *args, **kwargs):
+        # The unrealcv client hands every reply from its receive thread to the caller; Python's
+        # default 5 ms GIL switch interval delays each handoff (bench/render.py measures it).
+        sys.setswitchinterval(1e-4)
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s capture %(levelname)s %(message)s")
+        super().__init__(*args, **kwargs)
+
+    def ready(self) -> str:
+        return self.describe()
+
+
+def endpoints(config: CaptureConfig, staging: pathlib.Path) -> list[EndpointConfig | StandinEndpoint]:
+    if config.endpoints:
+        return list(config.endpoints)
+    pool = config.standin
+    log_dir = pathlib.Path(pool.log_dir) if pool.log_dir else None
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    return [StandinEndpoint(pool.scene, pool.settings, pool.startup_timeout_s,
+                            str(log_dir / f"standin-{i}.log") if log_dir else None)
+            for i in range(pool.instances)]
+
+
+@dataclass
+class _Pending:
+    job: CaptureJob
+    fingerprint: str
+    tried: set[int] = field(default_factory=set)  # actor indices
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Actor:
+    index: int
+    handle: ray.actor.ActorHandle
+    name: str
+    level: str | None = None
+    live: bool = True
+
+
+def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pathlib.Path,
+                progress: bool = True) -> list[CaptureResult]:
+    staging = pathlib.Path(staging)
+    keys = [job.key for job in jobs]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ValueError(f"trajectory names must be unique per scene; repeated: {', '.join(duplicates[:5])}")
+    staging.mkdir(parents=True, exist_ok=True)
+    stale = clear_partials(staging)
+    if stale:
+        log.warning("removed %d partial trajectories left by an interrupted run", stale)
+
+    settings = capture_settings(config)
+    results: dict[str, CaptureResult] = {}
+    queue: deque[_Pending] = deque()
+    for job in jobs:
+        fp = job.fingerprint(settings)
+        if config.staging.resume and staged_fingerprint(staging, job.scene, job.trajectory) == fp:
+            results[job.key] = _result(job, "cached", "", (), "", 0.0,
+                                       str(staging / job.scene / job.trajectory), frames=len(job))
+        else:
+            queue.append(_Pending(job, fp))
+    if not queue:
+        return [results[k] for k in keys]
+
+    remote = ray.remote(num_cpus=config.retry.actor_cpus, max_restarts=0, max_concurrency=1)(_CaptureActor)
+    actors = [_Actor(i, remote.remote(spec, config, str(staging), f"engine-{i}"), f"engine-{i}")
+              for i, spec in enumerate(endpoints(config, staging)[: max(1, len(queue))])]
+    in_flight: dict[ray.ObjectRef, tuple[_Actor, _Pending]] = {}
+    bar = tqdm(total=len(jobs), initial=len(results), unit="traj", desc="capture", disable=not progress)
+    frames, start = 0, time.perf_counter()
+    try:
+        while queue or in_flight:
+            busy = {a.index for a, _ in in_flight.values()}
+            for actor in actors:
+                if queue and actor.live and actor.index not in busy:
+                    pending = _take(queue, actor, [a for a in actors if a.live])
+                    if pending is None:
+                        continue
+                    ref = actor.handle.capture.remote(pending.job, pending.fingerprint)
+                    in_flight[ref] = (actor, pending)
+                    actor.level = pending.job.scene
+            if not in_flight:  # queue non-empty, no live actor
+                for pending in queue:
+                    reasons = pending.reasons or ["no engine left"]
+                    results[pending.job.key] = _failed(pending, "no live engine left to capture on; " + reasons[-1])
+                    bar.update(1)
+                queue.clear()
+                break
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            for ref in done:
+                actor, pending = in_flight.pop(ref)
+                try:
+                    attempt: Attempt = ray.get(ref)
+                except RayActorError as exc:
+                    attempt = Attempt(pending.job.key, False, actor.name, f"capture actor died: {exc}",
+                                      engine_lost=True, retired=True)
+                if attempt.retired:
+                    actor.live = False
+                if attempt.ok:
+                    frames += attempt.frames
+                    results[pending.job.key] = _result(pending.job, "captured", "", tuple(pending.reasons),
+                                                       attempt.endpoint, attempt.seconds, attempt.path, attempt.frames)
+                    bar.update(1)
+                    bar.set_postfix(fps=f"{frames / (time.perf_counter() - start):.1f}", failed=_count_failed(results))
+                    continue
+                pending.reasons.append(f"{attempt.endpoint}: {attempt.reason}")
+                pending.tried.add(actor.index)
+                if len(pending.reasons) >= config.retry.max_attempts:
+                    results[pending.job.key] = _failed(pending, f"{len(pending.reasons)} attempts failed; last: {attempt.reason}")
+                    bar.update(1)
+                else:
+                    queue.appendleft(pending)
+    finally:
+        bar.close()
+        for actor in actors:
+            try:
+                ray.get(actor.handle.close.remote(), timeout=30)
+            except Exception:  # noqa: BLE001 - a dead actor has nothing left to close
+                pass
+            ray.kill(actor.handle)
+    return [results[k] for k in keys]
+
+
+def _take(queue: deque[_Pending], actor: _Actor, live: list[_Actor]) -> _Pending | None:
+    """The next job for `actor`: one not tried on it yet, unless every live actor has tried it;
+    preferring the level the actor is in. Removes it from the queue; None if none fits."""
+    def allowed(p: _Pending) -> bool:
+        return actor.index not in p.tried or all(a.index in p.tried for a in live)
+
+    candidates = [p for p in queue if allowed(p)]
+    if not candidates:
+        return None
+    same = [p for p in candidates if p.job.scene == actor.level]
+    chosen = (same or candidates)[0]
+    queue.remove(chosen)
+    return chosen
+
+
+def _count_failed(results: dict[str, CaptureResult]) -> int:
+    return sum(r.status == "failed" for r in results.values())
+
+
+def _result(job: CaptureJob, status, reason: str, attempts: tuple[str, ...], endpoint: str, seconds: float,
+            path: str | None, frames: int = 0) -> CaptureResult:
+    return CaptureResult(job.scene, job.trajectory, status, reason, frames, attempts, endpoint, seconds, path, job.source)
+
+
+def _failed(pending: _Pending, reason: str) -> CaptureResult:
+    return _result(pending.job, "failed", reason, tuple(pending.reasons), "", 0.0, None)

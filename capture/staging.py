@@ -1,0 +1,128 @@
+"""The staging area: one folder per trajectory in the ingest layout (formats.md 1.2), written
+frame by frame and published atomically.
+
+    <staging>/<scene>/<trajectory>/poses.csv       frame,time,x,y,z,pitch,yaw,roll (+ cmd_* columns)
+    <staging>/<scene>/<trajectory>/frames/000000.png
+    <staging>/<scene>/<trajectory>/depth/000000.npy    (float32 metres, when captured)
+    <staging>/<scene>/<trajectory>/mask/000000.png     (when captured)
+    <staging>/<scene>/<trajectory>/meta.json       fov, fps, caption, size, intrinsics, provenance
+
+A trajectory is written under `<staging>/.partial/` and renamed into place only when complete, so
+readers (and a resumed run) never see half a trajectory; an aborted attempt leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import uuid
+from typing import Any
+
+import cv2
+import numpy as np
+
+from capture.config import StagingConfig
+
+PARTIAL = ".partial"
+POSE_COLUMNS = ("frame", "time", "x", "y", "z", "pitch", "yaw", "roll")
+COMMAND_COLUMNS = ("cmd_x", "cmd_y", "cmd_z", "cmd_pitch", "cmd_yaw", "cmd_roll")
+
+
+def trajectory_dir(root: pathlib.Path, scene: str, trajectory: str) -> pathlib.Path:
+    return pathlib.Path(root) / scene / trajectory
+
+
+def clear_partials(root: pathlib.Path) -> int:
+    """Remove what interrupted runs left under `.partial/`; returns how many folders."""
+    partial = pathlib.Path(root) / PARTIAL
+    if not partial.is_dir():
+        return 0
+    count = 0
+    for child in partial.iterdir():
+        shutil.rmtree(child, ignore_errors=True)
+        count += 1
+    return count
+
+
+def staged_fingerprint(root: pathlib.Path, scene: str, trajectory: str) -> str | None:
+    """The fingerprint recorded in a published trajectory's meta.json, or None."""
+    meta = trajectory_dir(root, scene, trajectory) / "meta.json"
+    try:
+        return json.loads(meta.read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        return None
+
+
+class StagingWriter:
+    """Write one trajectory frame by frame; `commit(meta)` publishes it, `abort()` discards it.
+
+    Only one frame is ever held: memory does not grow with the trajectory's length."""
+
+    def __init__(self, root: pathlib.Path, scene: str, trajectory: str, config: StagingConfig):
+        self.root, self.scene, self.trajectory, self.config = pathlib.Path(root), scene, trajectory, config
+        self.final = trajectory_dir(self.root, scene, trajectory)
+        self.tmp = self.root / PARTIAL / f"{scene}__{trajectory}__{uuid.uuid4().hex[:12]}"
+        (self.tmp / "frames").mkdir(parents=True)
+        self._poses = open(self.tmp / "poses.csv", "w", newline="")
+        self._poses.write(",".join(POSE_COLUMNS + COMMAND_COLUMNS) + "\n")
+        self.frames = 0
+        self.bytes = 0
+
+    def add(self, time: float, lit_bgr: np.ndarray, location: np.ndarray, rotation: np.ndarray,
+            commanded_location: np.ndarray, commanded_rotation: np.ndarray,
+            depth: np.ndarray | None = None, mask_bgr: np.ndarray | None = None) -> None:
+        i = self.frames
+        self._image(self.tmp / "frames" / f"{i:06d}.{self.config.frame_format}", lit_bgr)
+        if depth is not None:
+            (self.tmp / "depth").mkdir(exist_ok=True)
+            path = self.tmp / "depth" / f"{i:06d}.npy"
+            np.save(path, depth.astype(np.float32, copy=False))
+            self.bytes += path.stat().st_size
+        if mask_bgr is not None:
+            (self.tmp / "mask").mkdir(exist_ok=True)
+            self._image(self.tmp / "mask" / f"{i:06d}.png", mask_bgr, lossless=True)
+        values = [*location, *rotation, *commanded_location, *commanded_rotation]
+        self._poses.write(f"{i},{time:.6f}," + ",".join(f"{v:.4f}" for v in values) + "\n")
+        self.frames += 1
+
+    def _image(self, path: pathlib.Path, image: np.ndarray, lossless: bool = False) -> None:
+        if path.suffix == ".jpg" and not lossless:
+            params = [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality]
+        else:
+            params = [cv2.IMWRITE_PNG_COMPRESSION, self.config.png_compression]
+        ok, data = cv2.imencode(path.suffix, image, params)
+        if not ok:
+            raise OSError(f"{path}: image encoding failed")
+        path.write_bytes(data.tobytes())
+        self.bytes += len(data)
+
+    def commit(self, meta: dict[str, Any], replace: bool = True) -> pathlib.Path:
+        """Write meta.json and move the trajectory into place (replacing an older copy if asked)."""
+        self._poses.close()
+        (self.tmp / "meta.json").write_text(json.dumps({**meta, "frames": self.frames}, indent=1, sort_keys=True))
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        old = None
+        if self.final.exists():
+            if not replace:
+                self.abort()
+                raise FileExistsError(f"{self.final}: already staged")
+            old = self.root / PARTIAL / f"old__{self.scene}__{self.trajectory}__{uuid.uuid4().hex[:12]}"
+            os.rename(self.final, old)
+        os.rename(self.tmp, self.final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.final
+
+    def abort(self) -> None:
+        if not self._poses.closed:
+            self._poses.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> StagingWriter:
+        return self
+
+    def __exit__(self, exc_type, *rest) -> None:
+        if exc_type is not None:
+            self.abort()

@@ -1,0 +1,199 @@
+"""A capture worker: one engine endpoint, its connection, and the capture loop for one trajectory.
+
+Ray-free, so it runs in-process in tests; `capture.scheduler` wraps it as a Ray actor (one per
+engine). A stand-in endpoint is launched by the worker and relaunched after it dies or hangs; a
+running UE endpoint is reconnected with backoff. After `retry.max_engine_failures` failures in a
+row the worker retires: every later job is answered with a failed attempt, at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from annotate.ue import fov_to_intrinsics
+from capture.client import EngineClient, EngineConnectionLost, EngineDataError, EngineError, EngineUnavailable
+from capture.config import CaptureConfig, EndpointConfig
+from capture.records import Attempt, CaptureJob
+from capture.staging import StagingWriter
+from capture.standin.launch import StandinLaunchError, StandinProcess
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StandinEndpoint:
+    """A stand-in engine the worker launches: `python -m capture.standin --scene S --set k=v ...`."""
+
+    scene: str
+    settings: tuple[str, ...] = ()
+    startup_timeout_s: float = 60.0
+    log_path: str | None = None
+
+
+def capture_settings(config: CaptureConfig) -> dict:
+    """The settings that shape a staged trajectory (part of its fingerprint)."""
+    return {"camera": asdict(config.camera), "frame_format": config.staging.frame_format,
+            "jpeg_quality": config.staging.jpeg_quality}
+
+
+class CaptureWorker:
+    def __init__(self, endpoint: EndpointConfig | StandinEndpoint, config: CaptureConfig, staging: str, name: str = "worker"):
+        self.endpoint, self.config, self.name = endpoint, config, name
+        self.staging = pathlib.Path(staging)
+        self.process: StandinProcess | None = None
+        self.client: EngineClient | None = None
+        self.failures = 0  # consecutive engine failures
+        self.restarts = 0
+        self.retired_reason: str | None = None
+        self.level: str | None = None
+
+    # -- engine lifecycle ------------------------------------------------------------------------
+    def describe(self) -> str:
+        if isinstance(self.endpoint, EndpointConfig):
+            return str(self.endpoint)
+        if self.process is not None:
+            return f"standin:{self.process.port}"
+        return f"standin({self.name})"
+
+    def _ensure_engine(self) -> EngineClient:
+        if self.client is not None and self.client.connected and self.client.camera_id is not None:
+            return self.client
+        if isinstance(self.endpoint, StandinEndpoint):
+            if self.process is None or not self.process.alive() or self.client is not None:
+                self._launch()  # a dead, hung or dropped stand-in is replaced, not reconnected
+            assert self.process is not None
+            host, port = self.process.host, self.process.port
+        else:
+            host, port = self.endpoint.host, self.endpoint.port
+        client = EngineClient(host, port, self.config.client)
+        self._connect(client)
+        self.client = client
+        self.level = client.level()
+        client.setup_camera(self.config.camera)
+        return client
+
+    def _launch(self) -> None:
+        if self.process is not None:
+            self.process.close()
+            self.restarts += 1
+        assert isinstance(self.endpoint, StandinEndpoint)
+        args = ["--scene", self.endpoint.scene]
+        for item in self.endpoint.settings:
+            args += ["--set", item]
+        log_path = pathlib.Path(self.endpoint.log_path) if self.endpoint.log_path else None
+        try:
+            self.process = StandinProcess(args, self.endpoint.startup_timeout_s, log_path)
+        except StandinLaunchError as exc:
+            self.process = None
+            raise EngineUnavailable(str(exc)) from exc
+
+    def _connect(self, client: EngineClient) -> None:
+        attempts = 1 if isinstance(self.endpoint, StandinEndpoint) else self.config.client.connect_attempts
+        wait = self.config.client.connect_backoff_s
+        for attempt in range(attempts):
+            try:
+                client.connect()
+                return
+            except EngineUnavailable:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(wait)
+                wait *= 2
+
+    def _drop_engine(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        # keep self.client set (not connected): for a stand-in, _ensure_engine relaunches it
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.process is not None:
+            self.process.close()
+            self.process = None
+
+    # -- one trajectory --------------------------------------------------------------------------
+    def capture(self, job: CaptureJob, fingerprint: str) -> Attempt:
+        start = time.perf_counter()
+        if self.retired_reason is not None:
+            return Attempt(job.key, False, self.describe(), f"engine retired: {self.retired_reason}", retired=True)
+        writer: StagingWriter | None = None
+        try:
+            client = self._ensure_engine()
+            if self.level != job.scene:
+                client.open_level(job.scene)
+                self.level = job.scene
+                client.setup_camera(self.config.camera)
+            writer = StagingWriter(self.staging, job.scene, job.trajectory, self.config.staging)
+            for _ in range(self.config.client.warmup_frames):
+                client.capture(job.locations[0], job.rotations[0])
+            worst = np.zeros(2)
+            for i in range(len(job)):
+                frame = client.capture(job.locations[i], job.rotations[i])
+                worst = np.maximum(worst, self._check_readback(job, i, frame.location, frame.rotation))
+                writer.add(float(job.times[i]), frame.lit, frame.location, frame.rotation,
+                           job.locations[i], job.rotations[i], frame.depth, frame.mask)
+            path = writer.commit(self._meta(job, fingerprint, worst))
+            writer = None
+        except EngineError as exc:
+            if writer is not None:
+                writer.abort()
+            return self._failed(job, exc, time.perf_counter() - start)
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        self.failures = 0
+        return Attempt(job.key, True, self.describe(), path=str(path), frames=len(job), seconds=time.perf_counter() - start)
+
+    def _failed(self, job: CaptureJob, exc: EngineError, seconds: float) -> Attempt:
+        lost = isinstance(exc, (EngineConnectionLost, EngineUnavailable))
+        where = self.describe()
+        if lost:
+            self.failures += 1
+            self._drop_engine()
+            if self.failures >= self.config.retry.max_engine_failures:
+                self.retired_reason = f"{self.failures} engine failures in a row, last: {exc}"
+                log.error("%s: retired: %s", where, self.retired_reason)
+                self.close()
+        log.warning("%s: %s: %s", where, job.key, exc)
+        return Attempt(job.key, False, where, f"{type(exc).__name__}: {exc}", engine_lost=lost,
+                       retired=self.retired_reason is not None, seconds=seconds)
+
+    def _check_readback(self, job: CaptureJob, i: int, location: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+        """Largest read-back deviation (cm, deg); over tolerance is an engine fault naming the row."""
+        cm = float(np.abs(location - job.locations[i]).max())
+        diff = np.abs(np.mod(rotation - job.rotations[i] + 180.0, 360.0) - 180.0)
+        deg = float(diff.max())
+        tol = self.config.client
+        if cm > tol.readback_tolerance_cm or deg > tol.readback_tolerance_deg:
+            raise EngineDataError(
+                f"{job.source}: row {i}: the engine used pose {location.round(3).tolist()} {rotation.round(3).tolist()}, "
+                f"commanded {job.locations[i].round(3).tolist()} {job.rotations[i].round(3).tolist()}")
+        return np.array([cm, deg])
+
+    def _meta(self, job: CaptureJob, fingerprint: str, worst: np.ndarray) -> dict:
+        cam = self.config.camera
+        fx, fy, cx, cy = (float(v) for v in _intrinsics(cam.width, cam.height, cam.fov))
+        steps = np.diff(job.times)
+        fps = float(1.0 / steps.mean()) if np.allclose(steps, steps.mean(), rtol=1e-3) else None
+        modalities = ["lit"] + (["depth"] if cam.depth else []) + (["object_mask"] if cam.object_mask else [])
+        return {
+            "scene": job.scene, "trajectory": job.trajectory, "source": job.source, "caption": job.caption,
+            "fov": cam.fov, "fps": fps, "width": cam.width, "height": cam.height,
+            "intrinsics": {"fx": fx, "fy": fy, "cx": cx, "cy": cy}, "modalities": modalities,
+            "endpoint": self.describe(), "fingerprint": fingerprint,
+            "readback_max_error": {"cm": round(float(worst[0]), 4), "deg": round(float(worst[1]), 4)},
+            "captured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "job": job.meta,
+        }
+
+
+def _intrinsics(width: int, height: int, fov: float) -> tuple[float, float, float, float]:
+    K = fov_to_intrinsics(fov, width, height)
+    return K[0, 0], K[1, 1], K[0, 2], K[1, 2]
