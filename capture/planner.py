@@ -1,0 +1,287 @@
+"""Human-like 6-DoF camera paths in stand-in scenes, planned to hit a requested action mix.
+
+A path is a chain of segments. Each segment holds target rates for one of the 13 action channels
+(or a stop), optionally combined with a channel of the other group (a translation with a turn),
+and reaches them through a cosine ramp whose peak acceleration respects `max_accel` /
+`max_angular_accel`, so velocity is continuous and acceleration bounded. Rates are drawn from the
+action bins (one of the L bin levels, uniformly), so magnitudes are balanced too.
+
+The next segment is the most under-represented channel (measured with the annotator's own
+`encode_actions`) that is feasible: every position of the segment, and of stopping right after it,
+stays at least `clearance_m` from all geometry, and pitch and roll stay within limits. Revisits —
+loops and out-and-back walks, started from rest — are mixed in so memory can be learned; their
+first and last frames are recorded. Roll drifts back to level through a correction kept below the
+annotator's dead zone, so it never shows up as an action.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from annotate.actions import CHANNELS, PAIRS, STATIC, ActionSpec, BinSpec, encode_actions
+from annotate.geometry import integrate, make_pose
+from annotate.ue import pose_to_ue, ue_to_pose
+from capture.records import CaptureJob
+from capture.standin.scene import Scene, make_scene, parse_scene_spec
+
+# channel index -> (motion column, sign): forward is +dz, up is -dy, yaw_left is -yaw, ...
+AXIS = {pos: (col, 1.0) for col, pos, _ in PAIRS} | {neg: (col, -1.0) for col, _, neg in PAIRS}
+TRANSLATION = tuple(c for c, (col, _) in AXIS.items() if col < 3)
+ROTATION = tuple(c for c, (col, _) in AXIS.items() if col >= 3)
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    scenes: tuple[str, ...] = ("room-1",)  # stand-in scene specs
+    trajectories_per_scene: int = 2
+    frames: int = 300
+    fps: float = 30.0
+    seed: int = 0
+    mix: dict[str, float] = field(default_factory=dict)  # channel -> weight; missing channels weigh 1
+    combo_probability: float = 0.35  # a segment pairs a translation with a rotation
+    revisit_probability: float = 0.2  # per segment: a loop or an out-and-back walk
+    segment_s: tuple[float, float] = (0.8, 2.2)
+    max_accel: float = 2.0  # m/s^2
+    max_angular_accel: float = 200.0  # deg/s^2
+    max_pitch_deg: float = 40.0
+    max_roll_deg: float = 25.0
+    eye_height_m: float = 1.6
+    clearance_m: float = 0.35
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.mix) - set(CHANNELS))
+        if unknown:
+            raise ValueError(f"planner.mix: unknown channel(s) {unknown}; channels are {list(CHANNELS)}")
+        if any(w < 0 for w in self.mix.values()) or not sum(self.weights()) > 0:
+            raise ValueError("planner.mix weights must be >= 0 and not all zero")
+        if self.frames < 2 or self.fps <= 0 or self.trajectories_per_scene < 0:
+            raise ValueError("planner.frames must be >= 2, planner.fps > 0, trajectories_per_scene >= 0")
+        if not 0 < self.segment_s[0] <= self.segment_s[1]:
+            raise ValueError(f"planner.segment_s must be 0 < min <= max, got {self.segment_s}")
+        if self.max_accel <= 0 or self.max_angular_accel <= 0:
+            raise ValueError("planner acceleration limits must be > 0")
+
+    def weights(self) -> np.ndarray:
+        return np.array([float(self.mix.get(c, 1.0)) for c in CHANNELS])
+
+
+@dataclass(frozen=True, eq=False)
+class PlannedPath:
+    scene: str  # level name
+    poses: np.ndarray  # (N, 4, 4) internal camera-to-world
+    times: np.ndarray  # (N,)
+    segments: tuple[dict[str, Any], ...]  # start, end (frames), channels, rates
+    revisits: tuple[dict[str, Any], ...]  # kind, start, end (frames), distance_m
+
+    def to_job(self, trajectory: str, source: str, seed: int) -> CaptureJob:
+        locations, rotations = pose_to_ue(self.poses)
+        meta = {"planner": {"seed": seed, "segments": list(self.segments), "revisits": list(self.revisits)}}
+        return CaptureJob(self.scene, trajectory, locations, rotations, self.times, source, meta=meta)
+
+
+class _Planner:
+    def __init__(self, scene: Scene, config: PlannerConfig, spec: ActionSpec, rng: np.random.Generator,
+                 counts: np.ndarray):
+        self.scene, self.config, self.spec, self.rng = scene, config, spec, rng
+        self.dt = 1.0 / config.fps
+        self.target = config.weights() / config.weights().sum()
+        self.counts = counts  # (13,) active transitions per channel so far, shared across paths
+        start = scene.sample_free(rng, 1, radius=config.clearance_m, height=config.eye_height_m)[0]
+        self.pose = ue_to_pose(np.array([start[0], -start[1], start[2]]) * 100.0,
+                               np.array([0.0, rng.uniform(-180, 180), 0.0]))
+        self.rate = np.zeros(6)  # current rates: dx dy dz (m/s), yaw pitch roll (deg/s), camera axes
+        self.first_pose = self.pose.copy()
+        self.motion: list[np.ndarray] = []
+        self.frames = 1
+        self.segments: list[dict[str, Any]] = []
+        self.revisits: list[dict[str, Any]] = []
+
+    # -- kinematics ------------------------------------------------------------------------------
+    def profile(self, start: np.ndarray, target: np.ndarray, duration: float) -> np.ndarray:
+        """(n, 6) per-frame motion going from rates `start` to `target` by a cosine ramp, then
+        holding `target` until `duration`. Cosine ramp over T: peak acceleration pi*delta/(2T)."""
+        delta = np.abs(target - start)
+        ramp = max(math.pi * delta[:3].max() / (2 * self.config.max_accel),
+                   math.pi * delta[3:].max() / (2 * self.config.max_angular_accel), self.dt)
+        n = max(int(round(max(duration, ramp) / self.dt)), 1)
+        t = (np.arange(n) + 0.5) * self.dt
+        s = np.where(t < ramp, (1 - np.cos(np.pi * np.minimum(t / ramp, 1.0))) / 2, 1.0)
+        return (start + (target - start) * s[:, None]) * self.dt
+
+    def feasible(self, motion: np.ndarray, end_rate: np.ndarray) -> bool:
+        """The motion, and stopping right after it, stay clear of geometry and within attitude limits."""
+        stop = self.profile(end_rate, np.zeros(6), 0.0)
+        poses = integrate(self.pose, np.concatenate([motion, stop]))[1:]
+        if not self.scene.is_free(poses[:, :3, 3], self.config.clearance_m).all():
+            return False
+        rot = pose_to_ue(poses)[1]
+        return bool((np.abs(rot[:, 0]) <= self.config.max_pitch_deg).all()
+                    and (np.abs(rot[:, 2]) <= self.config.max_roll_deg).all())
+
+    def commit(self, motion: np.ndarray, end_rate: np.ndarray, channels: list[str]) -> tuple[int, int]:
+        start = self.frames - 1
+        self.pose = integrate(self.pose, motion)[-1]
+        self.rate = end_rate
+        self.motion.append(motion)
+        self.frames += len(motion)
+        active = encode_actions(motion, self.dt, self.spec) > 0
+        self.counts += active.sum(axis=0)
+        self.segments.append({"start": start, "end": self.frames - 1, "channels": channels,
+                              "rates": [round(float(v), 4) for v in end_rate]})
+        return start, self.frames - 1
+
+    # -- choosing segments -----------------------------------------------------------------------
+    def rate_for(self, channel: int, bins: BinSpec) -> float:
+        """A rate inside one of the channel group's bins, the level drawn uniformly."""
+        level = int(self.rng.integers(bins.levels))
+        lo = bins.dead_zone if level == 0 else bins.edges[level - 1]
+        hi = bins.edges[level] if level < len(bins.edges) else bins.centers[-1] * 1.2
+        centre = bins.centers[level]
+        value = self.rng.uniform(max(lo, centre * 0.85) * 1.02, min(hi, centre * 1.15) * 0.98)
+        return AXIS[channel][1] * value
+
+    def need(self, extra: float) -> np.ndarray:
+        return self.target * (self.counts.sum() + extra) - self.counts + self.rng.uniform(0, 1e-3, len(CHANNELS))
+
+    def next_segment(self) -> None:
+        c = self.config
+        duration = float(self.rng.uniform(*c.segment_s))
+        need = self.need(duration * c.fps)
+        leveling = self.leveling()
+        for primary in np.argsort(-need)[:8]:
+            primary = int(primary)
+            channels = [primary]
+            if primary != STATIC and self.rng.random() < c.combo_probability:
+                other = ROTATION if primary in TRANSLATION else TRANSLATION
+                channels.append(max(other, key=lambda ch: need[ch]))
+            for _ in range(3):  # three draws of the rates before trying the next channel
+                target = np.zeros(6)
+                for ch in channels:
+                    if ch != STATIC:
+                        col = AXIS[ch][0]
+                        target[col] = self.rate_for(ch, self.spec.group(col))
+                if target[5] == 0.0:
+                    target[5] = leveling
+                motion = self.profile(self.rate, target, duration)
+                if self.feasible(motion, target):
+                    self.commit(motion, target, [CHANNELS[ch] for ch in channels])
+                    return
+        self.recover()
+
+    def leveling(self) -> float:
+        """A roll rate below the dead zone that brings roll back towards 0."""
+        roll = float(pose_to_ue(self.pose)[1][2])
+        return -math.copysign(min(abs(roll) * 0.5, 0.45 * self.spec.rotation.dead_zone), roll)
+
+    def stop(self) -> None:
+        if np.any(self.rate != 0):
+            self.commit(self.profile(self.rate, np.zeros(6), 0.0), np.zeros(6), ["static"])
+
+    def recover(self) -> None:
+        """Nothing fits: stop, then turn in place (always clear of geometry) by 90-180 degrees."""
+        self.stop()
+        rate = self.rng.uniform(20.0, 40.0) * self.rng.choice([-1.0, 1.0])
+        self.turn_in_place(float(self.rng.uniform(90, 180)), rate, check=False)
+
+    def turn_in_place(self, degrees: float, rate: float, check: bool = True) -> bool:
+        target = np.array([0, 0, 0, rate, 0, 0], dtype=float)
+        motion = self.profile(np.zeros(6), target, abs(degrees / rate))
+        motion = np.concatenate([motion, self.profile(target, np.zeros(6), 0.0)])
+        if check and not self.feasible(motion, np.zeros(6)):
+            return False
+        self.commit(motion, np.zeros(6), ["yaw_right" if rate > 0 else "yaw_left"])
+        return True
+
+    def revisit(self) -> None:
+        """From rest, a loop (a horizontal translation while turning through 360 degrees: a circle,
+        or an orbit when strafing) or an out-and-back walk (out along a direction, then back along
+        the opposite one, or forward, a half turn and forward again). The translation is the most
+        needed of forward/backward/left/right, so revisits keep the mix balanced."""
+        self.stop()
+        for _ in range(4):  # a few draws of kind, direction and size before giving up
+            if self._try_revisit():
+                return
+
+    def _try_revisit(self) -> bool:
+        start_frame, start_pose = self.frames - 1, self.pose.copy()
+        need = self.need(0.0)
+        channel = max((CHANNELS.index(c) for c in ("forward", "backward", "left", "right")), key=lambda ch: need[ch])
+        col, sign = AXIS[channel]
+        speed = sign * float(self.rng.uniform(0.4, 1.4))
+        rest = np.zeros(6)
+        if self.rng.random() < 0.5:
+            kind = "loop"
+            yaw = float(self.rng.uniform(40, 80)) * self.rng.choice([-1.0, 1.0])
+            target = rest.copy()
+            target[col], target[3] = speed, yaw
+            motion = np.concatenate([self.profile(rest, target, 360.0 / abs(yaw)), self.profile(target, rest, 0.0)])
+            plan = [(motion, [CHANNELS[channel], "yaw_right" if yaw > 0 else "yaw_left"])]
+        else:
+            kind = "out_and_back"
+            target = rest.copy()
+            target[col] = speed
+            out = np.concatenate([self.profile(rest, target, float(self.rng.uniform(1.5, 3.5))), self.profile(target, rest, 0.0)])
+            if CHANNELS[channel] == "forward" and self.rng.random() < 0.5:
+                rate = float(self.rng.uniform(30, 60)) * self.rng.choice([-1.0, 1.0])
+                spin = rest.copy()
+                spin[3] = rate
+                turn = np.concatenate([self.profile(rest, spin, 180.0 / abs(rate)), self.profile(spin, rest, 0.0)])
+                turn[:, 3] *= 180.0 / turn[:, 3].sum()  # exactly half a turn: the way back retraces the way out
+                plan = [(out, ["forward"]), (turn, ["yaw_right" if rate > 0 else "yaw_left"]), (out, ["forward"])]
+            else:
+                back = out.copy()
+                back[:, col] *= -1.0
+                opposite = [c for c, (k, _) in AXIS.items() if k == col and c != channel][0]
+                plan = [(out, [CHANNELS[channel]]), (back, [CHANNELS[opposite]])]
+        if not self.feasible(np.concatenate([m for m, _ in plan]), rest):
+            return False
+        for motion, channels in plan:
+            self.commit(motion, rest, channels)
+        distance = float(np.linalg.norm(self.pose[:3, 3] - start_pose[:3, 3]))
+        self.revisits.append({"kind": kind, "start": start_frame, "end": self.frames - 1, "distance_m": round(distance, 4)})
+        return True
+
+    def run(self) -> PlannedPath:
+        c = self.config
+        while self.frames < c.frames:
+            if self.rng.random() < c.revisit_probability:
+                self.revisit()
+            else:
+                self.next_segment()
+        motion = np.concatenate(self.motion)
+        self.counts -= (encode_actions(motion[c.frames - 1:], self.dt, self.spec) > 0).sum(axis=0)  # cut off
+        poses = integrate(self.first_pose, motion[: c.frames - 1])
+        segments = tuple(s for s in self.segments if s["start"] < c.frames - 1)
+        revisits = tuple(r for r in self.revisits if r["end"] <= c.frames - 1)
+        return PlannedPath(self.scene.name, poses, np.arange(c.frames) / c.fps, segments, revisits)
+
+
+def plan_path(scene: Scene, config: PlannerConfig, spec: ActionSpec, seed: int,
+              counts: np.ndarray | None = None) -> PlannedPath:
+    """One path of `config.frames` frames at `config.fps` in `scene`, deterministic in `seed` and
+    `counts`: the (13,) channel counts of paths planned before it, which it updates, so that a set
+    of paths is balanced as a whole (`plan_jobs`)."""
+    counts = np.zeros(len(CHANNELS)) if counts is None else counts
+    return _Planner(scene, config, spec, np.random.default_rng(seed), counts).run()
+
+
+def plan_jobs(config: PlannerConfig, spec: ActionSpec) -> list[CaptureJob]:
+    """`trajectories_per_scene` paths in each of `scenes`, balanced together, as capture jobs."""
+    counts = np.zeros(len(CHANNELS))
+    jobs = []
+    for scene_spec in config.scenes:
+        scene = make_scene(scene_spec)
+        for k in range(config.trajectories_per_scene):
+            seed = int(np.random.SeedSequence([config.seed, parse_scene_spec(scene_spec)[1], k]).generate_state(1)[0])
+            path = plan_path(scene, config, spec, seed, counts)
+            jobs.append(path.to_job(f"plan{k:04d}", f"planner:{config.seed}:{scene.name}:{k}", seed))
+    return jobs
+
+
+def level_pose(location_m: np.ndarray, yaw_deg: float) -> np.ndarray:
+    """A level camera (internal world) at `location_m` heading `yaw_deg` (UE yaw)."""
+    return make_pose(ue_to_pose(np.zeros(3), np.array([0.0, yaw_deg, 0.0]))[:3, :3], location_m)
