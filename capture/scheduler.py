@@ -28,6 +28,7 @@ from tqdm import tqdm
 from capture.config import CaptureConfig, EndpointConfig
 from capture.records import Attempt, CaptureJob, CaptureResult
 from capture.staging import clear_partials, staged_fingerprint
+from capture.standin.scene import level_name
 from capture.worker import CaptureWorker, StandinEndpoint, capture_settings
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,8 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
         return [results[k] for k in keys]
 
     remote = ray.remote(num_cpus=config.retry.actor_cpus, max_restarts=0, max_concurrency=1)(_CaptureActor)
-    actors = [_Actor(i, remote.remote(spec, config, str(staging), f"engine-{i}"), f"engine-{i}")
+    actors = [_Actor(i, remote.remote(spec, config, str(staging), f"engine-{i}"), f"engine-{i}",
+                     level_name(spec.scene) if isinstance(spec, StandinEndpoint) else None)
               for i, spec in enumerate(endpoints(config, staging)[: max(1, len(queue))])]
     in_flight: dict[ray.ObjectRef, tuple[_Actor, _Pending]] = {}
     bar = tqdm(total=len(jobs), initial=len(results), unit="traj", desc="capture", disable=not progress)

@@ -98,9 +98,14 @@ class StagingWriter:
         path.write_bytes(data.tobytes())
         self.bytes += len(data)
 
+    def close_poses(self) -> None:
+        """Stop writing poses.csv here (a caller that brings its own poses.csv replaces it)."""
+        self._poses.close()
+
     def commit(self, meta: dict[str, Any], replace: bool = True) -> pathlib.Path:
         """Write meta.json and move the trajectory into place (replacing an older copy if asked)."""
-        self._poses.close()
+        if not self._poses.closed:
+            self._poses.close()
         (self.tmp / "meta.json").write_text(json.dumps({**meta, "frames": self.frames}, indent=1, sort_keys=True))
         self.final.parent.mkdir(parents=True, exist_ok=True)
         old = None

@@ -1,0 +1,174 @@
+"""Ingest pre-rendered sequences (formats.md 1.2) into the staging area.
+
+    <root>/<scene>/<trajectory>/poses.csv          UE pose CSV, one row per frame
+    <root>/<scene>/<trajectory>/frames/000000.png  (or .jpg) one file per row, same (sorted) order
+    <root>/<scene>/<trajectory>/meta.json          optional {"fov": 90, "fps": 30, "caption": "..."}
+
+Every sequence is checked before anything is staged: poses (NaN, non-increasing time: the
+reader names the line), the frame count against the pose rows, and every image is decoded (an
+unreadable one is named with its pose row) and must match the first one's size. A bad sequence
+becomes a `failed` result; the others go on. Good ones are staged atomically, frames hard-linked
+when the staging area is on the same file system (copied otherwise).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import time
+from dataclasses import dataclass
+
+import cv2
+
+from annotate.readers import ReaderConfig, read_ue_csv
+from annotate.trajectory import TrajectoryError
+from annotate.ue import fov_to_intrinsics
+from capture.config import StagingConfig
+from capture.records import CaptureResult, safe_name
+from capture.staging import StagingWriter, staged_fingerprint, trajectory_dir
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    roots: tuple[str, ...] = ()
+    default_fov: float | None = None  # used when meta.json gives no fov; None: missing fov is an error
+    reader: ReaderConfig = ReaderConfig()
+    resume: bool = True
+
+
+@dataclass(frozen=True)
+class Sequence:
+    scene: str
+    trajectory: str
+    folder: pathlib.Path
+
+
+def find_sequences(root: str | pathlib.Path) -> list[Sequence]:
+    """Every `<root>/<scene>/<trajectory>/` folder (hidden ones skipped), sorted."""
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"ingest root {root} is not a folder")
+    return [Sequence(scene.name, trajectory.name, trajectory)
+            for scene in sorted(root.iterdir()) if scene.is_dir() and not scene.name.startswith(".")
+            for trajectory in sorted(scene.iterdir()) if trajectory.is_dir() and not trajectory.name.startswith(".")]
+
+
+class IngestError(Exception):
+    pass
+
+
+def ingest_sequence(sequence: Sequence, staging: str | pathlib.Path, config: IngestConfig) -> CaptureResult:
+    """Check one sequence and stage it; the result says captured, cached or failed (with why)."""
+    start = time.perf_counter()
+    scene, trajectory = safe_name(sequence.scene), safe_name(sequence.trajectory)
+    folder = sequence.folder
+
+    def result(status, reason="", frames=0, path=None) -> CaptureResult:
+        return CaptureResult(scene, trajectory, status, reason, frames, (), "ingest", time.perf_counter() - start,
+                             path, str(folder))
+
+    try:
+        poses_path = folder / "poses.csv"
+        if not poses_path.is_file():
+            raise IngestError(f"{poses_path}: missing (every sequence needs poses.csv)")
+        traj = read_ue_csv(poses_path, config.reader)
+        frames = _frame_files(folder, len(traj.poses), poses_path)
+        meta = _read_meta(folder / "meta.json", config)
+        fingerprint = _fingerprint(poses_path, frames, meta)
+        if config.resume and staged_fingerprint(staging, scene, trajectory) == fingerprint:
+            return result("cached", frames=len(frames), path=str(trajectory_dir(staging, scene, trajectory)))
+        width, height = _check_images(frames, poses_path)
+    except (IngestError, TrajectoryError, OSError) as exc:
+        return result("failed", str(exc))
+    fx = fov_to_intrinsics(float(meta["fov"]), width, height)
+    staged_meta = {
+        **{k: v for k, v in meta.items() if k not in ("fov", "fps", "caption")},
+        "scene": scene, "trajectory": trajectory, "source": str(folder), "caption": meta.get("caption", ""),
+        "fov": float(meta["fov"]), "fov_source": meta.get("fov_source", "meta.json"), "fps": meta.get("fps"),
+        "width": width, "height": height, "modalities": ["lit"], "fingerprint": fingerprint,
+        "intrinsics": {"fx": fx[0, 0], "fy": fx[1, 1], "cx": fx[0, 2], "cy": fx[1, 2]},
+    }
+    path = _stage(folder, frames, staging, scene, trajectory, staged_meta)
+    return result("captured", frames=len(frames), path=str(path))
+
+
+def _frame_files(folder: pathlib.Path, rows: int, poses_path: pathlib.Path) -> list[pathlib.Path]:
+    frames_dir = folder / "frames"
+    if not frames_dir.is_dir():
+        raise IngestError(f"{frames_dir}: missing (one image per poses.csv row)")
+    files = sorted(p for p in frames_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len({p.suffix.lower() for p in files}) > 1:
+        raise IngestError(f"{frames_dir}: mixed image types {sorted({p.suffix for p in files})}")
+    if len(files) != rows:
+        raise IngestError(f"{frames_dir}: {len(files)} frame files for {rows} pose rows in {poses_path.name}")
+    return files
+
+
+def _read_meta(path: pathlib.Path, config: IngestConfig) -> dict:
+    meta: dict = {}
+    if path.exists():
+        try:
+            meta = json.loads(path.read_text())
+        except ValueError as exc:
+            raise IngestError(f"{path}: not valid JSON: {exc}") from None
+        if not isinstance(meta, dict):
+            raise IngestError(f"{path}: expected a JSON object")
+    if "fov" not in meta:
+        if config.default_fov is None:
+            raise IngestError(f"{path}: no fov given (and ingest.default_fov is not set)")
+        meta["fov"], meta["fov_source"] = config.default_fov, "ingest.default_fov"
+    try:
+        fov = float(meta["fov"])
+    except (TypeError, ValueError):
+        raise IngestError(f"{path}: fov {meta['fov']!r} is not a number") from None
+    if not 0 < fov < 180:
+        raise IngestError(f"{path}: fov {fov} is not in (0, 180)")
+    return meta
+
+
+def _check_images(frames: list[pathlib.Path], poses_path: pathlib.Path) -> tuple[int, int]:
+    size = None
+    for row, path in enumerate(frames):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        where = f"{path} (row {row} of {poses_path.name})"
+        if image is None:
+            raise IngestError(f"{where}: unreadable image")
+        if size is None:
+            size = image.shape[:2]
+        elif image.shape[:2] != size:
+            raise IngestError(f"{where}: {image.shape[1]}x{image.shape[0]} differs from the first frame's {size[1]}x{size[0]}")
+    assert size is not None
+    return size[1], size[0]
+
+
+def _fingerprint(poses_path: pathlib.Path, frames: list[pathlib.Path], meta: dict) -> str:
+    digest = hashlib.sha256(poses_path.read_bytes())
+    for path in frames:
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:20]
+
+
+def _stage(folder: pathlib.Path, frames: list[pathlib.Path], staging, scene: str, trajectory: str, meta: dict) -> pathlib.Path:
+    writer = StagingWriter(pathlib.Path(staging), scene, trajectory, StagingConfig())
+    try:
+        writer.close_poses()
+        shutil.copyfile(folder / "poses.csv", writer.tmp / "poses.csv")
+        for row, src in enumerate(frames):
+            dst = writer.tmp / "frames" / f"{row:06d}{'.jpg' if src.suffix.lower() == '.jpeg' else src.suffix.lower()}"
+            try:
+                os.link(src, dst)
+            except OSError:  # another file system, or links not allowed: copy
+                shutil.copyfile(src, dst)
+        writer.frames = len(frames)
+        return writer.commit(meta)
+    except BaseException:
+        writer.abort()
+        raise
+
