@@ -94,6 +94,19 @@ def detect_format(path: pathlib.Path) -> PoseFormat:
     )
 
 
+def ue_csv_row(frame: int, time: float, values) -> str:
+    """One UE pose CSV line: frame, time (us precision), then values (x y z pitch yaw roll, extras)."""
+    return f"{frame},{time:.6f}," + ",".join(f"{v:.4f}" for v in values) + "\n"
+
+
+def write_ue_csv(path: str | pathlib.Path, times: np.ndarray, locations: np.ndarray, rotations: np.ndarray) -> None:
+    """Write a UE pose CSV (formats.md 1.1): locations (N, 3) cm, rotations (N, 3) pitch yaw roll deg."""
+    with open(path, "w", newline="") as handle:
+        handle.write(",".join(UE_COLUMNS) + "\n")
+        for i, (t, loc, rot) in enumerate(zip(times, locations, rotations)):
+            handle.write(ue_csv_row(i, float(t), [*loc, *rot]))
+
+
 def read_ue_csv(path: str | pathlib.Path, config: ReaderConfig = ReaderConfig()) -> Trajectory:
     """UE pose CSV (formats.md 1.1): cm and degrees in UE's left-handed world; extra columns kept."""
     path = pathlib.Path(path)

@@ -23,10 +23,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from annotate.readers import UE_COLUMNS, ue_csv_row
 from capture.config import StagingConfig
 
 PARTIAL = ".partial"
-POSE_COLUMNS = ("frame", "time", "x", "y", "z", "pitch", "yaw", "roll")
+
 COMMAND_COLUMNS = ("cmd_x", "cmd_y", "cmd_z", "cmd_pitch", "cmd_yaw", "cmd_roll")
 
 
@@ -66,7 +67,7 @@ class StagingWriter:
         self.tmp = self.root / PARTIAL / f"{scene}__{trajectory}__{uuid.uuid4().hex[:12]}"
         (self.tmp / "frames").mkdir(parents=True)
         self._poses = open(self.tmp / "poses.csv", "w", newline="")
-        self._poses.write(",".join(POSE_COLUMNS + COMMAND_COLUMNS) + "\n")
+        self._poses.write(",".join(UE_COLUMNS + COMMAND_COLUMNS) + "\n")
         self.frames = 0
         self.bytes = 0
 
@@ -84,7 +85,7 @@ class StagingWriter:
             (self.tmp / "mask").mkdir(exist_ok=True)
             self._image(self.tmp / "mask" / f"{i:06d}.png", mask_bgr, lossless=True)
         values = [*location, *rotation, *commanded_location, *commanded_rotation]
-        self._poses.write(f"{i},{time:.6f}," + ",".join(f"{v:.4f}" for v in values) + "\n")
+        self._poses.write(ue_csv_row(i, time, values))
         self.frames += 1
 
     def _image(self, path: pathlib.Path, image: np.ndarray, lossless: bool = False) -> None:

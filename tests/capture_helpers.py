@@ -1,0 +1,66 @@
+"""Helpers for capture tests: small camera settings, UE logs, stand-in processes to kill."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+
+import numpy as np
+
+from capture.config import CameraConfig, CaptureConfig, ClientConfig, RetryConfig, StandinPoolConfig
+from capture.records import CaptureJob
+
+
+def small_config(**sections) -> CaptureConfig:
+    """64x48 frames, short timeouts, no warm-up: fast captures in tests."""
+    base = {
+        "camera": CameraConfig(width=64, height=48, fov=90.0),
+        "client": ClientConfig(request_timeout_s=5.0, connect_timeout_s=10.0, connect_attempts=2,
+                               connect_backoff_s=0.1, warmup_frames=1),
+        "standin": StandinPoolConfig(instances=1, scene="room-1"),
+        "retry": RetryConfig(max_attempts=3, max_engine_failures=2, actor_cpus=0.5),
+    }
+    base.update(sections)
+    return CaptureConfig(**base)
+
+
+def walk(n: int, start_cm=(0.0, 0.0, 160.0), seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A smooth UE walk near the room's middle: times, locations (cm), rotations (deg)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / 30.0
+    loc = np.array(start_cm) + np.stack([60 * np.sin(t * 0.7), 60 * np.sin(t * 0.45 + 1), 5 * np.sin(t)], 1)
+    rot = np.stack([10 * np.sin(t * 0.9), 40 * t + rng.uniform(0, 360), 3 * np.sin(t * 1.3)], 1)
+    return t, loc, rot
+
+
+def walk_job(n: int, trajectory: str = "walk", scene: str = "room_0001", seed: int = 0) -> CaptureJob:
+    t, loc, rot = walk(n, seed=seed)
+    return CaptureJob(scene, trajectory, loc, rot, t, f"test:{trajectory}")
+
+
+def standin_pids() -> list[int]:
+    """PIDs of running `python -m capture.standin` processes (Linux /proc)."""
+    pids = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"capture.standin" in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+def kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def partial_frames(staging: pathlib.Path) -> int:
+    """Frames written so far into trajectories not yet published."""
+    partial = staging / ".partial"
+    return sum(len(list((d / "frames").glob("*"))) for d in partial.glob("*") if (d / "frames").is_dir()) if partial.is_dir() else 0
