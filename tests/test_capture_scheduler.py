@@ -1,0 +1,95 @@
+"""Ray capture over stand-in subprocesses: retries on another actor, dead endpoints, reports."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+import ray
+
+from annotate.readers import read_ue_csv
+from capture.config import EndpointConfig, RetryConfig, StandinPoolConfig
+from capture.scheduler import run_capture
+from tests.capture_helpers import kill, partial_frames, small_config, standin_pids, walk_job
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_engines_capture_every_trajectory_once_and_a_rerun_is_cached(tmp_path):
+    config = small_config(standin=StandinPoolConfig(instances=2, scene="room-1"))
+    jobs = [walk_job(15, f"t{i}", scene=["room_0001", "street_0004"][i % 2], seed=i) for i in range(6)]
+    results = run_capture(jobs, config, tmp_path, progress=False)
+    assert [r.trajectory for r in results] == [j.trajectory for j in jobs]
+    assert all(r.status == "captured" and r.frames == 15 and not r.attempts for r in results), results
+    assert len({r.endpoint for r in results}) == 2  # both engines worked
+    again = run_capture(jobs, config, tmp_path, progress=False)
+    assert [r.status for r in again] == ["cached"] * 6
+
+
+def test_killed_engine_costs_a_retry_on_the_other_actor_not_the_run(tmp_path):
+    config = small_config(standin=StandinPoolConfig(instances=2, scene="room-1"))
+    jobs = [walk_job(150, "long", seed=1), walk_job(30, "short", seed=2)]
+    before = set(standin_pids())
+    killed: list[int] = []
+
+    def killer():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            if partial_frames(tmp_path) >= 40:
+                ours = sorted(set(standin_pids()) - before)
+                if ours:
+                    killed.append(ours[0])
+                    kill(ours[0])
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    results = run_capture(jobs, config, tmp_path, progress=False)
+    thread.join()
+    assert killed
+    assert [r.status for r in results] == ["captured", "captured"], results
+    retried = [r for r in results if r.attempts]
+    assert len(retried) == 1 and "EngineConnectionLost" in retried[0].attempts[0]
+    assert not retried[0].attempts[0].startswith(retried[0].endpoint + ":")  # retried on the other engine
+    for r, n in zip(results, (150, 30)):
+        assert len(read_ue_csv(tmp_path / "room_0001" / r.trajectory / "poses.csv").poses) == n
+        assert len(list((tmp_path / "room_0001" / r.trajectory / "frames").glob("*.png"))) == n
+    assert sorted(p.name for p in (tmp_path / "room_0001").iterdir()) == ["long", "short"]
+    assert not any((tmp_path / ".partial").iterdir())
+
+
+def test_a_dead_endpoint_yields_failed_records_not_a_hang(tmp_path):
+    config = small_config(endpoints=(EndpointConfig("127.0.0.1", _free_port()),),
+                          retry=RetryConfig(max_attempts=3, max_engine_failures=2, actor_cpus=0.5))
+    start = time.monotonic()
+    results = run_capture([walk_job(10, "a"), walk_job(10, "b")], config, tmp_path, progress=False)
+    assert time.monotonic() - start < 60
+    assert [r.status for r in results] == ["failed", "failed"]
+    for r in results:
+        assert "refused" in r.reason or "no live engine" in r.reason, r.reason
+        assert r.path is None
+    assert not (tmp_path / "room_0001").exists()
+
+
+def test_an_engine_that_keeps_dying_is_restarted_then_retired(tmp_path):
+    config = small_config(standin=StandinPoolConfig(instances=1, scene="room-1", settings=("faults.crash_after=30",)),
+                          retry=RetryConfig(max_attempts=5, max_engine_failures=3, actor_cpus=0.5))
+    results = run_capture([walk_job(40, "doomed"), walk_job(3, "after")], config, tmp_path, progress=False)
+    doomed, after = results
+    assert doomed.status == "failed" and len(doomed.attempts) == 3, doomed
+    assert all("EngineConnectionLost" in a for a in doomed.attempts)
+    assert after.status == "failed" and "no live engine" in after.reason
+    assert not (tmp_path / "room_0001" / "doomed").exists()
