@@ -66,7 +66,7 @@ def ingest_sequence(sequence: Sequence, staging: str | pathlib.Path, config: Ing
     """Check one sequence and stage it; the result says captured, cached or failed (with why)."""
     start = time.perf_counter()
     scene, trajectory = safe_name(sequence.scene), safe_name(sequence.trajectory)
-    folder = sequence.folder
+    folder, staging = sequence.folder, pathlib.Path(staging)
 
     def result(status, reason="", frames=0, path=None) -> CaptureResult:
         return CaptureResult(scene, trajectory, status, reason, frames, (), "ingest", time.perf_counter() - start,

@@ -112,8 +112,11 @@ def place(traj: Trajectory, source: ReplaySource, config: ReplayConfig) -> tuple
     if search and not stand_in_spec(source.scene):
         raise TrajectoryError(source.path, f"scene {source.scene!r} is not a stand-in scene; "
                               "give anchor_cm and yaw_deg to place the path")
-    anchor, yaw, free = _best_placement(poses, heading, source, config) if search else (
-        np.array(source.anchor_cm) * np.array([1, -1, 1]) / 100.0, float(source.yaw_deg), None)
+    if search:
+        anchor, yaw, free = _best_placement(poses, heading, source, config)
+    else:
+        assert source.anchor_cm is not None and source.yaw_deg is not None
+        anchor, yaw, free = np.array(source.anchor_cm) * np.array([1, -1, 1]) / 100.0, float(source.yaw_deg), None
     turn = Rotation.from_euler("z", -yaw - heading, degrees=True).as_matrix()  # UE yaw +d is internal -d
     poses[:, :3, :] = turn @ poses[:, :3, :]
     poses[:, :3, 3] += anchor

@@ -20,6 +20,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import ray
 from ray.exceptions import RayActorError
@@ -69,7 +70,7 @@ class _Pending:
 @dataclass
 class _Actor:
     index: int
-    handle: ray.actor.ActorHandle
+    handle: Any  # ray ActorHandle of _CaptureActor
     name: str
     level: str | None = None
     live: bool = True
@@ -100,7 +101,7 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
     if not queue:
         return [results[k] for k in keys]
 
-    remote = ray.remote(num_cpus=config.retry.actor_cpus, max_restarts=0, max_concurrency=1)(_CaptureActor)
+    remote = ray.remote(_CaptureActor).options(num_cpus=config.retry.actor_cpus, max_restarts=0)
     actors = [_Actor(i, remote.remote(spec, config, str(staging), f"engine-{i}"), f"engine-{i}",
                      level_name(spec.scene) if isinstance(spec, StandinEndpoint) else None)
               for i, spec in enumerate(endpoints(config, staging)[: max(1, len(queue))])]
