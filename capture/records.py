@@ -86,7 +86,6 @@ class Attempt:
     path: str | None = None
     frames: int = 0
     seconds: float = 0.0
-    cached: bool = False
 
 
 @dataclass(frozen=True)
