@@ -19,7 +19,7 @@ import os
 import pathlib
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 
@@ -37,7 +37,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 class IngestConfig:
     roots: tuple[str, ...] = ()
     default_fov: float | None = None  # used when meta.json gives no fov; None: missing fov is an error
-    reader: ReaderConfig = ReaderConfig()
+    reader: ReaderConfig = field(default_factory=ReaderConfig)
     resume: bool = True
 
 

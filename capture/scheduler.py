@@ -47,7 +47,7 @@ class _CaptureActor(CaptureWorker):
         return self.describe()
 
 
-def endpoints(config: CaptureConfig, staging: pathlib.Path) -> list[EndpointConfig | StandinEndpoint]:
+def endpoints(config: CaptureConfig) -> list[EndpointConfig | StandinEndpoint]:
     if config.endpoints:
         return list(config.endpoints)
     pool = config.standin
@@ -104,7 +104,7 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
     remote = ray.remote(_CaptureActor).options(num_cpus=config.retry.actor_cpus, max_restarts=0)
     actors = [_Actor(i, remote.remote(spec, config, str(staging), f"engine-{i}"), f"engine-{i}",
                      level_name(spec.scene) if isinstance(spec, StandinEndpoint) else None)
-              for i, spec in enumerate(endpoints(config, staging)[: max(1, len(queue))])]
+              for i, spec in enumerate(endpoints(config)[: max(1, len(queue))])]
     in_flight: dict[ray.ObjectRef, tuple[_Actor, _Pending]] = {}
     bar = tqdm(total=len(jobs), initial=len(results), unit="traj", desc="capture", disable=not progress)
     frames, start = 0, time.perf_counter()
