@@ -25,10 +25,9 @@ import cv2
 
 from annotate.readers import ReaderConfig, read_ue_csv
 from annotate.trajectory import TrajectoryError
-from annotate.ue import fov_to_intrinsics
 from capture.config import StagingConfig
 from capture.records import CaptureResult, safe_name
-from capture.staging import StagingWriter, staged_fingerprint, trajectory_dir
+from capture.staging import StagingWriter, intrinsics, staged_fingerprint, trajectory_dir
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -85,13 +84,12 @@ def ingest_sequence(sequence: Sequence, staging: str | pathlib.Path, config: Ing
         width, height = _check_images(frames, poses_path)
     except (IngestError, TrajectoryError, OSError) as exc:
         return result("failed", str(exc))
-    fx = fov_to_intrinsics(float(meta["fov"]), width, height)
     staged_meta = {
         **{k: v for k, v in meta.items() if k not in ("fov", "fps", "caption")},
         "scene": scene, "trajectory": trajectory, "source": str(folder), "caption": meta.get("caption", ""),
         "fov": float(meta["fov"]), "fov_source": meta.get("fov_source", "meta.json"), "fps": meta.get("fps"),
         "width": width, "height": height, "modalities": ["lit"], "fingerprint": fingerprint,
-        "intrinsics": {"fx": fx[0, 0], "fy": fx[1, 1], "cx": fx[0, 2], "cy": fx[1, 2]},
+        "intrinsics": intrinsics(float(meta["fov"]), width, height),
     }
     path = _stage(folder, frames, staging, scene, trajectory, staged_meta)
     return result("captured", frames=len(frames), path=str(path))

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from annotate.actions import CHANNELS, PAIRS, STATIC, ActionSpec, BinSpec, encode_actions
-from annotate.geometry import integrate, make_pose
+from annotate.geometry import integrate
 from annotate.ue import pose_to_ue, ue_to_pose
 from capture.records import CaptureJob
 from capture.standin.scene import Scene, make_scene, parse_scene_spec
@@ -281,7 +281,3 @@ def plan_jobs(config: PlannerConfig, spec: ActionSpec) -> list[CaptureJob]:
             jobs.append(path.to_job(f"plan{k:04d}", f"planner:{config.seed}:{scene.name}:{k}", seed))
     return jobs
 
-
-def level_pose(location_m: np.ndarray, yaw_deg: float) -> np.ndarray:
-    """A level camera (internal world) at `location_m` heading `yaw_deg` (UE yaw)."""
-    return make_pose(ue_to_pose(np.zeros(3), np.array([0.0, yaw_deg, 0.0]))[:3, :3], location_m)

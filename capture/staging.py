@@ -24,11 +24,18 @@ import cv2
 import numpy as np
 
 from annotate.readers import UE_COLUMNS, ue_csv_row
+from annotate.ue import fov_to_intrinsics
 from capture.config import StagingConfig
 
 PARTIAL = ".partial"
 
 COMMAND_COLUMNS = ("cmd_x", "cmd_y", "cmd_z", "cmd_pitch", "cmd_yaw", "cmd_roll")
+
+
+def intrinsics(fov: float, width: int, height: int) -> dict[str, float]:
+    """meta.json's {fx, fy, cx, cy} for a UE FOV on the longer side (conventions.md section 1)."""
+    K = fov_to_intrinsics(fov, width, height)
+    return {"fx": float(K[0, 0]), "fy": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2])}
 
 
 def trajectory_dir(root: pathlib.Path, scene: str, trajectory: str) -> pathlib.Path:

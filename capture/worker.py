@@ -15,11 +15,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from annotate.ue import fov_to_intrinsics
 from capture.client import EngineClient, EngineConnectionLost, EngineDataError, EngineError, EngineUnavailable
 from capture.config import CaptureConfig, EndpointConfig
 from capture.records import Attempt, CaptureJob
-from capture.staging import StagingWriter
+from capture.staging import StagingWriter, intrinsics
 from capture.standin.launch import StandinLaunchError, StandinProcess
 
 log = logging.getLogger(__name__)
@@ -180,20 +179,15 @@ class CaptureWorker:
 
     def _meta(self, job: CaptureJob, fingerprint: str, worst: np.ndarray) -> dict:
         cam = self.config.camera
-        fx, fy, cx, cy = (float(v) for v in _intrinsics(cam.width, cam.height, cam.fov))
         steps = np.diff(job.times)
         fps = float(1.0 / steps.mean()) if np.allclose(steps, steps.mean(), rtol=1e-3) else None
         modalities = ["lit"] + (["depth"] if cam.depth else []) + (["object_mask"] if cam.object_mask else [])
         return {
             "scene": job.scene, "trajectory": job.trajectory, "source": job.source, "caption": job.caption,
             "fov": cam.fov, "fps": fps, "width": cam.width, "height": cam.height,
-            "intrinsics": {"fx": fx, "fy": fy, "cx": cx, "cy": cy}, "modalities": modalities,
+            "intrinsics": intrinsics(cam.fov, cam.width, cam.height), "modalities": modalities,
             "endpoint": self.describe(), "fingerprint": fingerprint,
             "readback_max_error": {"cm": round(float(worst[0]), 4), "deg": round(float(worst[1]), 4)},
             "captured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "job": job.meta,
         }
 
-
-def _intrinsics(width: int, height: int, fov: float) -> tuple[float, float, float, float]:
-    K = fov_to_intrinsics(fov, width, height)
-    return K[0, 0], K[1, 1], K[0, 2], K[1, 2]
