@@ -65,10 +65,10 @@ def replay_job(source: ReplaySource, config: ReplayConfig) -> CaptureJob:
     traj = read_trajectory(path, source.format, reader, times=source.times)
     if source.fps is not None:
         traj = resample(traj, source.fps, Interpolation.LINEAR)
-    fmt = source.format or traj.meta.get("format")
+    fmt = PoseFormat(traj.meta["format"])  # every reader records the format it read
     scene = level_name(source.scene) if stand_in_spec(source.scene) else source.scene
-    meta: dict = {"replay": {"file": str(path), "format": str(fmt), "fps": source.fps}}
-    if fmt in (PoseFormat.UE_CSV, PoseFormat.UE_CSV.value):
+    meta: dict = {"replay": {"file": str(path), "format": fmt.value, "fps": source.fps}}
+    if fmt is PoseFormat.UE_CSV:
         if source.scale not in (None, 1.0) or source.anchor_cm is not None or source.yaw_deg is not None:
             raise TrajectoryError(str(path), f"a UE CSV is replayed in the level's own coordinates; "
                                   "scale, anchor_cm and yaw_deg apply only to TUM/KITTI/RE10K")
