@@ -77,6 +77,43 @@ def test_exposure_spike(clean):
     assert (lit == 255).mean() > 0.05
 
 
+def test_flicker_scales_brightness_only(clean):
+    start, frames = clean
+    eng = engine(flicker=1.0, flicker_gain=0.7)
+    lit, depth, _ = capture(eng, start)
+    ratio = lit.astype(float).mean() / frames[0][0].astype(float).mean()
+    assert ratio == pytest.approx(0.7, abs=0.02)
+    assert depth == frames[0][1]
+    assert eng.injected[-1]["fault"] == "flicker" and eng.injected[-1]["gain"] == 0.7
+
+
+def test_glitch_replaces_a_band_with_blocks(clean):
+    start, frames = clean
+    lit = capture(engine(glitch=1.0, glitch_area=0.25), start)[0]
+    changed_rows = np.any(lit != frames[0][0], axis=(1, 2))
+    assert 0.15 <= changed_rows.mean() <= 0.3  # one band of about a quarter of the rows
+    rows = np.flatnonzero(changed_rows)
+    assert rows[-1] - rows[0] + 1 == len(rows)  # contiguous
+
+
+def test_blur_fault(clean):
+    start, frames = clean
+    lit = capture(engine(blur=1.0, blur_sigma=2.0), start)[0]
+    assert sharpness(lit) < 0.3 * sharpness(frames[0][0])
+    np.testing.assert_allclose(lit.mean(), frames[0][0].mean(), atol=1.0)
+
+
+def test_pose_offset_renders_from_a_turned_pose(clean):
+    start, frames = clean
+    eng = engine(pose_offset=1.0, pose_offset_deg=10.0)
+    lit = capture(eng, start, (0, 0, 0))[0]
+    record = eng.injected[-1]
+    assert record["fault"] == "pose_offset" and abs(record["degrees"]) == 10.0
+    turned = capture(engine(), start, (0, record["degrees"], 0))[0]
+    np.testing.assert_array_equal(lit, turned)
+    assert eng.handle("vget /camera/0/rotation") == "0.000 0.000 0.000"  # the pose it reports is unchanged
+
+
 def test_streaming_blur_after_a_large_jump(clean):
     start, _ = clean
     eng = engine(streaming_blur_jump_cm=300.0, streaming_blur_frames=3, streaming_blur_sigma=3.0)
@@ -135,7 +172,9 @@ def test_in_process_crash_stops_serving():
 
 @pytest.mark.parametrize("kwargs,message", [(dict(black_frame=1.5), "black_frame is a probability"),
                                             (dict(crash_after=-1), "crash_after must be >= 0"),
-                                            (dict(streaming_blur_frames=0), "streaming_blur_frames")])
+                                            (dict(streaming_blur_frames=0), "streaming_blur_frames"),
+                                            (dict(glitch_area=0.0), "glitch_area"),
+                                            (dict(pose_offset=2.0), "pose_offset is a probability")])
 def test_fault_config_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
         FaultConfig(**kwargs)

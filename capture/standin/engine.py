@@ -8,6 +8,7 @@ object masks stay ground truth, so the filter stage can be scored against them.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import pathlib
@@ -43,14 +44,25 @@ class FaultConfig:
     drop_connection: float = 0.0  # a request gets no reply: the connection is closed instead
     crash_after: int | None = None  # the engine dies on request number crash_after + 1
     ignore_size: bool = False  # `vset /camera/N/size` answers ok but keeps the configured size
+    flicker: float = 0.0  # lit capture's brightness is scaled by `flicker_gain` (lighting flicker)
+    flicker_gain: float = 1.4
+    glitch: float = 0.0  # a band of `glitch_area` of the lit image is replaced by garbage blocks
+    glitch_area: float = 0.4
+    blur: float = 0.0  # lit capture is Gaussian-blurred with `blur_sigma` (px)
+    blur_sigma: float = 2.0
+    pose_offset: float = 0.0  # lit capture is rendered `pose_offset_deg` of yaw away from the camera's pose
+    pose_offset_deg: float = 4.0
 
     def __post_init__(self) -> None:
-        for name in ("black_frame", "frozen_frame", "exposure_spike", "slow_reply", "drop_connection"):
+        for name in ("black_frame", "frozen_frame", "exposure_spike", "slow_reply", "drop_connection",
+                     "flicker", "glitch", "blur", "pose_offset"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} is a probability, got {value}")
         if self.streaming_blur_frames < 1 or self.streaming_blur_sigma <= 0:
             raise ValueError("streaming_blur_frames must be >= 1 and streaming_blur_sigma > 0")
+        if self.flicker_gain <= 0 or not 0 < self.glitch_area <= 1 or self.blur_sigma <= 0:
+            raise ValueError("flicker_gain and blur_sigma must be > 0, glitch_area in (0, 1]")
         if self.crash_after is not None and self.crash_after < 0:
             raise ValueError(f"crash_after must be >= 0, got {self.crash_after}")
 
@@ -107,6 +119,8 @@ class Engine:
         self.rng = np.random.default_rng(config.faults.seed)
         self.requests = 0
         self.fault_log = fault_log
+        # the most recent injected faults, for in-process callers (footage generators drain it)
+        self.injected: collections.deque[dict] = collections.deque(maxlen=1024)
         self.client_connected = False
         self.port = 0
         self._open(config.scene)
@@ -238,7 +252,7 @@ class Engine:
             return f"error Invalid filename type, filename {arg}"
         frame = self._render(camera)
         if kind == "lit":
-            image = self._lit_with_faults(camera, frame.lit)
+            image = self._lit_with_faults(camera, self._offset_lit(camera, frame.lit))
         elif kind == "object_mask":
             image = frame.mask
         else:
@@ -266,6 +280,18 @@ class Engine:
             camera._frame_key = key
         return camera._frame
 
+    def _offset_lit(self, camera: Camera, lit: np.ndarray) -> np.ndarray:
+        """The pose-offset fault: the lit image comes from a pose turned by `pose_offset_deg` of yaw
+        (either way), while the camera reports its own pose - image and pose disagree."""
+        f = self.faults
+        if not f.pose_offset or self.rng.random() >= f.pose_offset:
+            return lit
+        offset = f.pose_offset_deg * (1.0 if self.rng.random() < 0.5 else -1.0)
+        rotation = camera.rotation + np.array([0.0, offset, 0.0])
+        self._log_fault("pose_offset", camera, degrees=offset)
+        return self.renderer.render_ue(camera.location, rotation, camera.width, camera.height, camera.fov,
+                                       self.config.depth_fp16).lit
+
     def _lit_with_faults(self, camera: Camera, lit: np.ndarray) -> np.ndarray:
         f, out = self.faults, lit
         previous, camera.last_lit = camera.last_lit, lit
@@ -289,7 +315,16 @@ class Engine:
             return np.zeros_like(lit)
         if f.exposure_spike and self.rng.random() < f.exposure_spike:
             self._log_fault("exposure_spike", camera, gain=f.exposure_gain)
-            return np.clip(out.astype(np.float32) * f.exposure_gain, 0, 255).astype(np.uint8)
+            return _scale(out, f.exposure_gain)
+        if f.flicker and self.rng.random() < f.flicker:
+            self._log_fault("flicker", camera, gain=f.flicker_gain)
+            return _scale(out, f.flicker_gain)
+        if f.glitch and self.rng.random() < f.glitch:
+            self._log_fault("glitch", camera, area=f.glitch_area)
+            return _glitch(out, f.glitch_area, self.rng)
+        if f.blur and self.rng.random() < f.blur:
+            self._log_fault("blur", camera, sigma=f.blur_sigma)
+            return cv2.GaussianBlur(out, (0, 0), f.blur_sigma)
         return out
 
     def _object(self, name: str, fn) -> str:
@@ -318,6 +353,7 @@ class Engine:
             record.update(camera=camera.name, location=camera.location.round(3).tolist(),
                           rotation=camera.rotation.round(3).tolist())
         log.info("fault %s", record)
+        self.injected.append(record)
         if self.fault_log is not None:
             with open(self.fault_log, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
@@ -329,6 +365,23 @@ def _assign(camera: Camera, what: str, value) -> str:
     else:
         setattr(camera, what, value)
     return "ok"
+
+
+def _scale(image: np.ndarray, gain: float) -> np.ndarray:
+    return np.clip(image.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+
+
+def _glitch(image: np.ndarray, area: float, rng: np.random.Generator) -> np.ndarray:
+    """A horizontal band covering `area` of the image becomes blocks of random colour, as a
+    corrupted frame buffer or a broken decode shows."""
+    out = image.copy()
+    h, w = image.shape[:2]
+    rows = max(1, round(area * h))
+    top = int(rng.integers(0, h - rows + 1))
+    block = max(2, w // 16)
+    colours = rng.integers(0, 256, size=(-(-rows // block), -(-w // block), 3), dtype=np.uint8)
+    out[top:top + rows] = np.repeat(np.repeat(colours, block, axis=0), block, axis=1)[:rows, :w]
+    return out
 
 
 def _fmt3(v: np.ndarray) -> str:
