@@ -64,12 +64,18 @@ def relative_motion(poses: np.ndarray, *, check: bool = True) -> np.ndarray:
     cams, centres = poses[:, :3, :3], poses[:, :3, 3]
     if check:
         _require_rotations(cams)
-    own = np.einsum("nki,nkj->nij", cams[:-1], cams[1:])
+    own = relative_rotations(poses)
     out = np.empty((len(own), 6))
     out[:, :3] = np.einsum("nki,nk->ni", cams[:-1], centres[1:] - centres[:-1])
     if len(own):
         out[:, 3:] = Rotation.from_matrix(own, assume_valid=True).as_euler(EULER_SEQ, degrees=True)
     return out
+
+
+def relative_rotations(poses: np.ndarray) -> np.ndarray:
+    """(N, 4, 4) camera-to-world -> (N-1, 3, 3) R_t^T R_{t+1}: camera t+1's axes in camera t's frame."""
+    cams = np.asarray(poses, dtype=np.float64)[:, :3, :3]
+    return np.einsum("nki,nkj->nij", cams[:-1], cams[1:])
 
 
 def motion_to_transforms(motion: np.ndarray) -> np.ndarray:

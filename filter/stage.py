@@ -1,0 +1,126 @@
+"""Filter one staged trajectory (`<staging>/<scene>/<trajectory>/`, capture/staging.py's layout).
+
+Frames are decoded and scored one at a time; poses come from poses.csv, the camera from meta.json
+(`intrinsics`, or `fov` on the longer side), depth (when captured) sharpens the motion check.
+The result holds one row per frame (every score, the flags, the reasons) and the segments.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from annotate.readers import ReaderConfig, read_ue_csv
+from annotate.trajectory import TrajectoryError
+from annotate.ue import fov_to_intrinsics
+from filter.config import FilterConfig
+from filter.image_checks import FrameScorer, image_flags, image_scores
+from filter.pose_checks import pose_flags, pose_scores
+from filter.reasons import CHECK_REASONS
+from filter.segments import Segment, frame_reasons, make_segments
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class FilterError(ValueError):
+    """A staged trajectory that cannot be filtered; the message names the file (and row)."""
+
+
+@dataclass(frozen=True, eq=False)
+class TrajectoryFilter:
+    scene: str
+    trajectory: str
+    folder: pathlib.Path
+    frames: pd.DataFrame  # one row per frame: frame, time, every score, flag_<reason>, reasons, segment_id, kept
+    segments: tuple[Segment, ...]
+    seconds: float  # wall time spent, decoding included
+    decode_seconds: float  # of which reading and decoding images
+
+
+def frame_files(folder: pathlib.Path, rows: int) -> list[pathlib.Path]:
+    files = sorted(p for p in (folder / "frames").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
+        if (folder / "frames").is_dir() else []
+    if len(files) != rows:
+        raise FilterError(f"{folder / 'frames'}: {len(files)} frame files for {rows} rows of poses.csv")
+    return files
+
+
+def camera_matrix(meta: dict, width: int, height: int, where: pathlib.Path) -> np.ndarray:
+    if "intrinsics" in meta:
+        k = meta["intrinsics"]
+        return np.array([[k["fx"], 0, k["cx"]], [0, k["fy"], k["cy"]], [0, 0, 1]], float)
+    if "fov" in meta:
+        return fov_to_intrinsics(float(meta["fov"]), width, height)
+    raise FilterError(f"{where}: meta.json has neither intrinsics nor fov")
+
+
+def filter_trajectory(folder: str | pathlib.Path, config: FilterConfig, scene: str | None = None,
+                      trajectory: str | None = None) -> TrajectoryFilter:
+    start_time = time.perf_counter()
+    folder = pathlib.Path(folder)
+    scene = scene or folder.parent.name
+    trajectory = trajectory or folder.name
+    try:
+        traj = read_ue_csv(folder / "poses.csv", ReaderConfig())
+    except (TrajectoryError, OSError) as exc:
+        raise FilterError(str(exc)) from exc
+    meta_path = folder / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    except ValueError as exc:
+        raise FilterError(f"{meta_path}: not valid JSON: {exc}") from exc
+    n = len(traj.poses)
+    files = frame_files(folder, n)
+    decode = 0.0
+    scorer: FrameScorer | None = None
+    for i, path in enumerate(files):
+        t0 = time.perf_counter()
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        decode += time.perf_counter() - t0
+        if image is None:
+            raise FilterError(f"{path}: cannot decode image (poses.csv row {i})")
+        if scorer is None:
+            scorer = FrameScorer(config.image, image.shape[1], image.shape[0])
+        try:
+            scorer.add(image, where=str(path))
+        except ValueError as exc:
+            raise FilterError(str(exc)) from exc
+    assert scorer is not None  # n >= 2: the reader requires it
+    width, height = scorer.width, scorer.height
+    depth = _depth_medians(folder, n)
+    fps = 1.0 / float(np.median(np.diff(traj.timestamps)))
+    poses = pose_scores(traj.poses, traj.timestamps, config.pose)
+    images = image_scores(scorer.raw(), traj.poses, fps, camera_matrix(meta, width, height, meta_path), width, depth,
+                          config.image)
+    step_m = poses["speed"] * poses["dt"]
+    step_deg = poses["angular_speed"] * poses["dt"]
+    flags = {**pose_flags(poses, config.pose), **image_flags(images, step_m, step_deg, config.image)}
+    reasons = frame_reasons(flags, n, config.segments, config.disabled)
+    segments = make_segments(scene, trajectory, reasons)
+    table = pd.DataFrame({"scene": scene, "trajectory": trajectory, "frame": np.arange(n), "time": traj.timestamps,
+                          **poses, **images})
+    for reason in CHECK_REASONS:
+        table[f"flag_{reason.value}"] = flags[reason]
+    table["reasons"] = [list(r) for r in reasons]
+    table["kept"] = [not r for r in reasons]
+    table["segment_id"] = [s.segment_id for s in segments for _ in range(s.frames)]
+    return TrajectoryFilter(scene, trajectory, folder, table, tuple(segments), time.perf_counter() - start_time, decode)
+
+
+def _depth_medians(folder: pathlib.Path, n: int) -> np.ndarray | None:
+    """Median depth (m) of each frame from depth/NNNNNN.npy, or None when not captured (or incomplete)."""
+    files = sorted((folder / "depth").glob("*.npy")) if (folder / "depth").is_dir() else []
+    if len(files) != n:
+        return None
+    out = np.empty(n)
+    for i, path in enumerate(files):
+        d = np.load(path)
+        valid = d[np.isfinite(d) & (d > 0)]
+        out[i] = float(np.median(valid)) if valid.size else np.nan
+    return np.where(np.isfinite(out), out, np.nanmedian(out) if np.isfinite(out).any() else 3.0)
