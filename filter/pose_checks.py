@@ -82,7 +82,8 @@ def pose_flags(scores: dict[str, np.ndarray], config: PoseChecks) -> dict[Reason
 def _jitter(rate: np.ndarray, fps: float, config: PoseChecks) -> np.ndarray:
     """(M, 3) per-transition rate -> (M,) rolling RMS of its residual after Savitzky-Golay smoothing."""
     m = len(rate)
-    window = min(_odd(config.smooth_window_s * fps), m if m % 2 else m - 1)
+    shortest = config.smooth_order + 3 - (config.smooth_order % 2)  # odd, two samples more than a pure fit
+    window = min(max(_odd(config.smooth_window_s * fps), shortest), m if m % 2 else m - 1)
     if window <= config.smooth_order:
         return np.zeros(m)
     residual = np.linalg.norm(rate - savgol_filter(rate, window, config.smooth_order, axis=0, mode="interp"), axis=1)

@@ -35,7 +35,8 @@ class Segment:
     verdict: Verdict
     reasons: tuple[str, ...]  # why dropped (empty when kept automatically), sorted
     auto_verdict: Verdict  # the filter's own decision
-    reviewer: str = ""  # who overrode (or confirmed) it, when a verdict was applied
+    reviewed: bool = False  # a reviewer's verdict was applied (it may agree with auto_verdict)
+    reviewer: str = ""
     note: str = ""
 
     @property
@@ -107,8 +108,8 @@ def apply_verdicts(segments: Sequence[Segment], verdicts: Mapping[str, ReviewVer
         reasons = segment.reasons
         if verdict.verdict is Verdict.DROP and segment.auto_verdict is Verdict.KEEP:
             reasons = (Reason.REVIEWER.value,)
-        out.append(replace(segment, verdict=verdict.verdict, reasons=reasons, reviewer=verdict.reviewer,
-                           note=verdict.note))
+        out.append(replace(segment, verdict=verdict.verdict, reasons=reasons, reviewed=True,
+                           reviewer=verdict.reviewer, note=verdict.note))
     return out
 
 

@@ -1,0 +1,3 @@
+from filter.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,27 @@
+"""Write the filter report: report/filter.parquet (segments), report/frames.parquet (every frame's
+scores, flags and reasons) and report/index.html (the review page); each written atomically."""
+
+from __future__ import annotations
+
+import pathlib
+
+from common.files import atomic_path
+from filter.config import FilterConfig
+from filter.review import write_review_page
+from filter.run import FilterRun, frames_table, segments_table
+
+SEGMENTS = "filter.parquet"
+FRAMES = "frames.parquet"
+PAGE = "index.html"
+
+
+def write_report(run: FilterRun, config: FilterConfig, folder: str | pathlib.Path, title: str = "Filter review") -> pathlib.Path:
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / SEGMENTS) as tmp:
+        segments_table(run).to_parquet(tmp, index=False)
+    with atomic_path(folder / FRAMES) as tmp:
+        frames_table(run).to_parquet(tmp, index=False)
+    with atomic_path(folder / PAGE) as tmp:
+        write_review_page(run, config, tmp, title)
+    return folder

@@ -1,0 +1,227 @@
+"""The annotators' review page: one self-contained HTML file (inline CSS, JS, images), works offline.
+
+Sections: totals per reason; distributions of the main scores (kept vs dropped frames); per
+trajectory a timeline of kept/dropped segments, speed and jitter plots, thumbnails of flagged
+frames and the segment list, where a reviewer picks keep or drop per segment. "Export verdicts.csv"
+downloads formats.md 5's file with every segment given a verdict. Verdicts the build already
+applied are preselected, so an export carries them forward.
+
+All text from inputs (scene and trajectory names, paths, reasons, notes) is HTML-escaped; the page's
+script reads only data attributes and form values and writes with textContent.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import pathlib
+
+import cv2
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from filter.config import FilterConfig
+from filter.run import FilterRun, totals
+from filter.segments import Verdict
+from filter.stage import TrajectoryFilter, frame_files
+
+DISTRIBUTIONS = (("speed", "m/s"), ("angular_speed", "deg/s"), ("jitter_translation", "m/s"),
+                 ("jitter_rotation", "deg/s"), ("luma_mean", "0-255"), ("sharpness_rel", "ratio"),
+                 ("flicker", "ratio"), ("hist_distance", "0-1"), ("shift_error", "of width"))
+
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:0 24px 48px;color:#222}
+h1{font-size:22px}h2{font-size:18px;margin-top:28px}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}th{background:#f3f3f3}
+.num{text-align:right}.bar{position:sticky;top:0;background:#fff;padding:8px 0;border-bottom:1px solid #ddd;z-index:2}
+details{border:1px solid #ddd;border-radius:4px;margin:10px 0;padding:6px 10px}summary{cursor:pointer;font-weight:600}
+.keep{color:#1a7f37}.drop{color:#c62828}.thumbs{display:flex;flex-wrap:wrap;gap:6px}
+figure{margin:0;font-size:11px;max-width:170px}figure img{display:block}
+tr.changed{background:#fff6d5}.hidden{display:none}
+"""
+
+_JS = """
+const rows = () => Array.from(document.querySelectorAll('tr.segment'));
+function csvField(v){ v = String(v); return /[",\\n\\r]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v; }
+function refresh(){
+  let set = 0;
+  for (const tr of rows()) {
+    const v = tr.querySelector('select').value;
+    tr.classList.toggle('changed', v !== '' && v !== tr.dataset.auto);
+    if (v !== '') set++;
+  }
+  document.getElementById('count').textContent = set + ' segment(s) with a verdict';
+}
+function exportCsv(){
+  const reviewer = document.getElementById('reviewer').value.trim();
+  const lines = ['segment_id,verdict,reviewer,note'];
+  for (const tr of rows()) {
+    const v = tr.querySelector('select').value;
+    if (v === '') continue;
+    const who = tr.dataset.reviewer && v === tr.dataset.preset ? tr.dataset.reviewer : reviewer;
+    lines.push([tr.dataset.segment, v, who, tr.querySelector('input.note').value].map(csvField).join(','));
+  }
+  const blob = new Blob([lines.join('\\n') + '\\n'], {type: 'text/csv'});
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob); a.download = 'verdicts.csv';
+  document.body.appendChild(a); a.click(); a.remove();
+  document.getElementById('status').textContent = 'exported ' + (lines.length - 1) + ' verdict(s)';
+}
+function flaggedOnly(on){
+  for (const d of document.querySelectorAll('details.trajectory'))
+    d.classList.toggle('hidden', on && d.dataset.dropped === '0');
+}
+document.addEventListener('DOMContentLoaded', () => {
+  for (const s of document.querySelectorAll('tr.segment select')) s.addEventListener('change', refresh);
+  document.getElementById('export').addEventListener('click', exportCsv);
+  document.getElementById('flagged').addEventListener('change', e => flaggedOnly(e.target.checked));
+  refresh();
+});
+"""
+
+
+def write_review_page(run: FilterRun, config: FilterConfig, path: str | pathlib.Path, title: str = "Filter review") -> None:
+    stats = totals(run)
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>",
+             f"<style>{_CSS}</style><script>{_JS}</script></head><body>",
+             f"<h1>{_e(title)}</h1>",
+             "<div class='bar'><label>Reviewer <input id='reviewer' size='16' placeholder='your name'></label> ",
+             "<button id='export' type='button'>Export verdicts.csv</button> ",
+             "<label><input id='flagged' type='checkbox'> only trajectories with drops</label> ",
+             "<span id='count'></span> <span id='status'></span></div>",
+             _summary(run, stats), _distributions(run)]
+    for result in sorted(run.results, key=lambda r: (r.scene, r.trajectory)):
+        parts.append(_trajectory(result, config))
+    parts.append("</body></html>")
+    pathlib.Path(path).write_text("".join(parts), encoding="utf-8")
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _summary(run: FilterRun, stats: dict) -> str:
+    frames = max(int(stats["frames"]), 1)
+    rows = "".join(f"<tr><td>{_e(reason)}</td><td class='num'>{count}</td><td class='num'>{100 * count / frames:.1f}%</td></tr>"
+                   for reason, count in stats["frames_dropped_per_reason"].items() if count)
+    failed = "".join(f"<li>{_e(f.scene)} / {_e(f.trajectory)}: {_e(f.reason)}</li>" for f in run.failed)
+    return (f"<h2>Totals</h2><p>{stats['trajectories_filtered']} trajectories filtered, "
+            f"{stats['trajectories_failed']} failed; {stats['frames']} frames: "
+            f"<span class='keep'>{stats['frames_kept']} kept</span>, "
+            f"<span class='drop'>{stats['frames_dropped']} dropped</span>. "
+            f"Verdicts applied: {stats['verdicts_applied']} ({stats['verdicts_changed']} changed the filter's decision).</p>"
+            "<table id='totals'><tr><th>reason</th><th>frames dropped</th><th>share</th></tr>"
+            f"{rows or '<tr><td colspan=3>nothing dropped</td></tr>'}</table>"
+            + (f"<h3>Failed trajectories</h3><ul id='failed'>{failed}</ul>" if failed else ""))
+
+
+def _distributions(run: FilterRun) -> str:
+    if not run.results:
+        return ""
+    frames = pd.concat([r.frames for r in run.results], ignore_index=True)
+    fig = Figure(figsize=(12, 6.5), dpi=80)
+    for i, (name, unit) in enumerate(DISTRIBUTIONS):
+        ax = fig.add_subplot(3, 3, i + 1)
+        values = frames[name].to_numpy(dtype=float)
+        kept = frames["kept"].to_numpy(bool)
+        finite = np.isfinite(values)
+        if finite.any():
+            bins = np.histogram_bin_edges(values[finite], bins=40)
+            ax.hist(values[finite & kept], bins=bins, color="#1a7f37", alpha=0.7, label="kept")
+            ax.hist(values[finite & ~kept], bins=bins, color="#c62828", alpha=0.7, label="dropped")
+        ax.set_yscale("log")
+        ax.set_title(f"{name} ({unit})", fontsize=10)
+        ax.tick_params(labelsize=8)
+        if i == 0:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return f"<h2>Score distributions (frames)</h2>{_img(fig)}"
+
+
+def _trajectory(result: TrajectoryFilter, config: FilterConfig) -> str:
+    frames = result.frames
+    dropped = int((~frames["kept"].astype(bool)).sum())
+    head = (f"<details class='trajectory' data-dropped='{dropped}'{' open' if dropped else ''}>"
+            f"<summary>{_e(result.scene)} / {_e(result.trajectory)} — {len(frames)} frames, "
+            f"<span class='drop'>{dropped} dropped</span>, {len(result.segments)} segments</summary>"
+            f"<p>{_e(result.folder)}</p>")
+    return head + _timeline(result) + _plots(result) + _thumbnails(result, config) + _segment_table(result) + "</details>"
+
+
+def _timeline(result: TrajectoryFilter) -> str:
+    n = max(len(result.frames), 1)
+    rects = []
+    for s in result.segments:
+        colour = "#1a7f37" if s.verdict is Verdict.KEEP else "#c62828"
+        tip = f"{s.segment_id}: {s.verdict.value} {', '.join(s.reasons)}"
+        rects.append(f"<rect x='{1000 * s.start / n:.2f}' y='0' width='{1000 * s.frames / n:.2f}' height='18' "
+                     f"fill='{colour}'><title>{_e(tip)}</title></rect>")
+    return ("<svg class='timeline' viewBox='0 0 1000 18' preserveAspectRatio='none' width='100%' height='18'>"
+            + "".join(rects) + "</svg>")
+
+
+def _plots(result: TrajectoryFilter) -> str:
+    f = result.frames
+    t = f["time"].to_numpy(float)
+    fig = Figure(figsize=(12, 3.2), dpi=72)
+    series = ((("speed", "m/s"), ("jitter_translation", "m/s")), (("angular_speed", "deg/s"), ("jitter_rotation", "deg/s")))
+    for i, pair in enumerate(series):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for name, unit in pair:
+            ax.plot(t, f[name].to_numpy(float), lw=1, label=f"{name} ({unit})")
+        for s in result.segments:
+            if s.verdict is Verdict.DROP:
+                ax.axvspan(t[s.start], t[min(s.end, len(t)) - 1], color="#c62828", alpha=0.15, lw=0)
+        ax.set_xlabel("time (s)", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return _img(fig)
+
+
+def _thumbnails(result: TrajectoryFilter, config: FilterConfig) -> str:
+    flagged = [int(i) for i, reasons, kept in zip(result.frames["frame"], result.frames["reasons"], result.frames["kept"])
+               if not kept and any(r not in ("margin", "short_segment", "reviewer") for r in reasons)]
+    if not flagged:
+        return ""
+    limit = config.thumbnails_per_trajectory
+    chosen = flagged if len(flagged) <= limit else [flagged[round(k)] for k in np.linspace(0, len(flagged) - 1, limit)]
+    files = frame_files(result.folder, len(result.frames))
+    items = []
+    for i in chosen:
+        image = cv2.imread(str(files[i]), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        scale = config.thumbnail_width / image.shape[1]
+        small = cv2.resize(image, (config.thumbnail_width, max(1, round(image.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+        ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        reasons = ", ".join(result.frames["reasons"].iloc[i])
+        items.append(f"<figure data-frame='{i}'><img alt='frame {i}' src='data:image/jpeg;base64,"
+                     f"{base64.b64encode(data.tobytes()).decode()}'><figcaption>frame {i}: {_e(reasons)}</figcaption></figure>")
+    note = f" ({len(chosen)} of {len(flagged)})" if len(chosen) < len(flagged) else ""
+    return f"<p>Flagged frames{note}:</p><div class='thumbs'>{''.join(items)}</div>"
+
+
+def _segment_table(result: TrajectoryFilter) -> str:
+    rows = []
+    for s in result.segments:
+        preset = s.verdict.value if s.reviewed else ""
+        options = "".join(f"<option value='{v}'{' selected' if v == preset else ''}>{label}</option>"
+                          for v, label in (("", "—"), ("keep", "keep"), ("drop", "drop")))
+        rows.append(f"<tr class='segment' data-segment='{_e(s.segment_id)}' data-auto='{s.auto_verdict.value}' "
+                    f"data-preset='{preset}' data-reviewer='{_e(s.reviewer)}'>"
+                    f"<td>{_e(s.segment_id)}</td><td class='num'>{s.start}</td><td class='num'>{s.end}</td>"
+                    f"<td class='{s.verdict.value}'>{s.verdict.value}</td><td>{_e(', '.join(s.reasons))}</td>"
+                    f"<td><select aria-label='verdict'>{options}</select></td>"
+                    f"<td><input class='note' size='24' value='{_e(s.note)}'></td></tr>")
+    return ("<table class='segments'><tr><th>segment</th><th>start</th><th>end</th><th>decision</th><th>reasons</th>"
+            "<th>your verdict</th><th>note</th></tr>" + "".join(rows) + "</table>")
+
+
+def _img(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buffer)
+    return f"<img alt='plot' src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'>"
