@@ -23,10 +23,41 @@ import time  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
-from filter.config import FilterConfig  # noqa: E402
+import numpy as np  # noqa: E402
+
+from annotate.actions import ActionSpec  # noqa: E402
+from annotate.readers import ReaderConfig, read_trajectory  # noqa: E402
+from capture.planner import PlannerConfig, plan_path  # noqa: E402
+from capture.standin.scene import make_scene  # noqa: E402
+from filter.config import FilterConfig, PoseChecks  # noqa: E402
+from filter.pose_checks import pose_scores  # noqa: E402
 from filter.evaluate import FAULTS, SetSpec, evaluate, make_labelled_set  # noqa: E402
 from filter.reasons import CHECK_REASONS  # noqa: E402
 from _common import machine  # noqa: E402
+
+
+REAL = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "real_trajectories"
+
+
+def real_jitter() -> None:
+    """Jitter scores of the real trajectories in shared/data next to planner paths."""
+    print("\nJitter on real trajectories vs planner paths (median / 90th percentile over frames):\n")
+    print(f"{'trajectory':40} {'frames':>6} {'fps':>5} {'rotation deg/s':>16} {'translation m/s':>17}")
+
+    def row(label: str, poses: np.ndarray, times: np.ndarray) -> None:
+        s = pose_scores(poses, times, PoseChecks())
+        r, t = s["jitter_rotation"], s["jitter_translation"]
+        print(f"{label:40} {len(poses):>6} {1 / np.median(np.diff(times)):>5.1f} "
+              f"{np.nanmedian(r):>7.3f} / {np.nanpercentile(r, 90):<7.3f} {np.nanmedian(t):>7.4f} / {np.nanpercentile(t, 90):<7.4f}")
+
+    for path in sorted(REAL.glob("*")):
+        if path.suffix in (".tum", ".kitti", ".txt"):
+            config = ReaderConfig(duplicate_times="keep_first", source_fps=10.0 if path.suffix == ".kitti" else None)
+            traj = read_trajectory(path, config=config)
+            row(path.name, traj.poses, traj.timestamps)
+    for k, scene in enumerate(("room-1", "corridor-2", "courtyard-3", "street-4")):
+        planned = plan_path(make_scene(scene), PlannerConfig(frames=300), ActionSpec(), k)
+        row(f"planner {scene}", planned.poses, planned.times)
 
 
 def main() -> None:
@@ -62,6 +93,7 @@ def main() -> None:
     clean = summary[summary["fault"] == "clean"]
     print(f"\nfaults under 0.95 recall: {', '.join(failing['fault']) or 'none'}; "
           f"clean false-drop rate: {float(clean['false_drop_rate'].iloc[0]):.4f}" if len(clean) else "")
+    real_jitter()
 
 
 if __name__ == "__main__":

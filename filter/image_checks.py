@@ -7,7 +7,8 @@ Scores (per frame, all kept in the report):
     luma_mean, luma_std   0-255   Rec.601 luma of the working copy
     clip_high, clip_low   0-1     fraction of pixels with luma >= 250 / <= 5
     sharpness             -       variance of the Laplacian (fine detail)
-    detail                -       variance of the Laplacian at half size (structure blur cannot remove)
+    detail                -       median over `blur_window_s` of the half-size Laplacian variance: how much
+                                  structure the scene around the frame has (too little: blur is not judged)
     sharpness_rel         -       sharpness over its median in the `blur_window_s` around the frame: the
                                   trajectory's own sharpness there (a blur of up to half the window stands out)
     diff_prev             0-255   mean |luma change| from the previous frame
@@ -95,6 +96,7 @@ def image_scores(raw: dict[str, np.ndarray], poses: np.ndarray, fps: float, intr
     window = max(5, round(config.blur_window_s * fps) // 2 * 2 + 1)
     reference = _local_median(raw["sharpness"], window)
     out["sharpness_rel"] = raw["sharpness"] / np.maximum(reference, 1e-6)
+    out["detail"] = _local_median(raw["detail"], window)
     out["diff_rel"] = raw["diff_prev"] / np.maximum(_local_median(raw["diff_prev"], window), 1e-6)
     out["flicker"] = _spike(raw["luma_mean"])
     depth = np.full(n, config.assumed_depth_m) if depth_median is None else np.asarray(depth_median, np.float64)

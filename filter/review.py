@@ -129,7 +129,7 @@ def _distributions(run: FilterRun) -> str:
         kept = frames["kept"].to_numpy(bool)
         finite = np.isfinite(values)
         if finite.any():
-            bins = np.histogram_bin_edges(values[finite], bins=40)
+            bins = np.histogram_bin_edges(values[finite], bins=40).tolist()
             ax.hist(values[finite & kept], bins=bins, color="#1a7f37", alpha=0.7, label="kept")
             ax.hist(values[finite & ~kept], bins=bins, color="#c62828", alpha=0.7, label="dropped")
         ax.set_yscale("log")

@@ -61,7 +61,7 @@ def frame_reasons(flags: Mapping[Reason, np.ndarray], n: int, config: SegmentCon
     """Per frame, the sorted reasons it is dropped for (empty: kept)."""
     checks = [r for r in CHECK_REASONS if r in flags and r not in disabled]
     matrix = np.stack([np.asarray(flags[r], bool) for r in checks], axis=1) if checks else np.zeros((n, 0), bool)
-    flagged = matrix.any(axis=1)
+    flagged = np.asarray(matrix.any(axis=1), dtype=bool)
     near = np.zeros(n, bool)
     for offset in range(1, config.margin_frames + 1):
         near[offset:] |= flagged[:-offset]

@@ -105,6 +105,8 @@ def render_footage(scene: str, poses: np.ndarray, times: np.ndarray, staging: pa
             engine.handle("vset /camera/0/rotation {:.3f} {:.3f} {:.3f}".format(*rotation))
             engine.injected.clear()
             lit = cv2.imdecode(np.frombuffer(_bytes(engine.handle("vget /camera/0/lit png")), np.uint8), cv2.IMREAD_COLOR)
+            if lit is None:
+                raise RuntimeError(f"stand-in {scene}: lit PNG did not decode")
             truth.append([_injected(record) for record in engine.injected])
             planar = None
             if depth:
