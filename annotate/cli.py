@@ -12,7 +12,7 @@ from annotate.config import AnnotateConfig
 from annotate.readers import PoseFormat, read_trajectory
 from annotate.resample import Interpolation, resample
 from annotate.trajectory import TrajectoryError
-from common.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+from common.config import ConfigError, load_config, to_dict
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,10 +46,7 @@ def resolve_config(args: argparse.Namespace) -> AnnotateConfig:
         flags.append(f"resample.method={args.method}")
     if args.source_fps is not None:
         flags.append(f"reader.source_fps={args.source_fps!r}")
-    overrides = [*args.overrides, *flags]
-    if args.config is not None:
-        return load_yaml(AnnotateConfig, args.config, overrides)
-    return from_dict(AnnotateConfig, apply_overrides({}, overrides), source="command line")
+    return load_config(AnnotateConfig, args.config, [*args.overrides, *flags])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

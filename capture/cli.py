@@ -14,7 +14,7 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-from common.config import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml
+from common.config import ConfigError, dump_yaml, load_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,10 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from capture.run import REPORT, CaptureRunConfig, run, write_report
 
     try:
-        if args.config is not None:
-            config = load_yaml(CaptureRunConfig, args.config, args.overrides)
-        else:
-            config = from_dict(CaptureRunConfig, apply_overrides({}, args.overrides), source="command line")
+        config = load_config(CaptureRunConfig, args.config, args.overrides)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 
 Every stage declares its settings as a frozen dataclass with defaults; a pipeline nests them.
 `from_dict` builds one from plain data, checking types and naming the dotted key of any problem;
-`load_yaml` reads a file; `to_dict` writes the resolved tree back (for `config.yaml` next to
+`load_yaml` reads a file; `load_config` is a CLI's file-or-defaults plus overrides; `to_dict` writes the resolved tree back (for `config.yaml` next to
 outputs); `apply_overrides` applies dotted `key=value` overrides (YAML-parsed values) to plain data.
 
 Supported field types: bool, int, float, str, pathlib.Path, Enum subclasses, Literal[...],
@@ -49,6 +49,13 @@ def load_yaml(cls: type[T], path: str | pathlib.Path, overrides: Sequence[str] =
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return from_dict(cls, apply_overrides(data, overrides), source=str(path))
+
+
+def load_config(cls: type[T], path: str | pathlib.Path | None, overrides: Sequence[str] = ()) -> T:
+    """What every CLI does: the YAML file when given (else the defaults), then `key=value` overrides."""
+    if path is not None:
+        return load_yaml(cls, path, overrides)
+    return from_dict(cls, apply_overrides({}, overrides), source="command line")
 
 
 def to_dict(obj: Any) -> Any:

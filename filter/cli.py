@@ -17,7 +17,7 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-from common.config import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml
+from common.config import ConfigError, dump_yaml, load_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,10 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from filter.verdicts import VerdictError, read_verdicts
 
     try:
-        if args.config is not None:
-            config = load_yaml(FilterConfig, args.config, args.overrides)
-        else:
-            config = from_dict(FilterConfig, apply_overrides({}, args.overrides), source="command line")
+        config = load_config(FilterConfig, args.config, args.overrides)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

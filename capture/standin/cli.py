@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from capture.standin.engine import EngineConfig
 from capture.standin.server import StandinServer
-from common.config import ConfigError, apply_overrides, from_dict, load_yaml
+from common.config import ConfigError, load_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,10 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              for k, v in (("scene", args.scene), ("width", args.width), ("height", args.height), ("fov", args.fov))
              if v is not None]
     try:
-        if args.config is not None:
-            config = load_yaml(EngineConfig, args.config, [*args.overrides, *flags])
-        else:
-            config = from_dict(EngineConfig, apply_overrides({}, [*args.overrides, *flags]), source="command line")
+        config = load_config(EngineConfig, args.config, [*args.overrides, *flags])
         server = StandinServer(config, args.host, args.port, args.fault_log, exit_on_crash=True)
     except (ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
