@@ -60,7 +60,8 @@ def kill(pid: int) -> None:
         pass
 
 
-def partial_frames(staging: pathlib.Path) -> int:
-    """Frames written so far into trajectories not yet published."""
+def partial_frames(staging: pathlib.Path, trajectory: str | None = None) -> int:
+    """Frames written so far into trajectories not yet published (all, or one trajectory's)."""
     partial = staging / ".partial"
-    return sum(len(list((d / "frames").glob("*"))) for d in partial.glob("*") if (d / "frames").is_dir()) if partial.is_dir() else 0
+    pattern = f"*__{trajectory}__*" if trajectory else "*"
+    return sum(len(list((d / "frames").glob("*"))) for d in partial.glob(pattern) if (d / "frames").is_dir()) if partial.is_dir() else 0
