@@ -25,7 +25,8 @@ from capture.planner import PlannerConfig, plan_path  # noqa: E402
 from capture.standin.footage import render_footage  # noqa: E402
 from capture.standin.scene import make_scene  # noqa: E402
 from filter.config import FilterConfig  # noqa: E402
-from filter.stage import filter_trajectory, frame_files  # noqa: E402
+from capture.staging import frame_files  # noqa: E402
+from filter.stage import filter_trajectory  # noqa: E402
 from _common import best_of, machine, pin_to_one_core  # noqa: E402
 
 

@@ -27,10 +27,7 @@ from annotate.readers import ReaderConfig, read_ue_csv
 from annotate.trajectory import TrajectoryError
 from capture.config import StagingConfig
 from capture.records import CaptureResult, safe_name
-from capture.staging import StagingWriter, intrinsics, staged_fingerprint, trajectory_dir
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
+from capture.staging import LayoutError, StagingWriter, frame_files, intrinsics, staged_fingerprint, trajectory_dir
 
 @dataclass(frozen=True)
 class IngestConfig:
@@ -76,13 +73,13 @@ def ingest_sequence(sequence: Sequence, staging: str | pathlib.Path, config: Ing
         if not poses_path.is_file():
             raise IngestError(f"{poses_path}: missing (every sequence needs poses.csv)")
         traj = read_ue_csv(poses_path, config.reader)
-        frames = _frame_files(folder, len(traj.poses), poses_path)
+        frames = frame_files(folder, len(traj.poses))
         meta = _read_meta(folder / "meta.json", config)
         fingerprint = _fingerprint(poses_path, frames, meta)
         if config.resume and staged_fingerprint(staging, scene, trajectory) == fingerprint:
             return result("cached", frames=len(frames), path=str(trajectory_dir(staging, scene, trajectory)))
         width, height = _check_images(frames, poses_path)
-    except (IngestError, TrajectoryError, OSError) as exc:
+    except (IngestError, LayoutError, TrajectoryError, OSError) as exc:
         return result("failed", str(exc))
     staged_meta = {
         **{k: v for k, v in meta.items() if k not in ("fov", "fps", "caption")},
@@ -93,18 +90,6 @@ def ingest_sequence(sequence: Sequence, staging: str | pathlib.Path, config: Ing
     }
     path = _stage(folder, frames, staging, scene, trajectory, staged_meta)
     return result("captured", frames=len(frames), path=str(path))
-
-
-def _frame_files(folder: pathlib.Path, rows: int, poses_path: pathlib.Path) -> list[pathlib.Path]:
-    frames_dir = folder / "frames"
-    if not frames_dir.is_dir():
-        raise IngestError(f"{frames_dir}: missing (one image per poses.csv row)")
-    files = sorted(p for p in frames_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if len({p.suffix.lower() for p in files}) > 1:
-        raise IngestError(f"{frames_dir}: mixed image types {sorted({p.suffix for p in files})}")
-    if len(files) != rows:
-        raise IngestError(f"{frames_dir}: {len(files)} frame files for {rows} pose rows in {poses_path.name}")
-    return files
 
 
 def _read_meta(path: pathlib.Path, config: IngestConfig) -> dict:

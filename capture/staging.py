@@ -28,6 +28,7 @@ from annotate.ue import fov_to_intrinsics
 from capture.config import StagingConfig
 
 PARTIAL = ".partial"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 COMMAND_COLUMNS = ("cmd_x", "cmd_y", "cmd_z", "cmd_pitch", "cmd_yaw", "cmd_roll")
 
@@ -36,6 +37,23 @@ def intrinsics(fov: float, width: int, height: int) -> dict[str, float]:
     """meta.json's {fx, fy, cx, cy} for a UE FOV on the longer side (conventions.md section 1)."""
     K = fov_to_intrinsics(fov, width, height)
     return {"fx": float(K[0, 0]), "fy": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2])}
+
+
+class LayoutError(ValueError):
+    """A trajectory folder that does not follow the layout; the message names the folder."""
+
+
+def frame_files(folder: pathlib.Path, rows: int) -> list[pathlib.Path]:
+    """The sorted frame images of a trajectory folder (formats.md 1.2), one per poses.csv row."""
+    frames_dir = pathlib.Path(folder) / "frames"
+    if not frames_dir.is_dir():
+        raise LayoutError(f"{frames_dir}: missing (one image per poses.csv row)")
+    files = sorted(p for p in frames_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len({p.suffix.lower() for p in files}) > 1:
+        raise LayoutError(f"{frames_dir}: mixed image types {sorted({p.suffix for p in files})}")
+    if len(files) != rows:
+        raise LayoutError(f"{frames_dir}: {len(files)} frame files for {rows} pose rows in poses.csv")
+    return files
 
 
 def trajectory_dir(root: pathlib.Path, scene: str, trajectory: str) -> pathlib.Path:

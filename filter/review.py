@@ -26,7 +26,8 @@ from matplotlib.figure import Figure
 from filter.config import FilterConfig
 from filter.run import FilterRun, totals
 from filter.segments import Verdict
-from filter.stage import TrajectoryFilter, frame_files
+from capture.staging import frame_files
+from filter.stage import TrajectoryFilter
 
 DISTRIBUTIONS = (("speed", "m/s"), ("angular_speed", "deg/s"), ("jitter_translation", "m/s"),
                  ("jitter_rotation", "deg/s"), ("luma_mean", "0-255"), ("sharpness_rel", "ratio"),

@@ -19,14 +19,12 @@ import pandas as pd
 from annotate.readers import ReaderConfig, read_ue_csv
 from annotate.trajectory import TrajectoryError
 from annotate.ue import fov_to_intrinsics
+from capture.staging import LayoutError, frame_files
 from filter.config import FilterConfig
 from filter.image_checks import FrameScorer, image_flags, image_scores
 from filter.pose_checks import pose_flags, pose_scores
 from filter.reasons import CHECK_REASONS
 from filter.segments import Segment, frame_reasons, make_segments
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
 
 class FilterError(ValueError):
     """A staged trajectory that cannot be filtered; the message names the file (and row)."""
@@ -41,14 +39,6 @@ class TrajectoryFilter:
     segments: tuple[Segment, ...]
     seconds: float  # wall time spent, decoding included
     decode_seconds: float  # of which reading and decoding images
-
-
-def frame_files(folder: pathlib.Path, rows: int) -> list[pathlib.Path]:
-    files = sorted(p for p in (folder / "frames").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
-        if (folder / "frames").is_dir() else []
-    if len(files) != rows:
-        raise FilterError(f"{folder / 'frames'}: {len(files)} frame files for {rows} rows of poses.csv")
-    return files
 
 
 def camera_matrix(meta: dict, width: int, height: int, where: pathlib.Path) -> np.ndarray:
@@ -76,7 +66,10 @@ def filter_trajectory(folder: str | pathlib.Path, config: FilterConfig, scene: s
     except ValueError as exc:
         raise FilterError(f"{meta_path}: not valid JSON: {exc}") from exc
     n = len(traj.poses)
-    files = frame_files(folder, n)
+    try:
+        files = frame_files(folder, n)
+    except LayoutError as exc:
+        raise FilterError(str(exc)) from exc
     decode = 0.0
     scorer: FrameScorer | None = None
     for i, path in enumerate(files):
@@ -93,7 +86,7 @@ def filter_trajectory(folder: str | pathlib.Path, config: FilterConfig, scene: s
             raise FilterError(str(exc)) from exc
     assert scorer is not None  # n >= 2: the reader requires it
     width, height = scorer.width, scorer.height
-    depth = _depth_medians(folder, n)
+    depth = _depth_medians(folder, n, config.image.assumed_depth_m)
     fps = 1.0 / float(np.median(np.diff(traj.timestamps)))
     poses = pose_scores(traj.poses, traj.timestamps, config.pose)
     images = image_scores(scorer.raw(), traj.poses, fps, camera_matrix(meta, width, height, meta_path), width, depth,
@@ -113,7 +106,7 @@ def filter_trajectory(folder: str | pathlib.Path, config: FilterConfig, scene: s
     return TrajectoryFilter(scene, trajectory, folder, table, tuple(segments), time.perf_counter() - start_time, decode)
 
 
-def _depth_medians(folder: pathlib.Path, n: int) -> np.ndarray | None:
+def _depth_medians(folder: pathlib.Path, n: int, assumed: float) -> np.ndarray | None:
     """Median depth (m) of each frame from depth/NNNNNN.npy, or None when not captured (or incomplete)."""
     files = sorted((folder / "depth").glob("*.npy")) if (folder / "depth").is_dir() else []
     if len(files) != n:
@@ -123,4 +116,4 @@ def _depth_medians(folder: pathlib.Path, n: int) -> np.ndarray | None:
         d = np.load(path)
         valid = d[np.isfinite(d) & (d > 0)]
         out[i] = float(np.median(valid)) if valid.size else np.nan
-    return np.where(np.isfinite(out), out, np.nanmedian(out) if np.isfinite(out).any() else 3.0)
+    return np.where(np.isfinite(out), out, np.nanmedian(out) if np.isfinite(out).any() else assumed)
