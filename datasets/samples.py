@@ -1,0 +1,84 @@
+"""One WebDataset sample = one training clip (formats.md 3). No Ray import (trainers load this).
+
+    <key>.json          scene, trajectory, clip, split, source_frames, fps, width, height, intrinsics,
+                        palindrome, turn_index, action_spec, filter, caption (+ modalities)
+    <key>.NNNN.jpg      frame NNNN, RGB JPEG
+    <key>.actions.npy   float32 (T-1, 13)
+    <key>.motion.npy    float32 (T-1, 6)
+    <key>.poses.npy     float64 (T, 4, 4) camera-to-world, OpenCV camera axes, internal world
+    <key>.depth.npy     float16 (T, H, W) metres, when depth was captured and asked for
+
+Every member is encoded here to bytes (sorted JSON keys, numpy's .npy format, OpenCV JPEG), so a
+sample's bytes depend only on its content.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+FRAME_MEMBER = re.compile(r"^(\d{4})\.jpg$")
+
+
+def sample_key(scene: str, trajectory: str, clip: int, palindrome: bool) -> str:
+    key = f"{scene}-{trajectory}-{clip:05d}" + ("-pal" if palindrome else "")
+    if not KEY_PATTERN.match(key):
+        raise ValueError(f"sample key {key!r} has characters outside [A-Za-z0-9_-]")
+    return key
+
+
+@dataclass(frozen=True, eq=False)
+class Clip:
+    key: str
+    frames_jpeg: tuple[bytes, ...]  # T encoded RGB frames
+    poses: np.ndarray  # (T, 4, 4) float64
+    motion: np.ndarray  # (T-1, 6)
+    actions: np.ndarray  # (T-1, 13)
+    meta: Mapping[str, Any]  # the .json member
+    depth: np.ndarray | None = None  # (T, H, W) metres
+
+    def __post_init__(self) -> None:
+        t = len(self.frames_jpeg)
+        if not KEY_PATTERN.match(self.key):
+            raise ValueError(f"{self.key!r}: keys are [A-Za-z0-9_-] only")
+        if t > 10_000:
+            raise ValueError(f"{self.key}: {t} frames; frame members have 4 digits")
+        if self.poses.shape != (t, 4, 4) or self.motion.shape != (t - 1, 6) or self.actions.shape != (t - 1, 13):
+            raise ValueError(f"{self.key}: {t} frames but poses {self.poses.shape}, motion {self.motion.shape}, "
+                             f"actions {self.actions.shape}")
+        if self.depth is not None and len(self.depth) != t:
+            raise ValueError(f"{self.key}: {t} frames but {len(self.depth)} depth maps")
+
+    def to_wds_sample(self) -> dict[str, Any]:
+        sample: dict[str, Any] = {"__key__": self.key,
+                                  "json": json.dumps(self.meta, sort_keys=True, separators=(",", ":")).encode()}
+        for i, data in enumerate(self.frames_jpeg):
+            sample[f"{i:04d}.jpg"] = data
+        sample["actions.npy"] = npy_bytes(self.actions.astype(np.float32))
+        sample["motion.npy"] = npy_bytes(self.motion.astype(np.float32))
+        sample["poses.npy"] = npy_bytes(self.poses.astype(np.float64))
+        if self.depth is not None:
+            sample["depth.npy"] = npy_bytes(self.depth.astype(np.float16))
+        return sample
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def npy_load(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def frame_members(sample: Mapping[str, Any]) -> list[str]:
+    """A decoded sample's frame member names, in frame order."""
+    return sorted(k for k in sample if FRAME_MEMBER.match(k))

@@ -1,0 +1,68 @@
+"""Write samples into WebDataset shards: `webdataset.ShardWriter`, capped by count and size, each
+shard written under a temporary name and renamed when closed (a reader never sees a partial tar),
+members with a fixed mtime so that the same samples give byte-identical shards.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import webdataset as wds
+
+FIXED_MTIME = 0.0  # 1970-01-01: members carry no build time
+TMP_SUFFIX = ".tmp"
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    max_samples: int = 1000  # per shard
+    max_bytes: int = 500_000_000  # per shard (a shard can exceed it by one sample, as ShardWriter does)
+
+    def __post_init__(self) -> None:
+        if self.max_samples < 1 or self.max_bytes < 1:
+            raise ValueError("shards.max_samples and shards.max_bytes must be >= 1")
+
+
+@dataclass(frozen=True)
+class Written:
+    key: str
+    shard: str  # file name, relative to the shard folder
+    bytes: int  # the sample's payload bytes
+
+
+def shard_name(split: str, index: int) -> str:
+    return f"{split}-{index:06d}.tar"
+
+
+def clear_shards(folder: pathlib.Path, split: str) -> None:
+    """Remove a split's shards and leftover temporaries (a rebuild writes the split afresh)."""
+    for path in folder.glob(f"{split}-*.tar*"):
+        path.unlink()
+    for path in folder.glob(f".{split}-*.tar{TMP_SUFFIX}"):
+        path.unlink()
+
+
+def write_shards(samples: Iterable[Mapping[str, Any]], folder: pathlib.Path, split: str,
+                 config: ShardConfig) -> list[Written]:
+    """Write `samples` (webdataset dicts of bytes, in the order given) as `<split>-NNNNNN.tar`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    clear_shards(folder, split)
+    written: list[Written] = []
+
+    def publish(tmp_name: str) -> None:
+        tmp = pathlib.Path(tmp_name)
+        os.replace(tmp, tmp.with_name(tmp.name[1:-len(TMP_SUFFIX)]))
+
+    pattern = str(folder / f".{split}-%06d.tar{TMP_SUFFIX}")
+    with wds.ShardWriter(pattern, maxcount=config.max_samples, maxsize=config.max_bytes, post=publish, verbose=0,
+                         mtime=FIXED_MTIME) as sink:
+        for sample in samples:
+            sink.write(dict(sample))
+            name = pathlib.Path(sink.fname).name[1:-len(TMP_SUFFIX)]
+            size = sum(len(v) for k, v in sample.items() if not k.startswith("__"))
+            written.append(Written(str(sample["__key__"]), name, size))
+    return written
