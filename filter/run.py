@@ -63,9 +63,12 @@ def filter_one(args: tuple[pathlib.Path, str, str, FilterConfig]) -> TrajectoryF
 
 def filter_staging(staging: str | pathlib.Path, config: FilterConfig,
                    verdicts: Mapping[str, ReviewVerdict] | None = None, verdicts_source: str = "verdicts.csv",
-                   pool_map: Callable[..., Iterable] = map) -> FilterRun:
-    """Filter everything staged; `pool_map` may be a Ray or process pool map over `filter_one`."""
-    jobs = [(folder, scene, trajectory, config) for scene, trajectory, folder in staged_trajectories(staging)]
+                   pool_map: Callable[..., Iterable] = map,
+                   trajectories: Iterable[tuple[str, str, pathlib.Path]] | None = None) -> FilterRun:
+    """Filter everything staged (or just `trajectories`: (scene, trajectory, folder)); `pool_map`
+    may be a Ray or process pool map over `filter_one`."""
+    chosen = staged_trajectories(staging) if trajectories is None else list(trajectories)
+    jobs = [(folder, scene, trajectory, config) for scene, trajectory, folder in chosen]
     outcomes = list(pool_map(filter_one, jobs))
     results = tuple(o for o in outcomes if isinstance(o, TrajectoryFilter))
     failed = tuple(o for o in outcomes if isinstance(o, Failed))
@@ -109,14 +112,21 @@ def segments_table(run: FilterRun) -> pd.DataFrame:
                    "end": s.end, "verdict": s.verdict.value, "reasons": list(s.reasons),
                    "auto_verdict": s.auto_verdict.value, "reviewed": s.reviewed, "reviewer": s.reviewer, "note": s.note,
                    "frames": s.frames, "start_time": float(part["time"].iloc[0]), "end_time": float(part["time"].iloc[-1])}
-            for name in SCORES:
-                values = part[name].to_numpy(dtype=float)
-                finite = values[np.isfinite(values)]
-                row[name] = float(finite.min() if name in LOW_IS_BAD else finite.max()) if finite.size else np.nan
+            row.update(worst_scores({name: part[name].to_numpy(dtype=float) for name in SCORES}))
             rows.append(row)
     columns = ["segment_id", "scene", "trajectory", "start", "end", "verdict", "reasons", "auto_verdict", "reviewed",
                "reviewer", "note", "frames", "start_time", "end_time", *SCORES]
     return pd.DataFrame(rows, columns=columns)
+
+
+def worst_scores(scores: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Each score's worst value over some frames: the minimum for LOW_IS_BAD scores, else the
+    maximum; NaN where no frame has it."""
+    out = {}
+    for name, values in scores.items():
+        finite = values[np.isfinite(values)]
+        out[name] = float(finite.min() if name in LOW_IS_BAD else finite.max()) if finite.size else float("nan")
+    return out
 
 
 def frames_table(run: FilterRun) -> pd.DataFrame:

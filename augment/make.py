@@ -1,0 +1,98 @@
+"""One staged trajectory + its kept spans -> training clips (forward windows and palindromes).
+
+Reads the staging layout (poses.csv, frames/, depth/, meta.json), subsamples to the target fps,
+cuts windows inside the kept spans, draws which windows also give a palindrome (seeded per
+trajectory, so the draw does not depend on which worker runs it), recomputes motion and actions
+from each clip's own poses, and encodes frames as RGB JPEG. Pure of Ray; one call per trajectory.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from annotate.actions import ActionSpec
+from annotate.readers import ReaderConfig, read_ue_csv
+from augment.clips import (PalindromeConfig, WindowConfig, clip_labels, forward_length, frame_step, palindrome_frames,
+                           palindrome_times, windows)
+from capture.staging import frame_files
+from common.config import to_dict
+from datasets.samples import Clip, sample_key
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    window: WindowConfig = field(default_factory=WindowConfig)
+    palindrome: PalindromeConfig = field(default_factory=PalindromeConfig)
+    jpeg_quality: int = 90
+    depth: bool = False  # add <key>.depth.npy when the trajectory has depth maps
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"clips.jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        if self.palindrome.share > 0:
+            forward_length(self.window.frames)  # odd T, or a clear error
+
+
+@dataclass(frozen=True, eq=False)
+class ClipJob:
+    folder: pathlib.Path
+    scene: str
+    trajectory: str
+    split: str
+    spans: tuple[tuple[int, int], ...]  # kept frame spans (start, end exclusive)
+    scores: Mapping[str, np.ndarray]  # per-frame filter scores, for the per-clip `filter` summary
+    seed: int
+
+
+def make_clips(job: ClipJob, config: ClipConfig, spec: ActionSpec) -> list[Clip]:
+    traj = read_ue_csv(job.folder / "poses.csv", ReaderConfig())
+    meta = json.loads((job.folder / "meta.json").read_text()) if (job.folder / "meta.json").is_file() else {}
+    files = frame_files(job.folder, len(traj.poses))
+    fps = 1.0 / float(np.median(np.diff(traj.timestamps)))
+    step = frame_step(fps, config.window.fps, str(job.folder))
+    forward = windows(job.spans, step, config.window)
+    rng = np.random.default_rng(job.seed)
+    want_palindrome = rng.random(len(forward)) < config.palindrome.share
+    cache: dict[int, bytes] = {}
+
+    def jpeg(i: int) -> bytes:
+        if i not in cache:
+            image = cv2.imread(str(files[i]), cv2.IMREAD_COLOR)
+            if image is None:
+                raise ValueError(f"{files[i]}: cannot decode image (poses.csv row {i})")
+            ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality])
+            cache[i] = data.tobytes()
+        return cache[i]
+
+    from filter.run import worst_scores  # the per-clip summary uses the report's rule
+
+    clips = []
+    base = {"scene": job.scene, "trajectory": job.trajectory, "split": job.split,
+            "fps": fps / step, "width": meta.get("width"), "height": meta.get("height"),
+            "intrinsics": meta.get("intrinsics"), "caption": meta.get("caption", ""),
+            "action_spec": to_dict(spec)}
+    depth_dir = job.folder / "depth"
+    with_depth = config.depth and depth_dir.is_dir()
+    for index, frames in enumerate(forward):
+        variants: list[tuple[np.ndarray, np.ndarray, bool, int | None]] = [(frames, traj.timestamps[frames], False, None)]
+        if want_palindrome[index]:
+            half = frames[:forward_length(config.window.frames)]
+            pal, turn_index = palindrome_frames(half)
+            variants.append((pal, palindrome_times(traj.timestamps[half]), True, turn_index))
+        for source, times, is_pal, turn in variants:
+            poses = traj.poses[source]
+            motion, actions = clip_labels(poses, times, spec)
+            summary = worst_scores({name: np.asarray(values)[source] for name, values in job.scores.items()})
+            clip_meta = {**base, "clip": index, "source_frames": source.tolist(), "palindrome": is_pal,
+                         "turn_index": turn, "filter": {k: (None if np.isnan(v) else v) for k, v in summary.items()},
+                         "modalities": ["rgb", "depth"] if with_depth else ["rgb"]}
+            depth = np.stack([np.load(depth_dir / f"{i:06d}.npy") for i in source]) if with_depth else None
+            clips.append(Clip(sample_key(job.scene, job.trajectory, index, is_pal), tuple(jpeg(int(i)) for i in source),
+                              poses, motion, actions, clip_meta, depth))
+    return clips

@@ -1,0 +1,71 @@
+"""The build's configuration: one frozen dataclass tree (written to <out>/config.yaml), the demo
+settings used when no --config is given, and how --ingest / --trajectories add sources."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from augment.make import ClipConfig
+from capture.run import CaptureRunConfig
+from common.config import apply_overrides, from_dict, load_yaml, to_dict
+from datasets.shards import ShardConfig
+from filter.config import FilterConfig
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    val_fraction: float = 0.25  # share of scenes in `val` (whole scenes: no scene is in two splits)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"splits.val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    seed: int = 0
+    capture: CaptureRunConfig = field(default_factory=CaptureRunConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    clips: ClipConfig = field(default_factory=ClipConfig)
+    shards: ShardConfig = field(default_factory=ShardConfig)
+    splits: SplitConfig = field(default_factory=SplitConfig)
+    staging: str | None = None  # default: <out>/staging
+
+
+#: the demo build (no --config): 8 planned paths in the four stand-in scene kinds, 256x144
+DEMO: dict[str, Any] = {
+    "capture": {
+        "capture": {"camera": {"width": 256, "height": 144, "fov": 90.0}, "standin": {"instances": 2}},
+        "sources": {"planner": {"scenes": ["room-1", "corridor-2", "courtyard-3", "street-4"],
+                                "trajectories_per_scene": 2, "frames": 150}},
+    },
+    "clips": {"window": {"frames": 33, "stride": 16}, "palindrome": {"share": 0.25}},
+    "shards": {"max_samples": 64},
+}
+
+
+def resolve_config(config_path: pathlib.Path | None, overrides: Sequence[str], ingest: Sequence[str],
+                   trajectories: Sequence[str]) -> BuildConfig:
+    """The file (or the demo), then --set overrides, then --ingest / --trajectories sources."""
+    if config_path is not None:
+        config = load_yaml(BuildConfig, config_path, overrides)
+        data: dict[str, Any] = to_dict(config)
+    else:
+        data = apply_overrides(json.loads(json.dumps(DEMO)), overrides)
+    sources = data.setdefault("capture", {}).setdefault("sources", {})
+    if ingest:
+        roots = sources.setdefault("ingest", {}).setdefault("roots", [])
+        roots.extend(ingest)
+    if trajectories:
+        scene = data["capture"].get("capture", {}).get("standin", {}).get("scene", "room-1")
+        replay = sources.setdefault("replay", {}).setdefault("sources", [])
+        for path in trajectories:
+            files = sorted(pathlib.Path(path).glob("*.csv")) if pathlib.Path(path).is_dir() else [pathlib.Path(path)]
+            replay.extend({"path": str(f), "scene": scene} for f in files)
+    if (ingest or trajectories) and config_path is None:
+        sources.get("planner", {})["trajectories_per_scene"] = 0  # given inputs replace the demo's paths
+    return from_dict(BuildConfig, data, source=str(config_path or "demo"))
