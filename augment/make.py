@@ -54,7 +54,7 @@ def make_clips(job: ClipJob, config: ClipConfig, spec: ActionSpec) -> list[Clip]
     traj = read_ue_csv(job.folder / "poses.csv", ReaderConfig())
     meta = json.loads((job.folder / "meta.json").read_text()) if (job.folder / "meta.json").is_file() else {}
     files = frame_files(job.folder, len(traj.poses))
-    fps = 1.0 / float(np.median(np.diff(traj.timestamps)))
+    fps = float(meta["fps"]) if meta.get("fps") else 1.0 / float(np.median(np.diff(traj.timestamps)))
     step = frame_step(fps, config.window.fps, str(job.folder))
     forward = windows(job.spans, step, config.window)
     rng = np.random.default_rng(job.seed)

@@ -1,10 +1,11 @@
 """`ray_map(fn, items)`: map a function over items as Ray tasks (one CPU each), results in input
-order, with a tqdm bar as they finish. Ray must be initialised by the caller (entry scripts do)."""
+order, with a tqdm bar as they finish; failed tasks are retried by Ray (a lost node's work is
+redone elsewhere). Ray must be initialised by the caller (entry scripts do)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
@@ -12,11 +13,14 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def ray_map(fn: Callable[[T], R], items: Iterable[T], progress: bool = True, desc: str = "") -> list[R]:
+def ray_map(fn: Callable[..., R], items: Iterable[T], progress: bool = True, desc: str = "",
+            shared: Mapping[str, Any] | None = None) -> list[R]:
+    """`fn(item, **shared)` for each item; `shared` keyword arguments go to the object store once."""
     import ray
 
     task = ray.remote(num_cpus=1)(fn)
-    refs = [task.remote(item) for item in items]
+    shared_refs = {name: ray.put(value) for name, value in (shared or {}).items()}
+    refs = [task.remote(item, **shared_refs) for item in items]
     index = {ref: i for i, ref in enumerate(refs)}
     out: list[R | None] = [None] * len(refs)
     pending = list(refs)

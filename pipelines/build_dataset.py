@@ -64,8 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         ray.shutdown()
-    print(json.dumps({k: stats[k] for k in ("trajectories", "frames", "samples", "shards")}, indent=1))
-    print(f"built {args.out} in {time.perf_counter() - start:.0f} s; review: {args.out / 'report' / 'index.html'}")
+    t, f = stats["trajectories"], stats["frames"]
+    print(f"{t['in']} trajectories: {t['captured']} captured, {t['cached']} cached, {t['failed']} failed "
+          f"{t['failed_by_stage'] or ''}; frames kept {f['kept']}, dropped {f['dropped']}; "
+          f"samples {stats['samples']} in shards {stats['shards']}; {time.perf_counter() - start:.0f} s")
+    print(f"review page: {args.out / 'report' / 'index.html'}; stats: {args.out / 'stats.json'}")
     return 0
 
 

@@ -1,0 +1,227 @@
+"""The build's stages wired on Ray: capture -> filter -> clips (window, palindrome, annotate, encode)
+-> shards, plus manifest.parquet, stats.json, config.yaml and the filter report (formats.md 2).
+
+Resume and reproducibility:
+- capture skips trajectories already staged with the same fingerprint (capture/staging.py);
+- each trajectory's clips go to DIR/.work/clips/<scene>/<trajectory>.tar (atomic), next to a
+  .json holding the fingerprint of everything they depend on; a matching cache is reused;
+- shards are rewritten on every run from the caches, trajectories in a seeded order, with a fixed
+  mtime: the same inputs and seed give byte-identical shards, however often the build was stopped.
+Every input trajectory ends in DIR/trajectories.parquet and stats.json: failed (stage + reason),
+or filtered with its clip count.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import pathlib
+import tarfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from annotate.actions import CHANNELS
+from augment.make import ClipJob, make_clips
+from capture.run import run as run_capture
+from capture.run import write_report as write_capture_report
+from capture.staging import staged_fingerprint
+from common.config import dump_yaml, to_dict
+from common.files import atomic_path
+from common.raymap import ray_map
+from datasets.samples import npy_load
+from datasets.shards import write_shards
+from filter.report import write_report as write_filter_report
+from filter.run import SCORES, filter_staging, totals
+from filter.segments import kept_spans
+from filter.verdicts import VerdictError, read_verdicts
+from pipelines.config import BuildConfig
+
+SPLITS = ("train", "val")
+
+
+class BuildError(Exception):
+    """The build cannot go on (bad verdicts file, unknown verdict segment)."""
+
+
+def scene_split(scene: str, scenes: list[str], config: BuildConfig) -> str:
+    """Whole scenes go to a split: a seeded order of the scene names, the first val_fraction to val
+    (at least one when there are two or more scenes and val_fraction > 0)."""
+    order = sorted(scenes, key=lambda s: hashlib.sha256(f"{config.seed}:{s}".encode()).hexdigest())
+    n_val = int(round(config.splits.val_fraction * len(order)))
+    if config.splits.val_fraction > 0 and len(order) > 1:
+        n_val = max(1, min(n_val, len(order) - 1))
+    return "val" if scene in order[:n_val] else "train"
+
+
+def clip_cache(job: ClipJob, config: BuildConfig, work: pathlib.Path, staged: str | None) -> dict[str, Any]:
+    """Make (or reuse) one trajectory's clip tar; returns its summary. Runs as a Ray task."""
+    tar_path = work / job.scene / f"{job.trajectory}.tar"
+    info_path = tar_path.with_suffix(".json")
+    key = hashlib.sha256(json.dumps([staged, job.split, job.spans, job.seed, to_dict(config.clips),
+                                     to_dict(config.capture.actions)], sort_keys=True).encode()).hexdigest()[:24]
+    if tar_path.is_file() and info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if info.get("fingerprint") == key:
+            return {**info, "cached": True}
+    clips = make_clips(job, config.clips, config.capture.actions)
+    tar_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(tar_path) as tmp:
+        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for clip in clips:
+                for name, data in sorted(clip.to_wds_sample().items()):
+                    if name == "__key__":
+                        continue
+                    member = tarfile.TarInfo(f"{clip.key}.{name}")
+                    member.size, member.mtime, member.mode = len(data), 0, 0o444
+                    tar.addfile(member, io.BytesIO(data))
+    info = {"scene": job.scene, "trajectory": job.trajectory, "split": job.split, "fingerprint": key,
+            "clips": len(clips), "palindromes": sum(bool(c.meta["palindrome"]) for c in clips),
+            "frames": sum(len(c.frames_jpeg) for c in clips)}
+    with atomic_path(info_path) as tmp:
+        tmp.write_text(json.dumps(info, sort_keys=True))
+    return {**info, "cached": False}
+
+
+def read_cache(path: pathlib.Path) -> Iterator[dict[str, Any]]:
+    """Samples of a clip tar, in order, as webdataset dicts of bytes."""
+    sample: dict[str, Any] = {}
+    with tarfile.open(path, "r") as tar:
+        for member in tar:
+            key, _, ext = member.name.partition(".")
+            if sample and sample["__key__"] != key:
+                yield sample
+                sample = {}
+            handle = tar.extractfile(member)
+            assert handle is not None
+            sample.setdefault("__key__", key)
+            sample[ext] = handle.read()
+    if sample:
+        yield sample
+
+
+def build(config: BuildConfig, out: pathlib.Path, progress: bool = True) -> dict[str, Any]:
+    """Run every stage into `out`; Ray must be initialised. Returns stats.json's content."""
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(config.staging) if config.staging else out / "staging"
+    work = out / ".work" / "clips"
+    (out / "config.yaml").write_text(dump_yaml(config))
+    verdicts_path = out / "verdicts.csv"
+    try:
+        verdicts = read_verdicts(verdicts_path) if verdicts_path.is_file() else {}
+    except (VerdictError, OSError) as exc:
+        raise BuildError(str(exc)) from exc
+
+    captured = run_capture(config.capture, staging, progress=progress)
+    write_capture_report(captured, out / "capture_report.parquet")
+    rows = {(r.scene, r.trajectory): {"scene": r.scene, "trajectory": r.trajectory, "source": r.source,
+                                      "capture": r.status, "stage": "capture" if r.status == "failed" else "",
+                                      "reason": r.reason if r.status == "failed" else "", "frames": r.frames,
+                                      "kept_frames": 0, "clips": 0, "split": ""} for r in captured}
+    ready = [(r.scene, r.trajectory, pathlib.Path(r.path)) for r in captured if r.status != "failed" and r.path]
+    try:
+        run = filter_staging(staging, config.filter, verdicts, str(verdicts_path),
+                             functools.partial(ray_map, progress=progress, desc="filter"), trajectories=ready)
+    except ValueError as exc:
+        raise BuildError(str(exc)) from exc
+    write_filter_report(run, config.filter, out / "report")
+    for failed in run.failed:
+        rows[(failed.scene, failed.trajectory)].update(stage="filter", reason=failed.reason)
+
+    scenes = sorted({r.scene for r in run.results})
+    jobs = []
+    for result in run.results:
+        spans = tuple(kept_spans(result.segments))
+        split = scene_split(result.scene, scenes, config)
+        seed = int(np.random.SeedSequence([config.seed, *result.scene.encode(), 0, *result.trajectory.encode()])
+                   .generate_state(1)[0])
+        scores = {name: result.frames[name].to_numpy(float) for name in SCORES}
+        jobs.append(ClipJob(result.folder, result.scene, result.trajectory, split, spans, scores, seed))
+        rows[(result.scene, result.trajectory)].update(kept_frames=int(result.frames["kept"].sum()), split=split)
+    staged = {(j.scene, j.trajectory): staged_fingerprint(staging, j.scene, j.trajectory) for j in jobs}
+    summaries = ray_map(_clip_task, jobs, progress=progress, desc="clips",
+                        shared={"config": config, "work": work, "staged": staged})
+    for summary in summaries:
+        if "error" in summary:
+            rows[(summary["scene"], summary["trajectory"])].update(stage="clips", reason=summary["error"])
+        else:
+            rows[(summary["scene"], summary["trajectory"])]["clips"] = summary["clips"]
+
+    manifest, shard_counts = _write_all_shards(config, out, work, summaries)
+    with atomic_path(out / "manifest.parquet") as tmp:
+        manifest.to_parquet(tmp, index=False)
+    table = pd.DataFrame(list(rows.values()))
+    with atomic_path(out / "trajectories.parquet") as tmp:
+        table.to_parquet(tmp, index=False)
+    stats = _stats(table, run, manifest, shard_counts, summaries, time.perf_counter() - start)
+    with atomic_path(out / "stats.json") as tmp:
+        tmp.write_text(json.dumps(stats, indent=1, sort_keys=True))
+    return stats
+
+
+def _clip_task(job: ClipJob, config: BuildConfig, work: pathlib.Path, staged: dict) -> dict[str, Any]:
+    try:
+        return clip_cache(job, config, work, staged[(job.scene, job.trajectory)])
+    except (OSError, ValueError) as exc:
+        return {"scene": job.scene, "trajectory": job.trajectory, "error": str(exc)}
+
+
+def _write_all_shards(config: BuildConfig, out: pathlib.Path, work: pathlib.Path,
+                      summaries: list[dict[str, Any]]) -> tuple[pd.DataFrame, dict[str, int]]:
+    rows: list[dict[str, Any]] = []
+    shard_counts = {}
+    for split in SPLITS:
+        chosen = [s for s in summaries if s.get("split") == split and "error" not in s and s["clips"]]
+        chosen.sort(key=lambda s: hashlib.sha256(f"{config.seed}:{s['scene']}:{s['trajectory']}".encode()).hexdigest())
+        metas: dict[str, dict[str, Any]] = {}
+
+        def samples(chosen=chosen, metas=metas) -> Iterator[dict[str, Any]]:
+            for summary in chosen:
+                for sample in read_cache(work / summary["scene"] / f"{summary['trajectory']}.tar"):
+                    metas[sample["__key__"]] = {"meta": json.loads(sample["json"]),
+                                                "actions": npy_load(sample["actions.npy"])}
+                    yield sample
+
+        written = write_shards(samples(), out / "shards", split, config.shards)
+        shard_counts[split] = len({w.shard for w in written})
+        for w in written:
+            meta, actions = metas[w.key]["meta"], metas[w.key]["actions"]
+            source = meta["source_frames"]
+            rows.append({"key": w.key, "shard": f"shards/{w.shard}", "split": split, "scene": meta["scene"],
+                         "trajectory": meta["trajectory"], "clip": meta["clip"], "n_frames": len(source),
+                         "palindrome": meta["palindrome"], "fps": meta["fps"], "width": meta["width"],
+                         "height": meta["height"], "action_counts": (actions > 0).sum(axis=0).astype(int).tolist(),
+                         "source_start": int(min(source)), "source_end": int(max(source)) + 1, "bytes": w.bytes})
+    columns = ["key", "shard", "split", "scene", "trajectory", "clip", "n_frames", "palindrome", "fps", "width",
+               "height", "action_counts", "source_start", "source_end", "bytes"]
+    return pd.DataFrame(rows, columns=columns), shard_counts
+
+
+def _stats(table: pd.DataFrame, run, manifest: pd.DataFrame, shard_counts: dict[str, int],
+           summaries: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    filtered = totals(run)
+    failed = table[table["stage"] != ""]
+    return {
+        "trajectories": {"in": int(len(table)), "captured": int((table["capture"] == "captured").sum()),
+                         "cached": int((table["capture"] == "cached").sum()), "failed": int(len(failed)),
+                         "failed_by_stage": failed["stage"].value_counts().to_dict(),
+                         "with_clips": int((table["clips"] > 0).sum()),
+                         "without_clips": int(((table["clips"] == 0) & (table["stage"] == "")).sum())},
+        "frames": {"kept": filtered["frames_kept"], "dropped": filtered["frames_dropped"],
+                   "dropped_per_reason": filtered["frames_dropped_per_reason"]},
+        "verdicts": {"applied": filtered["verdicts_applied"], "changed": filtered["verdicts_changed"]},
+        "samples": {split: int((manifest["split"] == split).sum()) for split in SPLITS},
+        "palindromes": int(manifest["palindrome"].sum()) if len(manifest) else 0,
+        "shards": shard_counts,
+        "bytes": int(manifest["bytes"].sum()) if len(manifest) else 0,
+        "action_counts": dict(zip(CHANNELS, np.sum(np.stack(manifest["action_counts"].to_numpy()), axis=0).tolist()))
+        if len(manifest) else {},
+        "clip_caches_reused": sum(bool(s.get("cached")) for s in summaries),
+        "wall_seconds": round(seconds, 2),
+    }
