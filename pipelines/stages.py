@@ -220,8 +220,8 @@ def _stats(table: pd.DataFrame, run, manifest: pd.DataFrame, shard_counts: dict[
         "palindromes": int(manifest["palindrome"].sum()) if len(manifest) else 0,
         "shards": shard_counts,
         "bytes": int(manifest["bytes"].sum()) if len(manifest) else 0,
-        "action_counts": dict(zip(CHANNELS, np.sum(np.stack(manifest["action_counts"].to_numpy()), axis=0).tolist()))
-        if len(manifest) else {},
+        "action_counts": dict(zip(CHANNELS, np.sum(np.array(manifest["action_counts"].tolist(), dtype=np.int64),
+                                                   axis=0).tolist())) if len(manifest) else {},
         "clip_caches_reused": sum(bool(s.get("cached")) for s in summaries),
         "wall_seconds": round(seconds, 2),
     }

@@ -1,0 +1,106 @@
+"""Stream shards into torch batches. No Ray import: this is what trainers run.
+
+    from datasets.loader import LoaderConfig, make_loader
+    loader = make_loader(LoaderConfig(urls="out/demo/shards/train-{000000..000009}.tar", batch_size=8), num_workers=4)
+    for batch in loader:
+        batch["frames"]      # uint8 (B, T, 3, H, W), RGB
+        batch["actions"]     # float32 (B, T-1, 13)
+        batch["motion"]      # float32 (B, T-1, 6)
+        batch["poses"]       # float64 (B, T, 4, 4)
+        batch["intrinsics"]  # float32 (B, 4): fx, fy, cx, cy
+        batch["meta"]        # list of the samples' json dicts
+
+URLs: a path, a brace pattern, a list, or `pipe:` commands (webdataset's gopen). Shards are split
+across DDP ranks (`split_by_node`) and DataLoader workers (`split_by_worker`); with
+`resampled=True` shards are drawn with replacement forever (use `epoch_samples` to size an epoch),
+which keeps every rank busy however the shards divide. Samples go through a shuffle buffer of
+compressed samples before decoding (webdataset's advice: shuffle before decode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import webdataset as wds
+
+from datasets.samples import frame_members, npy_load
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    urls: str | tuple[str, ...]
+    batch_size: int = 8
+    shuffle_buffer: int = 256  # samples held (compressed) for shuffling; 0: stream order
+    seed: int = 0  # shard order (sample shuffling inside the buffer is per process)
+    resampled: bool = False  # endless: shards drawn with replacement
+    epoch_samples: int | None = None  # with resampled, samples per epoch (per worker: divided by workers)
+    partial_batches: bool = False  # keep a short final batch
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.shuffle_buffer < 0:
+            raise ValueError("loader: batch_size must be >= 1 and shuffle_buffer >= 0")
+
+
+def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
+    """Raw webdataset sample (bytes) -> arrays; frames decoded with OpenCV into RGB."""
+    import json
+
+    names = frame_members(sample)
+    if not names:
+        raise ValueError(f"{sample.get('__key__')}: no frame members in {sample.get('__url__')}")
+    frames = []
+    for name in names:
+        image = cv2.imdecode(np.frombuffer(sample[name], np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"{sample['__key__']}.{name}: cannot decode JPEG in {sample.get('__url__')}")
+        frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    meta = json.loads(sample["json"])
+    k = meta.get("intrinsics") or {}
+    return {
+        "key": sample["__key__"],
+        "frames": torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous(),  # (T, 3, H, W)
+        "actions": torch.from_numpy(npy_load(sample["actions.npy"])),
+        "motion": torch.from_numpy(npy_load(sample["motion.npy"])),
+        "poses": torch.from_numpy(npy_load(sample["poses.npy"])),
+        "intrinsics": torch.tensor([k.get("fx", np.nan), k.get("fy", np.nan), k.get("cx", np.nan), k.get("cy", np.nan)],
+                                   dtype=torch.float32),
+        "meta": meta,
+    }
+
+
+def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    shapes = {tuple(s["frames"].shape) for s in samples}
+    if len(shapes) > 1:
+        raise ValueError(f"a batch mixes clip shapes {sorted(shapes)}: build with one window.frames and size, "
+                         f"or batch by shape (keys {[s['key'] for s in samples][:4]} ...)")
+    out: dict[str, Any] = {name: torch.stack([s[name] for s in samples])
+                           for name in ("frames", "actions", "motion", "poses", "intrinsics")}
+    out["key"] = [s["key"] for s in samples]
+    out["meta"] = [s["meta"] for s in samples]
+    return out
+
+
+def make_dataset(config: LoaderConfig) -> wds.WebDataset:
+    urls = list(config.urls) if isinstance(config.urls, tuple) else config.urls
+    dataset = wds.WebDataset(urls, resampled=config.resampled, shardshuffle=False if config.resampled else 100,
+                             nodesplitter=None if config.resampled else wds.split_by_node,
+                             workersplitter=wds.split_by_worker, seed=config.seed, empty_check=False)
+    if config.shuffle_buffer:
+        dataset = dataset.shuffle(config.shuffle_buffer, initial=config.shuffle_buffer // 2)
+    dataset = dataset.map(decode_sample).batched(config.batch_size, collation_fn=collate,
+                                                 partial=config.partial_batches)
+    if config.epoch_samples is not None:
+        dataset = dataset.with_epoch(max(1, config.epoch_samples // config.batch_size))
+    return dataset
+
+
+def make_loader(config: LoaderConfig, num_workers: int = 2) -> wds.WebLoader:
+    """A DataLoader over `make_dataset` (batching happens in the workers)."""
+    return wds.WebLoader(make_dataset(config), batch_size=None, num_workers=num_workers,
+                         persistent_workers=False, pin_memory=torch.cuda.is_available())
+
