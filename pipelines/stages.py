@@ -118,7 +118,17 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True) -> dict
     except (VerdictError, OSError) as exc:
         raise BuildError(str(exc)) from exc
 
+    seconds: dict[str, float] = {}
+    mark = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        seconds[stage] = round(now - mark, 3)
+        mark = now
+
     captured = run_capture(config.capture, staging, progress=progress)
+    lap("capture")
     write_capture_report(captured, out / "capture_report.parquet")
     rows = {(r.scene, r.trajectory): {"scene": r.scene, "trajectory": r.trajectory, "source": r.source,
                                       "capture": r.status, "stage": "capture" if r.status == "failed" else "",
@@ -130,7 +140,9 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True) -> dict
                              functools.partial(ray_map, progress=progress, desc="filter"), trajectories=ready)
     except ValueError as exc:
         raise BuildError(str(exc)) from exc
+    lap("filter")
     write_filter_report(run, config.filter, out / "report")
+    lap("report")
     for failed in run.failed:
         rows[(failed.scene, failed.trajectory)].update(stage="filter", reason=failed.reason)
 
@@ -153,13 +165,16 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True) -> dict
         else:
             rows[(summary["scene"], summary["trajectory"])]["clips"] = summary["clips"]
 
+    lap("clips")
     manifest, shard_counts = _write_all_shards(config, out, work, summaries)
+    lap("shards")
     with atomic_path(out / "manifest.parquet") as tmp:
         manifest.to_parquet(tmp, index=False)
     table = pd.DataFrame(list(rows.values()))
     with atomic_path(out / "trajectories.parquet") as tmp:
         table.to_parquet(tmp, index=False)
     stats = _stats(table, run, manifest, shard_counts, summaries, time.perf_counter() - start)
+    stats["stage_seconds"] = seconds
     with atomic_path(out / "stats.json") as tmp:
         tmp.write_text(json.dumps(stats, indent=1, sort_keys=True))
     return stats

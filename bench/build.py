@@ -1,0 +1,90 @@
+"""Build throughput, ingest -> shards, on one core, next to the unavoidable codec work on the same
+frames (decode the input PNG + encode the JPEG that goes into the shards), same run.
+
+    python bench/build.py [--trajectories 6] [--frames 150] [--size 256x144]
+
+Pre-rendered footage (stand-in planner paths, PNG, formats.md 1.2) is made first, untimed. Then
+(a) the codec baseline: every frame decoded with cv2.imread and encoded to JPEG at the build's
+quality, one core; (b) the whole build on a one-CPU local Ray (ingest with its image checks,
+filter, windows + palindromes, annotation, JPEG, shards, manifest, report). Prints frames/s of
+input frames for both and their ratio (target >= 0.6).
+"""
+
+from __future__ import annotations
+
+import _common  # noqa: F401  (first: fixes sys.path so the packages are found)
+
+_common.single_thread_env()
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import pathlib  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import cv2  # noqa: E402
+
+from annotate.actions import ActionSpec  # noqa: E402
+from capture.planner import PlannerConfig, plan_path  # noqa: E402
+from capture.staging import frame_files  # noqa: E402
+from capture.standin.footage import render_footage  # noqa: E402
+from capture.standin.scene import make_scene  # noqa: E402
+from common.config import from_dict  # noqa: E402
+from pipelines.config import BuildConfig  # noqa: E402
+from _common import machine, pin_to_one_core  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trajectories", type=int, default=6)
+    parser.add_argument("--frames", type=int, default=150)
+    parser.add_argument("--size", default="256x144")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    print(machine())
+    with tempfile.TemporaryDirectory() as tmp:
+        root = pathlib.Path(tmp) / "footage"
+        folders = []
+        for k in range(args.trajectories):
+            scene = ("room-1", "street-4", "courtyard-3", "corridor-2")[k % 4]
+            path = plan_path(make_scene(scene), PlannerConfig(frames=args.frames), ActionSpec(), k)
+            folder, _ = render_footage(scene, path.poses, path.times, root, f"t{k}", width, height)
+            folders.append(folder)
+        files = [f for folder in folders for f in frame_files(folder, args.frames)]
+        n = len(files)
+        config = from_dict(BuildConfig, {"capture": {"sources": {"ingest": {"roots": [str(root)]},
+                                                                "planner": {"trajectories_per_scene": 0}}}})
+        quality = config.clips.jpeg_quality
+        pin_to_one_core()
+
+        start = time.perf_counter()
+        for f in files:
+            cv2.imencode(".jpg", cv2.imread(str(f), cv2.IMREAD_COLOR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        codec = time.perf_counter() - start
+
+        import ray
+
+        from pipelines.stages import build
+
+        ray.init(num_cpus=1, include_dashboard=False, logging_level=logging.WARNING)
+        try:
+            out = pathlib.Path(tmp) / "out"
+            ray.get(ray.remote(lambda: None).remote())  # the workers' start-up is not the build's
+            start = time.perf_counter()
+            stats = build(config, out, progress=False)
+            whole = time.perf_counter() - start
+        finally:
+            ray.shutdown()
+        shutil.rmtree(root)
+    print(f"\n{args.trajectories} trajectories x {args.frames} frames at {args.size}, PNG in, JPEG q{quality} out; "
+          f"one core\n")
+    print(f"codec only (decode PNG + encode JPEG): {n / codec:8.0f} frames/s")
+    print(f"whole build, ingest -> shards:         {n / whole:8.0f} frames/s  "
+          f"({stats['samples']} samples, {stats['bytes'] / 1e6:.1f} MB)")
+    print(f"ratio build / codec:                   {codec / whole:8.2f}  (target >= 0.6)")
+    print(f"stage seconds: {stats['stage_seconds']}")
+
+
+if __name__ == "__main__":
+    main()
