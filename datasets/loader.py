@@ -55,15 +55,15 @@ def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{sample.get('__key__')}: no frame members in {sample.get('__url__')}")
     frames = []
     for name in names:
-        image = cv2.imdecode(np.frombuffer(sample[name], np.uint8), cv2.IMREAD_COLOR)
+        image = decode_rgb(sample[name])
         if image is None:
             raise ValueError(f"{sample['__key__']}.{name}: cannot decode JPEG in {sample.get('__url__')}")
-        frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        frames.append(image)
     meta = json.loads(sample["json"])
     k = meta.get("intrinsics") or {}
     return {
         "key": sample["__key__"],
-        "frames": torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous(),  # (T, 3, H, W)
+        "frames": torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2),  # (T, 3, H, W) view; collate copies
         "actions": torch.from_numpy(npy_load(sample["actions.npy"])),
         "motion": torch.from_numpy(npy_load(sample["motion.npy"])),
         "poses": torch.from_numpy(npy_load(sample["poses.npy"])),
@@ -71,6 +71,15 @@ def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
                                    dtype=torch.float32),
         "meta": meta,
     }
+
+
+def decode_rgb(data: bytes) -> np.ndarray | None:
+    """JPEG/PNG bytes -> (H, W, 3) uint8 RGB (OpenCV's direct RGB decode where it has one)."""
+    buffer = np.frombuffer(data, np.uint8)
+    if hasattr(cv2, "IMREAD_COLOR_RGB"):
+        return cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB)
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
