@@ -56,11 +56,14 @@ def pose_scores(poses: np.ndarray, times: np.ndarray, config: PoseChecks) -> dic
     median_dt = float(np.median(dt))
     out["gap_ratio"][1:] = dt / median_dt
     fps = 1.0 / median_dt
-    out["jitter_translation"][1:] = _jitter(velocity, fps, config)
-    out["jitter_rotation"][1:] = _jitter(omega, fps, config)
     around = _odd(fps * 1.0)  # +-0.5 s
     local = median_filter(step, size=around, mode="nearest")
     out["step_ratio"][1:] = step / np.maximum(local, 1e-6)
+    # a teleport is one outlier transition, not shake: left in, the smoothing spreads it over the
+    # window and its neighbours read as jitter; its velocity is interpolated for the jitter scores
+    jump = (step > config.teleport_min_m) & (out["step_ratio"][1:] > config.teleport_ratio)
+    out["jitter_translation"][1:] = _jitter(_bridge(velocity, jump), fps, config)
+    out["jitter_rotation"][1:] = _jitter(_bridge(omega, jump), fps, config)
     return out
 
 
@@ -77,6 +80,14 @@ def pose_flags(scores: dict[str, np.ndarray], config: PoseChecks) -> dict[Reason
         Reason.INVALID_POSE: invalid,
         Reason.TIME_GAP: s["gap_ratio"] > config.gap_ratio,
     }
+
+
+def _bridge(rate: np.ndarray, skip: np.ndarray) -> np.ndarray:
+    """(M, 3) rates with the `skip` rows replaced by linear interpolation over the others."""
+    if not skip.any() or skip.all():
+        return rate
+    index = np.arange(len(rate))
+    return np.stack([np.interp(index, index[~skip], rate[~skip, k]) for k in range(rate.shape[1])], axis=1)
 
 
 def _jitter(rate: np.ndarray, fps: float, config: PoseChecks) -> np.ndarray:
