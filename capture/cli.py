@@ -41,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
     try:
         results = run(config, args.out, progress=not args.no_progress)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         ray.shutdown()
     report = write_report(results, args.out / REPORT)

@@ -101,10 +101,16 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
     if not queue:
         return [results[k] for k in keys]
 
+    specs = endpoints(config)[: max(1, len(queue))]
+    cpus = ray.cluster_resources().get("CPU", 0.0)
+    if len(specs) * config.retry.actor_cpus > cpus:
+        raise ValueError(f"{len(specs)} capture actors x retry.actor_cpus={config.retry.actor_cpus:g} need "
+                         f"{len(specs) * config.retry.actor_cpus:g} CPUs but the Ray cluster has {cpus:g}: lower "
+                         "capture.standin.instances (or the endpoints) or retry.actor_cpus, or add CPUs")
     remote = ray.remote(_CaptureActor).options(num_cpus=config.retry.actor_cpus, max_restarts=0)
     actors = [_Actor(i, remote.remote(spec, config, str(staging), f"engine-{i}"), f"engine-{i}",
                      level_name(spec.scene) if isinstance(spec, StandinEndpoint) else None)
-              for i, spec in enumerate(endpoints(config)[: max(1, len(queue))])]
+              for i, spec in enumerate(specs)]
     in_flight: dict[ray.ObjectRef, tuple[_Actor, _Pending]] = {}
     bar = tqdm(total=len(jobs), initial=len(results), unit="traj", desc="capture", disable=not progress)
     frames, start = 0, time.perf_counter()

@@ -127,7 +127,10 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True) -> dict
         seconds[stage] = round(now - mark, 3)
         mark = now
 
-    captured = run_capture(config.capture, staging, progress=progress)
+    try:
+        captured = run_capture(config.capture, staging, progress=progress)
+    except ValueError as exc:  # settings the cluster cannot satisfy, duplicate trajectory names
+        raise BuildError(str(exc)) from exc
     lap("capture")
     write_capture_report(captured, out / "capture_report.parquet")
     rows = {(r.scene, r.trajectory): {"scene": r.scene, "trajectory": r.trajectory, "source": r.source,

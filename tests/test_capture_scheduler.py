@@ -94,3 +94,10 @@ def test_an_engine_that_keeps_dying_is_restarted_then_retired(tmp_path):
     assert all("EngineConnectionLost" in a for a in doomed.attempts)
     assert after.status == "failed" and "no live engine" in after.reason
     assert not (tmp_path / "room_0001" / "doomed").exists()
+
+
+def test_more_actors_than_the_cluster_can_place_is_a_clear_error(tmp_path):
+    config = small_config(standin=StandinPoolConfig(instances=3, scene="room-1"),
+                          retry=RetryConfig(max_attempts=3, max_engine_failures=2, actor_cpus=1.0))
+    with pytest.raises(ValueError, match=r"3 capture actors x retry.actor_cpus=1 need 3 CPUs but the Ray cluster has 2"):
+        run_capture([walk_job(10, "a"), walk_job(10, "b"), walk_job(10, "c")], config, tmp_path, progress=False)
