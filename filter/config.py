@@ -41,6 +41,7 @@ class PoseChecks:
 @dataclass(frozen=True)
 class ImageChecks:
     work_width: int = 256  # frames are scored at most this wide (px), downscaled with INTER_AREA
+    flow_width: int = 128  # image motion (phase correlation) is measured at most this wide (px)
     black_luma: float = 12.0  # mean luma (0-255) below this: black
     blank_std: float = 2.0  # luma standard deviation below this: blank (uniform) image
     over_fraction: float = 0.25  # fraction of pixels with luma >= 250 above this: over-exposed
@@ -59,8 +60,8 @@ class ImageChecks:
     assumed_depth_m: float = 3.0  # scene depth for the translation part of the prediction, without depth maps
 
     def __post_init__(self) -> None:
-        if self.work_width < 32:
-            raise ValueError(f"filter.image.work_width must be >= 32, got {self.work_width}")
+        if self.work_width < 32 or self.flow_width < 32:
+            raise ValueError(f"filter.image.work_width and flow_width must be >= 32, got {self.work_width}, {self.flow_width}")
         for name in ("over_fraction", "under_fraction", "blur_ratio", "frozen_ratio", "flicker_ratio", "glitch_distance",
                      "mismatch_fraction", "mismatch_min_response"):
             if not 0 < getattr(self, name) < 1:

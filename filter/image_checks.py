@@ -17,7 +17,8 @@ Scores (per frame, all kept in the report):
                                   (a change lasting 1-2 frames; lasting steps score 0)
     hist_distance         0-1     Bhattacharyya distance of the hue-saturation histogram to the previous
                                   frame (a glitch flags the frame and the one after it; a cut, the first new frame)
-    shift_x, shift_y      px      global image motion from the previous frame (phase correlation, full size px)
+    shift_x, shift_y      px      global image motion from the previous frame (phase correlation on a copy
+                                  `flow_width` wide, in full-size px)
     shift_response        0-1     the phase-correlation peak (how much to trust the shift)
     shift_error           0-1     |measured - pose-predicted shift| / image width
     depth_median          m       the depth used for the translation part of the prediction
@@ -48,7 +49,10 @@ class FrameScorer:
         self.width, self.height = width, height
         self.scale = min(1.0, config.work_width / width)
         self.size = (max(8, round(width * self.scale)), max(8, round(height * self.scale)))
-        self.window = cv2.createHanningWindow(self.size, cv2.CV_32F)
+        # image motion is measured on a smaller copy still (phase correlation is the costliest check)
+        self.flow_scale = min(1.0, config.flow_width / self.size[0])
+        self.flow_size = (max(8, round(self.size[0] * self.flow_scale)), max(8, round(self.size[1] * self.flow_scale)))
+        self.window = cv2.createHanningWindow(self.flow_size, cv2.CV_32F)
         self.rows: list[tuple[float, ...]] = []
         self._prev_grey: np.ndarray | None = None
         self._prev_windowed: np.ndarray | None = None
@@ -70,14 +74,15 @@ class FrameScorer:
         detail = float(cv2.Laplacian(cv2.pyrDown(grey), cv2.CV_32F).var())
         grey_f = grey.astype(np.float32)
         # windowed here, not by phaseCorrelate: OpenCV 5.0's phaseCorrelate(a, b, window) windows a and b in place
-        windowed = grey_f * self.window
+        flow = grey_f if self.flow_scale == 1.0 else cv2.resize(grey_f, self.flow_size, interpolation=cv2.INTER_AREA)
+        windowed = flow * self.window
         if self._prev_grey is None or self._prev_hist is None or self._prev_windowed is None:
             diff = hist_d = dx = dy = response = np.nan
         else:
             diff = float(cv2.absdiff(grey_f, self._prev_grey).mean())
             hist_d = float(cv2.compareHist(self._prev_hist, hist, cv2.HISTCMP_BHATTACHARYYA))
             (dx, dy), response = cv2.phaseCorrelate(self._prev_windowed, windowed)
-            dx, dy = dx / self.scale, dy / self.scale
+            dx, dy = dx / (self.scale * self.flow_scale), dy / (self.scale * self.flow_scale)
         self.rows.append((float(mean[0, 0]), float(std[0, 0]), high, low, sharp, detail, diff, hist_d, dx, dy, response))
         self._prev_grey, self._prev_windowed, self._prev_hist = grey_f, windowed, hist
 
