@@ -5,8 +5,10 @@
     <root>/<scene>/<trajectory>/meta.json          optional {"fov": 90, "fps": 30, "caption": "..."}
 
 Every sequence is checked before anything is staged: poses (NaN, non-increasing time: the
-reader names the line), the frame count against the pose rows, and every image is decoded (an
-unreadable one is named with its pose row) and must match the first one's size. A bad sequence
+reader names the line), the frame count against the pose rows, and every image's header (or the
+whole image, with `check: decode`) is read (an unreadable one is named with its pose row) and must
+match the first one's size. The filter stage decodes every frame and fails a trajectory whose
+image does not decode, naming file and row. A bad sequence
 becomes a `failed` result; the others go on. Good ones are staged atomically, frames hard-linked
 when the staging area is on the same file system (copied otherwise).
 """
@@ -20,8 +22,10 @@ import pathlib
 import shutil
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import cv2
+import PIL.Image
 
 from annotate.readers import ReaderConfig, read_ue_csv
 from annotate.trajectory import TrajectoryError
@@ -35,6 +39,9 @@ class IngestConfig:
     default_fov: float | None = None  # used when meta.json gives no fov; None: missing fov is an error
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     resume: bool = True
+    # "header": read each image's header (format and size) only; the filter stage decodes every frame
+    # anyway and fails the trajectory on an undecodable one, with file and row. "decode": decode here too.
+    check: Literal["header", "decode"] = "header"
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,7 @@ def ingest_sequence(sequence: Sequence, staging: str | pathlib.Path, config: Ing
         fingerprint = _fingerprint(poses_path, frames, meta)
         if config.resume and staged_fingerprint(staging, scene, trajectory) == fingerprint:
             return result("cached", frames=len(frames), path=str(trajectory_dir(staging, scene, trajectory)))
-        width, height = _check_images(frames, poses_path)
+        width, height = _check_images(frames, poses_path, config.check)
     except (IngestError, LayoutError, TrajectoryError, OSError) as exc:
         return result("failed", str(exc))
     staged_meta = {
@@ -114,17 +121,29 @@ def _read_meta(path: pathlib.Path, config: IngestConfig) -> dict:
     return meta
 
 
-def _check_images(frames: list[pathlib.Path], poses_path: pathlib.Path) -> tuple[int, int]:
+def _image_size(path: pathlib.Path, check: str) -> tuple[int, int] | None:
+    """(height, width), or None when the image cannot be read (decoded, or its header parsed)."""
+    if check == "decode":
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        return None if image is None else image.shape[:2]
+    try:
+        with PIL.Image.open(path) as image:  # parses the header only
+            return image.size[1], image.size[0]
+    except (OSError, ValueError):
+        return None
+
+
+def _check_images(frames: list[pathlib.Path], poses_path: pathlib.Path, check: str) -> tuple[int, int]:
     size = None
     for row, path in enumerate(frames):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        shape = _image_size(path, check)
         where = f"{path} (row {row} of {poses_path.name})"
-        if image is None:
+        if shape is None:
             raise IngestError(f"{where}: unreadable image")
         if size is None:
-            size = image.shape[:2]
-        elif image.shape[:2] != size:
-            raise IngestError(f"{where}: {image.shape[1]}x{image.shape[0]} differs from the first frame's {size[1]}x{size[0]}")
+            size = shape
+        elif shape != size:
+            raise IngestError(f"{where}: {shape[1]}x{shape[0]} differs from the first frame's {size[1]}x{size[0]}")
     assert size is not None
     return size[1], size[0]
 
