@@ -50,7 +50,9 @@ class ClipJob:
     seed: int
 
 
-def make_clips(job: ClipJob, config: ClipConfig, spec: ActionSpec) -> list[Clip]:
+def make_clips(job: ClipJob, config: ClipConfig, spec: ActionSpec, jpegs: Mapping[int, bytes] | None = None) -> list[Clip]:
+    """`jpegs`: frames already encoded (source index -> JPEG bytes at `config.jpeg_quality`); the
+    others are read from the staged files and encoded here."""
     traj = read_ue_csv(job.folder / "poses.csv", ReaderConfig())
     meta = json.loads((job.folder / "meta.json").read_text()) if (job.folder / "meta.json").is_file() else {}
     files = frame_files(job.folder, len(traj.poses))
@@ -59,7 +61,7 @@ def make_clips(job: ClipJob, config: ClipConfig, spec: ActionSpec) -> list[Clip]
     forward = windows(job.spans, step, config.window)
     rng = np.random.default_rng(job.seed)
     want_palindrome = rng.random(len(forward)) < config.palindrome.share
-    cache: dict[int, bytes] = {}
+    cache: dict[int, bytes] = dict(jpegs or {})
 
     def jpeg(i: int) -> bytes:
         if i not in cache:

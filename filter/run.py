@@ -52,11 +52,12 @@ def staged_trajectories(staging: str | pathlib.Path) -> list[tuple[str, str, pat
             for traj in sorted(scene.iterdir()) if traj.is_dir() and not traj.name.startswith(".")]
 
 
-def filter_one(args: tuple[pathlib.Path, str, str, FilterConfig]) -> TrajectoryFilter | Failed:
+def filter_one(args: tuple[pathlib.Path, str, str, FilterConfig],
+               sink: Callable[[int, np.ndarray], None] | None = None) -> TrajectoryFilter | Failed:
     """Filter one staged trajectory; a bad one comes back as `Failed` naming the file (for pool maps)."""
     folder, scene, trajectory, config = args
     try:
-        return filter_trajectory(folder, config, scene, trajectory)
+        return filter_trajectory(folder, config, scene, trajectory, sink)
     except (FilterError, OSError) as exc:
         return Failed(scene, trajectory, str(exc))
 
@@ -79,25 +80,28 @@ def filter_staging(staging: str | pathlib.Path, config: FilterConfig,
 def apply_review(run: FilterRun, verdicts: Mapping[str, ReviewVerdict], source: str) -> FilterRun:
     """Apply every verdict; one naming a segment this run does not have is an error (ValueError)."""
     check_known(verdicts, {s.segment_id for r in run.results for s in r.segments}, source)
-    results, changed = [], 0
-    for result in run.results:
-        if not any(s.segment_id in verdicts for s in result.segments):
-            results.append(result)
+    reviewed = [review_result(result, verdicts) for result in run.results]
+    return replace(run, results=tuple(r for r, _ in reviewed), verdicts_applied=len(verdicts),
+                   verdicts_changed=sum(changed for _, changed in reviewed))
+
+
+def review_result(result: TrajectoryFilter, verdicts: Mapping[str, ReviewVerdict]) -> tuple[TrajectoryFilter, int]:
+    """One trajectory with the verdicts on its segments applied (frames' kept and reasons too), and
+    how many changed the filter's decision."""
+    if not any(s.segment_id in verdicts for s in result.segments):
+        return result, 0
+    segments = apply_verdicts(result.segments, verdicts)
+    frames = result.frames.copy()
+    for segment in segments:
+        if segment.segment_id not in verdicts:
             continue
-        segments = apply_verdicts(result.segments, verdicts)
-        changed += sum(s.verdict is not s.auto_verdict for s in segments)
-        frames = result.frames.copy()
-        for segment in segments:
-            if segment.segment_id not in verdicts:
-                continue
-            rows = slice(segment.start, segment.end)
-            keep = segment.verdict is Verdict.KEEP
-            frames.loc[frames.index[rows], "kept"] = keep
-            if not keep and segment.auto_verdict is Verdict.KEEP:
-                frames.loc[frames.index[rows], "reasons"] = pd.Series([[Reason.REVIEWER.value]] * segment.frames,
-                                                                     index=frames.index[rows])
-        results.append(replace(result, frames=frames, segments=tuple(segments)))
-    return replace(run, results=tuple(results), verdicts_applied=len(verdicts), verdicts_changed=changed)
+        rows = frames.index[segment.start:segment.end]
+        keep = segment.verdict is Verdict.KEEP
+        frames.loc[rows, "kept"] = keep
+        if not keep and segment.auto_verdict is Verdict.KEEP:
+            frames.loc[rows, "reasons"] = pd.Series([[Reason.REVIEWER.value]] * segment.frames, index=rows)
+    changed = sum(s.verdict is not s.auto_verdict for s in segments)
+    return replace(result, frames=frames, segments=tuple(segments)), changed
 
 
 def segments_table(run: FilterRun) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import pathlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -51,7 +52,10 @@ def camera_matrix(meta: dict, width: int, height: int, where: pathlib.Path) -> n
 
 
 def filter_trajectory(folder: str | pathlib.Path, config: FilterConfig, scene: str | None = None,
-                      trajectory: str | None = None) -> TrajectoryFilter:
+                      trajectory: str | None = None,
+                      sink: Callable[[int, np.ndarray], None] | None = None) -> TrajectoryFilter:
+    """Score every frame and cut segments. `sink(i, bgr)`, when given, sees each decoded frame (the
+    build encodes its clip JPEGs there, so that a frame is decoded once per build)."""
     start_time = time.perf_counter()
     folder = pathlib.Path(folder)
     scene = scene or folder.parent.name
@@ -78,6 +82,8 @@ def filter_trajectory(folder: str | pathlib.Path, config: FilterConfig, scene: s
         decode += time.perf_counter() - t0
         if image is None:
             raise FilterError(f"{path}: cannot decode image (poses.csv row {i})")
+        if sink is not None:
+            sink(i, image)
         if scorer is None:
             scorer = FrameScorer(config.image, image.shape[1], image.shape[0])
         try:

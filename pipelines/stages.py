@@ -1,10 +1,14 @@
 """The build's stages wired on Ray: capture -> filter -> clips (window, palindrome, annotate, encode)
 -> shards, plus manifest.parquet, stats.json, config.yaml and the filter report (formats.md 2).
 
+Each staged trajectory is filtered and cut into clips by one Ray task, in one pass over its frames:
+a frame is decoded once, scored by the filter and encoded as the clips' JPEG.
+
 Resume and reproducibility:
 - capture skips trajectories already staged with the same fingerprint (capture/staging.py);
-- each trajectory's clips go to DIR/.work/clips/<scene>/<trajectory>.tar (atomic), next to a
-  .json holding the fingerprint of everything they depend on; a matching cache is reused;
+- each trajectory's clips go to DIR/.work/clips/<scene>/<trajectory>.tar (atomic) with its filter
+  result, next to a .json holding the fingerprint of everything they depend on (staged copy,
+  split, seed, its verdicts, the filter, clip and action settings); a matching cache is reused;
 - shards are rewritten on every run from the caches, trajectories in a seeded order, with a fixed
   mtime: the same inputs and seed give byte-identical shards, however often the build was stopped.
 Every input trajectory ends in DIR/trajectories.parquet and stats.json: failed (stage + reason),
@@ -13,16 +17,18 @@ or filtered with its clip count.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
 import pathlib
+import pickle
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -37,12 +43,13 @@ from common.raymap import ray_map
 from datasets.samples import npy_load
 from datasets.shards import write_shards
 from filter.report import write_report as write_filter_report
-from filter.run import SCORES, filter_staging, totals
-from filter.segments import kept_spans
+from filter.run import SCORES, Failed, FilterRun, filter_one, review_result, totals
+from filter.segments import ReviewVerdict, check_known, kept_spans
 from filter.verdicts import VerdictError, read_verdicts
 from pipelines.config import BuildConfig
 
 SPLITS = ("train", "val")
+CACHE_VERSION = 1  # bump when the cached clip or filter content changes meaning
 
 
 class BuildError(Exception):
@@ -59,17 +66,50 @@ def scene_split(scene: str, scenes: list[str], config: BuildConfig) -> str:
     return "val" if scene in order[:n_val] else "train"
 
 
-def clip_cache(job: ClipJob, config: BuildConfig, work: pathlib.Path, staged: str | None) -> dict[str, Any]:
-    """Make (or reuse) one trajectory's clip tar; returns its summary. Runs as a Ray task."""
-    tar_path = work / job.scene / f"{job.trajectory}.tar"
-    info_path = tar_path.with_suffix(".json")
-    key = hashlib.sha256(json.dumps([staged, job.split, job.spans, job.seed, to_dict(config.clips),
-                                     to_dict(config.capture.actions)], sort_keys=True).encode()).hexdigest()[:24]
-    if tar_path.is_file() and info_path.is_file():
+@dataclass(frozen=True)
+class TrajectoryItem:
+    scene: str
+    trajectory: str
+    folder: pathlib.Path
+    split: str
+    staged: str | None  # the staged copy's fingerprint
+
+
+def trajectory_task(item: TrajectoryItem, config: BuildConfig, work: pathlib.Path,
+                    verdicts: Mapping[str, ReviewVerdict]) -> dict[str, Any]:
+    """Filter one staged trajectory and make its clips in one pass over its frames (each decoded
+    once: the filter scores it and the clip JPEG is encoded from it), or reuse the cache when nothing
+    it depends on changed. A Ray task; failures come back as data."""
+    tar_path = work / item.scene / f"{item.trajectory}.tar"
+    info_path, filter_path = tar_path.with_suffix(".json"), tar_path.with_suffix(".filter.pkl")
+    own = sorted((k, v.verdict.value) for k, v in verdicts.items() if k.startswith(f"{item.scene}-{item.trajectory}-"))
+    seed = int(np.random.SeedSequence([config.seed, *item.scene.encode(), 0, *item.trajectory.encode()])
+               .generate_state(1)[0])
+    key = hashlib.sha256(json.dumps([CACHE_VERSION, item.staged, item.split, seed, own, to_dict(config.clips),
+                                     to_dict(config.filter), to_dict(config.capture.actions)],
+                                    sort_keys=True).encode()).hexdigest()[:24]
+    if tar_path.is_file() and info_path.is_file() and filter_path.is_file():
         info = json.loads(info_path.read_text())
         if info.get("fingerprint") == key:
-            return {**info, "cached": True}
-    clips = make_clips(job, config.clips, config.capture.actions)
+            cached = pickle.loads(filter_path.read_bytes())
+            return {"filter": cached["filter"], "changed": cached["changed"], "summary": {**info, "cached": True}}
+    jpegs: dict[int, bytes] = {}
+    params = [cv2.IMWRITE_JPEG_QUALITY, config.clips.jpeg_quality]
+
+    def encode(i: int, bgr: np.ndarray) -> None:
+        jpegs[i] = cv2.imencode(".jpg", bgr, params)[1].tobytes()
+
+    outcome = filter_one((item.folder, item.scene, item.trajectory, config.filter), sink=encode)
+    if isinstance(outcome, Failed):
+        return {"failed": outcome}
+    result, changed = review_result(outcome, verdicts)
+    scores = {name: result.frames[name].to_numpy(float) for name in SCORES}
+    job = ClipJob(item.folder, item.scene, item.trajectory, item.split, tuple(kept_spans(result.segments)), scores, seed)
+    try:
+        clips = make_clips(job, config.clips, config.capture.actions, jpegs)
+    except (OSError, ValueError) as exc:
+        return {"filter": result, "changed": changed,
+                "summary": {"scene": item.scene, "trajectory": item.trajectory, "error": str(exc)}}
     tar_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(tar_path) as tmp:
         with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
@@ -80,12 +120,14 @@ def clip_cache(job: ClipJob, config: BuildConfig, work: pathlib.Path, staged: st
                     member = tarfile.TarInfo(f"{clip.key}.{name}")
                     member.size, member.mtime, member.mode = len(data), 0, 0o444
                     tar.addfile(member, io.BytesIO(data))
-    info = {"scene": job.scene, "trajectory": job.trajectory, "split": job.split, "fingerprint": key,
+    with atomic_path(filter_path) as tmp:
+        tmp.write_bytes(pickle.dumps({"filter": result, "changed": changed}))
+    info = {"scene": item.scene, "trajectory": item.trajectory, "split": item.split, "fingerprint": key,
             "clips": len(clips), "palindromes": sum(bool(c.meta["palindrome"]) for c in clips),
             "frames": sum(len(c.frames_jpeg) for c in clips)}
-    with atomic_path(info_path) as tmp:
+    with atomic_path(info_path) as tmp:  # last: its fingerprint vouches for the two files above
         tmp.write_text(json.dumps(info, sort_keys=True))
-    return {**info, "cached": False}
+    return {"filter": result, "changed": changed, "summary": {**info, "cached": False}}
 
 
 def read_cache(path: pathlib.Path) -> Iterator[dict[str, Any]]:
@@ -137,38 +179,36 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True) -> dict
                                       "capture": r.status, "stage": "capture" if r.status == "failed" else "",
                                       "reason": r.reason if r.status == "failed" else "", "frames": r.frames,
                                       "kept_frames": 0, "clips": 0, "split": ""} for r in captured}
-    ready = [(r.scene, r.trajectory, pathlib.Path(r.path)) for r in captured if r.status != "failed" and r.path]
+    ready = [r for r in captured if r.status != "failed" and r.path]
+    scenes = sorted({r.scene for r in ready})
+    items = [TrajectoryItem(r.scene, r.trajectory, pathlib.Path(str(r.path)), scene_split(r.scene, scenes, config),
+                            staged_fingerprint(staging, r.scene, r.trajectory)) for r in ready]
+    outcomes = ray_map(trajectory_task, items, progress=progress, desc="filter+clips",
+                       shared={"config": config, "work": work, "verdicts": verdicts})
+    lap("filter+clips")
+    results = tuple(o["filter"] for o in outcomes if "filter" in o)
+    run = FilterRun(results, tuple(o["failed"] for o in outcomes if "failed" in o), len(verdicts),
+                    sum(o.get("changed", 0) for o in outcomes))
     try:
-        run = filter_staging(staging, config.filter, verdicts, str(verdicts_path),
-                             functools.partial(ray_map, progress=progress, desc="filter"), trajectories=ready)
+        check_known(verdicts, {s.segment_id for r in results for s in r.segments}, str(verdicts_path))
     except ValueError as exc:
         raise BuildError(str(exc)) from exc
-    lap("filter")
     write_filter_report(run, config.filter, out / "report")
     lap("report")
     for failed in run.failed:
         rows[(failed.scene, failed.trajectory)].update(stage="filter", reason=failed.reason)
-
-    scenes = sorted({r.scene for r in run.results})
-    jobs = []
-    for result in run.results:
-        spans = tuple(kept_spans(result.segments))
-        split = scene_split(result.scene, scenes, config)
-        seed = int(np.random.SeedSequence([config.seed, *result.scene.encode(), 0, *result.trajectory.encode()])
-                   .generate_state(1)[0])
-        scores = {name: result.frames[name].to_numpy(float) for name in SCORES}
-        jobs.append(ClipJob(result.folder, result.scene, result.trajectory, split, spans, scores, seed))
-        rows[(result.scene, result.trajectory)].update(kept_frames=int(result.frames["kept"].sum()), split=split)
-    staged = {(j.scene, j.trajectory): staged_fingerprint(staging, j.scene, j.trajectory) for j in jobs}
-    summaries = ray_map(_clip_task, jobs, progress=progress, desc="clips",
-                        shared={"config": config, "work": work, "staged": staged})
-    for summary in summaries:
+    summaries = [o["summary"] for o in outcomes if "summary" in o]
+    for item, outcome in zip(items, outcomes):
+        row = rows[(item.scene, item.trajectory)]
+        row["split"] = item.split
+        if "filter" in outcome:
+            row["kept_frames"] = int(outcome["filter"].frames["kept"].sum())
+        summary = outcome.get("summary", {})
         if "error" in summary:
-            rows[(summary["scene"], summary["trajectory"])].update(stage="clips", reason=summary["error"])
-        else:
-            rows[(summary["scene"], summary["trajectory"])]["clips"] = summary["clips"]
+            row.update(stage="clips", reason=summary["error"])
+        elif summary:
+            row["clips"] = summary["clips"]
 
-    lap("clips")
     manifest, shard_counts = _write_all_shards(config, out, work, summaries)
     lap("shards")
     with atomic_path(out / "manifest.parquet") as tmp:
@@ -181,13 +221,6 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True) -> dict
     with atomic_path(out / "stats.json") as tmp:
         tmp.write_text(json.dumps(stats, indent=1, sort_keys=True))
     return stats
-
-
-def _clip_task(job: ClipJob, config: BuildConfig, work: pathlib.Path, staged: dict) -> dict[str, Any]:
-    try:
-        return clip_cache(job, config, work, staged[(job.scene, job.trajectory)])
-    except (OSError, ValueError) as exc:
-        return {"scene": job.scene, "trajectory": job.trajectory, "error": str(exc)}
 
 
 def _write_all_shards(config: BuildConfig, out: pathlib.Path, work: pathlib.Path,
