@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import pandas as pd
 from scipy.ndimage import median_filter
 
 from annotate.geometry import relative_rotations

@@ -64,12 +64,9 @@ def filter_one(args: tuple[pathlib.Path, str, str, FilterConfig],
 
 def filter_staging(staging: str | pathlib.Path, config: FilterConfig,
                    verdicts: Mapping[str, ReviewVerdict] | None = None, verdicts_source: str = "verdicts.csv",
-                   pool_map: Callable[..., Iterable] = map,
-                   trajectories: Iterable[tuple[str, str, pathlib.Path]] | None = None) -> FilterRun:
-    """Filter everything staged (or just `trajectories`: (scene, trajectory, folder)); `pool_map`
-    may be a Ray or process pool map over `filter_one`."""
-    chosen = staged_trajectories(staging) if trajectories is None else list(trajectories)
-    jobs = [(folder, scene, trajectory, config) for scene, trajectory, folder in chosen]
+                   pool_map: Callable[..., Iterable] = map) -> FilterRun:
+    """Filter everything staged; `pool_map` may be a Ray or process pool map over `filter_one`."""
+    jobs = [(folder, scene, trajectory, config) for scene, trajectory, folder in staged_trajectories(staging)]
     outcomes = list(pool_map(filter_one, jobs))
     results = tuple(o for o in outcomes if isinstance(o, TrajectoryFilter))
     failed = tuple(o for o in outcomes if isinstance(o, Failed))

@@ -15,7 +15,6 @@ DIR/stats.json (failures included), 2 on a configuration or verdicts error.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import pathlib
