@@ -23,6 +23,7 @@ from augment.clips import (PalindromeConfig, WindowConfig, clip_labels, forward_
 from capture.staging import frame_files
 from common.config import to_dict
 from datasets.samples import Clip, sample_key
+from filter.run import worst_scores  # the per-clip summary uses the report's rule
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,14 @@ class ClipJob:
     seed: int
 
 
+def encode_jpeg(bgr: np.ndarray, quality: int) -> bytes:
+    """A clip frame as JPEG bytes (OpenCV, deterministic for the same pixels and quality)."""
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return data.tobytes()
+
+
 def make_clips(job: ClipJob, config: ClipConfig, spec: ActionSpec, jpegs: Mapping[int, bytes] | None = None) -> list[Clip]:
     """`jpegs`: frames already encoded (source index -> JPEG bytes at `config.jpeg_quality`); the
     others are read from the staged files and encoded here."""
@@ -68,11 +77,8 @@ def make_clips(job: ClipJob, config: ClipConfig, spec: ActionSpec, jpegs: Mappin
             image = cv2.imread(str(files[i]), cv2.IMREAD_COLOR)
             if image is None:
                 raise ValueError(f"{files[i]}: cannot decode image (poses.csv row {i})")
-            ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality])
-            cache[i] = data.tobytes()
+            cache[i] = encode_jpeg(image, config.jpeg_quality)
         return cache[i]
-
-    from filter.run import worst_scores  # the per-clip summary uses the report's rule
 
     clips = []
     base = {"scene": job.scene, "trajectory": job.trajectory, "split": job.split,

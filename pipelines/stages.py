@@ -18,22 +18,20 @@ or filtered with its clip count.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import pathlib
 import pickle
-import tarfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
+import webdataset as wds
 
 from annotate.actions import CHANNELS
-from augment.make import ClipJob, make_clips
+from augment.make import ClipJob, encode_jpeg, make_clips
 from capture.run import run as run_capture
 from capture.run import write_report as write_capture_report
 from capture.staging import staged_fingerprint
@@ -41,7 +39,7 @@ from common.config import dump_yaml, to_dict
 from common.files import atomic_path
 from common.raymap import ray_map
 from datasets.samples import npy_load
-from datasets.shards import write_shards
+from datasets.shards import FIXED_MTIME, write_shards
 from filter.report import write_report as write_filter_report
 from filter.run import SCORES, Failed, FilterRun, filter_one, review_result, totals
 from filter.segments import ReviewVerdict, check_known, kept_spans
@@ -94,10 +92,9 @@ def trajectory_task(item: TrajectoryItem, config: BuildConfig, work: pathlib.Pat
             cached = pickle.loads(filter_path.read_bytes())
             return {"filter": cached["filter"], "changed": cached["changed"], "summary": {**info, "cached": True}}
     jpegs: dict[int, bytes] = {}
-    params = [cv2.IMWRITE_JPEG_QUALITY, config.clips.jpeg_quality]
 
     def encode(i: int, bgr: np.ndarray) -> None:
-        jpegs[i] = cv2.imencode(".jpg", bgr, params)[1].tobytes()
+        jpegs[i] = encode_jpeg(bgr, config.clips.jpeg_quality)
 
     outcome = filter_one((item.folder, item.scene, item.trajectory, config.filter), sink=encode)
     if isinstance(outcome, Failed):
@@ -112,14 +109,9 @@ def trajectory_task(item: TrajectoryItem, config: BuildConfig, work: pathlib.Pat
                 "summary": {"scene": item.scene, "trajectory": item.trajectory, "error": str(exc)}}
     tar_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(tar_path) as tmp:
-        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+        with wds.TarWriter(str(tmp), mtime=FIXED_MTIME) as sink:
             for clip in clips:
-                for name, data in sorted(clip.to_wds_sample().items()):
-                    if name == "__key__":
-                        continue
-                    member = tarfile.TarInfo(f"{clip.key}.{name}")
-                    member.size, member.mtime, member.mode = len(data), 0, 0o444
-                    tar.addfile(member, io.BytesIO(data))
+                sink.write(clip.to_wds_sample())
     with atomic_path(filter_path) as tmp:
         tmp.write_bytes(pickle.dumps({"filter": result, "changed": changed}))
     info = {"scene": item.scene, "trajectory": item.trajectory, "split": item.split, "fingerprint": key,
@@ -131,20 +123,9 @@ def trajectory_task(item: TrajectoryItem, config: BuildConfig, work: pathlib.Pat
 
 
 def read_cache(path: pathlib.Path) -> Iterator[dict[str, Any]]:
-    """Samples of a clip tar, in order, as webdataset dicts of bytes."""
-    sample: dict[str, Any] = {}
-    with tarfile.open(path, "r") as tar:
-        for member in tar:
-            key, _, ext = member.name.partition(".")
-            if sample and sample["__key__"] != key:
-                yield sample
-                sample = {}
-            handle = tar.extractfile(member)
-            assert handle is not None
-            sample.setdefault("__key__", key)
-            sample[ext] = handle.read()
-    if sample:
-        yield sample
+    """Samples of a clip tar, in order, as webdataset dicts of bytes (its `__url__`-style metadata
+    keys start with `_`, which ShardWriter does not write)."""
+    yield from wds.WebDataset(str(path), shardshuffle=False, empty_check=False)
 
 
 def build(config: BuildConfig, out: pathlib.Path, progress: bool = True) -> dict[str, Any]:
