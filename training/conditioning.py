@@ -1,0 +1,49 @@
+"""What the model is conditioned on, per frame. Pure tensor functions.
+
+* Actions: frame t receives the action of the transition into it, A_{t-1}; frame 0 (the clean
+  conditioning frame) receives the static action. (B, T-1, 13) -> (B, T, 13).
+* Poses: each frame's camera-to-world pose relative to an origin camera (the first frame of the
+  clip or rollout): rel_t = origin^-1 · pose_t, as translation (3) plus the first two columns of
+  the rotation (6, the continuous 6-d rotation representation). Moving the whole trajectory by a
+  rigid transform leaves these features unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from annotate.actions import N_CHANNELS, STATIC
+
+
+def static_action(batch: int, device: torch.device | str | None = None,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(batch, 13) the static action: every motion channel 0, `static` 1."""
+    action = torch.zeros(batch, N_CHANNELS, device=device, dtype=dtype)
+    action[:, STATIC] = 1.0
+    return action
+
+
+def frame_actions(actions: torch.Tensor) -> torch.Tensor:
+    """Per-transition actions (B, T-1, 13) -> per-frame actions (B, T, 13): frame t gets A_{t-1}."""
+    if actions.shape[-1] != N_CHANNELS:
+        raise ValueError(f"actions must have {N_CHANNELS} channels, got shape {tuple(actions.shape)}")
+    first = static_action(actions.shape[0], actions.device, actions.dtype)[:, None]
+    return torch.cat([first, actions], dim=1)
+
+
+def relative_poses(poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+    """poses (B, T, 4, 4) and origin (B, 4, 4), camera-to-world -> origin^-1 · pose (B, T, 4, 4), float64."""
+    poses, origin = poses.to(torch.float64), origin.to(torch.float64)
+    rot, trans = origin[:, :3, :3], origin[:, :3, 3]
+    inverse = torch.zeros_like(origin)
+    inverse[:, :3, :3] = rot.transpose(1, 2)
+    inverse[:, :3, 3] = -(rot.transpose(1, 2) @ trans[..., None])[..., 0]
+    inverse[:, 3, 3] = 1.0
+    return inverse[:, None] @ poses
+
+
+def pose_features(poses: torch.Tensor, origin: torch.Tensor | None = None) -> torch.Tensor:
+    """Absolute poses (B, T, 4, 4) -> (B, T, 9) features relative to `origin` (default: frame 0), float32."""
+    rel = relative_poses(poses, poses[:, 0] if origin is None else origin)
+    rot = rel[..., :3, :3]
+    return torch.cat([rel[..., :3, 3], rot[..., :, 0], rot[..., :, 1]], dim=-1).to(torch.float32)

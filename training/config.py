@@ -1,0 +1,133 @@
+"""Model sizes and trainer settings: frozen dataclasses, loadable from YAML (common.config).
+
+`PRESETS` is the registry of model sizes: `tiny` runs CPU tests in seconds, `small` trains in
+minutes on one H100/H200, `base` is the same recipe at about 4x the compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Literal
+
+from annotate.actions import N_CHANNELS
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    width: int = 384  # D, token width
+    depth: int = 12  # transformer blocks
+    heads: int = 6  # attention heads; head_dim = width / heads
+    mlp_ratio: float = 4.0
+    patch: int = 8  # pixel patch side: a token is a patch x patch x 3 block of pixels
+    channels: int = 3
+    height: int = 72  # frame size the model is built for (pixels)
+    width_px: int = 128
+    action_dim: int = N_CHANNELS
+    pose_dim: int = 9  # translation (3) + the first two columns of the rotation (6), relative to frame 0
+    rope_theta: float = 10000.0
+    # RoPE over time: positions are frame_index * rope_time_scale (position interpolation: < 1),
+    # and the temporal base is rope_theta * rope_time_ntk (NTK-style extension: > 1).
+    rope_time_scale: float = 1.0
+    rope_time_ntk: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads or (self.width // self.heads) % 2:
+            raise ValueError(f"model.width {self.width} must split into {self.heads} heads of even size")
+        if self.height % self.patch or self.width_px % self.patch:
+            raise ValueError(f"model: frame {self.width_px}x{self.height} is not a multiple of patch {self.patch}")
+        if self.head_dim < 12:
+            raise ValueError(f"model: head_dim {self.head_dim} too small for 3D RoPE (>= 12)")
+        if self.rope_time_scale <= 0 or self.rope_time_ntk <= 0:
+            raise ValueError("model.rope_time_scale and rope_time_ntk must be > 0")
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(rows, cols) of patch tokens per frame."""
+        return self.height // self.patch, self.width_px // self.patch
+
+    @property
+    def tokens_per_frame(self) -> int:
+        rows, cols = self.grid
+        return rows * cols
+
+    @property
+    def patch_dim(self) -> int:
+        return self.patch * self.patch * self.channels
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(width=48, depth=2, heads=2, patch=4, height=16, width_px=16),
+    "small": ModelConfig(width=384, depth=12, heads=6),
+    "base": ModelConfig(width=768, depth=12, heads=12),
+}
+
+
+def preset(name: str, **overrides: object) -> ModelConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; presets are {sorted(PRESETS)}")
+    base = PRESETS[name]
+    known = {f.name: type(getattr(base, f.name)) for f in fields(base)}
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ValueError(f"model overrides: unknown field(s) {unknown}; fields are {sorted(known)}")
+    # YAML gives numbers; cast each to the field's own type (depth: 8.0 -> 8)
+    return replace(base, **{k: known[k](v) for k, v in overrides.items()})
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    shift: float = 3.0  # timestep shift: sigma = shift*u / (1 + (shift-1)*u), u ~ U(0, 1)
+    sample_steps: int = 20  # Euler steps of the sampler
+    guidance: float = 1.0  # classifier-free guidance scale on the motion condition (1 = off)
+
+    def __post_init__(self) -> None:
+        if self.shift <= 0 or self.sample_steps < 1:
+            raise ValueError("flow.shift must be > 0 and flow.sample_steps >= 1")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    shards: str = ""  # path, brace pattern or pipe: URL (datasets.loader)
+    frames: int = 9  # frames per training clip, cropped at random from each sample
+    batch_size: int = 32
+    workers: int = 8
+    shuffle_buffer: int = 256
+
+    def __post_init__(self) -> None:
+        if self.frames < 2 or self.batch_size < 1 or self.workers < 0:
+            raise ValueError("data.frames must be >= 2, data.batch_size >= 1, data.workers >= 0")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    ema: float = 0.999  # EMA decay of the weights used for sampling; 0 = no EMA
+    action_dropout: float = 0.1  # per clip: drop actions and poses together (the CFG "unconditional")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str = "small"
+    model: dict[str, float] = field(default_factory=dict)  # overrides of the preset's ModelConfig fields
+    data: DataConfig = field(default_factory=DataConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+    max_steps: int = 100_000
+    max_minutes: float | None = None  # stop after this much training wall time
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    precision: Literal["bf16", "fp32"] = "bf16"  # bf16 autocast on CUDA; CPU always runs fp32
+    compile: bool = False
+    init: str | None = None  # start from these weights (a checkpoint) instead of at random
+
+    def model_config(self) -> ModelConfig:
+        return preset(self.preset, **self.model)

@@ -1,0 +1,66 @@
+"""Loader batches (datasets.loader) -> model inputs: random crops of F frames, pixels in [-1, 1],
+per-frame actions (conditioning.frame_actions). No Ray import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from datasets.loader import LoaderConfig, make_loader
+from training.conditioning import frame_actions
+from training.config import DataConfig
+
+
+@dataclass(frozen=True, eq=False)
+class ClipBatch:
+    frames: torch.Tensor  # (B, F, 3, H, W) uint8 on the host, float in [-1, 1] after `to`
+    actions: torch.Tensor  # (B, F, 13) per frame: frame t carries A_{t-1}, frame 0 static
+    poses: torch.Tensor  # (B, F, 4, 4) float64 camera-to-world
+
+    def __post_init__(self) -> None:
+        b, f = self.frames.shape[:2]
+        if self.actions.shape[:2] != (b, f) or self.poses.shape[:2] != (b, f):
+            raise ValueError(f"clip batch: frames {tuple(self.frames.shape)}, actions {tuple(self.actions.shape)}, "
+                             f"poses {tuple(self.poses.shape)} disagree")
+
+    def to(self, device: torch.device) -> ClipBatch:
+        frames = self.frames.to(device, non_blocking=True)
+        if frames.dtype == torch.uint8:
+            frames = to_unit(frames)
+        return ClipBatch(frames, self.actions.to(device, non_blocking=True).float(),
+                         self.poses.to(device, non_blocking=True))
+
+
+def to_unit(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return frames.float() / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255] (clamped, rounded)."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def crop(batch: dict[str, Any], frames: int, generator: torch.Generator | None = None) -> ClipBatch:
+    """A random window of `frames` frames from each sample of a loader batch (crops stay uint8)."""
+    total = batch["frames"].shape[1]
+    if frames > total:
+        raise ValueError(f"cannot crop {frames} frames from samples of {total} ({batch['key'][:3]} ...); "
+                         f"build longer windows or train on fewer frames")
+    b = batch["frames"].shape[0]
+    starts = torch.randint(0, total - frames + 1, (b,), generator=generator)
+    idx = starts[:, None] + torch.arange(frames)
+    rows = torch.arange(b)[:, None]
+    return ClipBatch(batch["frames"][rows, idx], frame_actions(batch["actions"][rows, idx[:, :-1]]),
+                     batch["poses"][rows, idx])
+
+
+def stream(config: DataConfig, seed: int) -> torch.utils.data.DataLoader:
+    """Endless shuffled batches from the shards (resampled: every worker draws shards forever)."""
+    if not config.shards:
+        raise ValueError("data.shards is empty: pass --shards (a path, brace pattern or pipe: URL)")
+    loader_config = LoaderConfig(urls=config.shards, batch_size=config.batch_size,
+                                 shuffle_buffer=config.shuffle_buffer, seed=seed, resampled=True)
+    return make_loader(loader_config, num_workers=config.workers)

@@ -1,0 +1,235 @@
+"""The video diffusion transformer shared by the teacher (bidirectional) and the student (block-causal).
+
+Tokens are pixel patches: a frame (3, H, W) in [-1, 1] becomes (H/p)·(W/p) tokens of p·p·3 values,
+embedded linearly. (Why pixels rather than a trained autoencoder: nothing to train before the
+teacher, no reconstruction error floor under PSNR, and the student sees exactly the same token
+space. The price is more tokens per frame than a 16x-compressing latent space; at 128x72 with
+p = 8 that is 144 tokens a frame, cheap for a model of this size.)
+
+Per block (DiT with adaLN-Zero):
+    mod   = Linear(SiLU(timestep_embedding(sigma_frame)))        per frame: shift/scale/gate x 2
+    x    += gate1 · Attn(modulate(LN(x)), pose)                   q, k += per-layer pose projections
+    x    += action_out(action_embedding)                          per frame, after self-attention (RELIC)
+    x    += gate2 · MLP(modulate(LN(x)))
+Attention is `scaled_dot_product_attention` with 3D RoPE over (frame, row, col) and RMS-normed q/k;
+the pose embedding is added to q and k (not v) after the norm and before RoPE, so a cached key
+carries its frame's viewpoint. Sigma is per frame: the clean first frame of image-to-video has
+sigma 0 and the student's blocks each carry their own noise level.
+
+Shapes: x (B, F, 3, H, W); sigma (B, F); actions (B, F, 13) per frame (see conditioning.py);
+poses (B, F, 4, 4) camera-to-world. The output is the flow velocity, shaped like x.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.conditioning import pose_features
+from training.config import ModelConfig
+from training.rope import apply_rope, grid_positions, rope_angles
+
+
+class LayerContext(NamedTuple):
+    """Extra keys/values a layer attends to before its own tokens (the student's memory)."""
+
+    k: torch.Tensor  # (B, heads, Lc, head_dim) pre-RoPE keys, pose embedding included
+    v: torch.Tensor  # (B, heads, Lc, head_dim)
+    angles: torch.Tensor  # (Lc, head_dim/2) RoPE angles at the context tokens' positions
+
+
+class LayerKV(NamedTuple):
+    k: torch.Tensor  # (B, heads, L, head_dim) pre-RoPE keys of this call's tokens
+    v: torch.Tensor
+
+
+def timestep_embedding(sigma: torch.Tensor, dim: int = 256) -> torch.Tensor:
+    """sigma (...) in [0, 1] -> sinusoidal features (..., dim) of 1000·sigma."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=sigma.device, dtype=torch.float32) / half)
+    angles = sigma.float()[..., None] * 1000.0 * freqs
+    return torch.cat([angles.cos(), angles.sin()], dim=-1)
+
+
+def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, F, C, H, W) -> (B, F, N, p·p·C), tokens row-major."""
+    b, f, c, h, w = x.shape
+    x = x.reshape(b, f, c, h // patch, patch, w // patch, patch)
+    return x.permute(0, 1, 3, 5, 4, 6, 2).reshape(b, f, (h // patch) * (w // patch), patch * patch * c)
+
+
+def unpatchify(tokens: torch.Tensor, patch: int, channels: int, height: int, width: int) -> torch.Tensor:
+    """(B, F, N, p·p·C) -> (B, F, C, H, W)."""
+    b, f = tokens.shape[:2]
+    rows, cols = height // patch, width // patch
+    x = tokens.reshape(b, f, rows, cols, patch, patch, channels)
+    return x.permute(0, 1, 6, 2, 4, 3, 5).reshape(b, f, channels, height, width)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x (B, F, N, D), shift/scale (B, F, D)."""
+    return x * (1 + scale[:, :, None]) + shift[:, :, None]
+
+
+def _zero(linear: nn.Linear) -> nn.Linear:
+    nn.init.zeros_(linear.weight)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+    return linear
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.heads, self.head_dim = cfg.heads, cfg.head_dim
+        self.qkv = nn.Linear(cfg.width, 3 * cfg.width)
+        self.out = nn.Linear(cfg.width, cfg.width)
+        self.q_norm = nn.RMSNorm(cfg.head_dim, eps=1e-6)
+        self.k_norm = nn.RMSNorm(cfg.head_dim, eps=1e-6)
+        self.pose_q = _zero(nn.Linear(cfg.width, cfg.width))
+        self.pose_k = _zero(nn.Linear(cfg.width, cfg.width))
+
+    def project(self, x: torch.Tensor, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, F, N, D), pose (B, F, D) -> q, k, v (B, heads, F·N, head_dim), pre-RoPE."""
+        b, f, n, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, f, n, 3, self.heads, self.head_dim).permute(3, 0, 4, 1, 2, 5)
+        pq = self.pose_q(pose).reshape(b, f, self.heads, self.head_dim).permute(0, 2, 1, 3)[:, :, :, None]
+        pk = self.pose_k(pose).reshape(b, f, self.heads, self.head_dim).permute(0, 2, 1, 3)[:, :, :, None]
+        q = (self.q_norm(q) + pq).reshape(b, self.heads, f * n, self.head_dim)
+        k = (self.k_norm(k) + pk).reshape(b, self.heads, f * n, self.head_dim)
+        return q, k, v.reshape(b, self.heads, f * n, self.head_dim)
+
+    def forward(self, x: torch.Tensor, pose: torch.Tensor, angles: torch.Tensor, mask: torch.Tensor | None,
+                context: LayerContext | None) -> tuple[torch.Tensor, LayerKV]:
+        b, f, n, d = x.shape
+        q, k, v = self.project(x, pose)
+        q_rot, k_rot, v_all = apply_rope(q, angles), apply_rope(k, angles), v
+        if context is not None:
+            k_rot = torch.cat([apply_rope(context.k, context.angles), k_rot], dim=2)
+            v_all = torch.cat([context.v, v], dim=2)
+        out = F.scaled_dot_product_attention(q_rot, k_rot, v_all, attn_mask=mask)
+        out = out.permute(0, 2, 1, 3).reshape(b, f, n, d)
+        return self.out(out), LayerKV(k, v)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.width
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(cfg)
+        hidden = int(d * cfg.mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
+        self.ada = _zero(nn.Linear(d, 6 * d))
+        self.action_out = _zero(nn.Linear(d, d))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, action: torch.Tensor, pose: torch.Tensor,
+                angles: torch.Tensor, mask: torch.Tensor | None,
+                context: LayerContext | None) -> tuple[torch.Tensor, LayerKV]:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(F.silu(c)).chunk(6, dim=-1)
+        attn, kv = self.attn(modulate(self.norm1(x), shift1, scale1), pose, angles, mask, context)
+        x = x + gate1[:, :, None] * attn
+        x = x + self.action_out(action)[:, :, None]
+        x = x + gate2[:, :, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        return x, kv
+
+
+class VideoDiT(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.width
+        self.patch_in = nn.Linear(cfg.patch_dim, d)
+        self.time_embed = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
+        self.action_embed = nn.Sequential(nn.Linear(cfg.action_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.pose_embed = nn.Sequential(nn.Linear(cfg.pose_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.null_action = nn.Parameter(torch.zeros(d))  # the dropped-condition embeddings (CFG)
+        self.null_pose = nn.Parameter(torch.zeros(d))
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
+        self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.final_ada = _zero(nn.Linear(d, 2 * d))
+        self.patch_out = _zero(nn.Linear(d, cfg.patch_dim))
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear) and module.weight.abs().sum() > 0:  # keep the zero inits
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        nn.init.normal_(self.time_embed[0].weight, std=0.02)
+        nn.init.normal_(self.time_embed[2].weight, std=0.02)
+
+    # -- conditioning ----------------------------------------------------------------------------
+    def condition(self, actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor | None,
+                  keep: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action, pose) embeddings (B, F, D); where keep is False both become the null embeddings."""
+        dtype = self.patch_in.weight.dtype
+        action = self.action_embed(actions.to(dtype))
+        pose = self.pose_embed(pose_features(poses, origin).to(dtype))
+        if keep is not None:
+            k = keep.to(torch.bool)[:, None, None]
+            action = torch.where(k, action, self.null_action.to(action.dtype))
+            pose = torch.where(k, pose, self.null_pose.to(pose.dtype))
+        return action, pose
+
+    def angles(self, frames: int, first_frame: int | float, device: torch.device) -> torch.Tensor:
+        rows, cols = self.cfg.grid
+        positions = grid_positions(frames, rows, cols, device=device)
+        positions[:, 0] += first_frame
+        return self.rope_angles(positions)
+
+    def rope_angles(self, positions: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        return rope_angles(positions, cfg.head_dim, cfg.rope_theta, cfg.rope_time_scale, cfg.rope_time_ntk)
+
+    # -- forward ---------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor,
+                origin: torch.Tensor | None = None, keep: torch.Tensor | None = None, *,
+                first_frame: int | float = 0, mask: torch.Tensor | None = None,
+                context: list[LayerContext] | None = None) -> torch.Tensor:
+        """Velocity (B, F, C, H, W). `first_frame` is the RoPE time index of x's first frame; `mask`
+        (Lq, Lc + Lq) boolean (True = attend) over [context | own tokens]; `context` per layer."""
+        return self.forward_kv(x, sigma, actions, poses, origin, keep, first_frame=first_frame, mask=mask,
+                               context=context)[0]
+
+    def forward_kv(self, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor,
+                   origin: torch.Tensor | None = None, keep: torch.Tensor | None = None, *,
+                   first_frame: int | float = 0, mask: torch.Tensor | None = None,
+                   context: list[LayerContext] | None = None) -> tuple[torch.Tensor, list[LayerKV]]:
+        """`forward` plus every layer's pre-RoPE keys and values of x's tokens (what a cache stores)."""
+        cfg = self.cfg
+        b, f = x.shape[:2]
+        if x.shape[2:] != (cfg.channels, cfg.height, cfg.width_px):
+            raise ValueError(f"model expects frames {(cfg.channels, cfg.height, cfg.width_px)}, got {tuple(x.shape[2:])}")
+        if sigma.shape != (b, f) or actions.shape[:2] != (b, f) or poses.shape[:2] != (b, f):
+            raise ValueError(f"per-frame inputs must be ({b}, {f}, ...): sigma {tuple(sigma.shape)}, "
+                             f"actions {tuple(actions.shape)}, poses {tuple(poses.shape)}")
+        if context is not None and len(context) != cfg.depth:
+            raise ValueError(f"context has {len(context)} layers, model has {cfg.depth}")
+        h = self.patch_in(patchify(x, cfg.patch).to(self.patch_in.weight.dtype))
+        c = self.time_embed(timestep_embedding(sigma).to(h.dtype))
+        action, pose = self.condition(actions, poses, origin, keep)
+        angles = self.angles(f, first_frame, x.device)
+        kvs = []
+        for i, block in enumerate(self.blocks):
+            h, kv = block(h, c, action, pose, angles, mask, None if context is None else context[i])
+            kvs.append(kv)
+        shift, scale = self.final_ada(F.silu(c)).chunk(2, dim=-1)
+        out = self.patch_out(modulate(self.final_norm(h), shift, scale))
+        return unpatchify(out, cfg.patch, cfg.channels, cfg.height, cfg.width_px), kvs
+
+
+def forward_flops(cfg: ModelConfig, frames: int, context_tokens: int = 0) -> float:
+    """Matmul FLOPs of one forward over one clip of `frames` frames (2 per multiply-add)."""
+    tokens = frames * cfg.tokens_per_frame
+    d = cfg.width
+    dense = 2 * tokens * (4 * d * d + 2 * cfg.mlp_ratio * d * d)  # qkv + out, MLP
+    attention = 2 * 2 * tokens * (tokens + context_tokens) * d  # q·kᵀ and attn·v
+    embed = 2 * tokens * 2 * cfg.patch_dim * d
+    return float(cfg.depth * (dense + attention) + embed)

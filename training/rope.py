@@ -1,0 +1,69 @@
+"""3D rotary position embedding over (time, row, column). Pure functions.
+
+A head's dim splits into frequency pairs: `hw` pairs each for rows and columns and the rest for
+time (Wan's split: about 1/3 of the pairs each, time gets the remainder). Positions are floats, so
+pooled memory tokens can sit at the centre of the patches they summarise (fractional positions),
+and time can be rescaled:
+
+* position interpolation: time positions are multiplied by `time_scale` (< 1 squeezes a longer
+  clip into the trained range);
+* NTK-style extension: the temporal base becomes theta * s^(d / (d - 2)) for an extension factor
+  s = `time_ntk` (d = the temporal dims), which stretches low frequencies and keeps high ones.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def axis_pairs(head_dim: int) -> tuple[int, int, int]:
+    """Frequency pairs for (time, rows, cols)."""
+    pairs = head_dim // 2
+    hw = pairs // 3
+    return pairs - 2 * hw, hw, hw
+
+
+def _inv_freq(pairs: int, theta: float) -> torch.Tensor:
+    return theta ** (-torch.arange(pairs, dtype=torch.float64) / pairs)
+
+
+def rope_angles(positions: torch.Tensor, head_dim: int, theta: float = 10000.0, time_scale: float = 1.0,
+                time_ntk: float = 1.0) -> torch.Tensor:
+    """positions (L, 3) as (t, row, col) -> rotation angles (L, head_dim/2), float64."""
+    n_t, n_h, n_w = axis_pairs(head_dim)
+    d_t = 2 * n_t
+    theta_t = theta * time_ntk ** (d_t / (d_t - 2)) if d_t > 2 else theta
+    pos = positions.to(torch.float64)
+    return torch.cat([
+        (pos[:, 0:1] * time_scale) * _inv_freq(n_t, theta_t).to(pos.device),
+        pos[:, 1:2] * _inv_freq(n_h, theta).to(pos.device),
+        pos[:, 2:3] * _inv_freq(n_w, theta).to(pos.device),
+    ], dim=1)
+
+
+def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs of x (..., L, head_dim) by angles (L, head_dim/2) or (B, 1, L, head_dim/2)."""
+    dtype = torch.promote_types(x.dtype, torch.float32)  # rotate in >= fp32 even under bf16 autocast
+    cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+    even, odd = x[..., 0::2].to(dtype), x[..., 1::2].to(dtype)
+    return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2).to(x.dtype)
+
+
+def grid_positions(frames: int, rows: int, cols: int, first_frame: int = 0,
+                   device: torch.device | str | None = None) -> torch.Tensor:
+    """(frames*rows*cols, 3) positions of a frame-major token grid, frame indices from `first_frame`."""
+    t, r, c = torch.meshgrid(torch.arange(first_frame, first_frame + frames, device=device),
+                             torch.arange(rows, device=device), torch.arange(cols, device=device), indexing="ij")
+    return torch.stack([t, r, c], dim=-1).reshape(-1, 3).to(torch.float64)
+
+
+def pooled_positions(frame: float, rows: int, cols: int, factor: int,
+                     device: torch.device | str | None = None) -> torch.Tensor:
+    """Positions of one frame's tokens pooled factor x factor: the centres of the pooled patches."""
+    r, c = torch.meshgrid(torch.arange(rows // factor, device=device), torch.arange(cols // factor, device=device),
+                          indexing="ij")
+    centre = (factor - 1) / 2
+    pos = torch.stack([torch.full_like(r, 0), r * factor, c * factor], dim=-1).reshape(-1, 3).to(torch.float64)
+    pos[:, 0] = frame
+    pos[:, 1:] += centre
+    return pos

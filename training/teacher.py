@@ -1,0 +1,207 @@
+"""Train the bidirectional teacher from shards: `python -m training.teacher --shards ... --preset small --out DIR`.
+
+Flow matching on image-to-video clips: frame 0 clean, the other frames noised to one shifted
+sigma per clip, velocity loss on frames 1..F-1; actions and poses dropped together with
+probability `optim.action_dropout` (the CFG unconditional). bf16 autocast on CUDA, optional
+torch.compile, EMA weights for sampling. The run directory holds `checkpoint.pt` (resumed from
+automatically), `log.jsonl` (loss, lr, clips/s, tokens/s, MFU every `log_every` steps),
+`config.yaml` and `summary.json`.
+
+Long horizon: train at a short `data.frames`, then start a new run `--init SHORT/checkpoint.pt`
+at ≥ 4x the frames with `--set model.rope_time_scale=0.25` (position interpolation) or
+`model.rope_time_ntk=4` (NTK); training/eval measures both before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from common.config import ConfigError, dump_yaml, load_config, to_dict
+from training.config import ModelConfig, TrainConfig
+from training.data import ClipBatch, crop, stream
+from training.flow import add_noise, i2v_sigma, sample_sigma, velocity_target
+from training.model import VideoDiT, forward_flops
+from training.runtime import EMA, JsonlLog, Throughput, autocast, load_checkpoint, pick_device, save_checkpoint, unwrap
+
+
+def teacher_loss(model: torch.nn.Module, batch: ClipBatch, shift: float, dropout: float,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Flow-matching loss of one image-to-video batch (frames in [-1, 1])."""
+    x0 = batch.frames
+    b, f = x0.shape[:2]
+    device = x0.device
+    sigma = i2v_sigma(b, f, sample_sigma(b, shift, generator, "cpu").to(device), device)
+    noise = torch.randn(x0.shape, generator=generator, device="cpu").to(device, x0.dtype) if generator is not None \
+        else torch.randn_like(x0)
+    keep = (torch.rand(b, generator=generator, device="cpu") >= dropout).to(device)
+    v = model(add_noise(x0, noise, sigma), sigma, batch.actions, batch.poses, keep=keep)
+    target = velocity_target(x0, noise)
+    return F.mse_loss(v[:, 1:].float(), target[:, 1:].float())
+
+
+def lr_at(config: TrainConfig, step: int, progress: float) -> float:
+    """Linear warm-up, then cosine decay to 10% over the run (progress in [0, 1], steps or time)."""
+    base = config.optim.lr
+    if step < config.optim.warmup_steps:
+        return base * (step + 1) / config.optim.warmup_steps
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def build_model(model_config: ModelConfig, device: torch.device) -> VideoDiT:
+    return VideoDiT(model_config).to(device)
+
+
+def model_from_checkpoint(path: pathlib.Path, device: torch.device, *, weights: str = "ema",
+                          **overrides: Any) -> VideoDiT:
+    """A model from a checkpoint's config and its EMA (or raw) weights; `overrides` change config
+    fields that carry no weights (e.g. the RoPE time scale for a longer context)."""
+    state = load_checkpoint(path, "cpu")
+    model_config = ModelConfig(**{**state["model_config"], **overrides})
+    model = VideoDiT(model_config)
+    model.load_state_dict(state[weights] if state.get(weights) is not None else state["model"])
+    return model.to(device).eval()
+
+
+def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress_every: int | None = None
+          ) -> dict[str, Any]:
+    torch.manual_seed(config.seed)
+    model_config = config.model_config()
+    model = build_model(model_config, device)
+    ema = EMA(model, config.optim.ema) if config.optim.ema > 0 else None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, betas=config.optim.betas,
+                                  weight_decay=config.optim.weight_decay, fused=device.type == "cuda")
+    step, elapsed = 0, 0.0
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.exists():
+        state = load_checkpoint(checkpoint, device)
+        if state["model_config"] != asdict(model_config):
+            raise ConfigError(f"{checkpoint}: was trained with model {state['model_config']}, "
+                              f"not {asdict(model_config)}; use a new --out")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optim"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        step, elapsed = int(state["step"]), float(state["elapsed"])
+        print(f"resumed {checkpoint} at step {step}", file=sys.stderr)
+    elif config.init:
+        state = load_checkpoint(pathlib.Path(config.init), device)
+        weights = state["ema"] if state.get("ema") is not None else state["model"]
+        model.load_state_dict(weights)
+        if ema is not None:
+            ema.load_state_dict(weights)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump_yaml(config))
+    log = JsonlLog(out / "log.jsonl")
+    forward = torch.compile(model) if config.compile else model
+    frames = config.data.frames
+    flops_per_clip = 3 * forward_flops(model_config, frames)  # forward + backward
+    tokens_per_clip = frames * model_config.tokens_per_frame
+    meter = Throughput(device)
+    budget = None if config.max_minutes is None else config.max_minutes * 60
+    started = time.perf_counter() - elapsed
+
+    def save() -> None:
+        save_checkpoint(checkpoint, {
+            "model": unwrap(model).state_dict(), "ema": None if ema is None else ema.state_dict(),
+            "optim": optimizer.state_dict(), "step": step, "elapsed": time.perf_counter() - started,
+            "config": to_dict(config), "model_config": asdict(model_config)})
+
+    model.train()
+    for raw in stream(config.data, seed=config.seed + step):
+        elapsed = time.perf_counter() - started
+        if step >= config.max_steps or (budget is not None and elapsed >= budget):
+            break
+        batch = crop(raw, frames).to(device)
+        progress = max(step / config.max_steps, elapsed / budget if budget else 0.0)
+        lr = lr_at(config, step, progress)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with autocast(device, config.precision):
+            loss = teacher_loss(forward, batch, config.flow.shift, config.optim.action_dropout)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.decay = min(config.optim.ema, (1 + step) / (10 + step))
+            ema.update(model)
+        step += 1
+        meter.add(batch.frames.shape[0], tokens_per_clip * batch.frames.shape[0], flops_per_clip * batch.frames.shape[0])
+        if step % config.log_every == 0:
+            record = {"step": step, "loss": float(loss.detach()), "lr": lr, "grad_norm": float(grad_norm),
+                      "elapsed_s": round(time.perf_counter() - started, 2), **meter.report()}
+            if device.type == "cuda":
+                record["max_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+            log.write(record)
+            if progress_every and step % progress_every == 0:
+                print(json.dumps(record), file=sys.stderr, flush=True)
+        if step % config.checkpoint_every == 0:
+            save()
+    save()
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    steady = [r for r in records if r["step"] > config.optim.warmup_steps] or records
+    summary = {"steps": step, "train_seconds": round(time.perf_counter() - started, 1),
+               "params": sum(p.numel() for p in model.parameters()), "frames": frames,
+               "final_loss": records[-1]["loss"] if records else None,
+               "clips_per_s": _mean(r["clips_per_s"] for r in steady),
+               "tokens_per_s": _mean(r["tokens_per_s"] for r in steady),
+               "mfu": _mean(r["mfu"] for r in steady if r.get("mfu") is not None),
+               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _mean(values: Any) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.teacher", description=__doc__.split("\n")[0])
+    parser.add_argument("--shards", help="shard URLs: a path, brace pattern or pipe: command (data.shards)")
+    parser.add_argument("--preset", help="model size: tiny, small, base (preset)")
+    parser.add_argument("--out", type=pathlib.Path, required=True, help="run directory (resumed if it has a checkpoint)")
+    parser.add_argument("--config", type=pathlib.Path, help="TrainConfig YAML")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override")
+    parser.add_argument("--minutes", type=float, help="training wall-time budget (max_minutes)")
+    parser.add_argument("--steps", type=int, help="max_steps")
+    parser.add_argument("--init", help="start from this checkpoint's weights (e.g. for the long-context stage)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--device", help="torch device (default: cuda if available)")
+    parser.add_argument("--progress-every", type=int, default=200, help="print a log record every N steps")
+    args = parser.parse_args(argv)
+    overrides = list(args.set)
+    for key, value in (("data.shards", args.shards), ("preset", args.preset), ("max_minutes", args.minutes),
+                       ("max_steps", args.steps), ("init", args.init)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.compile:
+        overrides.append("compile=true")
+    try:
+        config = load_config(TrainConfig, args.config, overrides)
+        config.model_config()
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    device = pick_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    summary = train(config, args.out, device, args.progress_every)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
