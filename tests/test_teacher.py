@@ -1,0 +1,226 @@
+"""The teacher on CPU: RoPE, flow math, conditioning invariances, CFG dropout, overfitting, checkpoints, CLI."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.training_helpers import clip_batch, randomized_model, random_pose, tiny_config, write_tiny_shards
+from training import teacher
+from training.conditioning import frame_actions, pose_features
+from training.data import crop
+from training.flow import add_noise, sample_i2v, schedule, velocity_target, x0_from_velocity
+from training.model import VideoDiT, patchify, unpatchify
+from training.rope import apply_rope, rope_angles
+from training.runtime import load_checkpoint, save_checkpoint
+from training.teacher import model_from_checkpoint, teacher_loss
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(-20, 20), st.floats(-20, 20), st.floats(-5, 5), st.integers(0, 2**31 - 1))
+def test_rope_scores_depend_only_on_relative_position(a, b, shift, seed):
+    g = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(1, 24, generator=g, dtype=torch.float64), torch.randn(1, 24, generator=g, dtype=torch.float64)
+    pos = torch.tensor([[a, b, a - b]], dtype=torch.float64)
+
+    def score(offset: float) -> torch.Tensor:
+        p = pos + offset
+        return (apply_rope(q, rope_angles(p, 24)) * apply_rope(k, rope_angles(p + torch.tensor([[1.0, 2.0, 3.0]],
+                dtype=torch.float64), 24))).sum()
+
+    assert torch.allclose(score(0.0), score(shift), atol=1e-9)
+
+
+def test_rope_position_interpolation_and_ntk():
+    pos = torch.tensor([[8.0, 1.0, 2.0]], dtype=torch.float64)
+    half = pos.clone()
+    half[:, 0] /= 4
+    assert torch.allclose(rope_angles(pos, 24, time_scale=0.25), rope_angles(half, 24))
+    # NTK leaves the highest time frequency alone and slows the lowest
+    base, ntk = rope_angles(pos, 24), rope_angles(pos, 24, time_ntk=4.0)
+    assert torch.isclose(base[0, 0], ntk[0, 0]) and ntk[0, 3] < base[0, 3]
+    # rows/cols untouched by either
+    assert torch.allclose(base[0, 4:], ntk[0, 4:])
+
+
+def test_flow_round_trip_and_exact_euler():
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(2, 3, 3, 8, 8, generator=g), torch.randn(2, 3, 3, 8, 8, generator=g)
+    sigma = torch.rand(2, 3, generator=g)
+    xs = add_noise(x0, noise, sigma)
+    assert torch.allclose(x0_from_velocity(xs, velocity_target(x0, noise), sigma), x0, atol=1e-6)
+    s = schedule(10, 3.0)
+    assert float(s[0]) == 1.0 and float(s[-1]) == 0.0 and bool((s[1:] < s[:-1]).all())
+    # the straight path's exact velocity field is integrated exactly by Euler: frames land on the target
+    target = torch.randn(2, 4, 3, 8, 8, generator=g, dtype=torch.float64)
+
+    def velocity(x, sig, keep):
+        s_ = sig[:, :, None, None, None].to(x.dtype).clamp_min(1e-12)
+        return torch.where(sig[:, :, None, None, None] > 0, (x - target) / s_, torch.zeros_like(x))
+
+    out = sample_i2v(velocity, target[:, 0], 4, steps=7, shift=3.0, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(out, target, atol=1e-5)  # sigma reaches the model as float32
+
+
+def test_patchify_round_trip():
+    x = torch.randn(2, 3, 3, 16, 24)
+    assert torch.equal(unpatchify(patchify(x, 4), 4, 3, 16, 24), x)
+    # a token holds one patch: token (row 1, col 2) of frame 0 is pixels [4:8, 8:12]
+    tokens = patchify(x, 4)
+    assert torch.equal(tokens[0, 0, 1 * 6 + 2].reshape(4, 4, 3), x[0, 0, :, 4:8, 8:12].permute(1, 2, 0))
+
+
+def test_frame_actions_shift():
+    a = torch.rand(2, 5, 13)
+    per_frame = frame_actions(a)
+    assert per_frame.shape == (2, 6, 13)
+    assert torch.equal(per_frame[:, 1:], a)
+    assert per_frame[:, 0, 12].eq(1).all() and per_frame[:, 0, :12].eq(0).all()
+
+
+def test_pose_conditioning_is_invariant_to_moving_the_trajectory():
+    torch.set_default_dtype(torch.float64)
+    try:
+        config = tiny_config()
+        model = randomized_model(config, dtype=torch.float64)
+        batch = clip_batch(config, 2, 4, dtype=torch.float64)
+        rng = np.random.default_rng(3)
+        world = torch.from_numpy(np.stack([random_pose(rng) for _ in range(2)]))  # a rigid move per clip
+        moved = world[:, None] @ batch.poses
+        sigma = torch.full((2, 4), 0.5)
+        out = model(batch.frames, sigma, batch.actions, batch.poses)
+        out_moved = model(batch.frames, sigma, batch.actions, moved)
+        assert torch.allclose(pose_features(batch.poses), pose_features(moved), atol=1e-10)
+        assert torch.allclose(out, out_moved, atol=1e-10)
+        # ...but not to changing the motion inside it
+        bent = batch.poses.clone()
+        bent[:, 2:, 0, 3] += 0.5
+        assert not torch.allclose(out, model(batch.frames, sigma, batch.actions, bent), atol=1e-6)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_action_dropout_removes_the_motion_condition():
+    config = tiny_config()
+    model = randomized_model(config)
+    batch = clip_batch(config, 2, 4)
+    other = clip_batch(config, 2, 4, seed=9)
+    sigma = torch.full((2, 4), 0.7)
+    drop, keep = torch.zeros(2, dtype=torch.bool), torch.ones(2, dtype=torch.bool)
+    with torch.no_grad():
+        dropped = model(batch.frames, sigma, batch.actions, batch.poses, keep=drop)
+        dropped_other = model(batch.frames, sigma, other.actions, other.poses, keep=drop)
+        kept = model(batch.frames, sigma, batch.actions, batch.poses, keep=keep)
+        kept_other = model(batch.frames, sigma, other.actions, other.poses, keep=keep)
+    assert torch.allclose(dropped, dropped_other)  # no trace of actions or poses once dropped
+    assert not torch.allclose(kept, kept_other, atol=1e-5)
+    assert not torch.allclose(kept, dropped, atol=1e-5)
+    # per clip: dropping clip 0 only leaves clip 1 as it was
+    mixed = model(batch.frames, sigma, batch.actions, batch.poses, keep=torch.tensor([False, True]))
+    assert torch.allclose(mixed[0], dropped[0], atol=1e-6) and torch.allclose(mixed[1], kept[1], atol=1e-6)
+
+
+def test_dropout_probability_in_the_loss(monkeypatch):
+    seen = []
+    config = tiny_config()
+    model = VideoDiT(config)
+    original = model.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["keep"].clone())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", spy)
+    batch = clip_batch(config, 64, 3)
+    teacher_loss(model, batch, 3.0, dropout=0.25, generator=torch.Generator().manual_seed(0))
+    share = 1 - seen[0].float().mean().item()
+    assert 0.1 < share < 0.4
+
+
+def test_tiny_teacher_overfits_a_fixed_batch():
+    torch.manual_seed(0)
+    config = tiny_config()
+    model = VideoDiT(config)
+    batch = clip_batch(config, 4, 5)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+
+    def fixed_loss() -> float:
+        with torch.no_grad():
+            return float(teacher_loss(model, batch, 3.0, 0.0, generator=torch.Generator().manual_seed(123)))
+
+    before = fixed_loss()
+    for step in range(150):
+        loss = teacher_loss(model, batch, 3.0, 0.0, generator=torch.Generator().manual_seed(step % 8))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = fixed_loss()
+    assert after < 0.5 * before, (before, after)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    config = tiny_config()
+    model = randomized_model(config)
+    path = tmp_path / "run" / "checkpoint.pt"
+    from dataclasses import asdict
+    save_checkpoint(path, {"model": model.state_dict(), "ema": model.state_dict(), "step": 3,
+                           "model_config": asdict(config), "config": {"flow": {"shift": 3.0}}})
+    assert not list(path.parent.glob(".*tmp"))
+    loaded = model_from_checkpoint(path, torch.device("cpu"))
+    batch = clip_batch(config, 1, 3)
+    sigma = torch.full((1, 3), 0.4)
+    with torch.no_grad():
+        assert torch.equal(model(batch.frames, sigma, batch.actions, batch.poses),
+                           loaded(batch.frames, sigma, batch.actions, batch.poses))
+    assert load_checkpoint(path)["step"] == 3
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="checkpoint.pt"):
+        load_checkpoint(path)
+
+
+def test_crop_keeps_frames_actions_and_poses_aligned():
+    t = 10
+    frames = torch.arange(t, dtype=torch.uint8).reshape(1, t, 1, 1, 1).expand(3, t, 3, 4, 4).clone()
+    actions = torch.arange(t - 1, dtype=torch.float32).reshape(1, t - 1, 1).expand(3, t - 1, 13).clone()
+    poses = torch.arange(t, dtype=torch.float64).reshape(1, t, 1, 1).expand(3, t, 4, 4).clone()
+    batch = crop({"frames": frames, "actions": actions, "poses": poses, "key": ["a", "b", "c"]}, 4,
+                 torch.Generator().manual_seed(0))
+    for b in range(3):
+        start = int(batch.frames[b, 0, 0, 0, 0])
+        assert batch.frames[b, :, 0, 0, 0].tolist() == list(range(start, start + 4))
+        assert batch.poses[b, :, 0, 0].tolist() == list(range(start, start + 4))
+        assert batch.actions[b, 1:, 0].tolist() == list(range(start, start + 3))  # frame j gets A_{start+j-1}
+    with pytest.raises(ValueError, match="cannot crop 11 frames"):
+        crop({"frames": frames, "actions": actions, "poses": poses, "key": ["a"]}, 11)
+
+
+def test_teacher_cli_trains_from_shards_and_resumes(tmp_path):
+    shards = write_tiny_shards(tmp_path / "shards", clips=8, frames=6, height=16, width=16)
+    out = tmp_path / "run"
+    common = ["--shards", shards, "--preset", "tiny", "--out", str(out), "--device", "cpu",
+              "--set", "data.batch_size=2", "--set", "data.workers=0", "--set", "data.frames=4",
+              "--set", "log_every=2", "--set", "checkpoint_every=2", "--set", "data.shuffle_buffer=4"]
+    assert teacher.main([*common, "--steps", "4"]) == 0
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4]
+    assert all(np.isfinite(r["loss"]) and r["clips_per_s"] > 0 for r in records)
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 4
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 4 and summary["params"] > 0
+    assert teacher.main([*common, "--steps", "6"]) == 0  # resumes at 4
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    # a different model in the same run directory is refused, not silently mixed
+    with pytest.raises(Exception, match="was trained with model"):
+        teacher.main([*common, "--steps", "8", "--set", "model.depth=3"])
+
+
+def test_teacher_cli_rejects_bad_config(tmp_path, capsys):
+    assert teacher.main(["--out", str(tmp_path), "--preset", "huge"]) == 2
+    assert "unknown model preset 'huge'" in capsys.readouterr().err

@@ -1,0 +1,115 @@
+"""training/eval: action scripts, ground-truth clips, metrics, the summary and the CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from annotate.actions import CHANNELS, ActionSpec
+from capture.standin.render import Renderer
+from capture.standin.scene import make_scene
+from tests.training_helpers import randomized_model, tiny_config
+from training.eval.__main__ import main as eval_main
+from training.eval.evaluate import SamplerConfig, frame_metrics, run_method, shuffled_scripts, summarize
+from training.eval.groundtruth import EvalSetConfig, load_eval_set, save_eval_set, scene_clips
+from training.eval.metrics import psnr, ssim
+from training.eval.scripts import standard_scripts
+from training.runtime import save_checkpoint
+
+DT = 1 / 15
+
+
+def test_psnr_known_answer_and_ssim_properties():
+    x = torch.full((2, 3, 16, 16), 100.0)
+    assert torch.allclose(psnr(x + 10, x), torch.full((2,), 20 * np.log10(255 / 10), dtype=torch.float64))
+    assert torch.allclose(psnr(x, x), torch.full((2,), 10 * np.log10(12 * 255**2), dtype=torch.float64))
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(1, 3, 32, 32, generator=g) * 255
+    assert torch.allclose(ssim(img, img), torch.ones(1, dtype=torch.float64), atol=1e-5)
+    noisy = [(img + torch.randn(img.shape, generator=g) * s).clamp(0, 255) for s in (5, 20, 60)]
+    scores = [float(ssim(n, img)) for n in noisy]
+    assert scores[0] > scores[1] > scores[2]
+    assert torch.allclose(ssim(noisy[1], img), ssim(img, noisy[1]), atol=1e-6)
+
+
+def test_scripts_cover_every_motion_and_out_and_back_returns():
+    scripts = {s.name: s for s in standard_scripts(32, DT)}
+    spec = ActionSpec()
+    for channel in CHANNELS[:-1]:
+        active = scripts[channel].actions(DT, spec) > 0
+        assert active[:, CHANNELS.index(channel)].all() and active.sum(axis=1).max() == 1, channel
+    mix = scripts["forward+yaw_right"].actions(DT, spec) > 0
+    assert mix[:, CHANNELS.index("forward")].all() and mix[:, CHANNELS.index("yaw_right")].all()
+    for name in ("forward~back", "yaw_right~back", "left~back"):
+        poses = scripts[name].poses(np.eye(4))
+        assert np.allclose(poses[-1], poses[0], atol=1e-9), name
+        assert not np.allclose(poses[16], poses[0], atol=1e-3)
+    with pytest.raises(ValueError, match="even number"):
+        standard_scripts(31, DT)
+
+
+def test_eval_clips_are_rendered_along_free_scripted_paths(tmp_path):
+    config = EvalSetConfig(scenes=("room_0001",), starts=1, frames=5, width=32, height=18)
+    clips = scene_clips("room_0001", config)
+    assert len(clips) == 21 and {c.kind for c in clips} == {"single", "mix", "out_and_back"}
+    scene = make_scene("room_0001")
+    renderer = Renderer(scene)
+    for clip in clips[:3]:
+        assert clip.frames.shape == (5, 18, 32, 3)
+        assert np.array_equal(clip.frames[3], renderer.render(clip.poses[3], 32, 18, 90.0).lit)
+        assert scene.is_free(clip.poses[:, :3, 3], config.clearance_m).all()
+    again = scene_clips("room_0001", config)
+    assert all(np.array_equal(a.frames, b.frames) for a, b in zip(clips, again))
+    path = tmp_path / "set.npz"
+    save_eval_set(clips, config, path)
+    loaded = load_eval_set(path, config)
+    assert loaded is not None and np.array_equal(loaded[5].poses, clips[5].poses)
+    assert load_eval_set(path, EvalSetConfig(scenes=("room_0001",), starts=2, frames=5, width=32, height=18)) is None
+
+
+def test_methods_metrics_and_paired_summary():
+    config = EvalSetConfig(scenes=("room_0001",), starts=1, frames=5, width=32, height=18)
+    clips = scene_clips("room_0001", config)
+    sampler = SamplerConfig(frames=5, batch=8)
+
+    def oracle(first, actions, poses, frames, generator):  # the truth plus a little noise
+        idx = [i for i, c in enumerate(clips) if np.allclose(c.poses[:frames], poses[0].numpy())][0]
+        n = first.shape[0]
+        truth = torch.from_numpy(np.stack([c.frames for c in clips[idx:idx + n]])).permute(0, 1, 4, 2, 3)
+        return truth.float() / 127.5 - 1 + 0.01 * torch.randn(truth.shape, generator=generator)
+
+    videos = {"model": run_method(oracle, clips, sampler, torch.device("cpu")),
+              "copy_first": run_method(None, clips, sampler, torch.device("cpu"))}
+    assert videos["copy_first"].shape == (21, 5, 3, 18, 32)
+    assert (videos["copy_first"][:, 3] == videos["copy_first"][:, 0]).all()
+    metrics = {k: frame_metrics(v, clips) for k, v in videos.items()}
+    assert metrics["model"]["psnr"].shape == (21, 4)
+    summary = summarize(metrics, clips)
+    paired = summary["paired"]["model-copy_first"]["psnr_db"]
+    assert paired["mean"] > 5 and paired["z"] > 3 and paired["n"] == 21
+    assert set(summary["methods"]["model"]["psnr_by_kind"]) == {"single", "mix", "out_and_back"}
+    assert len(summary["methods"]["model"]["psnr_by_frame"]) == 4
+    shuffled = shuffled_scripts(clips, seed=0)
+    assert all(not np.allclose(a, c.actions) or c.kind == "out_and_back" for (a, _), c in zip(shuffled, clips))
+    assert all(np.allclose(p[0], c.poses[0]) for (_, p), c in zip(shuffled, clips))
+
+
+def test_eval_cli_writes_metrics_and_grid(tmp_path):
+    config = tiny_config(height=16, width_px=32)
+    model = randomized_model(config)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    save_checkpoint(ckpt, {"model": model.state_dict(), "ema": None, "model_config": asdict(config),
+                           "config": {"flow": {"shift": 3.0}}})
+    out = tmp_path / "eval"
+    rc = eval_main(["--checkpoint", str(ckpt), "--scenes", "room_0001", "--out", str(out), "--frames", "5",
+                    "--starts", "1", "--steps", "2", "--device", "cpu", "--precision", "fp32", "--workers", "1",
+                    "--cache", str(tmp_path / "set.npz")])
+    assert rc == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert set(report["methods"]) == {"model", "shuffled", "copy_first"}
+    assert report["clips"] == 21 and report["sampler"]["frames"] == 5
+    assert (out / "grid.png").stat().st_size > 1000

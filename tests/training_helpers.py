@@ -1,0 +1,80 @@
+"""Small synthetic inputs for the trainer tests: random tiny models, clip batches and shards."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+
+from annotate.actions import ActionSpec, encode_actions
+from annotate.geometry import integrate
+from augment.make import encode_jpeg
+from datasets.samples import Clip, sample_key
+from datasets.shards import ShardConfig, write_shards
+from training.conditioning import frame_actions
+from training.config import ModelConfig, preset
+from training.data import ClipBatch
+from training.model import VideoDiT
+
+
+def random_motion(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 6) smooth-ish relative motion: metres and degrees per frame."""
+    return np.concatenate([rng.normal(0, 0.05, (n, 3)), rng.normal(0, 2.0, (n, 3))], axis=1)
+
+
+def random_pose(rng: np.random.Generator) -> np.ndarray:
+    pose = np.eye(4)
+    pose[:3, :3] = Rotation.random(random_state=rng.integers(1 << 31)).as_matrix()
+    pose[:3, 3] = rng.normal(0, 3, 3)
+    return pose
+
+
+def tiny_config(**overrides: object) -> ModelConfig:
+    return preset("tiny", **overrides)
+
+
+def randomized_model(config: ModelConfig, seed: int = 0, dtype: torch.dtype = torch.float32) -> VideoDiT:
+    """A model whose zero-initialised projections (adaLN, action/pose, output) are made non-zero,
+    so every input reaches the output."""
+    torch.manual_seed(seed)
+    model = VideoDiT(config).to(dtype)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.abs().sum() == 0:
+                p.normal_(0, 0.05)
+    return model.eval()
+
+
+def clip_batch(config: ModelConfig, batch: int, frames: int, seed: int = 0, dtype: torch.dtype = torch.float32
+               ) -> ClipBatch:
+    rng = np.random.default_rng(seed)
+    motion = np.stack([random_motion(rng, frames - 1) for _ in range(batch)])
+    poses = np.stack([integrate(random_pose(rng), m) for m in motion])
+    actions = np.stack([encode_actions(m, 1 / 15, ActionSpec()) for m in motion])
+    # smooth images so the model has structure to fit
+    base = torch.from_numpy(rng.uniform(-1, 1, (batch, 1, config.channels, 4, 4))).to(dtype)
+    frames_t = torch.nn.functional.interpolate(base[:, 0], size=(config.height, config.width_px), mode="bilinear",
+                                               align_corners=False)[:, None].repeat(1, frames, 1, 1, 1)
+    shift = torch.linspace(0, 0.3, frames, dtype=dtype).reshape(1, frames, 1, 1, 1)
+    return ClipBatch((frames_t + shift).clamp(-1, 1), frame_actions(torch.from_numpy(actions).to(dtype)),
+                     torch.from_numpy(poses))
+
+
+def write_tiny_shards(folder: pathlib.Path, clips: int, frames: int, height: int, width: int, seed: int = 0) -> str:
+    """`clips` random samples in the build's sample layout; returns a brace pattern of the shards."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i in range(clips):
+        motion = random_motion(rng, frames - 1)
+        poses = integrate(random_pose(rng), motion)
+        images = rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
+        clip = Clip(key=sample_key("room_0001", f"t{i:03d}", i, False),
+                    frames_jpeg=tuple(encode_jpeg(im, 90) for im in images), poses=poses, motion=motion,
+                    actions=encode_actions(motion, 1 / 15, ActionSpec()),
+                    meta={"scene": "room_0001", "intrinsics": {"fx": 8.0, "fy": 8.0, "cx": 8.0, "cy": 8.0}})
+        samples.append(clip.to_wds_sample())
+    write_shards(samples, folder, "train", ShardConfig(max_samples=4))
+    count = len(list(folder.glob("train-*.tar")))
+    return str(folder / f"train-{{000000..{count - 1:06d}}}.tar")

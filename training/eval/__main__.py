@@ -1,0 +1,107 @@
+"""`python -m training.eval --checkpoint RUN/checkpoint.pt --manifest BUILD/manifest.parquet --out DIR`
+
+Renders (or reuses, `--cache`) the held-out clips in the build's val scenes, samples the model with
+each script's actions, with shuffled scripts, and the copy-first-frame baseline, and writes
+DIR/metrics.json (PSNR/SSIM mean ± SE overall, per kind, per frame; paired differences) and
+DIR/grid.png. `--rope-time-scale` / `--rope-time-ntk` evaluate a checkpoint at a longer context
+without retraining (RoPE extension before fine-tuning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import torch
+
+from training.eval.evaluate import SamplerConfig, frame_metrics, run_method, shuffled_scripts, summarize, teacher_generator
+from training.eval.grid import pick_clips, save_grid
+from training.eval.groundtruth import EvalSetConfig, load_eval_set, make_eval_set, save_eval_set
+from training.runtime import autocast, pick_device
+from training.teacher import model_from_checkpoint
+
+GRID_SCRIPTS = ("forward", "yaw_right", "left", "forward+yaw_right", "pitch_up", "forward~back")
+
+
+def val_scenes(manifest: pathlib.Path) -> tuple[str, ...]:
+    import pandas as pd
+
+    table = pd.read_parquet(manifest, columns=["split", "scene"])
+    scenes = tuple(sorted(table.loc[table["split"] == "val", "scene"].unique()))
+    if not scenes:
+        raise ValueError(f"{manifest}: no val scenes (build with splits.val_fraction > 0)")
+    return scenes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.eval", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", type=pathlib.Path, required=True)
+    parser.add_argument("--out", type=pathlib.Path, required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--manifest", type=pathlib.Path, help="a build's manifest.parquet: evaluate in its val scenes")
+    where.add_argument("--scenes", help="comma-separated stand-in scenes (never trained on)")
+    parser.add_argument("--frames", type=int, default=9, help="frames per generated clip (first frame given)")
+    parser.add_argument("--starts", type=int, default=3, help="start poses per scene")
+    parser.add_argument("--steps", type=int, default=20, help="Euler steps")
+    parser.add_argument("--shift", type=float, help="sampler timestep shift (default: the checkpoint's)")
+    parser.add_argument("--guidance", type=float, default=1.0, help="CFG scale on actions+poses (1 = off)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rope-time-scale", type=float, help="override model.rope_time_scale")
+    parser.add_argument("--rope-time-ntk", type=float, help="override model.rope_time_ntk")
+    parser.add_argument("--cache", type=pathlib.Path, help="eval-set cache (.npz), reused when its settings match")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes rendering ground truth")
+    parser.add_argument("--device")
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    args = parser.parse_args(argv)
+
+    scenes = val_scenes(args.manifest) if args.manifest else tuple(s for s in args.scenes.split(",") if s)
+    device = pick_device(args.device)
+    overrides = {k: v for k, v in (("rope_time_scale", args.rope_time_scale), ("rope_time_ntk", args.rope_time_ntk))
+                 if v is not None}
+    model = model_from_checkpoint(args.checkpoint, device, **overrides)
+    state_config = torch.load(args.checkpoint, map_location="cpu", weights_only=True)["config"]
+    shift = args.shift if args.shift is not None else float(state_config["flow"]["shift"])
+    cfg = model.cfg
+    set_config = EvalSetConfig(scenes=scenes, starts=args.starts, frames=max(33, args.frames), width=cfg.width_px,
+                               height=cfg.height)
+    started = time.perf_counter()
+    clips = load_eval_set(args.cache, set_config) if args.cache else None
+    if clips is None:
+        clips = make_eval_set(set_config, workers=args.workers)
+        if args.cache:
+            save_eval_set(clips, set_config, args.cache)
+    render_s = time.perf_counter() - started
+    sampler = SamplerConfig(frames=args.frames, steps=args.steps, shift=shift, guidance=args.guidance,
+                            batch=args.batch)
+    generate = teacher_generator(model, sampler, lambda: autocast(device, args.precision))
+    started = time.perf_counter()
+    videos = {"model": run_method(generate, clips, sampler, device),
+              "shuffled": run_method(generate, clips, sampler, device, shuffled_scripts(clips, seed=1)),
+              "copy_first": run_method(None, clips, sampler, device)}
+    sample_s = time.perf_counter() - started
+    metrics = {name: frame_metrics(v, clips) for name, v in videos.items()}
+    summary = summarize(metrics, clips)
+    report = {"checkpoint": str(args.checkpoint), "scenes": list(scenes), "sampler": asdict(sampler),
+              "model_overrides": overrides, "render_seconds": round(render_s, 1),
+              "sample_seconds": round(sample_s, 1), **summary}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "metrics.json").write_text(json.dumps(report, indent=2))
+    save_grid(args.out / "grid.png", clips, {"model": videos["model"], "shuffled": videos["shuffled"]},
+              pick_clips(clips, GRID_SCRIPTS))
+    methods = summary["methods"]
+    print(" ".join(f"{m}: PSNR {v['psnr']['mean']:.2f}±{v['psnr']['se']:.2f} SSIM {v['ssim']['mean']:.3f}"
+                   for m, v in methods.items()))
+    for name, diff in summary["paired"].items():
+        d = diff["psnr_db"]
+        print(f"{name}: {d['mean']:+.2f} dB ± {d['se']:.2f} (z = {d['z']:.1f}, n = {d['n']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

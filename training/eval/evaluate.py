@@ -1,0 +1,132 @@
+"""Score a generator on held-out action scripts against the stand-in's ground truth.
+
+Methods, all on the same clips and the same sampling noise:
+  model          the generator with the script's own actions and poses
+  shuffled       the same generator with another clip's script (a different script, from the same
+                 start: actions and poses integrated from it) — does the model follow the actions?
+  copy_first     every frame is the first frame — does it beat standing still?
+Per clip the per-frame PSNR/SSIM of frames 1..F-1 is averaged; the summary gives mean ± standard
+error over clips, and the paired difference model − baseline with its SE and z = mean/SE.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from annotate.geometry import integrate
+from training.conditioning import frame_actions
+from training.data import to_uint8, to_unit
+from training.eval.groundtruth import EvalClip
+from training.eval.metrics import psnr, ssim
+from training.flow import sample_i2v
+
+#: generate(first (B, 3, H, W) in [-1, 1], actions (B, F, 13) per frame, poses (B, F, 4, 4), frames) -> (B, F, 3, H, W)
+Generator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Generator], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    frames: int = 9
+    steps: int = 20
+    shift: float = 3.0
+    guidance: float = 1.0
+    batch: int = 32
+    seed: int = 0
+
+
+def teacher_generator(model: torch.nn.Module, config: SamplerConfig, precision_ctx: Callable[[], Any]) -> Generator:
+    """The bidirectional model sampled by Euler steps (flow.sample_i2v) with CFG on the motion."""
+
+    def generate(first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor, frames: int,
+                 generator: torch.Generator) -> torch.Tensor:
+        def velocity(x: torch.Tensor, sigma: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+            reps = x.shape[0] // actions.shape[0]
+            with precision_ctx():
+                return model(x, sigma, actions.repeat(reps, 1, 1), poses.repeat(reps, 1, 1, 1), keep=keep).float()
+
+        return sample_i2v(velocity, first, frames, config.steps, config.shift, config.guidance, generator)
+
+    return generate
+
+
+def shuffled_scripts(clips: Sequence[EvalClip], seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each clip, (actions, poses) of another clip's script (a different script name) played
+    from this clip's start pose. Seeded."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for clip in clips:
+        others = [c for c in clips if c.script != clip.script]
+        other = others[int(rng.integers(len(others)))]
+        out.append((other.actions, integrate(clip.poses[0], other.motion)))
+    return out
+
+
+@torch.no_grad()
+def run_method(generate: Generator | None, clips: Sequence[EvalClip], config: SamplerConfig, device: torch.device,
+               scripts: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+    """uint8 videos (N, F, 3, H, W); generate=None copies the first frame. Noise is seeded per batch."""
+    f = config.frames
+    videos = []
+    for lo in range(0, len(clips), config.batch):
+        chunk = clips[lo:lo + config.batch]
+        first = torch.from_numpy(np.stack([c.frames[0] for c in chunk])).permute(0, 3, 1, 2).to(device)
+        if generate is None:
+            videos.append(first[:, None].expand(-1, f, -1, -1, -1).cpu())
+            continue
+        pairs = scripts[lo:lo + config.batch] if scripts is not None else [(c.actions, c.poses) for c in chunk]
+        actions = frame_actions(torch.from_numpy(np.stack([a[: f - 1] for a, _ in pairs])).float()).to(device)
+        poses = torch.from_numpy(np.stack([p[:f] for _, p in pairs])).to(device)
+        generator = torch.Generator(device=device).manual_seed(config.seed + lo)
+        video = generate(to_unit(first), actions, poses, f, generator)
+        videos.append(to_uint8(video).cpu())
+    return torch.cat(videos).numpy()
+
+
+def frame_metrics(videos: np.ndarray, clips: Sequence[EvalClip], chunk: int = 16) -> dict[str, np.ndarray]:
+    """Per clip and frame 1..F-1: PSNR and SSIM (N, F-1) against the ground truth (in chunks of clips:
+    SSIM's float64 intermediates are ~10x the video's size)."""
+    f = videos.shape[1]
+    out: dict[str, list[np.ndarray]] = {"psnr": [], "ssim": []}
+    for lo in range(0, len(clips), chunk):
+        truth = torch.from_numpy(np.stack([c.frames[:f] for c in clips[lo:lo + chunk]])).permute(0, 1, 4, 2, 3)
+        pred = torch.from_numpy(videos[lo:lo + chunk])
+        out["psnr"].append(psnr(pred[:, 1:], truth[:, 1:]).numpy())
+        out["ssim"].append(ssim(pred[:, 1:], truth[:, 1:]).numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def summarize(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalClip], reference: str = "model"
+              ) -> dict[str, Any]:
+    """Mean ± SE per method (overall, per script kind, per frame) and paired differences vs `reference`."""
+    kinds = sorted({c.kind for c in clips})
+    kind_of = np.array([c.kind for c in clips])
+    out: dict[str, Any] = {"clips": len(clips), "methods": {}, "paired": {}}
+    for method, values in metrics.items():
+        entry: dict[str, Any] = {}
+        for name, per_frame in values.items():
+            per_clip = per_frame.mean(axis=1)
+            entry[name] = _mean_se(per_clip)
+            entry[f"{name}_by_kind"] = {k: _mean_se(per_clip[kind_of == k]) for k in kinds}
+            entry[f"{name}_by_frame"] = [round(float(v), 4) for v in per_frame.mean(axis=0)]
+        out["methods"][method] = entry
+    if reference in metrics:
+        for method in metrics:
+            if method == reference:
+                continue
+            diff = metrics[reference]["psnr"].mean(axis=1) - metrics[method]["psnr"].mean(axis=1)
+            stats = _mean_se(diff)
+            stats["z"] = stats["mean"] / stats["se"] if stats["se"] > 0 else math.inf
+            out["paired"][f"{reference}-{method}"] = {"psnr_db": stats}
+    return out
+
+
+def _mean_se(values: np.ndarray) -> dict[str, float]:
+    values = np.asarray(values, dtype=np.float64)
+    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
+    return {"mean": float(values.mean()), "se": se, "n": int(len(values))}

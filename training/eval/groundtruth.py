@@ -1,0 +1,123 @@
+"""Held-out evaluation clips: action scripts from free start poses in stand-in scenes, with the
+ground truth rendered by the stand-in along each integrated script.
+
+For every scene and start index, candidate start poses are drawn (eye height, random heading,
+seeded); each script starts from the first candidate where its path stays `clearance_m` clear of
+geometry and within the planner's pitch/roll limits, at action bin level 1 or else level 0. Most
+scripts of a start index share its first candidate (a 2 m corridor leaves sideways scripts fewer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from annotate.actions import ActionSpec
+from annotate.ue import pose_to_ue, ue_to_pose
+from capture.planner import PlannerConfig
+from capture.standin.render import Renderer
+from capture.standin.scene import make_scene
+from training.eval.scripts import ActionScript, standard_scripts
+
+
+@dataclass(frozen=True)
+class EvalSetConfig:
+    scenes: tuple[str, ...]
+    starts: int = 3  # start poses per scene
+    frames: int = 33  # frames per clip (transitions = frames - 1, even for out-and-back)
+    fps: float = 15.0
+    width: int = 128
+    height: int = 72
+    fov: float = 90.0
+    seed: int = 0
+    clearance_m: float = 0.3
+
+
+@dataclass(frozen=True, eq=False)
+class EvalClip:
+    scene: str
+    start: int  # index of the start pose within the scene
+    script: str
+    kind: str
+    level: int  # action bin level the script plays at
+    motion: np.ndarray  # (T-1, 6)
+    actions: np.ndarray  # (T-1, 13)
+    poses: np.ndarray  # (T, 4, 4)
+    frames: np.ndarray  # (T, H, W, 3) uint8 ground truth
+
+
+def _fits(script: ActionScript, start: np.ndarray, scene, config: EvalSetConfig, limits: PlannerConfig) -> bool:
+    poses = script.poses(start)
+    if not scene.is_free(poses[:, :3, 3], config.clearance_m).all():
+        return False
+    rot = pose_to_ue(poses)[1]
+    return bool((np.abs(rot[:, 0]) <= limits.max_pitch_deg).all() and (np.abs(rot[:, 2]) <= limits.max_roll_deg).all())
+
+
+def scene_clips(scene_name: str, config: EvalSetConfig) -> list[EvalClip]:
+    """Every script from `config.starts` start poses in one scene, rendered."""
+    scene = make_scene(scene_name)
+    renderer = Renderer(scene)
+    spec, limits, dt = ActionSpec(), PlannerConfig(), 1.0 / config.fps
+    by_level = {level: standard_scripts(config.frames - 1, dt, spec, level) for level in (1, 0)}
+    seed = int.from_bytes(hashlib.sha256(f"{config.seed}:{scene_name}".encode()).digest()[:4], "little")
+    rng = np.random.default_rng(seed)
+    clips: list[EvalClip] = []
+    for start_index in range(config.starts):
+        candidates: list[np.ndarray] = []  # start poses in draw order; each script takes the first that fits
+
+        def candidate(j: int) -> np.ndarray:
+            while len(candidates) <= j:
+                p = scene.sample_free(rng, 1, radius=config.clearance_m, height=limits.eye_height_m)[0]
+                candidates.append(ue_to_pose(np.array([p[0], -p[1], p[2]]) * 100.0,
+                                             np.array([0.0, rng.uniform(-180, 180), 0.0])))
+            return candidates[j]
+
+        for i in range(len(by_level[1])):
+            found = next(((j, lv) for j in range(500) for lv in (1, 0)
+                          if _fits(by_level[lv][i], candidate(j), scene, config, limits)), None)
+            if found is None:
+                raise RuntimeError(f"{scene_name}: no start pose fits script {by_level[1][i].name} in 500 draws")
+            j, level = found
+            script = by_level[level][i]
+            poses = script.poses(candidate(j))
+            frames = np.stack([renderer.render(p, config.width, config.height, config.fov).lit for p in poses])
+            clips.append(EvalClip(scene_name, start_index, script.name, script.kind, level, script.motion,
+                                  script.actions(dt, spec), poses, frames))
+    return clips
+
+
+def make_eval_set(config: EvalSetConfig, workers: int = 1) -> list[EvalClip]:
+    """All scenes' clips, scenes rendered in parallel processes; order is deterministic."""
+    if workers <= 1:
+        return [clip for scene in config.scenes for clip in scene_clips(scene, config)]
+    with ProcessPoolExecutor(workers) as pool:
+        return [clip for clips in pool.map(scene_clips, config.scenes, [config] * len(config.scenes)) for clip in clips]
+
+
+def save_eval_set(clips: list[EvalClip], config: EvalSetConfig, path: pathlib.Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, config=json.dumps(config.__dict__), scene=[c.scene for c in clips], start=[c.start for c in clips],
+             script=[c.script for c in clips], kind=[c.kind for c in clips], level=[c.level for c in clips],
+             motion=np.stack([c.motion for c in clips]), actions=np.stack([c.actions for c in clips]),
+             poses=np.stack([c.poses for c in clips]), frames=np.stack([c.frames for c in clips]))
+    tmp.replace(path)
+
+
+def load_eval_set(path: pathlib.Path, config: EvalSetConfig) -> list[EvalClip] | None:
+    """The cached set if it was made with exactly `config`, else None."""
+    if not path.is_file():
+        return None
+    with np.load(path) as npz:
+        data = {k: npz[k] for k in npz.files}  # an NpzFile reads the whole array on every [key]
+    if json.loads(str(data["config"])) != json.loads(json.dumps(config.__dict__)):
+        return None
+    return [EvalClip(str(data["scene"][i]), int(data["start"][i]), str(data["script"][i]), str(data["kind"][i]),
+                     int(data["level"][i]), data["motion"][i], data["actions"][i], data["poses"][i], data["frames"][i])
+            for i in range(len(data["scene"]))]

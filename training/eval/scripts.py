@@ -1,0 +1,76 @@
+"""Action scripts for evaluation: every single motion, mixes, and out-and-back walks.
+
+A script is a per-transition relative motion (conventions.md §2: dx dy dz in metres, yaw pitch
+roll in degrees, camera-t axes). Rates are the centre of a chosen action bin, so each script's
+binned actions are what a user holding that key would send. Out-and-back scripts go out for half
+the transitions and come back along the reversed poses, with the return motion recomputed from
+those poses (the palindrome rule, conventions.md §4), so the last frame revisits the first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from annotate.actions import CHANNELS, STATIC, ActionSpec, encode_actions
+from annotate.geometry import integrate, relative_motion
+from capture.planner import AXIS
+
+SINGLES = tuple(c for c in CHANNELS if c != "static")
+MIXES = (("forward", "yaw_right"), ("forward", "yaw_left"), ("backward", "yaw_left"), ("left", "pitch_up"),
+         ("right", "pitch_down"), ("forward", "up"))
+OUT_AND_BACK = ("forward", "yaw_right", "left")
+
+
+@dataclass(frozen=True, eq=False)
+class ActionScript:
+    name: str  # e.g. "forward", "forward+yaw_right", "forward~back"
+    kind: str  # single | mix | out_and_back
+    motion: np.ndarray  # (T-1, 6)
+
+    def poses(self, start: np.ndarray) -> np.ndarray:
+        """(T, 4, 4) camera-to-world poses integrated from `start`."""
+        return integrate(start, self.motion)
+
+    def actions(self, dt: float, spec: ActionSpec) -> np.ndarray:
+        """(T-1, 13) binned actions, as the annotator computes them."""
+        return encode_actions(self.motion, dt, spec)
+
+
+def channel_rate(channel: str, spec: ActionSpec, level: int = 1) -> np.ndarray:
+    """(6,) motion rate (per second) of one channel at the centre of bin `level`."""
+    column, sign = AXIS[CHANNELS.index(channel)]
+    bins = spec.group(column)
+    rate = np.zeros(6)
+    rate[column] = sign * bins.centers[level]
+    return rate
+
+
+def _constant(channels: tuple[str, ...], transitions: int, dt: float, spec: ActionSpec, level: int) -> np.ndarray:
+    rate = sum((channel_rate(c, spec, level) for c in channels), np.zeros(6))
+    return np.tile(rate * dt, (transitions, 1))
+
+
+def out_and_back(channel: str, transitions: int, dt: float, spec: ActionSpec, level: int = 1) -> np.ndarray:
+    """Out for ceil(T/2) transitions, back along the reversed poses: the last pose is the first."""
+    if transitions % 2:
+        raise ValueError(f"an out-and-back script needs an even number of transitions, got {transitions}")
+    out = _constant((channel,), transitions // 2, dt, spec, level)
+    poses = integrate(np.eye(4), out)
+    return relative_motion(np.concatenate([poses, poses[-2::-1]]))
+
+
+def standard_scripts(transitions: int, dt: float, spec: ActionSpec | None = None, level: int = 1
+                     ) -> list[ActionScript]:
+    """12 single motions, 6 translation+rotation mixes and 3 out-and-back scripts."""
+    spec = spec or ActionSpec()
+    scripts = [ActionScript(c, "single", _constant((c,), transitions, dt, spec, level)) for c in SINGLES]
+    scripts += [ActionScript("+".join(m), "mix", _constant(m, transitions, dt, spec, level)) for m in MIXES]
+    scripts += [ActionScript(f"{c}~back", "out_and_back", out_and_back(c, transitions, dt, spec, level))
+                for c in OUT_AND_BACK]
+    for script in scripts:
+        active = script.actions(dt, spec)
+        if active[:, STATIC].any():
+            raise ValueError(f"script {script.name}: bin level {level} is below the dead zone")
+    return scripts
