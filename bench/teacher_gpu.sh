@@ -36,7 +36,6 @@ python3 -m training.eval --checkpoint "$RUNS/short/checkpoint.pt" "${ev[@]}" --o
 python3 -m training.eval --checkpoint "$RUNS/short/checkpoint.pt" "${ev[@]}" --out "$OUT/eval_long33_extrapolate" --frames 33
 python3 -m training.eval --checkpoint "$RUNS/short/checkpoint.pt" "${ev[@]}" --out "$OUT/eval_long33_pi" --frames 33 --rope-time-scale 0.25
 python3 -m training.teacher "${common[@]}" --out "$RUNS/long" --minutes "$LONG_MIN" --init "$RUNS/short/checkpoint.pt" \
-  --set data.frames=33 --set data.batch_size=16 --set model.rope_time_scale=0.25 --set optim.warmup_steps=20 --set optim.lr=1e-4 \
-  ${COMPILE:+--compile}
+  --set data.frames=33 --set data.batch_size=16 --set model.rope_time_scale=0.25 --set optim.warmup_steps=20 --set optim.lr=1e-4
 cp "$RUNS/long/log.jsonl" "$OUT/long_log.jsonl"; cp "$RUNS/long/summary.json" "$OUT/long_summary.json"
 python3 -m training.eval --checkpoint "$RUNS/long/checkpoint.pt" "${ev[@]}" --out "$OUT/eval_long33_pi_tuned" --frames 33
