@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import pathlib
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 import yaml
 
 T = TypeVar("T")
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class ConfigError(ValueError):
@@ -199,6 +201,8 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
             raise ConfigError(f"{source}: {key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            return float(value)  # PyYAML (YAML 1.1) reads 1e-4 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: {key}: expected a number, got {value!r}")
         return float(value)

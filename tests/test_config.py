@@ -113,3 +113,15 @@ def test_partial_section_keeps_the_parents_defaults():
     assert cfg.actions.translation.dead_zone == 0.02
     assert cfg.actions.translation.edges == AnnotateConfig().actions.translation.edges
     assert cfg.actions.rotation == AnnotateConfig().actions.rotation
+
+
+def test_exponent_floats_that_yaml_reads_as_strings():
+    # PyYAML follows YAML 1.1: "1e-4" (no dot) is a string, "1.0e-4" a float
+    data = apply_overrides({}, ["inner.rate=1e-4", "limit=2E3"])
+    assert data["inner"]["rate"] == "1e-4"
+    config = from_dict(Outer, data)
+    assert config.inner.rate == 1e-4 and config.limit == 2000.0
+    with pytest.raises(ConfigError, match="expected a number"):
+        from_dict(Outer, {"inner": {"rate": "fast"}})
+    with pytest.raises(ConfigError, match="expected an integer"):
+        from_dict(Outer, {"count": "1e3"})
