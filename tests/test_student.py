@@ -1,0 +1,145 @@
+"""The causal student in float64 on CPU: cached generation vs one block-causal forward, memory views,
+and replayed back-propagation vs full-graph back-propagation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.training_helpers import clip_batch, randomized_model, tiny_config
+from training.flow import x0_from_velocity
+from training.memory import MemoryConfig, MemoryStore, frame_positions, view, view_tokens
+from training.model import LayerKV
+from training.student import (Student, StudentConfig, block_causal_mask, block_causal_velocity, block_spans)
+
+UNBOUNDED = MemoryConfig(window=None)
+
+
+def grad(p: torch.nn.Parameter) -> torch.Tensor:
+    return torch.zeros_like(p) if p.grad is None else p.grad.clone()  # the CFG null embeddings get none
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    torch.set_default_dtype(torch.float64)
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(False)
+    torch.set_default_dtype(torch.float32)
+
+
+def test_block_spans_and_mask():
+    assert block_spans(6, 2) == [(0, 1), (1, 3), (3, 5), (5, 6)]
+    mask = block_causal_mask(4, 2, 1)  # frames 0 | 1 2 | 3
+    expected = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    assert torch.equal(mask, expected)
+
+
+def test_cached_block_forwards_equal_one_block_causal_forward():
+    config = tiny_config()
+    model = randomized_model(config, dtype=torch.float64)
+    batch = clip_batch(config, 2, 7, dtype=torch.float64)
+    sigma = torch.rand(2, 7)
+    sigma[:, 0] = 0
+    full = block_causal_velocity(model, batch.frames, sigma, batch.actions, batch.poses, block_frames=2)
+    student = Student(model, StudentConfig(block_frames=2, memory=UNBOUNDED))
+    store = MemoryStore(config.grid)
+    origin = batch.poses[:, 0]
+    for start, end in block_spans(7, 2):
+        v, kvs = model.forward_kv(batch.frames[:, start:end], sigma[:, start:end], batch.actions[:, start:end],
+                                  batch.poses[:, start:end], origin, first_frame=start,
+                                  context=student.context(store, start))
+        store.append(kvs, end - start)
+        assert torch.allclose(v, full[:, start:end], atol=1e-10), (start, (v - full[:, start:end]).abs().max())
+
+
+def test_cached_generation_equals_uncached_block_causal_generation():
+    """Rollout with the memory vs recomputing every step from scratch with the block-causal mask
+    over [clean generated blocks | the current noisy block] (no cache anywhere)."""
+    config = tiny_config()
+    model = randomized_model(config, dtype=torch.float64)
+    batch = clip_batch(config, 2, 6, dtype=torch.float64)
+    cfg = StudentConfig(block_frames=2, steps=(1.0, 0.7, 0.4), memory=UNBOUNDED)
+    noise = torch.randn(2, 5, 3, config.height, config.width_px, generator=torch.Generator().manual_seed(0))
+    out = Student(model, cfg).rollout(batch.frames[:, 0], batch.actions, batch.poses, noise,
+                                      generator=torch.Generator().manual_seed(1)).frames
+    actions = batch.actions.clone()
+    actions[:, 0] = 0
+    actions[:, 0, 12] = 1
+    gen = torch.Generator().manual_seed(1)
+    clean = batch.frames[:, :1]
+    for start, end in block_spans(6, 2)[1:]:
+        x = noise[:, start - 1:end - 1]
+        for i, s in enumerate(cfg.steps):
+            seq = torch.cat([clean, x], dim=1)
+            sigma = torch.zeros(2, end)
+            sigma[:, start:] = s
+            v = block_causal_velocity(model, seq, sigma, actions[:, :end], batch.poses[:, :end], 2)[:, start:]
+            x0 = x0_from_velocity(x, v, sigma[:, start:])
+            if i + 1 < len(cfg.steps):
+                renoise = torch.randn(x.shape, generator=gen)
+                x = (1 - cfg.steps[i + 1]) * x0 + cfg.steps[i + 1] * renoise
+        clean = torch.cat([clean, x0], dim=1)
+    assert torch.allclose(out, clean, atol=1e-10), (out - clean).abs().max()
+
+
+def test_memory_view_pools_old_frames_and_reports_the_reduction():
+    grid = (4, 4)
+    store = MemoryStore(grid)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        store.append([LayerKV(torch.randn(1, 2, 16, 6, generator=g), torch.randn(1, 2, 16, 6, generator=g))], 1)
+    config = MemoryConfig(window=3, pool=(1, 2, 4))
+    rope = lambda pos: pos[:, :1].repeat(1, 3)  # noqa: E731 - angles stand-in: records positions
+    ctx = view(store, 10, config, rope)[0]
+    # frames 7, 8, 9 full (48); older: f%3==0 full (0, 3, 6: 48), ==1 2x2 -> 4 tokens (1, 4), ==2 4x4 -> 1 (2, 5)
+    assert ctx.k.shape[2] == 48 + 48 + 2 * 4 + 2 * 1 == view_tokens(10, grid, config)
+    # a 2x pooled frame's first token is the mean of its top-left 2x2 patch
+    k1 = store.frames[1][0].k.reshape(1, 2, 4, 4, 6)
+    assert torch.allclose(ctx.k[:, :, 16:17], k1[:, :, :2, :2].mean(dim=(2, 3))[:, :, None], atol=1e-12)
+    # pooled positions are the cells' centres
+    assert frame_positions(1, grid, 2, torch.device("cpu"))[0].tolist() == [1.0, 0.5, 0.5]
+    assert frame_positions(2, grid, 4, torch.device("cpu"))[0].tolist() == [2.0, 1.5, 1.5]
+    # unbounded: everything, full resolution; the store itself is never changed by a view
+    assert view(store, 10, UNBOUNDED, rope)[0].k.shape[2] == 160
+    assert torch.equal(store.frames[1][0].k.reshape(1, 2, 4, 4, 6), k1)
+    assert view(store, 0, config, rope) is None
+    with pytest.raises(ValueError, match="only 10 frames"):
+        view(store, 11, config, rope)
+
+
+def test_replayed_backprop_equals_full_graph_backprop():
+    """Detached-context semantics, a compressed memory (window 2, pooled older frames), random exit
+    steps per block, actions and poses; the loss is normalised over the whole sequence."""
+    config = tiny_config()
+    model = randomized_model(config, dtype=torch.float64)
+    batch = clip_batch(config, 2, 9, dtype=torch.float64)
+    cfg = StudentConfig(block_frames=2, steps=(1.0, 0.8, 0.55, 0.3), memory=MemoryConfig(window=2, pool=(1, 2, 4)))
+    student = Student(model, cfg)
+    noise = torch.randn(2, 8, 3, config.height, config.width_px, generator=torch.Generator().manual_seed(0))
+    exits = torch.randint(0, 4, (4,), generator=torch.Generator().manual_seed(2)).tolist()
+    assert len(set(exits)) > 1
+    delta = torch.randn(2, 8, 3, config.height, config.width_px, generator=torch.Generator().manual_seed(3))
+
+    # full graph: the rollout keeps every block's exit-step graph, one backward over the sequence
+    model.zero_grad()
+    full = student.rollout(batch.frames[:, 0], batch.actions, batch.poses, noise, exits, grad=True,
+                           generator=torch.Generator().manual_seed(5))
+    x_hat = full.frames[:, 1:]
+    full_loss = 0.5 * (x_hat - (x_hat - delta).detach()).pow(2).mean()
+    full_loss.backward()
+    reference = {n: grad(p) for n, p in model.named_parameters()}
+
+    # replay: roll out without grad, then one block's forward at a time with grad
+    model.zero_grad()
+    with torch.no_grad():
+        rolled = student.rollout(batch.frames[:, 0], batch.actions, batch.poses, noise, exits,
+                                 generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(rolled.frames, full.frames.detach(), atol=1e-12)
+    # the views replay reads are compressed: block 4 (frames 7-8) sees 2 full + pooled older frames
+    assert student.context(rolled.store, 7)[0].k.shape[2] < 7 * config.tokens_per_frame
+    replay_loss = student.replay_backward(rolled, delta, batch.actions, batch.poses)
+    assert torch.allclose(replay_loss, full_loss.detach(), atol=1e-12)
+    worst = max((grad(p) - reference[n]).abs().max().item() for n, p in model.named_parameters())
+    assert worst < 1e-10, worst
+    assert any(reference[n].abs().max() > 1e-6 for n in reference)

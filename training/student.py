@@ -1,0 +1,166 @@
+"""The causal student: the teacher's network run block by block over a K/V memory.
+
+Frame 0 (the given first frame) is its own block; then blocks of `block_frames` frames. A block is
+denoised in a few steps (`steps`, sigmas from 1 down), each a forward of the block's tokens that
+attends to the memory view (memory.view) and to its own tokens; frame t's actions and poses
+condition it as in the teacher (poses relative to the rollout's first frame, RoPE time = absolute
+frame index). After the block's final (or exit) step, its clean prediction is committed: one more
+forward at sigma 0 under no_grad whose per-layer K/V are appended to the store. So the memory is
+never differentiated through (the detached-context gradient of Self-Forcing/RELIC).
+
+`rollout` returns, per block, the input and sigma of its exit step (`ReplayState`); the replayed
+backward pass re-runs exactly those forwards with grad against `view(store, start)` one block at a
+time, so peak activation memory is one block's forward whatever the rollout length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from training.conditioning import static_action
+from training.flow import add_noise, x0_from_velocity
+from training.memory import MemoryConfig, MemoryStore, view
+from training.model import VideoDiT
+
+#: the 4-step student schedule [1000, 750, 500, 250] warped through shift 5 (Self-Forcing)
+WARPED_4_STEPS = (1.0, 0.9375, 0.8333333333333334, 0.625)
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    block_frames: int = 2
+    steps: tuple[float, ...] = WARPED_4_STEPS
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+
+    def __post_init__(self) -> None:
+        if self.block_frames < 1 or not self.steps:
+            raise ValueError("student.block_frames must be >= 1 and student.steps non-empty")
+        if any(not 0 < s <= 1 for s in self.steps) or list(self.steps) != sorted(self.steps, reverse=True):
+            raise ValueError(f"student.steps must be decreasing sigmas in (0, 1], got {self.steps}")
+
+
+def block_spans(frames: int, block_frames: int) -> list[tuple[int, int]]:
+    """[(start, end)) per block: frame 0 alone, then `block_frames` at a time (the last may be short)."""
+    spans = [(0, 1)]
+    for start in range(1, frames, block_frames):
+        spans.append((start, min(start + block_frames, frames)))
+    return spans
+
+
+def block_causal_mask(frames: int, block_frames: int, tokens_per_frame: int,
+                      device: torch.device | str | None = None) -> torch.Tensor:
+    """(L, L) boolean, True = attend: a token sees every token of its own and earlier blocks."""
+    block_of = torch.zeros(frames, dtype=torch.long, device=device)
+    for b, (start, end) in enumerate(block_spans(frames, block_frames)):
+        block_of[start:end] = b
+    token_block = block_of.repeat_interleave(tokens_per_frame)
+    return token_block[None, :] <= token_block[:, None]
+
+
+@dataclass(frozen=True, eq=False)
+class ReplayState:
+    start: int  # first frame of the block
+    end: int
+    x: torch.Tensor  # (B, end-start, C, H, W) the exit step's input
+    sigma: float  # the exit step's noise level
+
+
+@dataclass(frozen=True, eq=False)
+class Rollout:
+    frames: torch.Tensor  # (B, F, C, H, W): frame 0 as given, then each block's clean prediction
+    store: MemoryStore
+    replay: tuple[ReplayState, ...]
+
+
+class Student:
+    """Block-wise generation with a memory; wraps a VideoDiT (the weights being distilled)."""
+
+    def __init__(self, model: VideoDiT, config: StudentConfig):
+        self.model, self.config = model, config
+
+    def context(self, store: MemoryStore, start: int):
+        return view(store, start, self.config.memory, self.model.rope_angles)
+
+    def block_x0(self, x: torch.Tensor, sigma: float, start: int, store: MemoryStore, actions: torch.Tensor,
+                 poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+        """One denoising forward of the block at frames [start, start + n): its clean prediction."""
+        b, n = x.shape[:2]
+        sig = torch.full((b, n), sigma, device=x.device, dtype=x.dtype)
+        v = self.model(x, sig, actions[:, start:start + n], poses[:, start:start + n], origin,
+                       first_frame=start, context=self.context(store, start))
+        return x0_from_velocity(x, v.to(x.dtype), sig)
+
+    @torch.no_grad()
+    def commit(self, x0: torch.Tensor, start: int, store: MemoryStore, actions: torch.Tensor, poses: torch.Tensor,
+               origin: torch.Tensor) -> None:
+        """Append the clean block's per-layer K/V (a sigma-0 forward over the same view)."""
+        b, n = x0.shape[:2]
+        _, kvs = self.model.forward_kv(x0, torch.zeros(b, n, device=x0.device), actions[:, start:start + n],
+                                       poses[:, start:start + n], origin, first_frame=start,
+                                       context=self.context(store, start))
+        store.append(kvs, n)
+
+    def rollout(self, first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor, noise: torch.Tensor,
+                exit_steps: list[int] | None = None, grad: bool = False,
+                generator: torch.Generator | None = None) -> Rollout:
+        """Generate frames 1..F-1 after `first` (B, C, H, W).
+
+        actions (B, F, 13) per frame (frame 0's is replaced by the static action), poses (B, F, 4, 4),
+        noise (B, F-1, C, H, W) each block's starting noise; between steps the prediction is
+        re-noised with fresh noise from `generator`. `exit_steps[b]` (default: the last) is where
+        block b stops; with grad=True that step's forward keeps its graph (the full-graph
+        reference for the replayed backward)."""
+        b, f = actions.shape[:2]
+        steps = self.config.steps
+        spans = block_spans(f, self.config.block_frames)
+        exits = exit_steps if exit_steps is not None else [len(steps) - 1] * (len(spans) - 1)
+        if len(exits) != len(spans) - 1 or any(not 0 <= e < len(steps) for e in exits):
+            raise ValueError(f"exit_steps needs one step index in [0, {len(steps)}) per generated block "
+                             f"({len(spans) - 1}), got {exits}")
+        origin = poses[:, 0]
+        actions = actions.clone()
+        actions[:, 0] = static_action(b, actions.device, actions.dtype)
+        store = MemoryStore(self.model.cfg.grid)
+        self.commit(first[:, None], 0, store, actions, poses, origin)
+        outputs, replay = [first[:, None]], []
+        for (start, end), exit_step in zip(spans[1:], exits):
+            x = noise[:, start - 1:end - 1]
+            for i in range(exit_step + 1):
+                keep_graph = grad and i == exit_step
+                with torch.set_grad_enabled(keep_graph):
+                    x0 = self.block_x0(x, steps[i], start, store, actions, poses, origin)
+                if i == exit_step:
+                    replay.append(ReplayState(start, end, x.detach(), steps[i]))
+                    break
+                renoise = torch.randn(x.shape, generator=generator, device="cpu", dtype=x.dtype).to(x.device)
+                x = add_noise(x0, renoise, torch.full(x.shape[:2], steps[i + 1], device=x.device))
+            self.commit(x0.detach(), start, store, actions, poses, origin)
+            outputs.append(x0)
+        return Rollout(torch.cat(outputs, dim=1), store, tuple(replay))
+
+    def replay_backward(self, rollout: Rollout, delta: torch.Tensor, actions: torch.Tensor,
+                        poses: torch.Tensor) -> torch.Tensor:
+        """Accumulate into .grad the gradient of the surrogate 0.5·mean((x̂ − stopgrad(x̂ − Δ))²) over
+        all generated frames (1..F-1), one block's forward at a time. delta (B, F-1, C, H, W).
+        Returns the (detached) loss; each block's part is divided by the whole sequence's count."""
+        origin = poses[:, 0]
+        actions = actions.clone()
+        actions[:, 0] = static_action(actions.shape[0], actions.device, actions.dtype)
+        total = delta.numel()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=delta.device)
+        for state in rollout.replay:
+            x0 = self.block_x0(state.x, state.sigma, state.start, rollout.store, actions, poses, origin)
+            d = delta[:, state.start - 1:state.end - 1]
+            loss = 0.5 * (x0.double() - (x0.double() - d.double()).detach()).pow(2).sum() / total
+            loss.backward()
+            loss_sum += loss.detach()
+        return loss_sum
+
+
+def block_causal_velocity(model: VideoDiT, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor,
+                          poses: torch.Tensor, block_frames: int) -> torch.Tensor:
+    """One forward over a whole clip with the block-causal mask (training without a cache)."""
+    mask = block_causal_mask(x.shape[1], block_frames, model.cfg.tokens_per_frame, x.device)
+    return model(x, sigma, actions, poses, mask=mask)
