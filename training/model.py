@@ -162,8 +162,9 @@ class VideoDiT(nn.Module):
                 nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-        nn.init.normal_(self.time_embed[0].weight, std=0.02)
-        nn.init.normal_(self.time_embed[2].weight, std=0.02)
+        for layer in (self.time_embed[0], self.time_embed[2]):
+            assert isinstance(layer, nn.Linear)
+            nn.init.normal_(layer.weight, std=0.02)
 
     # -- conditioning ----------------------------------------------------------------------------
     def condition(self, actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor | None,

@@ -20,7 +20,7 @@ import math
 import pathlib
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -35,7 +35,7 @@ from training.model import VideoDiT, forward_flops
 from training.runtime import EMA, JsonlLog, Throughput, autocast, load_checkpoint, pick_device, save_checkpoint, unwrap
 
 
-def teacher_loss(model: torch.nn.Module, batch: ClipBatch, shift: float, dropout: float,
+def teacher_loss(model: Callable[..., torch.Tensor], batch: ClipBatch, shift: float, dropout: float,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """Flow-matching loss of one image-to-video batch (frames in [-1, 1])."""
     x0 = batch.frames
