@@ -43,7 +43,7 @@ def test_cached_block_forwards_equal_one_block_causal_forward():
     sigma[:, 0] = 0
     full = block_causal_velocity(model, batch.frames, sigma, batch.actions, batch.poses, block_frames=2)
     student = Student(model, StudentConfig(block_frames=2, memory=UNBOUNDED))
-    store = MemoryStore(config.grid)
+    store = MemoryStore(config.grid, UNBOUNDED)
     origin = batch.poses[:, 0]
     for start, end in block_spans(7, 2):
         v, kvs = model.forward_kv(batch.frames[:, start:end], sigma[:, start:end], batch.actions[:, start:end],
@@ -85,27 +85,40 @@ def test_cached_generation_equals_uncached_block_causal_generation():
 
 def test_memory_view_pools_old_frames_and_reports_the_reduction():
     grid = (4, 4)
-    store = MemoryStore(grid)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(10):
-        store.append([LayerKV(torch.randn(1, 2, 16, 6, generator=g), torch.randn(1, 2, 16, 6, generator=g))], 1)
     config = MemoryConfig(window=3, pool=(1, 2, 4))
+    store = MemoryStore(grid, config)
+    g = torch.Generator().manual_seed(0)
+    keys = []
+    for _ in range(10):
+        keys.append(torch.randn(1, 2, 16, 6, generator=g))
+        store.append([LayerKV(keys[-1], torch.randn(1, 2, 16, 6, generator=g))], 1)
     rope = lambda pos: pos[:, :1].repeat(1, 3)  # noqa: E731 - angles stand-in: records positions
-    ctx = view(store, 10, config, rope)[0]
+    ctx = view(store, 10, rope)[0]
     # frames 7, 8, 9 full (48); older: f%3==0 full (0, 3, 6: 48), ==1 2x2 -> 4 tokens (1, 4), ==2 4x4 -> 1 (2, 5)
     assert ctx.k.shape[2] == 48 + 48 + 2 * 4 + 2 * 1 == view_tokens(10, grid, config)
     # a 2x pooled frame's first token is the mean of its top-left 2x2 patch
-    k1 = store.frames[1][0].k.reshape(1, 2, 4, 4, 6)
+    k1 = keys[1].reshape(1, 2, 4, 4, 6)
     assert torch.allclose(ctx.k[:, :, 16:17], k1[:, :, :2, :2].mean(dim=(2, 3))[:, :, None], atol=1e-12)
     # pooled positions are the cells' centres
     assert frame_positions(1, grid, 2, torch.device("cpu"))[0].tolist() == [1.0, 0.5, 0.5]
     assert frame_positions(2, grid, 4, torch.device("cpu"))[0].tolist() == [2.0, 1.5, 1.5]
-    # unbounded: everything, full resolution; the store itself is never changed by a view
-    assert view(store, 10, UNBOUNDED, rope)[0].k.shape[2] == 160
-    assert torch.equal(store.frames[1][0].k.reshape(1, 2, 4, 4, 6), k1)
-    assert view(store, 0, config, rope) is None
+    assert view(store, 0, rope) is None
     with pytest.raises(ValueError, match="only 10 frames"):
-        view(store, 11, config, rope)
+        view(store, 11, rope)
+    # releasing: frames that left the window keep only what later views read
+    before = store.nbytes()
+    view_before = view(store, 10, rope)[0]
+    store.release(10 - config.window)
+    after = view(store, 10, rope)[0]
+    assert torch.equal(after.k, view_before.k) and store.nbytes() < before
+    with pytest.raises(ValueError, match="frame 1 was released"):
+        view(store, 3, rope)  # frame 1 would be full resolution in block 3's window
+    # unbounded: everything at full resolution, nothing pooled or released
+    unbounded = MemoryStore(grid, UNBOUNDED)
+    for k in keys:
+        unbounded.append([LayerKV(k, k)], 1)
+    unbounded.release(10)
+    assert view(unbounded, 10, rope)[0].k.shape[2] == 160
 
 
 def test_replayed_backprop_equals_full_graph_backprop():
@@ -136,8 +149,10 @@ def test_replayed_backprop_equals_full_graph_backprop():
         rolled = student.rollout(batch.frames[:, 0], batch.actions, batch.poses, noise, exits,
                                  generator=torch.Generator().manual_seed(5))
     assert torch.allclose(rolled.frames, full.frames.detach(), atol=1e-12)
-    # the views replay reads are compressed: block 4 (frames 7-8) sees 2 full + pooled older frames
-    assert student.context(rolled.store, 7)[0].k.shape[2] < 7 * config.tokens_per_frame
+    # the views are compressed: block 4 (frames 7-8) sees 2 full + pooled older frames
+    assert view_tokens(7, config.grid, cfg.memory) < 7 * config.tokens_per_frame
+    # the rollout's memory kept only what later blocks read: old frames pooled, full ones released
+    assert rolled.store.frames[1].full is None and rolled.store.frames[1].pooled is not None
     replay_loss = student.replay_backward(rolled, delta, batch.actions, batch.poses)
     assert torch.allclose(replay_loss, full_loss.detach(), atol=1e-12)
     worst = max((grad(p) - reference[n]).abs().max().item() for n, p in model.named_parameters())

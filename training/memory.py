@@ -10,12 +10,16 @@ returns what a block starting at frame `start` attends to:
   at the pooled cells' positions, which are the same pooling of the patch positions (the cells'
   centres, fractional). A frame whose factor is 0 is dropped from memory.
 
-Nothing is ever evicted or modified, so the view for block l can be rebuilt at any time — the
-rollout, the replayed backward pass and the tests all read the same thing.
+Entries are never modified. A frame's pooled K/V are made once, at commit; its full-resolution K/V
+are released when it leaves the last window that needs them (`MemoryStore.release`), so the store
+grows by the pooled size per frame. The replayed backward rebuilds the store in block order from
+the rollout's clean frames (the same commit passes, so the same numbers), and reads exactly the
+view each block had.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -37,11 +41,20 @@ class MemoryConfig:
 
 
 @dataclass
+class FrameMemory:
+    full: list[LayerKV] | None  # per layer, full resolution; released once no later block needs it
+    pooled: list[LayerKV] | None  # per layer, at the frame's pool factor (> 1); None otherwise
+
+
+@dataclass
 class MemoryStore:
-    """Append-only: frame index -> per-layer LayerKV of that frame's tokens (detached)."""
+    """Append-only per-frame memory. A frame's pooled K/V are made when it is committed; its
+    full-resolution K/V are released (`release`) once it has left every later block's window,
+    unless its factor is 1. So the store grows by the pooled size per frame, not the full size."""
 
     grid: tuple[int, int]  # (rows, cols) of a frame's tokens
-    frames: list[list[LayerKV]] = field(default_factory=list)
+    config: MemoryConfig
+    frames: list[FrameMemory] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -50,8 +63,29 @@ class MemoryStore:
         """Split one call's per-layer K/V (B, H, count·N, hd) into `count` frames and append them."""
         n = self.grid[0] * self.grid[1]
         for j in range(count):
-            self.frames.append([LayerKV(kv.k[:, :, j * n:(j + 1) * n].detach(), kv.v[:, :, j * n:(j + 1) * n].detach())
-                                for kv in kvs])
+            full = [LayerKV(kv.k[:, :, j * n:(j + 1) * n].detach(), kv.v[:, :, j * n:(j + 1) * n].detach())
+                    for kv in kvs]
+            factor = self.config.pool[len(self.frames) % len(self.config.pool)]
+            pooled = None
+            if factor > 1 and self.config.window is not None:
+                pooled = [LayerKV(_pool_tokens(kv.k, self.grid, factor), _pool_tokens(kv.v, self.grid, factor))
+                          for kv in full]
+            self.frames.append(FrameMemory(full, pooled))
+
+    def release(self, before: int) -> None:
+        """Drop the full-resolution K/V of frames < `before` that only appear pooled (or not at all)
+        from now on. Call with the next block's start minus the window."""
+        for f in range(max(0, before)):
+            if frame_factor(f, f + 10**9, self.config) != 1:
+                self.frames[f].full = None
+
+    def nbytes(self) -> int:
+        total = 0
+        for frame in self.frames:
+            for part in (frame.full, frame.pooled):
+                for kv in part or []:
+                    total += kv.k.numel() * kv.k.element_size() + kv.v.numel() * kv.v.element_size()
+        return total
 
 
 def _pool_tokens(x: torch.Tensor, grid: tuple[int, int], factor: int) -> torch.Tensor:
@@ -83,30 +117,34 @@ def frame_factor(frame: int, start: int, config: MemoryConfig) -> int:
     return config.pool[frame % len(config.pool)]
 
 
-def view(store: MemoryStore, start: int, config: MemoryConfig, rope) -> list[LayerContext] | None:
+def view(store: MemoryStore, start: int, rope: Callable[[torch.Tensor], torch.Tensor]) -> list[LayerContext] | None:
     """Per-layer context for a block whose first frame is `start` (frames < start must be stored).
     `rope(positions (L, 3)) -> angles (L, head_dim/2)` is the model's RoPE."""
     if start > len(store):
         raise ValueError(f"view for a block at frame {start}, but only {len(store)} frames are stored")
     if start == 0:
         return None
-    layers = len(store.frames[0])
-    ks: list[list[torch.Tensor]] = [[] for _ in range(layers)]
-    vs: list[list[torch.Tensor]] = [[] for _ in range(layers)]
+    config = store.config
+    layers: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
     positions = []
-    device = store.frames[0][0].k.device
     for f in range(start):
         factor = frame_factor(f, start, config)
         if factor == 0:
             continue
-        positions.append(frame_positions(f, store.grid, factor, device))
-        for layer, kv in enumerate(store.frames[f]):
-            ks[layer].append(kv.k if factor == 1 else _pool_tokens(kv.k, store.grid, factor))
-            vs[layer].append(kv.v if factor == 1 else _pool_tokens(kv.v, store.grid, factor))
+        entry = store.frames[f].full if factor == 1 else store.frames[f].pooled
+        if entry is None:
+            raise ValueError(f"frame {f} was released from memory; a view for frame {start} needs it at "
+                             f"factor {factor} (replay rebuilds the store in order)")
+        positions.append(frame_positions(f, store.grid, factor, entry[0].k.device))
+        if not layers:
+            layers = [([], []) for _ in entry]
+        for (ks, vs), kv in zip(layers, entry):
+            ks.append(kv.k)
+            vs.append(kv.v)
     if not positions:
         return None
     angles = rope(torch.cat(positions))
-    return [LayerContext(torch.cat(ks[i], dim=2), torch.cat(vs[i], dim=2), angles) for i in range(layers)]
+    return [LayerContext(torch.cat(ks, dim=2), torch.cat(vs, dim=2), angles) for ks, vs in layers]
 
 
 def view_tokens(start: int, grid: tuple[int, int], config: MemoryConfig) -> int:

@@ -9,8 +9,10 @@ forward at sigma 0 under no_grad whose per-layer K/V are appended to the store. 
 never differentiated through (the detached-context gradient of Self-Forcing/RELIC).
 
 `rollout` returns, per block, the input and sigma of its exit step (`ReplayState`); the replayed
-backward pass re-runs exactly those forwards with grad against `view(store, start)` one block at a
-time, so peak activation memory is one block's forward whatever the rollout length.
+backward pass re-runs exactly those forwards with grad, one block at a time, against the view each
+block had (the memory rebuilt in order from the clean frames), so peak activation memory is one
+block's forward whatever the rollout length, and the memory keeps only pooled K/V of frames that
+left the window.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from training.conditioning import static_action
 from training.flow import add_noise, x0_from_velocity
 from training.memory import MemoryConfig, MemoryStore, view
-from training.model import VideoDiT
+from training.model import LayerContext, VideoDiT
 
 #: the 4-step student schedule [1000, 750, 500, 250] warped through shift 5 (Self-Forcing)
 WARPED_4_STEPS = (1.0, 0.9375, 0.8333333333333334, 0.625)
@@ -80,8 +82,11 @@ class Student:
     def __init__(self, model: VideoDiT, config: StudentConfig):
         self.model, self.config = model, config
 
-    def context(self, store: MemoryStore, start: int):
-        return view(store, start, self.config.memory, self.model.rope_angles)
+    def new_store(self) -> MemoryStore:
+        return MemoryStore(self.model.cfg.grid, self.config.memory)
+
+    def context(self, store: MemoryStore, start: int) -> list[LayerContext] | None:
+        return view(store, start, self.model.rope_angles)
 
     def block_x0(self, x: torch.Tensor, sigma: float, start: int, store: MemoryStore, actions: torch.Tensor,
                  poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
@@ -95,12 +100,15 @@ class Student:
     @torch.no_grad()
     def commit(self, x0: torch.Tensor, start: int, store: MemoryStore, actions: torch.Tensor, poses: torch.Tensor,
                origin: torch.Tensor) -> None:
-        """Append the clean block's per-layer K/V (a sigma-0 forward over the same view)."""
+        """Append the clean block's per-layer K/V (a sigma-0 forward over the same view), then
+        release what the next block's window no longer needs at full resolution."""
         b, n = x0.shape[:2]
         _, kvs = self.model.forward_kv(x0, torch.zeros(b, n, device=x0.device), actions[:, start:start + n],
                                        poses[:, start:start + n], origin, first_frame=start,
                                        context=self.context(store, start))
         store.append(kvs, n)
+        if self.config.memory.window is not None:
+            store.release(start + n - self.config.memory.window)
 
     def rollout(self, first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor, noise: torch.Tensor,
                 exit_steps: list[int] | None = None, grad: bool = False,
@@ -122,7 +130,7 @@ class Student:
         origin = poses[:, 0]
         actions = actions.clone()
         actions[:, 0] = static_action(b, actions.device, actions.dtype)
-        store = MemoryStore(self.model.cfg.grid)
+        store = self.new_store()
         self.commit(first[:, None], 0, store, actions, poses, origin)
         outputs, replay = [first[:, None]], []
         for (start, end), exit_step in zip(spans[1:], exits):
@@ -144,18 +152,27 @@ class Student:
                         poses: torch.Tensor) -> torch.Tensor:
         """Accumulate into .grad the gradient of the surrogate 0.5·mean((x̂ − stopgrad(x̂ − Δ))²) over
         all generated frames (1..F-1), one block's forward at a time. delta (B, F-1, C, H, W).
-        Returns the (detached) loss; each block's part is divided by the whole sequence's count."""
+
+        The memory is rebuilt in block order from the rollout's clean frames (the same commit
+        passes), so each block reads the view it had during the rollout, and the store stays
+        bounded. Each block's loss is divided by the whole sequence's element count; the returned
+        (detached) sum equals the full-sequence loss."""
         origin = poses[:, 0]
         actions = actions.clone()
         actions[:, 0] = static_action(actions.shape[0], actions.device, actions.dtype)
         total = delta.numel()
         loss_sum = torch.zeros((), dtype=torch.float64, device=delta.device)
+        store = self.new_store()
+        clean = rollout.frames.detach()
+        self.commit(clean[:, :1], 0, store, actions, poses, origin)
         for state in rollout.replay:
-            x0 = self.block_x0(state.x, state.sigma, state.start, rollout.store, actions, poses, origin)
+            x0 = self.block_x0(state.x, state.sigma, state.start, store, actions, poses, origin)
             d = delta[:, state.start - 1:state.end - 1]
             loss = 0.5 * (x0.double() - (x0.double() - d.double()).detach()).pow(2).sum() / total
             loss.backward()
             loss_sum += loss.detach()
+            del x0, loss
+            self.commit(clean[:, state.start:state.end], state.start, store, actions, poses, origin)
         return loss_sum
 
 
