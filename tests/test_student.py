@@ -158,3 +158,16 @@ def test_replayed_backprop_equals_full_graph_backprop():
     worst = max((grad(p) - reference[n]).abs().max().item() for n, p in model.named_parameters())
     assert worst < 1e-10, worst
     assert any(reference[n].abs().max() > 1e-6 for n in reference)
+
+
+def test_bounded_view_spaces_old_frames_evenly():
+    from training.memory import view_frames
+
+    config = MemoryConfig(window=4, pool=(2, 4), max_old=5)
+    frames = view_frames(104, config)
+    assert frames[-4:] == [100, 101, 102, 103]
+    assert frames[:-4] == [0, 25, 50, 74, 99]  # round(linspace(0, 99, 5))
+    grid = (9, 16)
+    # the view's size stops growing: frame 300 reads as many tokens as frame 40
+    assert view_tokens(300, grid, config) == view_tokens(40, grid, config)
+    assert view_tokens(300, grid, MemoryConfig(window=None)) == 300 * 144

@@ -5,7 +5,8 @@ full resolution, (B, heads, N, head_dim) with N = rows·cols tokens. `view(store
 returns what a block starting at frame `start` attends to:
 
 * the last `window` frames before `start` at full resolution (all of them when window is None);
-* every older frame spatially average-pooled by its factor in the interleaved `pool` schedule
+* older frames (all, or `max_old` evenly spaced over the history, which bounds the view and so
+  the per-frame latency) spatially average-pooled by their factor in the interleaved `pool` schedule
   (frame f uses pool[f % len(pool)]; 1 keeps it full), keys pooled before RoPE, and RoPE applied
   at the pooled cells' positions, which are the same pooling of the patch positions (the cells'
   centres, fractional). A frame whose factor is 0 is dropped from memory.
@@ -32,8 +33,11 @@ from training.model import LayerContext, LayerKV
 class MemoryConfig:
     window: int | None = 8  # frames kept at full resolution before the block; None = all
     pool: tuple[int, ...] = (1, 2, 4)  # factors for older frames, interleaved by frame index; 0 drops
+    max_old: int | None = None  # older frames per view, evenly spaced over the history; None = all
 
     def __post_init__(self) -> None:
+        if self.max_old is not None and self.max_old < 1:
+            raise ValueError(f"memory.max_old must be >= 1 or None, got {self.max_old}")
         if self.window is not None and self.window < 0:
             raise ValueError(f"memory.window must be >= 0 or None, got {self.window}")
         if not self.pool or any(p < 0 for p in self.pool):
@@ -110,6 +114,17 @@ def frame_positions(frame: int, grid: tuple[int, int], factor: int, device: torc
     return torch.cat([torch.full((len(pos), 1), float(frame), device=device, dtype=torch.float64), pos], dim=1)
 
 
+def view_frames(start: int, config: MemoryConfig) -> list[int]:
+    """The committed frames a block at `start` reads: older ones (evenly spaced, at most max_old,
+    the oldest and newest included) then the window."""
+    old_end = 0 if config.window is None else max(0, start - config.window)
+    old = list(range(old_end))
+    if config.max_old is not None and len(old) > config.max_old:
+        picks = torch.linspace(0, old_end - 1, config.max_old, dtype=torch.float64).round().long().tolist()
+        old = sorted(set(picks))
+    return old + list(range(old_end, start))
+
+
 def frame_factor(frame: int, start: int, config: MemoryConfig) -> int:
     """The pooling factor of committed frame `frame` seen from a block starting at `start`."""
     if config.window is None or frame >= start - config.window:
@@ -127,7 +142,7 @@ def view(store: MemoryStore, start: int, rope: Callable[[torch.Tensor], torch.Te
     config = store.config
     layers: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
     positions = []
-    for f in range(start):
+    for f in view_frames(start, config):
         factor = frame_factor(f, start, config)
         if factor == 0:
             continue
@@ -151,7 +166,7 @@ def view_tokens(start: int, grid: tuple[int, int], config: MemoryConfig) -> int:
     """Tokens a block at `start` attends to in memory (for reporting the reduction)."""
     rows, cols = grid
     total = 0
-    for f in range(start):
+    for f in view_frames(start, config):
         factor = frame_factor(f, start, config)
         if factor:
             total += -(-rows // factor) * -(-cols // factor)

@@ -88,24 +88,25 @@ class Student:
     def context(self, store: MemoryStore, start: int) -> list[LayerContext] | None:
         return view(store, start, self.model.rope_angles)
 
-    def block_x0(self, x: torch.Tensor, sigma: float, start: int, store: MemoryStore, actions: torch.Tensor,
-                 poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
-        """One denoising forward of the block at frames [start, start + n): its clean prediction."""
+    def block_x0(self, x: torch.Tensor, sigma: float, start: int, context: list[LayerContext] | None,
+                 actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+        """One denoising forward of the block at frames [start, start + n) over `context` (its
+        memory view): the block's clean prediction."""
         b, n = x.shape[:2]
         sig = torch.full((b, n), sigma, device=x.device, dtype=x.dtype)
         v = self.model(x, sig, actions[:, start:start + n], poses[:, start:start + n], origin,
-                       first_frame=start, context=self.context(store, start))
+                       first_frame=start, context=context)
         return x0_from_velocity(x, v.to(x.dtype), sig)
 
     @torch.no_grad()
     def commit(self, x0: torch.Tensor, start: int, store: MemoryStore, actions: torch.Tensor, poses: torch.Tensor,
-               origin: torch.Tensor) -> None:
+               origin: torch.Tensor, context: list[LayerContext] | None = None) -> None:
         """Append the clean block's per-layer K/V (a sigma-0 forward over the same view), then
         release what the next block's window no longer needs at full resolution."""
         b, n = x0.shape[:2]
         _, kvs = self.model.forward_kv(x0, torch.zeros(b, n, device=x0.device), actions[:, start:start + n],
                                        poses[:, start:start + n], origin, first_frame=start,
-                                       context=self.context(store, start))
+                                       context=self.context(store, start) if context is None else context)
         store.append(kvs, n)
         if self.config.memory.window is not None:
             store.release(start + n - self.config.memory.window)
@@ -135,16 +136,17 @@ class Student:
         outputs, replay = [first[:, None]], []
         for (start, end), exit_step in zip(spans[1:], exits):
             x = noise[:, start - 1:end - 1]
+            context = self.context(store, start)  # one view per block: every step and the commit read it
             for i in range(exit_step + 1):
                 keep_graph = grad and i == exit_step
                 with torch.set_grad_enabled(keep_graph):
-                    x0 = self.block_x0(x, steps[i], start, store, actions, poses, origin)
+                    x0 = self.block_x0(x, steps[i], start, context, actions, poses, origin)
                 if i == exit_step:
                     replay.append(ReplayState(start, end, x.detach(), steps[i]))
                     break
                 renoise = torch.randn(x.shape, generator=generator, device="cpu", dtype=x.dtype).to(x.device)
                 x = add_noise(x0, renoise, torch.full(x.shape[:2], steps[i + 1], device=x.device))
-            self.commit(x0.detach(), start, store, actions, poses, origin)
+            self.commit(x0.detach(), start, store, actions, poses, origin, context)
             outputs.append(x0)
         return Rollout(torch.cat(outputs, dim=1), store, tuple(replay))
 
@@ -166,13 +168,14 @@ class Student:
         clean = rollout.frames.detach()
         self.commit(clean[:, :1], 0, store, actions, poses, origin)
         for state in rollout.replay:
-            x0 = self.block_x0(state.x, state.sigma, state.start, store, actions, poses, origin)
+            context = self.context(store, state.start)
+            x0 = self.block_x0(state.x, state.sigma, state.start, context, actions, poses, origin)
             d = delta[:, state.start - 1:state.end - 1]
             loss = 0.5 * (x0.double() - (x0.double() - d.double()).detach()).pow(2).sum() / total
             loss.backward()
             loss_sum += loss.detach()
             del x0, loss
-            self.commit(clean[:, state.start:state.end], state.start, store, actions, poses, origin)
+            self.commit(clean[:, state.start:state.end], state.start, store, actions, poses, origin, context)
         return loss_sum
 
 

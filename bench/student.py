@@ -1,0 +1,215 @@
+"""Student benchmarks (issue 8): peak memory vs rollout length, student vs teacher frames/s, and
+per-frame latency vs position in the stream. Weights are random: none of these depend on them.
+
+    python bench/student.py --preset small            # on a GPU; prints figures and the machine
+    python bench/student.py --preset tiny --quick     # CPU smoke run
+
+1. Memory: one generator backward (rollout + a stand-in DMD gradient + backward) for rollouts of
+   1x, 2x, 4x, 8x `--base-frames`, naive (every block's exit step kept in one graph) vs replayed
+   (rollout without grad, then one block's forward at a time). Peak = max allocated (CUDA).
+2. Speed: the teacher sampling a clip (Euler `--teacher-steps`, CFG `--teacher-cfg`) vs the student
+   streaming the same number of frames (its steps + a commit per block), batch 1, frames/s.
+3. Latency: per-frame time of a long stream at frame ~20 and ~300, with the bounded compressed
+   memory and with a full cache (window None, nothing pooled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import replace
+
+import torch
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+
+from training.config import preset  # noqa: E402
+from training.flow import sample_i2v  # noqa: E402
+from training.memory import MemoryConfig, view_tokens  # noqa: E402
+from training.model import VideoDiT  # noqa: E402
+from training.runtime import autocast  # noqa: E402
+from training.student import Student, StudentConfig, block_spans  # noqa: E402
+
+COMPRESSED = MemoryConfig(window=8, pool=(2, 4), max_old=16)
+FULL = MemoryConfig(window=None)
+
+
+def inputs(model: VideoDiT, frames: int, device: torch.device, seed: int = 0):
+    cfg = model.cfg
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    first = (torch.rand(1, 3, cfg.height, cfg.width_px, generator=g) * 2 - 1).to(device)
+    actions = torch.zeros(1, frames, 13)
+    actions[:, :, 0] = 1 / 3  # forward
+    poses = torch.eye(4, dtype=torch.float64).repeat(1, frames, 1, 1)
+    poses[0, :, 2, 3] = torch.arange(frames, dtype=torch.float64) * 0.05
+    noise = torch.randn(1, frames - 1, 3, cfg.height, cfg.width_px, generator=g).to(device)
+    return first, actions.to(device), poses.to(device), noise
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory(student: Student, frames: int, mode: str, device: torch.device, precision: str) -> float:
+    model = student.model
+    model.zero_grad(set_to_none=True)
+    first, actions, poses, noise = inputs(model, frames, device)
+    steps = len(student.config.steps)
+    exits = [int(i) for i in torch.randint(0, steps, (len(block_spans(frames, student.config.block_frames)) - 1,),
+                                           generator=torch.Generator().manual_seed(1))]
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    with autocast(device, precision):
+        if mode == "naive":
+            out = student.rollout(first, actions, poses, noise, exits, grad=True)
+            x_hat = out.frames[:, 1:].float()
+            delta = torch.randn_like(x_hat)
+            (0.5 * (x_hat - (x_hat - delta).detach()).pow(2).mean()).backward()
+        else:
+            with torch.no_grad():
+                out = student.rollout(first, actions, poses, noise, exits)
+            delta = torch.randn_like(out.frames[:, 1:].float())
+            student.replay_backward(out, delta, actions, poses)
+    sync(device)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+    model.zero_grad(set_to_none=True)
+    return peak
+
+
+def frames_per_second(fn, frames: int, device: torch.device, repeats: int) -> float:
+    fn()  # warm-up
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return frames / statistics.median(times)
+
+
+@torch.no_grad()
+def block_latencies(student: Student, frames: int, device: torch.device, precision: str) -> list[tuple[int, float]]:
+    """(first frame of block, seconds per frame) for every block of one long stream."""
+    first, actions, poses, noise = inputs(student.model, frames, device)
+    out: list[tuple[int, float]] = []
+    origin = poses[:, 0]
+    store = student.new_store()
+    with autocast(device, precision):
+        student.commit(first[:, None], 0, store, actions, poses, origin)
+        for start, end in block_spans(frames, student.config.block_frames)[1:]:
+            sync(device)
+            t0 = time.perf_counter()
+            x = noise[:, start - 1:end - 1]
+            steps = student.config.steps
+            context = student.context(store, start)
+            for i, s in enumerate(steps):
+                x0 = student.block_x0(x, s, start, context, actions, poses, origin)
+                if i + 1 < len(steps):
+                    x = (1 - steps[i + 1]) * x0 + steps[i + 1] * torch.randn_like(x0)
+            student.commit(x0, start, store, actions, poses, origin, context)
+            sync(device)
+            out.append((start, (time.perf_counter() - t0) / (end - start)))
+    return out
+
+
+def around(latencies: list[tuple[int, float]], frame: int, span: int = 10) -> float:
+    return statistics.median(t for s, t in latencies if abs(s - frame) <= span)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
+    parser.add_argument("--block-frames", type=int, default=2)
+    parser.add_argument("--base-frames", type=int, default=17, help="1x rollout length (frames, incl. the first)")
+    parser.add_argument("--teacher-frames", type=int, default=33)
+    parser.add_argument("--teacher-steps", type=int, default=20)
+    parser.add_argument("--teacher-cfg", type=float, default=1.0)
+    parser.add_argument("--stream-frames", type=int, default=321)
+    parser.add_argument("--quick", action="store_true", help="small sizes for a CPU smoke run")
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.quick:
+        args.base_frames, args.teacher_frames, args.stream_frames, args.teacher_steps = 5, 9, 41, 4
+    torch.manual_seed(0)
+    model = VideoDiT(preset(args.preset)).to(device)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    print(f"machine: {gpu}; torch {torch.__version__}; preset {args.preset} "
+          f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params, {model.cfg.width_px}x{model.cfg.height}, "
+          f"{model.cfg.tokens_per_frame} tokens/frame); {args.precision}")
+    results: dict = {"machine": gpu, "preset": args.preset}
+
+    # 1. memory vs rollout length
+    student = Student(model, StudentConfig(block_frames=args.block_frames, memory=COMPRESSED))
+    results["memory_mib"] = {}
+    print("\npeak memory (MiB) of one generator backward vs rollout length")
+    for mult in (1, 2, 4, 8):
+        frames = 1 + (args.base_frames - 1) * mult
+        row = {mode: peak_memory(student, frames, mode, device, args.precision) for mode in ("naive", "replay")}
+        results["memory_mib"][frames] = row
+        print(f"  {mult}x ({frames:4d} frames): naive {row['naive']:9.1f}   replay {row['replay']:9.1f}")
+    mem = results["memory_mib"]
+    lo, hi = min(mem), max(mem)
+    for mode in ("naive", "replay"):
+        print(f"  growth 1x -> 8x, {mode}: {mem[hi][mode] / mem[lo][mode]:.2f}x")
+
+    # 2. student vs teacher frames/s at the same resolution, batch 1
+    model.eval()
+    first, actions, poses, noise = inputs(model, args.teacher_frames, device)
+    keep_dtype = lambda: autocast(device, args.precision)  # noqa: E731
+
+    def velocity(x, sigma, keep):
+        with keep_dtype():
+            reps = x.shape[0]
+            return model(x, sigma, actions.repeat(reps, 1, 1), poses.repeat(reps, 1, 1, 1), keep=keep).float()
+
+    with torch.no_grad():
+        teacher_fps = frames_per_second(
+            lambda: sample_i2v(velocity, first, args.teacher_frames, args.teacher_steps, 3.0, args.teacher_cfg),
+            args.teacher_frames - 1, device, 3)
+
+        def stream() -> None:
+            with keep_dtype():
+                student.rollout(first, actions, poses, noise[:, :args.teacher_frames - 1])
+
+        student_fps = frames_per_second(stream, args.teacher_frames - 1, device, 3)
+    results["speed"] = {"teacher_fps": teacher_fps, "student_fps": student_fps, "ratio": student_fps / teacher_fps,
+                        "teacher": f"{args.teacher_steps} Euler steps, CFG {args.teacher_cfg}, bidirectional",
+                        "student": f"{len(student.config.steps)} steps + commit per {args.block_frames}-frame block"}
+    print(f"\nframes/s, batch 1, {args.teacher_frames - 1} generated frames: teacher {teacher_fps:.1f} "
+          f"({args.teacher_steps} steps, CFG {args.teacher_cfg}), student {student_fps:.1f} "
+          f"({len(student.config.steps)} steps + commit) -> {student_fps / teacher_fps:.1f}x")
+
+    # 3. latency vs position in the stream
+    print(f"\nper-frame latency (ms) in a {args.stream_frames}-frame stream")
+    results["latency_ms"] = {}
+    near, far = 20, args.stream_frames - 21
+    for name, memory in (("compressed", COMPRESSED), ("full cache", FULL)):
+        s = Student(model, replace(student.config, memory=memory))
+        lat = block_latencies(s, args.stream_frames, device, args.precision)
+        a, b = around(lat, near) * 1e3, around(lat, far) * 1e3
+        tokens = (view_tokens(near, model.cfg.grid, memory), view_tokens(far, model.cfg.grid, memory))
+        results["latency_ms"][name] = {"near": a, "far": b, "ratio": b / a, "frames": [near, far],
+                                       "memory_tokens": tokens}
+        print(f"  {name:10s}: frame {near} {a:6.2f}  frame {far} {b:6.2f}  ratio {b / a:.2f}  "
+              f"(memory tokens {tokens[0]} -> {tokens[1]})")
+    full_tokens = view_tokens(far, model.cfg.grid, FULL)
+    print(f"  token reduction at frame {far}: {full_tokens} -> {results['latency_ms']['compressed']['memory_tokens'][1]} "
+          f"({full_tokens / results['latency_ms']['compressed']['memory_tokens'][1]:.0f}x)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
