@@ -73,7 +73,7 @@ def peak_memory(student: Student, frames: int, mode: str, device: torch.device, 
             (0.5 * (x_hat - (x_hat - delta).detach()).pow(2).mean()).backward()
         else:
             with torch.no_grad():
-                out = student.rollout(first, actions, poses, noise, exits)
+                out = student.rollout(first, actions, poses, noise, exits, keep_store=False)
             delta = torch.randn_like(out.frames[:, 1:].float())
             student.replay_backward(out, delta, actions, poses)
     sync(device)
@@ -136,6 +136,7 @@ def main() -> int:
     parser.add_argument("--stream-frames", type=int, default=321)
     parser.add_argument("--quick", action="store_true", help="small sizes for a CPU smoke run")
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--sections", default="memory,speed,latency", help="comma-separated subset to run")
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.quick:
@@ -148,8 +149,21 @@ def main() -> int:
           f"{model.cfg.tokens_per_frame} tokens/frame); {args.precision}")
     results: dict = {"machine": gpu, "preset": args.preset}
 
-    # 1. memory vs rollout length
+    sections = set(args.sections.split(","))
     student = Student(model, StudentConfig(block_frames=args.block_frames, memory=COMPRESSED))
+    if "memory" in sections:
+        memory_section(student, args, device, results)
+    if "speed" in sections:
+        speed_section(student, args, device, results)
+    if "latency" in sections:
+        latency_section(student, args, device, results)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+def memory_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:
     results["memory_mib"] = {}
     print("\npeak memory (MiB) of one generator backward vs rollout length")
     for mult in (1, 2, 4, 8):
@@ -162,7 +176,10 @@ def main() -> int:
     for mode in ("naive", "replay"):
         print(f"  growth 1x -> 8x, {mode}: {mem[hi][mode] / mem[lo][mode]:.2f}x")
 
-    # 2. student vs teacher frames/s at the same resolution, batch 1
+
+
+def speed_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:
+    model = student.model
     model.eval()
     first, actions, poses, noise = inputs(model, args.teacher_frames, device)
     keep_dtype = lambda: autocast(device, args.precision)  # noqa: E731
@@ -189,7 +206,10 @@ def main() -> int:
           f"({args.teacher_steps} steps, CFG {args.teacher_cfg}), student {student_fps:.1f} "
           f"({len(student.config.steps)} steps + commit) -> {student_fps / teacher_fps:.1f}x")
 
-    # 3. latency vs position in the stream
+
+
+def latency_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:
+    model = student.model
     print(f"\nper-frame latency (ms) in a {args.stream_frames}-frame stream")
     results["latency_ms"] = {}
     near, far = 20, args.stream_frames - 21
@@ -205,10 +225,6 @@ def main() -> int:
     full_tokens = view_tokens(far, model.cfg.grid, FULL)
     print(f"  token reduction at frame {far}: {full_tokens} -> {results['latency_ms']['compressed']['memory_tokens'][1]} "
           f"({full_tokens / results['latency_ms']['compressed']['memory_tokens'][1]:.0f}x)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
-    return 0
 
 
 if __name__ == "__main__":

@@ -152,6 +152,7 @@ def test_replayed_backprop_equals_full_graph_backprop():
     # the views are compressed: block 4 (frames 7-8) sees 2 full + pooled older frames
     assert view_tokens(7, config.grid, cfg.memory) < 7 * config.tokens_per_frame
     # the rollout's memory kept only what later blocks read: old frames pooled, full ones released
+    assert rolled.store is not None
     assert rolled.store.frames[1].full is None and rolled.store.frames[1].pooled is not None
     replay_loss = student.replay_backward(rolled, delta, batch.actions, batch.poses)
     assert torch.allclose(replay_loss, full_loss.detach(), atol=1e-12)

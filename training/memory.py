@@ -67,7 +67,8 @@ class MemoryStore:
         """Split one call's per-layer K/V (B, H, count·N, hd) into `count` frames and append them."""
         n = self.grid[0] * self.grid[1]
         for j in range(count):
-            full = [LayerKV(kv.k[:, :, j * n:(j + 1) * n].detach(), kv.v[:, :, j * n:(j + 1) * n].detach())
+            # keys leave the q/k RMSNorm in float32 under bf16 autocast; store them as the values are
+            full = [LayerKV(kv.k[:, :, j * n:(j + 1) * n].detach().to(kv.v.dtype), kv.v[:, :, j * n:(j + 1) * n].detach())
                     for kv in kvs]
             factor = self.config.pool[len(self.frames) % len(self.config.pool)]
             pooled = None

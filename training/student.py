@@ -72,7 +72,7 @@ class ReplayState:
 @dataclass(frozen=True, eq=False)
 class Rollout:
     frames: torch.Tensor  # (B, F, C, H, W): frame 0 as given, then each block's clean prediction
-    store: MemoryStore
+    store: MemoryStore | None  # the memory after the last block (None with keep_store=False)
     replay: tuple[ReplayState, ...]
 
 
@@ -113,14 +113,15 @@ class Student:
 
     def rollout(self, first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor, noise: torch.Tensor,
                 exit_steps: list[int] | None = None, grad: bool = False,
-                generator: torch.Generator | None = None) -> Rollout:
+                generator: torch.Generator | None = None, keep_store: bool = True) -> Rollout:
         """Generate frames 1..F-1 after `first` (B, C, H, W).
 
         actions (B, F, 13) per frame (frame 0's is replaced by the static action), poses (B, F, 4, 4),
         noise (B, F-1, C, H, W) each block's starting noise; between steps the prediction is
         re-noised with fresh noise from `generator`. `exit_steps[b]` (default: the last) is where
         block b stops; with grad=True that step's forward keeps its graph (the full-graph
-        reference for the replayed backward)."""
+        reference for the replayed backward). keep_store=False frees the memory at the end (a
+        training step replays from the frames and need not hold two memories at once)."""
         b, f = actions.shape[:2]
         steps = self.config.steps
         spans = block_spans(f, self.config.block_frames)
@@ -148,7 +149,7 @@ class Student:
                 x = add_noise(x0, renoise, torch.full(x.shape[:2], steps[i + 1], device=x.device))
             self.commit(x0.detach(), start, store, actions, poses, origin, context)
             outputs.append(x0)
-        return Rollout(torch.cat(outputs, dim=1), store, tuple(replay))
+        return Rollout(torch.cat(outputs, dim=1), store if keep_store else None, tuple(replay))
 
     def replay_backward(self, rollout: Rollout, delta: torch.Tensor, actions: torch.Tensor,
                         poses: torch.Tensor) -> torch.Tensor:
