@@ -1,0 +1,100 @@
+"""Distillation steps on CPU: ODE targets on the student's grid, hybrid forcing, the DMD gradient, the critic."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from tests.training_helpers import clip_batch, randomized_model, tiny_config
+from training.distill import DMDConfig, critic_loss, dmd_delta, hybrid_forcing_loss, ode_grid, ode_targets
+from training.memory import MemoryConfig
+from training.model import VideoDiT
+from training.student import Student, StudentConfig
+
+STEPS = (1.0, 0.9375, 0.8333333333333334, 0.625)
+
+
+def test_ode_grid_holds_the_student_sigmas():
+    grid = ode_grid(STEPS, 4)
+    assert grid[0] == 1.0 and grid[-1] == 0.0 and len(grid) == 4 * 4 + 1
+    assert all(a > b for a, b in zip(grid, grid[1:]))
+    assert [grid[4 * i] for i in range(4)] == list(STEPS)
+
+
+def test_ode_targets_are_the_teacher_states_at_the_student_sigmas():
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(2, 5, 3, 8, 8, generator=g, dtype=torch.float64)
+    noise = torch.randn(2, 4, 3, 8, 8, generator=g, dtype=torch.float64)
+
+    def straight(x, sigma, keep):  # the exact field of the straight path to `target`
+        s = sigma[:, :, None, None, None].to(x.dtype)
+        return torch.where(s > 0, (x - target) / s.clamp_min(1e-12), torch.zeros_like(x))
+
+    states, clean = ode_targets(straight, target[:, 0], noise, STEPS, substeps=3)
+    assert states.shape == (4, 2, 4, 3, 8, 8)
+    for i, s in enumerate(STEPS):
+        assert torch.allclose(states[i], (1 - s) * target[:, 1:] + s * noise, atol=1e-5), i
+    assert torch.allclose(clean, target[:, 1:], atol=1e-5)
+
+
+def test_hybrid_forcing_regresses_the_noisy_blocks():
+    torch.manual_seed(0)
+    config = tiny_config()
+    student = Student(VideoDiT(config), StudentConfig(block_frames=2, steps=STEPS,
+                                                      memory=MemoryConfig(window=2, pool=(2,))))
+    batch = clip_batch(config, 2, 7)
+    g = torch.Generator().manual_seed(1)
+    clean = batch.frames[:, 1:]
+    states = torch.stack([(1 - s) * clean + s * torch.randn(clean.shape, generator=g) for s in STEPS])
+    optimizer = torch.optim.AdamW(student.model.parameters(), lr=3e-3)
+
+    def loss_at(seed: int) -> torch.Tensor:
+        return hybrid_forcing_loss(student, batch.frames[:, 0], states, clean, batch.actions, batch.poses,
+                                   noisy_blocks=2, generator=torch.Generator().manual_seed(seed))
+
+    with torch.no_grad():
+        before = float(loss_at(99))
+    for step in range(60):
+        loss = loss_at(step)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = float(loss_at(99))
+    assert after < 0.5 * before, (before, after)
+    with pytest.raises(ValueError, match="noisy_blocks"):
+        hybrid_forcing_loss(student, batch.frames[:, 0], states, clean, batch.actions, batch.poses, noisy_blocks=9)
+
+
+def test_dmd_delta_vanishes_when_the_fake_score_is_the_teacher_and_is_normalised():
+    config = tiny_config()
+    teacher = randomized_model(config, seed=0)
+    batch = clip_batch(config, 2, 4)
+    x_hat = batch.frames[:, 1:] + 0.1
+    cfg = DMDConfig(guidance=1.0)
+    same = dmd_delta(x_hat, batch.frames[:, 0], batch.actions, batch.poses, teacher, copy.deepcopy(teacher), cfg,
+                     torch.Generator().manual_seed(0))
+    assert torch.allclose(same, torch.zeros_like(same), atol=1e-6)
+    fake = randomized_model(config, seed=1)
+    delta = dmd_delta(x_hat, batch.frames[:, 0], batch.actions, batch.poses, teacher, fake, cfg,
+                      torch.Generator().manual_seed(0))
+    assert delta.abs().max() > 1e-3 and torch.isfinite(delta).all()
+    # scaling the fake's disagreement scales Δ; guidance changes the real score
+    guided = dmd_delta(x_hat, batch.frames[:, 0], batch.actions, batch.poses, teacher, fake, DMDConfig(guidance=3.0),
+                       torch.Generator().manual_seed(0))
+    assert not torch.allclose(guided, delta)
+
+
+def test_critic_loss_trains_only_the_fake_score():
+    config = tiny_config()
+    fake = randomized_model(config, seed=1).train()
+    student = randomized_model(config, seed=2)
+    batch = clip_batch(config, 2, 4)
+    x_hat = student(batch.frames, torch.full((2, 4), 0.5), batch.actions, batch.poses)[:, 1:]
+    loss = critic_loss(fake, x_hat, batch.frames[:, 0], batch.actions, batch.poses, 3.0,
+                       torch.Generator().manual_seed(0))
+    loss.backward()
+    assert all(p.grad is None for p in student.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in fake.parameters())

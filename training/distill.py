@@ -1,0 +1,139 @@
+"""Distilling the teacher into the causal student: ODE targets, hybrid forcing, DMD. Pure steps;
+the loop and CLI are in training/student_train.py.
+
+ODE init (RELIC §4.4.1, "hybrid forcing"): the teacher integrates each clip from noise on a grid
+that contains exactly the student's sigmas (`ode_targets`), so its state at every student step is
+known. A training sequence is cut into blocks: the first blocks are the teacher's clean endpoint,
+committed into the student's memory (so they are seen compressed, exactly as at inference); each
+of the last K blocks starts from the teacher's state at a random student step and is regressed to
+the clean endpoint, seeing the earlier blocks clean (teacher forcing).
+
+DMD (Self-Forcing `DMD._compute_kl_grad`, reference §3): for a student sample x̂, one sigma per
+sample (shifted, clamped to [0.02, 0.98]); x0 predictions of the frozen teacher (the real score,
+CFG on the motion condition with scale w: uncond + w·(cond − uncond)) and of the fake score;
+Δ = (x0_fake − x0_real) / mean|x̂ − x0_real| per sample. The generator's surrogate loss
+0.5·mean((x̂ − stopgrad(x̂ − Δ))²) is applied by the replayed backward (student.Student). The fake
+score is the teacher's architecture, initialised from it, trained by flow matching on detached
+student samples, several critic steps per generator step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from training.conditioning import static_action
+from training.data import ClipBatch
+from training.flow import VelocityFn, add_noise, guided, i2v_sigma, shift_sigma, x0_from_velocity
+from training.model import VideoDiT
+from training.student import Student, block_spans
+from training.teacher import teacher_loss
+
+
+@dataclass(frozen=True)
+class DMDConfig:
+    guidance: float = 2.0  # real-score CFG scale (standard form; 1 = no guidance)
+    shift: float = 3.0  # sigma distribution of the DMD/critic noise
+    sigma_range: tuple[float, float] = (0.02, 0.98)
+    critic_steps: int = 5  # fake-score updates per generator update
+
+
+def teacher_velocity(model: VideoDiT, actions: torch.Tensor, poses: torch.Tensor) -> VelocityFn:
+    """The bidirectional model as a velocity field over a whole clip (CFG batches repeat the condition)."""
+
+    def velocity(x: torch.Tensor, sigma: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        reps = x.shape[0] // actions.shape[0]
+        return model(x, sigma, actions.repeat(reps, 1, 1), poses.repeat(reps, 1, 1, 1), keep=keep).to(x.dtype)
+
+    return velocity
+
+
+def ode_grid(student_steps: tuple[float, ...], substeps: int) -> list[float]:
+    """Sigmas from student_steps[0] to 0 with `substeps` uniform Euler steps between consecutive
+    student sigmas (and from the last to 0): every student sigma is on the grid."""
+    knots = [*student_steps, 0.0]
+    grid = [knots[0]]
+    for a, b in zip(knots[:-1], knots[1:]):
+        grid += [a + (b - a) * (j + 1) / substeps for j in range(substeps)]
+    return grid
+
+
+@torch.no_grad()
+def ode_targets(velocity: VelocityFn, first: torch.Tensor, noise: torch.Tensor, student_steps: tuple[float, ...],
+                substeps: int = 8, guidance: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher ODE from `noise` (B, F-1, C, H, W) at sigma student_steps[0] (1.0: pure noise).
+    Returns (states (S, B, F-1, ...) at each student sigma, clean endpoint (B, F-1, ...))."""
+    b, frames = first.shape[0], noise.shape[1] + 1
+    grid = ode_grid(student_steps, substeps)
+    x = noise
+    states = []
+    for i in range(len(grid) - 1):
+        s, s_next = grid[i], grid[i + 1]
+        if i % substeps == 0:
+            states.append(x)
+        full = torch.cat([first[:, None], x], dim=1)
+        v = guided(velocity, full, i2v_sigma(b, frames, s, first.device).to(x.dtype), guidance)[:, 1:]
+        x = x + (s_next - s) * v
+    return torch.stack(states), x
+
+
+def hybrid_forcing_loss(student: Student, first: torch.Tensor, states: torch.Tensor, clean: torch.Tensor,
+                        actions: torch.Tensor, poses: torch.Tensor, noisy_blocks: int,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Regression of the last `noisy_blocks` blocks to the teacher's clean endpoint.
+
+    first (B, C, H, W); states (S, B, F-1, ...) the teacher at the student's S sigmas; clean
+    (B, F-1, ...); actions (B, F, 13) per frame; poses (B, F, 4, 4). Earlier blocks are committed
+    clean (no grad) into the student's memory; each noisy block uses its own random step."""
+    f = clean.shape[1] + 1
+    spans = block_spans(f, student.config.block_frames)[1:]
+    if not 1 <= noisy_blocks <= len(spans):
+        raise ValueError(f"noisy_blocks must be in [1, {len(spans)}], got {noisy_blocks}")
+    origin = poses[:, 0]
+    actions = actions.clone()
+    actions[:, 0] = static_action(actions.shape[0], actions.device, actions.dtype)
+    store = student.new_store()
+    video = torch.cat([first[:, None], clean], dim=1)
+    student.commit(video[:, :1], 0, store, actions, poses, origin)
+    losses = []
+    for index, (start, end) in enumerate(spans):
+        context = student.context(store, start)
+        if index >= len(spans) - noisy_blocks:
+            step = int(torch.randint(0, states.shape[0], (1,), generator=generator))
+            x = states[step][:, start - 1:end - 1]
+            x0 = student.block_x0(x, student.config.steps[step], start, context, actions, poses, origin)
+            losses.append(F.mse_loss(x0.float(), video[:, start:end].float(), reduction="sum"))
+        student.commit(video[:, start:end], start, store, actions, poses, origin, context)
+    elements = sum(clean[:, s - 1:e - 1].numel() for s, e in spans[len(spans) - noisy_blocks:])
+    return torch.stack(losses).sum() / elements
+
+
+def dmd_delta(x_hat: torch.Tensor, first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor,
+              teacher: VideoDiT, fake: VideoDiT, config: DMDConfig,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """Δ (B, F-1, C, H, W) for student frames x̂ (B, F-1, ...) after the given first frame."""
+    b, frames = x_hat.shape[0], x_hat.shape[1] + 1
+    lo, hi = config.sigma_range
+    u = torch.rand(b, generator=generator, device="cpu").to(x_hat.device)
+    sigma = shift_sigma(lo + (hi - lo) * u, config.shift)
+    noise = torch.randn(x_hat.shape, generator=generator, device="cpu").to(x_hat.device, x_hat.dtype)
+    video = torch.cat([first[:, None], x_hat], dim=1)
+    sig = i2v_sigma(b, frames, sigma, x_hat.device)
+    x_t = torch.cat([first[:, None], add_noise(x_hat, noise, sig[:, 1:])], dim=1)
+    with torch.no_grad():
+        v_real = guided(teacher_velocity(teacher, actions, poses), x_t, sig, config.guidance)
+        v_fake = teacher_velocity(fake, actions, poses)(x_t, sig, None)
+        real = x0_from_velocity(x_t, v_real, sig)[:, 1:]
+        fake_x0 = x0_from_velocity(x_t, v_fake, sig)[:, 1:]
+        scale = (video[:, 1:] - real).abs().flatten(1).mean(1).clamp_min(1e-6)
+        delta = (fake_x0 - real) / scale.reshape(b, 1, 1, 1, 1)
+    return torch.nan_to_num(delta)
+
+
+def critic_loss(fake: VideoDiT, x_hat: torch.Tensor, first: torch.Tensor, actions: torch.Tensor,
+                poses: torch.Tensor, shift: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Flow matching of the fake score on detached student samples (the same loss as the teacher's)."""
+    batch = ClipBatch(torch.cat([first[:, None], x_hat.detach()], dim=1), actions, poses)
+    return teacher_loss(fake, batch, shift, dropout=0.0, generator=generator)
