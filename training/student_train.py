@@ -1,0 +1,204 @@
+"""Distil a teacher checkpoint into the causal student:
+`python -m training.student_train --teacher T/checkpoint.pt --shards ... --stage ode|dmd --out DIR`.
+
+* `--stage ode`: ODE init with hybrid forcing. The teacher integrates each streamed clip from noise
+  (`ode_substeps` Euler steps between the student's sigmas, CFG `ode_guidance`), and the student
+  regresses its last `noisy_blocks` blocks to the teacher's endpoint over a compressed clean context.
+  The student starts from the teacher's weights (or `--init`).
+* `--stage dmd`: distribution matching over self-rollouts of `data.frames` frames (which may exceed
+  the teacher's clips: pass `teacher_rope_time_scale` for the teacher's position interpolation).
+  Every step the fake score takes one flow-matching step on a fresh rollout; every `critic_steps`-th
+  step the generator takes one: rollout without grad, Δ over the whole sequence, replayed backward
+  block by block, one optimiser step. Fake score and generator start from `--init` (the ODE stage's
+  checkpoint) / the teacher. AdamW with β1 = 0 for both (Self-Forcing).
+The run directory holds checkpoint.pt (resumed automatically), log.jsonl, config.yaml, summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import pathlib
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from common.config import ConfigError, dump_yaml, load_config, to_dict
+from training.config import DataConfig
+from training.data import crop, stream
+from training.distill import DMDConfig, critic_loss, dmd_delta, hybrid_forcing_loss, ode_targets, teacher_velocity
+from training.model import VideoDiT
+from training.runtime import JsonlLog, autocast, load_checkpoint, pick_device, save_checkpoint
+from training.student import Student, StudentConfig
+from training.teacher import model_from_checkpoint
+
+
+@dataclass(frozen=True)
+class StudentTrainConfig:
+    teacher: str = ""  # teacher checkpoint (its EMA weights)
+    init: str | None = None  # student (and fake score) start; default the teacher
+    stage: Literal["ode", "dmd"] = "ode"
+    data: DataConfig = field(default_factory=lambda: DataConfig(frames=17, batch_size=8))
+    student: StudentConfig = field(default_factory=StudentConfig)
+    ode_substeps: int = 8
+    ode_guidance: float = 1.0
+    noisy_blocks: int = 2
+    dmd: DMDConfig = field(default_factory=DMDConfig)
+    teacher_rope_time_scale: float | None = None
+    lr: float = 5e-5
+    critic_lr: float = 5e-5
+    grad_clip: float = 1.0
+    seed: int = 0
+    max_steps: int = 100_000
+    max_minutes: float | None = None
+    log_every: int = 20
+    checkpoint_every: int = 500
+    precision: Literal["bf16", "fp32"] = "bf16"
+
+
+def _weights(path: str, device: torch.device, **overrides: Any) -> VideoDiT:
+    return model_from_checkpoint(pathlib.Path(path), device, **overrides)
+
+
+def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -> dict[str, Any]:
+    torch.manual_seed(config.seed)
+    if not config.teacher:
+        raise ConfigError("teacher: a teacher checkpoint is required (--teacher)")
+    rope = {} if config.teacher_rope_time_scale is None else {"rope_time_scale": config.teacher_rope_time_scale}
+    teacher = _weights(config.teacher, device, **rope).requires_grad_(False)
+    generator_model = _weights(config.init or config.teacher, device).train()
+    student = Student(generator_model, config.student)
+    fake = copy.deepcopy(teacher).train().requires_grad_(True) if config.stage == "dmd" else None
+    betas = (0.0, 0.999)
+    optimizer = torch.optim.AdamW(generator_model.parameters(), lr=config.lr, betas=betas, weight_decay=0.01)
+    critic_opt = None if fake is None else torch.optim.AdamW(fake.parameters(), lr=config.critic_lr, betas=betas,
+                                                              weight_decay=0.01)
+    checkpoint = out / "checkpoint.pt"
+    step, elapsed = 0, 0.0
+    if checkpoint.exists():
+        state = load_checkpoint(checkpoint, device)
+        generator_model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optim"])
+        if fake is not None and critic_opt is not None:
+            fake.load_state_dict(state["fake"])
+            critic_opt.load_state_dict(state["critic_optim"])
+        step, elapsed = int(state["step"]), float(state["elapsed"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump_yaml(config))
+    log = JsonlLog(out / "log.jsonl")
+    started = time.perf_counter() - elapsed
+    budget = None if config.max_minutes is None else config.max_minutes * 60
+    cpu_gen = torch.Generator().manual_seed(config.seed + step)
+
+    def save() -> None:
+        save_checkpoint(checkpoint, {
+            "model": generator_model.state_dict(), "ema": None, "optim": optimizer.state_dict(),
+            "fake": None if fake is None else fake.state_dict(),
+            "critic_optim": None if critic_opt is None else critic_opt.state_dict(),
+            "step": step, "elapsed": time.perf_counter() - started, "config": to_dict(config),
+            "model_config": asdict(generator_model.cfg), "student_config": to_dict(config.student)})
+
+    window_start = time.perf_counter()
+    for raw in stream(config.data, seed=config.seed + step):
+        if step >= config.max_steps or (budget is not None and time.perf_counter() - started >= budget):
+            break
+        batch = crop(raw, config.data.frames).to(device)
+        first = batch.frames[:, 0]
+        noise = torch.randn(batch.frames[:, 1:].shape, generator=cpu_gen).to(device)
+        record: dict[str, Any] = {"step": step + 1}
+        with autocast(device, config.precision):
+            if config.stage == "ode":
+                states, clean = ode_targets(teacher_velocity(teacher, batch.actions, batch.poses), first, noise,
+                                            config.student.steps, config.ode_substeps, config.ode_guidance)
+                loss = hybrid_forcing_loss(student, first, states.float(), clean.float(), batch.actions,
+                                           batch.poses, config.noisy_blocks, cpu_gen)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(generator_model.parameters(), config.grad_clip)
+                optimizer.step()
+                record["loss"] = float(loss.detach())
+            else:
+                assert fake is not None and critic_opt is not None
+                with torch.no_grad():
+                    rollout = student.rollout(first, batch.actions, batch.poses, noise, generator=cpu_gen,
+                                              keep_store=False)
+                x_hat = rollout.frames[:, 1:].float()
+                loss_c = critic_loss(fake, x_hat, first, batch.actions, batch.poses, config.dmd.shift, cpu_gen)
+                critic_opt.zero_grad(set_to_none=True)
+                loss_c.backward()
+                torch.nn.utils.clip_grad_norm_(fake.parameters(), config.grad_clip)
+                critic_opt.step()
+                record["critic_loss"] = float(loss_c.detach())
+                if step % config.dmd.critic_steps == 0:
+                    exits = torch.randint(0, len(config.student.steps), (len(rollout.replay),),
+                                          generator=cpu_gen).tolist()
+                    with torch.no_grad():
+                        rollout = student.rollout(first, batch.actions, batch.poses, noise, exits, generator=cpu_gen,
+                                                  keep_store=False)
+                    x_hat = rollout.frames[:, 1:].float()
+                    fake.eval()
+                    delta = dmd_delta(x_hat, first, batch.actions, batch.poses, teacher, fake, config.dmd, cpu_gen)
+                    fake.train()
+                    optimizer.zero_grad(set_to_none=True)
+                    record["dmd_loss"] = float(student.replay_backward(rollout, delta, batch.actions, batch.poses))
+                    torch.nn.utils.clip_grad_norm_(generator_model.parameters(), config.grad_clip)
+                    optimizer.step()
+        step += 1
+        if step % config.log_every == 0:
+            now = time.perf_counter()
+            record.update({"elapsed_s": round(now - started, 2),
+                           "clips_per_s": config.log_every * config.data.batch_size / (now - window_start)})
+            if device.type == "cuda":
+                record["max_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+            log.write(record)
+            window_start = now
+        if step % config.checkpoint_every == 0:
+            save()
+    save()
+    summary = {"stage": config.stage, "steps": step, "train_seconds": round(time.perf_counter() - started, 1)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def student_from_checkpoint(path: pathlib.Path, device: torch.device) -> Student:
+    """The distilled student (weights + block/step/memory settings) from a student_train checkpoint."""
+    from common.config import from_dict
+    state = load_checkpoint(path, "cpu")
+    model = model_from_checkpoint(path, device)
+    return Student(model, from_dict(StudentConfig, state["student_config"], source=str(path)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.student_train", description=__doc__.split("\n")[0])
+    parser.add_argument("--teacher", help="teacher checkpoint")
+    parser.add_argument("--shards", help="shard URLs (data.shards)")
+    parser.add_argument("--stage", choices=("ode", "dmd"))
+    parser.add_argument("--init", help="student start (e.g. the ODE stage's checkpoint for dmd)")
+    parser.add_argument("--out", type=pathlib.Path, required=True)
+    parser.add_argument("--config", type=pathlib.Path)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--minutes", type=float)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--device")
+    args = parser.parse_args(argv)
+    overrides = list(args.set)
+    for key, value in (("teacher", args.teacher), ("data.shards", args.shards), ("stage", args.stage),
+                       ("init", args.init), ("max_minutes", args.minutes), ("max_steps", args.steps)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    try:
+        config = load_config(StudentTrainConfig, args.config, overrides)
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(train(config, args.out, pick_device(args.device)), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
