@@ -97,25 +97,16 @@ def frames_per_second(fn, frames: int, device: torch.device, repeats: int) -> fl
 @torch.no_grad()
 def block_latencies(student: Student, frames: int, device: torch.device, precision: str) -> list[tuple[int, float]]:
     """(first frame of block, seconds per frame) for every block of one long stream."""
-    first, actions, poses, noise = inputs(student.model, frames, device)
+    first, actions, poses, _ = inputs(student.model, frames, device)
     out: list[tuple[int, float]] = []
-    origin = poses[:, 0]
-    store = student.new_store()
     with autocast(device, precision):
-        student.commit(first[:, None], 0, store, actions, poses, origin)
-        for start, end in block_spans(frames, student.config.block_frames)[1:]:
+        sync(device)
+        t0 = time.perf_counter()
+        for start, end, _block in student.stream(first, actions, poses, torch.Generator().manual_seed(0)):
             sync(device)
-            t0 = time.perf_counter()
-            x = noise[:, start - 1:end - 1]
-            steps = student.config.steps
-            context = student.context(store, start)
-            for i, s in enumerate(steps):
-                x0 = student.block_x0(x, s, start, context, actions, poses, origin)
-                if i + 1 < len(steps):
-                    x = (1 - steps[i + 1]) * x0 + steps[i + 1] * torch.randn_like(x0)
-            student.commit(x0, start, store, actions, poses, origin, context)
-            sync(device)
-            out.append((start, (time.perf_counter() - t0) / (end - start)))
+            now = time.perf_counter()
+            out.append((start, (now - t0) / (end - start)))
+            t0 = now
     return out
 
 

@@ -42,3 +42,31 @@ def test_ode_then_dmd_from_shards(tmp_path):
     with torch.no_grad():
         out = student.rollout(frames, actions, poses, torch.randn(1, 4, 3, 16, 16))
     assert out.frames.shape == (1, 5, 3, 16, 16) and torch.isfinite(out.frames).all()
+
+
+def test_play_streams_a_script_into_a_video(tmp_path):
+    import cv2
+
+    from training.play import main as play_main, parse_script
+    from annotate.actions import ActionSpec
+
+    motion = parse_script("forward:4,yaw_right+forward:2,left~back:3", 15.0, 1, ActionSpec())
+    assert motion.shape == (4 + 2 + 4, 6)  # out-and-back rounds to an even count
+    config = tiny_config()
+    model = randomized_model(config)
+    ckpt = tmp_path / "student.pt"
+    save_checkpoint(ckpt, {"model": model.state_dict(), "ema": None, "model_config": asdict(config),
+                           "student_config": {"block_frames": 2}, "config": {}})
+    out = tmp_path / "play"
+    assert play_main(["--checkpoint", str(ckpt), "--out", str(out), "--scene", "room_0001", "--script",
+                      "forward:4,yaw_right:3", "--device", "cpu", "--precision", "fp32", "--truth"]) == 0
+    report = json.loads((out / "play.json").read_text())
+    assert report["frames"] == 8 and report["steady_fps"] > 0 and len(report["psnr_by_frame"]) == 8
+    assert [b["start"] for b in report["blocks"]] == [1, 3, 5, 7]
+    video = cv2.VideoCapture(str(out / "video.mp4"))
+    count = 0
+    while video.read()[0]:
+        count += 1
+    assert count == 8
+    assert play_main(["--checkpoint", str(ckpt), "--out", str(out), "--scene", "room_0001",
+                      "--script", "sideways:3", "--device", "cpu"]) == 2

@@ -17,6 +17,7 @@ left the window.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -150,6 +151,30 @@ class Student:
             self.commit(x0.detach(), start, store, actions, poses, origin, context)
             outputs.append(x0)
         return Rollout(torch.cat(outputs, dim=1), store if keep_store else None, tuple(replay))
+
+    @torch.no_grad()
+    def stream(self, first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor,
+               generator: torch.Generator | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """Inference: yield (start, end, frames (B, end-start, C, H, W)) block by block as soon as
+        each is generated (all steps, then the commit). Memory stays bounded with a bounded config."""
+        b, f = actions.shape[:2]
+        origin = poses[:, 0]
+        actions = actions.clone()
+        actions[:, 0] = static_action(b, actions.device, actions.dtype)
+        steps = self.config.steps
+        store = self.new_store()
+        self.commit(first[:, None], 0, store, actions, poses, origin)
+        for start, end in block_spans(f, self.config.block_frames)[1:]:
+            shape = (b, end - start, *first.shape[1:])
+            x = torch.randn(shape, generator=generator, device="cpu", dtype=first.dtype).to(first.device)
+            context = self.context(store, start)
+            for i, sigma in enumerate(steps):
+                x0 = self.block_x0(x, sigma, start, context, actions, poses, origin)
+                if i + 1 < len(steps):
+                    renoise = torch.randn(shape, generator=generator, device="cpu", dtype=x.dtype).to(x.device)
+                    x = add_noise(x0, renoise, torch.full(shape[:2], steps[i + 1], device=x.device))
+            self.commit(x0, start, store, actions, poses, origin, context)
+            yield start, end, x0
 
     def replay_backward(self, rollout: Rollout, delta: torch.Tensor, actions: torch.Tensor,
                         poses: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,147 @@
+"""Stream the student from an action script: `python -m training.play --checkpoint S/checkpoint.pt --scene room_0001
+--script forward:24,yaw_right:16,forward~back:32 --out DIR`.
+
+The first frame is rendered by the stand-in at a free start pose in `--scene` (or read from
+`--first IMAGE`). The script is a comma list of `channel[:frames]` segments (channels as in the
+13-dim action, `a+b` for a mix, `c~back` for out-and-back; frames default 16), played at the
+action-bin level `--level` and `--fps`. Frames are generated block by block and written to
+DIR/video.mp4 as they come; DIR/play.json records per-block latency, first-block latency and the
+steady-state frames/s (after `--warmup` blocks). With `--truth` the stand-in also renders the
+script's ground truth next to it (DIR/truth.mp4) and PSNR per frame is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from annotate.actions import ActionSpec, encode_actions
+from annotate.geometry import integrate
+from annotate.ue import ue_to_pose
+from training.conditioning import frame_actions
+from training.data import to_uint8, to_unit
+from training.eval.metrics import psnr
+from training.eval.scripts import channel_rate, out_and_back
+from training.runtime import autocast, pick_device
+from training.student_train import student_from_checkpoint
+
+
+def parse_script(text: str, fps: float, level: int, spec: ActionSpec) -> np.ndarray:
+    """'forward:24,yaw_right+forward:8,left~back:16' -> per-transition motion (N, 6)."""
+    dt = 1.0 / fps
+    parts = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        name, _, count = item.partition(":")
+        frames = int(count) if count else 16
+        if frames < 1:
+            raise ValueError(f"script segment {item!r}: frames must be >= 1")
+        if name.endswith("~back"):
+            parts.append(out_and_back(name[:-5], frames + frames % 2, dt, spec, level))
+            continue
+        try:
+            rate = sum((channel_rate(c, spec, level) for c in name.split("+")), np.zeros(6))
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"script segment {item!r}: unknown channel in {name!r}") from exc
+        parts.append(np.tile(rate * dt, (frames, 1)))
+    if not parts:
+        raise ValueError("empty script")
+    return np.concatenate(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.play", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", type=pathlib.Path, required=True, help="a training.student_train checkpoint")
+    parser.add_argument("--out", type=pathlib.Path, required=True)
+    first_from = parser.add_mutually_exclusive_group(required=True)
+    first_from.add_argument("--scene", help="stand-in scene to render the first frame in")
+    first_from.add_argument("--first", type=pathlib.Path, help="first frame image (model size)")
+    parser.add_argument("--script", default="forward:24,yaw_right:16,forward~back:32")
+    parser.add_argument("--fps", type=float, default=15.0)
+    parser.add_argument("--level", type=int, default=1, help="action bin level of the script's rates")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warmup", type=int, default=2, help="blocks left out of the steady-state figure")
+    parser.add_argument("--truth", action="store_true", help="also render the ground truth (needs --scene)")
+    parser.add_argument("--device")
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    args = parser.parse_args(argv)
+    device = pick_device(args.device)
+    student = student_from_checkpoint(args.checkpoint, device)
+    cfg = student.model.cfg
+    spec = ActionSpec()
+    try:
+        motion = parse_script(args.script, args.fps, args.level, spec)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    renderer = None
+    if args.scene:
+        from capture.standin.render import Renderer
+        from capture.standin.scene import make_scene
+        rng = np.random.default_rng(args.seed)
+        scene = make_scene(args.scene)
+        p = scene.sample_free(rng, 1, radius=0.35, height=1.6)[0]
+        start = ue_to_pose(np.array([p[0], -p[1], p[2]]) * 100.0, np.array([0.0, rng.uniform(-180, 180), 0.0]))
+        renderer = Renderer(scene)
+        first_rgb = renderer.render(start, cfg.width_px, cfg.height, 90.0).lit
+    else:
+        image = cv2.imread(str(args.first), cv2.IMREAD_COLOR)
+        if image is None:
+            print(f"error: {args.first}: cannot read image", file=sys.stderr)
+            return 2
+        first_rgb = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), (cfg.width_px, cfg.height))
+        start = np.eye(4)
+    poses = integrate(start, motion)
+    actions = frame_actions(torch.from_numpy(encode_actions(motion, 1 / args.fps, spec)).float()[None]).to(device)
+    poses_t = torch.from_numpy(poses)[None].to(device)
+    first = to_unit(torch.from_numpy(first_rgb).permute(2, 0, 1)[None].to(device))
+    args.out.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(args.out / "video.mp4"), cv2.VideoWriter.fourcc(*"mp4v"), args.fps,
+                             (cfg.width_px, cfg.height))
+    writer.write(cv2.cvtColor(first_rgb, cv2.COLOR_RGB2BGR))
+    latencies, frames_out = [], [first_rgb]
+    generator = torch.Generator().manual_seed(args.seed)
+    started = time.perf_counter()
+    t0 = started
+    with torch.no_grad(), autocast(device, args.precision):
+        for s, e, block in student.stream(first, actions, poses_t, generator):
+            rgb = to_uint8(block[0]).permute(0, 2, 3, 1).cpu().numpy()  # .cpu() waits for the GPU
+            now = time.perf_counter()
+            latencies.append({"start": s, "end": e, "seconds": now - t0})
+            t0 = now
+            for frame in rgb:
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+                frames_out.append(frame)
+    writer.release()
+    steady = latencies[args.warmup:] or latencies
+    report = {"checkpoint": str(args.checkpoint), "script": args.script, "frames": len(frames_out),
+              "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "first_block_seconds": latencies[0]["seconds"],
+              "steady_fps": sum(b["end"] - b["start"] for b in steady) / sum(b["seconds"] for b in steady),
+              "median_frame_ms": 1e3 * statistics.median(b["seconds"] / (b["end"] - b["start"]) for b in steady),
+              "blocks": latencies}
+    if args.truth and renderer is not None:
+        truth = np.stack([renderer.render(p, cfg.width_px, cfg.height, 90.0).lit for p in poses])
+        tw = cv2.VideoWriter(str(args.out / "truth.mp4"), cv2.VideoWriter.fourcc(*"mp4v"), args.fps,
+                             (cfg.width_px, cfg.height))
+        for frame in truth:
+            tw.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        tw.release()
+        gen = torch.from_numpy(np.stack(frames_out)).permute(0, 3, 1, 2)
+        report["psnr_by_frame"] = psnr(gen, torch.from_numpy(truth).permute(0, 3, 1, 2)).tolist()
+    (args.out / "play.json").write_text(json.dumps(report, indent=2))
+    print(f"{len(frames_out)} frames -> {args.out / 'video.mp4'}; steady {report['steady_fps']:.1f} frames/s, "
+          f"first block {report['first_block_seconds'] * 1e3:.0f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
