@@ -113,3 +113,22 @@ def test_eval_cli_writes_metrics_and_grid(tmp_path):
     assert set(report["methods"]) == {"model", "shuffled", "copy_first"}
     assert report["clips"] == 21 and report["sampler"]["frames"] == 5
     assert (out / "grid.png").stat().st_size > 1000
+
+
+def test_eval_cli_on_a_student_with_memory_overrides(tmp_path):
+    config = tiny_config(height=16, width_px=32)
+    model = randomized_model(config)
+    ckpt = tmp_path / "student.pt"
+    save_checkpoint(ckpt, {"model": model.state_dict(), "ema": None, "model_config": asdict(config),
+                           "student_config": {"block_frames": 2, "memory": {"window": 2}}, "config": {}})
+    out = tmp_path / "eval"
+    rc = eval_main(["--checkpoint", str(ckpt), "--student", "--memory-pool", "0", "--scenes", "room_0001",
+                    "--out", str(out), "--frames", "33", "--starts", "1", "--device", "cpu", "--precision", "fp32",
+                    "--workers", "1"])
+    assert rc == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["student"]["memory"] == {"window": 2, "pool": [0], "max_old": None}
+    revisit = report["revisit"]["model"]
+    assert revisit["n"] == 3 and len(revisit["per_clip"]) == 3
+    # copy-first is exact on the return frame of an out-and-back clip
+    assert report["revisit"]["copy_first"]["mean"] > 50

@@ -3,7 +3,9 @@
 Renders (or reuses, `--cache`) the held-out clips in the build's val scenes, samples the model with
 each script's actions, with shuffled scripts, and the copy-first-frame baseline, and writes
 DIR/metrics.json (PSNR/SSIM mean ± SE overall, per kind, per frame; paired differences) and
-DIR/grid.png. `--rope-time-scale` / `--rope-time-ntk` evaluate a checkpoint at a longer context
+DIR/grid.png. `--student` evaluates a distilled student streaming over its memory (override the
+memory with --memory-window/--memory-pool/--memory-max-old, e.g. window-only: --memory-pool 0);
+metrics.json's "revisit" holds the last-frame PSNR of out-and-back clips per clip. `--rope-time-scale` / `--rope-time-ntk` evaluate a checkpoint at a longer context
 without retraining (RoPE extension before fine-tuning).
 """
 
@@ -16,14 +18,19 @@ import pathlib
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from typing import Any
+from dataclasses import asdict, replace
 
 import torch
 
-from training.eval.evaluate import SamplerConfig, frame_metrics, run_method, shuffled_scripts, summarize, teacher_generator
+from common.config import to_dict
+from training.eval.evaluate import (SamplerConfig, frame_metrics, revisit, run_method, shuffled_scripts,
+                                    student_generator, summarize, teacher_generator)
 from training.eval.grid import pick_clips, save_grid
 from training.eval.groundtruth import EvalSetConfig, load_eval_set, make_eval_set, save_eval_set
 from training.runtime import autocast, pick_device
+from training.student import Student
+from training.student_train import student_from_checkpoint
 from training.teacher import model_from_checkpoint
 
 GRID_SCRIPTS = ("forward", "yaw_right", "left", "forward+yaw_right", "pitch_up", "forward~back")
@@ -41,7 +48,12 @@ def val_scenes(manifest: pathlib.Path) -> tuple[str, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.eval", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", type=pathlib.Path, required=True)
+    parser.add_argument("--checkpoint", type=pathlib.Path, required=True,
+                        help="a teacher checkpoint, or with --student a training.student_train one")
+    parser.add_argument("--student", action="store_true", help="evaluate the causal student (streamed)")
+    parser.add_argument("--memory-window", type=int, help="student: override memory.window (frames)")
+    parser.add_argument("--memory-pool", help="student: override memory.pool, e.g. 2,4 (0 drops older frames)")
+    parser.add_argument("--memory-max-old", type=int, help="student: override memory.max_old")
     parser.add_argument("--out", type=pathlib.Path, required=True)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--manifest", type=pathlib.Path, help="a build's manifest.parquet: evaluate in its val scenes")
@@ -64,9 +76,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = pick_device(args.device)
     overrides = {k: v for k, v in (("rope_time_scale", args.rope_time_scale), ("rope_time_ntk", args.rope_time_ntk))
                  if v is not None}
-    model = model_from_checkpoint(args.checkpoint, device, **overrides)
+    student = None
+    if args.student:
+        student = student_from_checkpoint(args.checkpoint, device)
+        memory = student.config.memory
+        changes: dict[str, Any] = {k: v for k, v in (
+            ("window", args.memory_window), ("max_old", args.memory_max_old),
+            ("pool", tuple(int(p) for p in args.memory_pool.split(",")) if args.memory_pool else None))
+            if v is not None}
+        memory = replace(memory, **changes)
+        student = Student(student.model, replace(student.config, memory=memory))
+        model = student.model
+    else:
+        model = model_from_checkpoint(args.checkpoint, device, **overrides)
     state_config = torch.load(args.checkpoint, map_location="cpu", weights_only=True)["config"]
-    shift = args.shift if args.shift is not None else float(state_config["flow"]["shift"])
+    shift = args.shift if args.shift is not None else float(state_config.get("flow", {}).get("shift", 3.0))
     cfg = model.cfg
     set_config = EvalSetConfig(scenes=scenes, starts=args.starts, frames=max(33, args.frames), width=cfg.width_px,
                                height=cfg.height)
@@ -79,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     render_s = time.perf_counter() - started
     sampler = SamplerConfig(frames=args.frames, steps=args.steps, shift=shift, guidance=args.guidance,
                             batch=args.batch)
-    generate = teacher_generator(model, sampler, lambda: autocast(device, args.precision))
+    precision = lambda: autocast(device, args.precision)  # noqa: E731
+    generate = student_generator(student, precision) if student is not None else \
+        teacher_generator(model, sampler, precision)
     started = time.perf_counter()
     videos = {"model": run_method(generate, clips, sampler, device),
               "shuffled": run_method(generate, clips, sampler, device, shuffled_scripts(clips, seed=1)),
@@ -87,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sample_s = time.perf_counter() - started
     metrics = {name: frame_metrics(v, clips) for name, v in videos.items()}
     summary = summarize(metrics, clips)
+    summary["revisit"] = revisit(metrics, clips)
     report = {"checkpoint": str(args.checkpoint), "scenes": list(scenes), "sampler": asdict(sampler),
+              "student": None if student is None else to_dict(student.config),
               "model_overrides": overrides, "render_seconds": round(render_s, 1),
               "sample_seconds": round(sample_s, 1), **summary}
     args.out.mkdir(parents=True, exist_ok=True)

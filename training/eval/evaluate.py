@@ -55,6 +55,32 @@ def teacher_generator(model: torch.nn.Module, config: SamplerConfig, precision_c
     return generate
 
 
+def student_generator(student: Any, precision_ctx: Callable[[], Any]) -> Generator:
+    """The causal student streaming block by block over its memory (training.student.Student)."""
+
+    def generate(first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor, frames: int,
+                 generator: torch.Generator) -> torch.Tensor:
+        with precision_ctx():
+            blocks = [block.float() for _, _, block in student.stream(first, actions, poses, generator)]
+        return torch.cat([first[:, None], *blocks], dim=1)
+
+    return generate
+
+
+def revisit(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalClip]) -> dict[str, Any]:
+    """PSNR of the last frame of out-and-back clips (where the camera is back at the first pose), per
+    method, with per-clip values so runs on the same clips can be compared pairwise."""
+    frames = next(iter(metrics.values()))["psnr"].shape[1] + 1
+    idx = [i for i, c in enumerate(clips) if c.kind == "out_and_back" and len(c.frames) == frames]
+    if not idx:  # only whole clips end back at the first pose
+        return {}
+    out: dict[str, Any] = {}
+    for method, values in metrics.items():
+        last = values["psnr"][idx, -1]
+        out[method] = {**_mean_se(last), "per_clip": [round(float(v), 4) for v in last]}
+    return out
+
+
 def shuffled_scripts(clips: Sequence[EvalClip], seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each clip, (actions, poses) of another clip's script (a different script name) played
     from this clip's start pose. Seeded."""
