@@ -146,7 +146,7 @@ class Student:
                 if i == exit_step:
                     replay.append(ReplayState(start, end, x.detach(), steps[i]))
                     break
-                renoise = torch.randn(x.shape, generator=generator, device="cpu", dtype=x.dtype).to(x.device)
+                renoise = _randn(x.shape, generator, x)
                 x = add_noise(x0, renoise, torch.full(x.shape[:2], steps[i + 1], device=x.device))
             self.commit(x0.detach(), start, store, actions, poses, origin, context)
             outputs.append(x0)
@@ -166,12 +166,12 @@ class Student:
         self.commit(first[:, None], 0, store, actions, poses, origin)
         for start, end in block_spans(f, self.config.block_frames)[1:]:
             shape = (b, end - start, *first.shape[1:])
-            x = torch.randn(shape, generator=generator, device="cpu", dtype=first.dtype).to(first.device)
+            x = _randn(shape, generator, first)
             context = self.context(store, start)
             for i, sigma in enumerate(steps):
                 x0 = self.block_x0(x, sigma, start, context, actions, poses, origin)
                 if i + 1 < len(steps):
-                    renoise = torch.randn(shape, generator=generator, device="cpu", dtype=x.dtype).to(x.device)
+                    renoise = _randn(shape, generator, x)
                     x = add_noise(x0, renoise, torch.full(shape[:2], steps[i + 1], device=x.device))
             self.commit(x0, start, store, actions, poses, origin, context)
             yield start, end, x0
@@ -203,6 +203,12 @@ class Student:
             del x0, loss
             self.commit(clean[:, state.start:state.end], state.start, store, actions, poses, origin, context)
         return loss_sum
+
+
+def _randn(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    """Noise drawn on the generator's own device (CPU generators stay reproducible across devices)."""
+    device = generator.device if generator is not None else like.device
+    return torch.randn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
 
 
 def block_causal_velocity(model: VideoDiT, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor,
