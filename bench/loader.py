@@ -2,10 +2,10 @@
 
     python bench/loader.py [--out out/demo] [--batch 4] [--workers 1 2]
 
-Streams the build's train+val shards through `datasets.loader` (decode, tensors, batching) with
-N DataLoader workers, and decodes every JPEG member of the same shards with cv2.imdecode in a plain
-loop (the baseline: the decode a loader cannot avoid). Prints frames/s per worker and the ratio
-(target >= 0.8). Build the shards first (python pipelines/build_dataset.py).
+Streams the build's train+val shards through `datasets.loader` (decode, tensors, batching) in
+process and with N DataLoader workers, and decodes every JPEG member of the same shards with
+cv2.imdecode in a plain loop (the baseline: the decode a loader cannot avoid). Prints frames/s per
+worker and the ratio (target >= 0.8). Build the shards first (python pipelines/build_dataset.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ _common.single_thread_env()
 
 import argparse  # noqa: E402
 import pathlib  # noqa: E402
+import statistics  # noqa: E402
 import tarfile  # noqa: E402
 import time  # noqa: E402
 
@@ -34,18 +35,7 @@ def batch_frames(shards: list[str]) -> int:
         return sum(1 for m in tar.getmembers() if m.name.startswith(key + ".") and m.name.endswith(".jpg"))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/demo"))
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2])
-    parser.add_argument("--frames-per-worker", type=int, default=20000)
-    args = parser.parse_args()
-    print(machine())
-    torch.set_num_threads(1)
-    shards = sorted(str(p) for p in (args.out / "shards").glob("*.tar"))
-    if not shards:
-        raise SystemExit(f"no shards under {args.out / 'shards'}: run python pipelines/build_dataset.py first")
+def raw_decode_rate(shards: list[str]) -> float:
     start = time.perf_counter()
     frames = 0
     for shard in shards:
@@ -55,23 +45,49 @@ def main() -> None:
                     data = tar.extractfile(member).read()  # type: ignore[union-attr]
                     decode_rgb(data)
                     frames += 1
-    raw = frames / (time.perf_counter() - start)
-    print(f"{len(shards)} shards, {frames} frames; raw JPEG decode (one core): {raw:.0f} frames/s\n")
+    return frames / (time.perf_counter() - start)
+
+
+def loader_rate(shards: list[str], workers: int, batch: int, frames_per_worker: int) -> float:
+    """Frames/s per worker (0 workers: the whole pipeline in this process). Endless resampled mode
+    sized to ~`frames_per_worker`; the clock starts at the first batch, so worker start-up is not counted."""
+    t = int(batch_frames(shards))
+    config = LoaderConfig(urls=tuple(shards), batch_size=batch, shuffle_buffer=0, resampled=True,
+                          epoch_samples=frames_per_worker // t)
+    seen = 0
+    start = time.perf_counter()
+    for i, item in enumerate(make_loader(config, num_workers=workers)):
+        if i == 0:
+            start = time.perf_counter()
+            continue
+        seen += item["frames"].shape[0] * item["frames"].shape[1]
+    return seen / (time.perf_counter() - start) / max(workers, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/demo"))
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--workers", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument("--frames-per-worker", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating raw/loader runs; medians reported")
+    args = parser.parse_args()
+    print(machine())
+    torch.set_num_threads(1)
+    shards = sorted(str(p) for p in (args.out / "shards").glob("*.tar"))
+    if not shards:
+        raise SystemExit(f"no shards under {args.out / 'shards'}: run python pipelines/build_dataset.py first")
+    print(f"{len(shards)} shards of {batch_frames(shards)}-frame clips; each loader run is measured right after "
+          f"a raw JPEG decode of the same shards on one core (this VM's speed drifts); medians of {args.repeats}\n")
     for workers in args.workers:
-        # endless resampled mode sized to ~`--frames-per-worker`; the clock starts at the first batch,
-        # so worker start-up (process spawn, imports) is not counted
-        t = int(batch_frames(shards))
-        config = LoaderConfig(urls=tuple(shards), batch_size=args.batch, shuffle_buffer=0, resampled=True,
-                              epoch_samples=args.frames_per_worker // t)
-        seen = 0
-        for i, batch in enumerate(make_loader(config, num_workers=workers)):
-            if i == 0:
-                start = time.perf_counter()
-                continue
-            seen += batch["frames"].shape[0] * batch["frames"].shape[1]
-        rate = seen / (time.perf_counter() - start) / workers
-        print(f"loader, {workers} worker(s): {rate:.0f} frames/s per worker ({seen} frames); "
-              f"ratio to raw decode {rate / raw:.2f} (target >= 0.8)")
+        raws, rates = [], []
+        for _ in range(args.repeats):
+            raws.append(raw_decode_rate(shards))
+            rates.append(loader_rate(shards, workers, args.batch, args.frames_per_worker))
+        ratio = statistics.median(r / w for r, w in zip(rates, raws))
+        label = "in process (0 workers)" if workers == 0 else f"{workers} worker(s)"
+        print(f"loader, {label}: {statistics.median(rates):.0f} frames/s per worker; raw decode "
+              f"{statistics.median(raws):.0f}; ratio {ratio:.2f} (target >= 0.8)")
 
 
 if __name__ == "__main__":

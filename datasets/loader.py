@@ -19,6 +19,7 @@ compressed samples before decoding (webdataset's advice: shuffle before decode).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,31 +48,51 @@ class LoaderConfig:
 
 
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
-    """Raw webdataset sample (bytes) -> arrays; frames decoded with OpenCV into RGB."""
-    import json
+    """Raw webdataset sample (bytes) -> arrays; frames (T, 3, H, W) decoded with OpenCV into RGB."""
+    names = _frame_names(sample)
+    first = _decode(sample, names[0])
+    frames = np.empty((len(names), *first.shape), dtype=np.uint8)
+    decode_frames_into(frames, sample, first)
+    return {**decode_fields(sample), "frames": torch.from_numpy(frames).permute(0, 3, 1, 2)}
 
+
+def _frame_names(sample: dict[str, Any]) -> list[str]:
     names = frame_members(sample)
     if not names:
         raise ValueError(f"{sample.get('__key__')}: no frame members in {sample.get('__url__')}")
-    frames: np.ndarray | None = None  # (T, H, W, 3), filled frame by frame
+    return names
+
+
+def _decode(sample: dict[str, Any], name: str) -> np.ndarray:
+    image = decode_rgb(sample[name])
+    if image is None:
+        raise ValueError(f"{sample['__key__']}.{name}: cannot decode JPEG in {sample.get('__url__')}")
+    return image
+
+
+def decode_frames_into(out: np.ndarray, sample: dict[str, Any], first: np.ndarray | None = None) -> None:
+    """Decode the sample's frames into `out` (T, H, W, 3) uint8 (a clear error if T or the size differ);
+    `first`: frame 0 already decoded."""
+    names = _frame_names(sample)
+    if len(names) != out.shape[0]:
+        raise ValueError(f"{sample['__key__']}: {len(names)} frames, the batch has {out.shape[0]} "
+                         f"({sample.get('__url__')}); build with one window.frames or batch by shape")
     for i, name in enumerate(names):
-        image = decode_rgb(sample[name])
-        if image is None:
-            raise ValueError(f"{sample['__key__']}.{name}: cannot decode JPEG in {sample.get('__url__')}")
-        if frames is None:
-            frames = np.empty((len(names), *image.shape), dtype=np.uint8)
-        elif image.shape != frames.shape[1:]:
-            raise ValueError(f"{sample['__key__']}.{name}: frame size {image.shape} differs from the clip's "
-                             f"{frames.shape[1:]} in {sample.get('__url__')}")
-        frames[i] = image
-    assert frames is not None
+        image = first if i == 0 and first is not None else _decode(sample, name)
+        if image.shape != out.shape[1:]:
+            raise ValueError(f"{sample['__key__']}.{name}: frame size {image.shape} differs from "
+                             f"{out.shape[1:]} in {sample.get('__url__')}")
+        out[i] = image
+
+
+def decode_fields(sample: dict[str, Any]) -> dict[str, Any]:
+    """Everything but the frames: key, actions, motion, poses, intrinsics, meta."""
+    import json
+
     meta = json.loads(sample["json"])
     k = meta.get("intrinsics") or {}
     return {
         "key": sample["__key__"],
-        # (T, 3, H, W) as a view of the decoded (T, H, W, 3) array: no copy here; collate stacks the
-        # contiguous arrays (stacking the permuted views element by element is ~3x the JPEG decode)
-        "frames": torch.from_numpy(frames).permute(0, 3, 1, 2),
         "actions": torch.from_numpy(npy_load(sample["actions.npy"])),
         "motion": torch.from_numpy(npy_load(sample["motion.npy"])),
         "poses": torch.from_numpy(npy_load(sample["poses.npy"])),
@@ -91,16 +112,44 @@ def decode_rgb(data: bytes) -> np.ndarray | None:
 
 
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Decoded samples (decode_sample) -> a batch."""
     shapes = {tuple(s["frames"].shape) for s in samples}
     if len(shapes) > 1:
         raise ValueError(f"a batch mixes clip shapes {sorted(shapes)}: build with one window.frames and size, "
                          f"or batch by shape (keys {[s['key'] for s in samples][:4]} ...)")
-    out: dict[str, Any] = {name: torch.stack([s[name] for s in samples])
+    return _batch([{k: v for k, v in s.items() if k != "frames"} for s in samples],
+                  torch.stack([s["frames"].permute(0, 2, 3, 1) for s in samples]))
+
+
+def decode_batch(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Raw samples -> a batch, decoding every frame straight into the batch's (B, T, H, W, 3) buffer.
+    Inside a DataLoader worker the buffer is allocated in shared memory, so handing the batch to the
+    main process copies nothing. Frames come out as a (B, T, 3, H, W) view."""
+    names = _frame_names(samples[0])
+    first = _decode(samples[0], names[0])
+    frames = _batch_buffer((len(samples), len(names), *first.shape))
+    array = frames.numpy()
+    for b, sample in enumerate(samples):
+        decode_frames_into(array[b], sample, first if b == 0 else None)
+    return _batch([decode_fields(s) for s in samples], frames)
+
+
+def _batch_buffer(shape: tuple[int, ...]) -> torch.Tensor:
+    """uint8 buffer for a batch's frames; in a DataLoader worker it is created in shared memory,
+    which is where the batch must go anyway (`share_memory_()` on a new tensor would allocate twice
+    and copy; `UntypedStorage._new_shared` is how torch's own worker reductions allocate)."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.uint8)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape))
+    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+
+
+def _batch(fields: Sequence[dict[str, Any]], frames: torch.Tensor) -> dict[str, Any]:
+    out: dict[str, Any] = {name: torch.stack([f[name] for f in fields])
                            for name in ("actions", "motion", "poses", "intrinsics")}
-    # (B, T, 3, H, W) view of contiguous (B, T, H, W, 3) memory (channels-last per frame)
-    out["frames"] = torch.stack([s["frames"].permute(0, 2, 3, 1) for s in samples]).permute(0, 1, 4, 2, 3)
-    out["key"] = [s["key"] for s in samples]
-    out["meta"] = [s["meta"] for s in samples]
+    out["frames"] = frames.permute(0, 1, 4, 2, 3)  # (B, T, 3, H, W) view of channels-last memory
+    out["key"] = [f["key"] for f in fields]
+    out["meta"] = [f["meta"] for f in fields]
     return out
 
 
@@ -111,8 +160,8 @@ def make_dataset(config: LoaderConfig) -> wds.WebDataset:
                              workersplitter=wds.split_by_worker, seed=config.seed, empty_check=False)
     if config.shuffle_buffer:
         dataset = dataset.shuffle(config.shuffle_buffer, initial=config.shuffle_buffer // 2)
-    dataset = dataset.map(decode_sample).batched(config.batch_size, collation_fn=collate,
-                                                 partial=config.partial_batches)
+    # batch the raw (compressed) samples, then decode each batch into one buffer
+    dataset = dataset.batched(config.batch_size, collation_fn=decode_batch, partial=config.partial_batches)
     if config.epoch_samples is not None:
         dataset = dataset.with_epoch(max(1, config.epoch_samples // config.batch_size))
     return dataset

@@ -1,0 +1,61 @@
+"""datasets.loader: shards -> torch batches, in process and through DataLoader workers."""
+
+from __future__ import annotations
+
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+import webdataset as wds
+
+from datasets.loader import LoaderConfig, collate, decode_batch, decode_rgb, decode_sample, make_loader
+from datasets.samples import npy_load
+from tests.training_helpers import write_tiny_shards
+
+
+def members(pattern: str, folder) -> dict[str, dict[str, bytes]]:
+    out: dict[str, dict[str, bytes]] = {}
+    for shard in sorted(folder.glob("train-*.tar")):
+        with tarfile.open(shard) as tar:
+            for m in tar:
+                key, _, ext = m.name.partition(".")
+                out.setdefault(key, {})[ext] = tar.extractfile(m).read()  # type: ignore[union-attr]
+    return out
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_hold_every_sample_decoded(tmp_path, workers):
+    pattern = write_tiny_shards(tmp_path, clips=8, frames=5, height=16, width=24)
+    truth = members(pattern, tmp_path)
+    config = LoaderConfig(urls=pattern, batch_size=3, shuffle_buffer=0, partial_batches=True)
+    seen = {}
+    for batch in make_loader(config, num_workers=workers):
+        assert batch["frames"].shape[1:] == (5, 3, 16, 24) and batch["frames"].dtype == torch.uint8
+        assert batch["actions"].shape[1:] == (4, 13) and batch["poses"].dtype == torch.float64
+        for i, key in enumerate(batch["key"]):
+            seen[key] = {name: batch[name][i] for name in ("frames", "actions", "poses")}
+    assert sorted(seen) == sorted(truth)  # each sample once (workers split the shards)
+    for key, got in seen.items():
+        expected = np.stack([decode_rgb(truth[key][f"{t:04d}.jpg"]) for t in range(5)])
+        assert np.array_equal(got["frames"].permute(0, 2, 3, 1).numpy(), expected)
+        assert np.array_equal(got["actions"].numpy(), npy_load(truth[key]["actions.npy"]))
+        assert np.array_equal(got["poses"].numpy(), npy_load(truth[key]["poses.npy"]))
+
+
+def test_batch_decode_equals_per_sample_decode_and_rejects_mixed_clips(tmp_path):
+    pattern = write_tiny_shards(tmp_path, clips=4, frames=5, height=16, width=24)
+    raw = list(wds.WebDataset(pattern, shardshuffle=False, empty_check=False))
+    direct = decode_batch(raw)
+    staged = collate([decode_sample(s) for s in raw])
+    for name in ("frames", "actions", "motion", "poses", "intrinsics"):
+        assert torch.equal(direct[name], staged[name]), name
+    assert direct["key"] == staged["key"] and direct["meta"] == staged["meta"]
+    short = dict(raw[1])
+    del short["0004.jpg"]
+    with pytest.raises(ValueError, match="4 frames, the batch has 5"):
+        decode_batch([raw[0], short])
+    broken = dict(raw[1])
+    broken["0002.jpg"] = b"not a jpeg"
+    with pytest.raises(ValueError, match=r"\.0002\.jpg: cannot decode JPEG"):
+        decode_batch([raw[0], broken])
