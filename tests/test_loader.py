@@ -59,3 +59,33 @@ def test_batch_decode_equals_per_sample_decode_and_rejects_mixed_clips(tmp_path)
     broken["0002.jpg"] = b"not a jpeg"
     with pytest.raises(ValueError, match=r"\.0002\.jpg: cannot decode JPEG"):
         decode_batch([raw[0], broken])
+
+
+def _ddp_rank(rank: int, world: int, init: str, pattern: str, out: str) -> None:
+    import json
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        config = LoaderConfig(urls=pattern, batch_size=2, shuffle_buffer=0, partial_batches=True)
+        keys = [k for batch in make_loader(config, num_workers=0) for k in batch["key"]]
+        with open(f"{out}.{rank}", "w") as f:
+            json.dump(keys, f)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_ranks_read_disjoint_shards_that_cover_the_data(tmp_path):
+    """A real two-process gloo group: split_by_node gives each rank its own shards."""
+    import json
+
+    import torch.multiprocessing as mp
+
+    pattern = write_tiny_shards(tmp_path / "shards", clips=16, frames=3, height=8, width=8)  # 4 shards
+    out = str(tmp_path / "keys")
+    mp.spawn(_ddp_rank, args=(2, f"file://{tmp_path / 'rendezvous'}", pattern, out), nprocs=2, join=True)
+    per_rank = [json.loads((tmp_path / f"keys.{r}").read_text()) for r in range(2)]
+    assert all(per_rank) and not set(per_rank[0]) & set(per_rank[1])
+    assert sorted(per_rank[0] + per_rank[1]) == sorted(members(pattern, tmp_path / "shards"))
