@@ -26,7 +26,6 @@ import torch
 
 from annotate.actions import ActionSpec, encode_actions
 from annotate.geometry import integrate
-from annotate.ue import ue_to_pose
 from training.conditioning import frame_actions
 from training.data import to_uint8, to_unit
 from training.eval.metrics import psnr
@@ -86,10 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.scene:
         from capture.standin.render import Renderer
         from capture.standin.scene import make_scene
-        rng = np.random.default_rng(args.seed)
+        from training.eval.groundtruth import random_start
         scene = make_scene(args.scene)
-        p = scene.sample_free(rng, 1, radius=0.35, height=1.6)[0]
-        start = ue_to_pose(np.array([p[0], -p[1], p[2]]) * 100.0, np.array([0.0, rng.uniform(-180, 180), 0.0]))
+        start = random_start(scene, np.random.default_rng(args.seed), clearance_m=0.35)
         renderer = Renderer(scene)
         first_rgb = renderer.render(start, cfg.width_px, cfg.height, 90.0).lit
     else:

@@ -21,7 +21,7 @@ from annotate.actions import ActionSpec
 from annotate.ue import pose_to_ue, ue_to_pose
 from capture.planner import PlannerConfig
 from capture.standin.render import Renderer
-from capture.standin.scene import make_scene
+from capture.standin.scene import Scene, make_scene
 from training.eval.scripts import ActionScript, standard_scripts
 
 
@@ -51,6 +51,13 @@ class EvalClip:
     frames: np.ndarray  # (T, H, W, 3) uint8 ground truth
 
 
+def random_start(scene: Scene, rng: np.random.Generator, clearance_m: float,
+                 eye_height_m: float = PlannerConfig().eye_height_m) -> np.ndarray:
+    """A camera-to-world start pose at a free point at eye height, level, with a random heading."""
+    p = scene.sample_free(rng, 1, radius=clearance_m, height=eye_height_m)[0]
+    return ue_to_pose(np.array([p[0], -p[1], p[2]]) * 100.0, np.array([0.0, rng.uniform(-180, 180), 0.0]))
+
+
 def _fits(script: ActionScript, start: np.ndarray, scene, config: EvalSetConfig, limits: PlannerConfig) -> bool:
     poses = script.poses(start)
     if not scene.is_free(poses[:, :3, 3], config.clearance_m).all():
@@ -73,9 +80,7 @@ def scene_clips(scene_name: str, config: EvalSetConfig) -> list[EvalClip]:
 
         def candidate(j: int) -> np.ndarray:
             while len(candidates) <= j:
-                p = scene.sample_free(rng, 1, radius=config.clearance_m, height=limits.eye_height_m)[0]
-                candidates.append(ue_to_pose(np.array([p[0], -p[1], p[2]]) * 100.0,
-                                             np.array([0.0, rng.uniform(-180, 180), 0.0])))
+                candidates.append(random_start(scene, rng, config.clearance_m, limits.eye_height_m))
             return candidates[j]
 
         for i in range(len(by_level[1])):
