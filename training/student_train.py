@@ -122,8 +122,7 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
                 torch.nn.utils.clip_grad_norm_(generator_model.parameters(), config.grad_clip)
                 optimizer.step()
                 record["loss"] = float(loss.detach())
-            else:
-                assert fake is not None and critic_opt is not None
+            elif fake is not None and critic_opt is not None:  # dmd: both exist
                 with torch.no_grad():
                     rollout = student.rollout(first, batch.actions, batch.poses, noise, generator=cpu_gen,
                                               keep_store=False)
