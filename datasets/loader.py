@@ -3,7 +3,7 @@
     from datasets.loader import LoaderConfig, make_loader
     loader = make_loader(LoaderConfig(urls="out/demo/shards/train-{000000..000009}.tar", batch_size=8), num_workers=4)
     for batch in loader:
-        batch["frames"]      # uint8 (B, T, 3, H, W), RGB
+        batch["frames"]      # uint8 (B, T, 3, H, W), RGB: a view of channels-last memory (.contiguous() packs it)
         batch["actions"]     # float32 (B, T-1, 13)
         batch["motion"]      # float32 (B, T-1, 6)
         batch["poses"]       # float64 (B, T, 4, 4)
