@@ -172,3 +172,35 @@ def test_bounded_view_spaces_old_frames_evenly():
     # the view's size stops growing: frame 300 reads as many tokens as frame 40
     assert view_tokens(300, grid, config) == view_tokens(40, grid, config)
     assert view_tokens(300, grid, MemoryConfig(window=None)) == 300 * 144
+
+
+def test_replay_agrees_with_full_graph_under_bf16_autocast():
+    torch.set_default_dtype(torch.float32)
+    torch.use_deterministic_algorithms(False)
+    config = tiny_config()
+    model = randomized_model(config)
+    batch = clip_batch(config, 2, 7)
+    cfg = StudentConfig(block_frames=2, steps=(1.0, 0.7, 0.4), memory=MemoryConfig(window=2, pool=(1, 2)))
+    student = Student(model, cfg)
+    noise = torch.randn(2, 6, 3, config.height, config.width_px, generator=torch.Generator().manual_seed(0))
+    delta = torch.randn(2, 6, 3, config.height, config.width_px, generator=torch.Generator().manual_seed(3))
+    exits = [2, 0, 1]
+
+    def flat() -> torch.Tensor:
+        return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in model.parameters()])
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.zero_grad()
+        full = student.rollout(batch.frames[:, 0], batch.actions, batch.poses, noise, exits, grad=True,
+                               generator=torch.Generator().manual_seed(5))
+        x_hat = full.frames[:, 1:].float()
+        (0.5 * (x_hat - (x_hat - delta).detach()).pow(2).mean()).backward()
+        reference = flat()
+        model.zero_grad()
+        with torch.no_grad():
+            rolled = student.rollout(batch.frames[:, 0], batch.actions, batch.poses, noise, exits,
+                                     generator=torch.Generator().manual_seed(5), keep_store=False)
+        student.replay_backward(rolled, delta, batch.actions, batch.poses)
+        replayed = flat()
+    cosine = torch.nn.functional.cosine_similarity(reference.double(), replayed.double(), dim=0)
+    assert cosine > 0.999, float(cosine)

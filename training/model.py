@@ -82,6 +82,13 @@ def _zero(linear: nn.Linear) -> nn.Linear:
     return linear
 
 
+def _rms(norm: nn.RMSNorm, x: torch.Tensor) -> torch.Tensor:
+    """RMSNorm with its weight cast to x's dtype: under bf16 autocast a float32 weight sends
+    torch.rms_norm down its unfused path."""
+    weight = None if norm.weight is None else norm.weight.to(x.dtype)
+    return F.rms_norm(x, norm.normalized_shape, weight, norm.eps)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -99,8 +106,8 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).reshape(b, f, n, 3, self.heads, self.head_dim).permute(3, 0, 4, 1, 2, 5)
         pq = self.pose_q(pose).reshape(b, f, self.heads, self.head_dim).permute(0, 2, 1, 3)[:, :, :, None]
         pk = self.pose_k(pose).reshape(b, f, self.heads, self.head_dim).permute(0, 2, 1, 3)[:, :, :, None]
-        q = (self.q_norm(q) + pq).reshape(b, self.heads, f * n, self.head_dim)
-        k = (self.k_norm(k) + pk).reshape(b, self.heads, f * n, self.head_dim)
+        q = (_rms(self.q_norm, q) + pq).reshape(b, self.heads, f * n, self.head_dim)
+        k = (_rms(self.k_norm, k) + pk).reshape(b, self.heads, f * n, self.head_dim)
         return q, k, v.reshape(b, self.heads, f * n, self.head_dim)
 
     def forward(self, x: torch.Tensor, pose: torch.Tensor, angles: torch.Tensor, mask: torch.Tensor | None,
