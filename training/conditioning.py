@@ -31,6 +31,14 @@ def frame_actions(actions: torch.Tensor) -> torch.Tensor:
     return torch.cat([first, actions], dim=1)
 
 
+def static_first(actions: torch.Tensor) -> torch.Tensor:
+    """Per-frame actions (B, F, 13) with frame 0's replaced by the static action (a copy): a rollout's
+    given first frame is conditioned like the teacher's clean frame 0."""
+    out = actions.clone()
+    out[:, 0] = static_action(actions.shape[0], actions.device, actions.dtype)
+    return out
+
+
 def relative_poses(poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
     """poses (B, T, 4, 4) and origin (B, 4, 4), camera-to-world -> origin^-1 · pose (B, T, 4, 4), float64."""
     poses, origin = poses.to(torch.float64), origin.to(torch.float64)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from training.conditioning import static_action
+from training.conditioning import static_first
 from training.data import ClipBatch
 from training.flow import VelocityFn, add_noise, guided, i2v_sigma, shift_sigma, x0_from_velocity
 from training.model import VideoDiT
@@ -92,8 +92,7 @@ def hybrid_forcing_loss(student: Student, first: torch.Tensor, states: torch.Ten
     if not 1 <= noisy_blocks <= len(spans):
         raise ValueError(f"noisy_blocks must be in [1, {len(spans)}], got {noisy_blocks}")
     origin = poses[:, 0]
-    actions = actions.clone()
-    actions[:, 0] = static_action(actions.shape[0], actions.device, actions.dtype)
+    actions = static_first(actions)
     store = student.new_store()
     video = torch.cat([first[:, None], clean], dim=1)
     student.commit(video[:, :1], 0, store, actions, poses, origin)

@@ -17,12 +17,12 @@ left the window.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 
-from training.conditioning import static_action
+from training.conditioning import static_first
 from training.flow import add_noise, x0_from_velocity
 from training.memory import MemoryConfig, MemoryStore, view
 from training.model import LayerContext, VideoDiT
@@ -123,33 +123,19 @@ class Student:
         block b stops; with grad=True that step's forward keeps its graph (the full-graph
         reference for the replayed backward). keep_store=False frees the memory at the end (a
         training step replays from the frames and need not hold two memories at once)."""
-        b, f = actions.shape[:2]
+        f = actions.shape[1]
         steps = self.config.steps
-        spans = block_spans(f, self.config.block_frames)
-        exits = exit_steps if exit_steps is not None else [len(steps) - 1] * (len(spans) - 1)
-        if len(exits) != len(spans) - 1 or any(not 0 <= e < len(steps) for e in exits):
+        blocks = len(block_spans(f, self.config.block_frames)) - 1
+        exits = exit_steps if exit_steps is not None else [len(steps) - 1] * blocks
+        if len(exits) != blocks or any(not 0 <= e < len(steps) for e in exits):
             raise ValueError(f"exit_steps needs one step index in [0, {len(steps)}) per generated block "
-                             f"({len(spans) - 1}), got {exits}")
-        origin = poses[:, 0]
-        actions = actions.clone()
-        actions[:, 0] = static_action(b, actions.device, actions.dtype)
+                             f"({blocks}), got {exits}")
         store = self.new_store()
-        self.commit(first[:, None], 0, store, actions, poses, origin)
         outputs, replay = [first[:, None]], []
-        for (start, end), exit_step in zip(spans[1:], exits):
-            x = noise[:, start - 1:end - 1]
-            context = self.context(store, start)  # one view per block: every step and the commit read it
-            for i in range(exit_step + 1):
-                keep_graph = grad and i == exit_step
-                with torch.set_grad_enabled(keep_graph):
-                    x0 = self.block_x0(x, steps[i], start, context, actions, poses, origin)
-                if i == exit_step:
-                    replay.append(ReplayState(start, end, x.detach(), steps[i]))
-                    break
-                renoise = _randn(x.shape, generator, x)
-                x = add_noise(x0, renoise, torch.full(x.shape[:2], steps[i + 1], device=x.device))
-            self.commit(x0.detach(), start, store, actions, poses, origin, context)
+        for _, _, x0, state in self._blocks(first, actions, poses, lambda s, e: noise[:, s - 1:e - 1], exits, grad,
+                                            generator, store):
             outputs.append(x0)
+            replay.append(state)
         return Rollout(torch.cat(outputs, dim=1), store if keep_store else None, tuple(replay))
 
     @torch.no_grad()
@@ -157,24 +143,34 @@ class Student:
                generator: torch.Generator | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
         """Inference: yield (start, end, frames (B, end-start, C, H, W)) block by block as soon as
         each is generated (all steps, then the commit). Memory stays bounded with a bounded config."""
-        b, f = actions.shape[:2]
-        origin = poses[:, 0]
-        actions = actions.clone()
-        actions[:, 0] = static_action(b, actions.device, actions.dtype)
-        steps = self.config.steps
-        store = self.new_store()
-        self.commit(first[:, None], 0, store, actions, poses, origin)
-        for start, end in block_spans(f, self.config.block_frames)[1:]:
-            shape = (b, end - start, *first.shape[1:])
-            x = _randn(shape, generator, first)
-            context = self.context(store, start)
-            for i, sigma in enumerate(steps):
-                x0 = self.block_x0(x, sigma, start, context, actions, poses, origin)
-                if i + 1 < len(steps):
-                    renoise = _randn(shape, generator, x)
-                    x = add_noise(x0, renoise, torch.full(shape[:2], steps[i + 1], device=x.device))
-            self.commit(x0, start, store, actions, poses, origin, context)
+        b = first.shape[0]
+        exits = [len(self.config.steps) - 1] * (len(block_spans(actions.shape[1], self.config.block_frames)) - 1)
+        for start, end, x0, _ in self._blocks(
+                first, actions, poses, lambda s, e: _randn((b, e - s, *first.shape[1:]), generator, first), exits,
+                False, generator, self.new_store()):
             yield start, end, x0
+
+    def _blocks(self, first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor,
+                initial: Callable[[int, int], torch.Tensor], exits: list[int], grad: bool,
+                generator: torch.Generator | None, store: MemoryStore
+                ) -> Iterator[tuple[int, int, torch.Tensor, ReplayState]]:
+        """The block loop of `rollout` and `stream`: commit the first frame, then per block denoise
+        from `initial(start, end)` down to its exit step (re-noising in between) and commit."""
+        steps = self.config.steps
+        origin = poses[:, 0]
+        actions = static_first(actions)
+        self.commit(first[:, None], 0, store, actions, poses, origin)
+        for (start, end), exit_step in zip(block_spans(actions.shape[1], self.config.block_frames)[1:], exits):
+            x = initial(start, end)
+            context = self.context(store, start)  # one view per block: every step and the commit read it
+            for i in range(exit_step + 1):
+                with torch.set_grad_enabled(grad and i == exit_step):
+                    x0 = self.block_x0(x, steps[i], start, context, actions, poses, origin)
+                if i < exit_step:
+                    x = add_noise(x0, _randn(x.shape, generator, x), torch.full(x.shape[:2], steps[i + 1],
+                                                                               device=x.device))
+            self.commit(x0.detach(), start, store, actions, poses, origin, context)
+            yield start, end, x0, ReplayState(start, end, x.detach(), steps[exit_step])
 
     def replay_backward(self, rollout: Rollout, delta: torch.Tensor, actions: torch.Tensor,
                         poses: torch.Tensor) -> torch.Tensor:
@@ -186,8 +182,7 @@ class Student:
         bounded. Each block's loss is divided by the whole sequence's element count; the returned
         (detached) sum equals the full-sequence loss."""
         origin = poses[:, 0]
-        actions = actions.clone()
-        actions[:, 0] = static_action(actions.shape[0], actions.device, actions.dtype)
+        actions = static_first(actions)
         total = delta.numel()
         loss_sum = torch.zeros((), dtype=torch.float64, device=delta.device)
         store = self.new_store()
