@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 
 from training.config import preset  # noqa: E402
+from training.distill import teacher_velocity  # noqa: E402
 from training.flow import sample_i2v  # noqa: E402
 from training.memory import MemoryConfig, view_tokens  # noqa: E402
 from training.model import VideoDiT  # noqa: E402
@@ -175,10 +176,11 @@ def speed_section(student: Student, args: argparse.Namespace, device: torch.devi
     first, actions, poses, noise = inputs(model, args.teacher_frames, device)
     keep_dtype = lambda: autocast(device, args.precision)  # noqa: E731
 
+    field = teacher_velocity(model, actions, poses)
+
     def velocity(x, sigma, keep):
         with keep_dtype():
-            reps = x.shape[0]
-            return model(x, sigma, actions.repeat(reps, 1, 1), poses.repeat(reps, 1, 1, 1), keep=keep).float()
+            return field(x, sigma, keep)
 
     with torch.no_grad():
         teacher_fps = frames_per_second(

@@ -24,7 +24,9 @@ from training.conditioning import frame_actions
 from training.data import to_uint8, to_unit
 from training.eval.groundtruth import EvalClip
 from training.eval.metrics import psnr, ssim
+from training.distill import teacher_velocity
 from training.flow import sample_i2v
+from training.model import VideoDiT
 
 #: generate(first (B, 3, H, W) in [-1, 1], actions (B, F, 13) per frame, poses (B, F, 4, 4), frames) -> (B, F, 3, H, W)
 Generator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Generator], torch.Tensor]
@@ -40,15 +42,16 @@ class SamplerConfig:
     seed: int = 0
 
 
-def teacher_generator(model: torch.nn.Module, config: SamplerConfig, precision_ctx: Callable[[], Any]) -> Generator:
+def teacher_generator(model: VideoDiT, config: SamplerConfig, precision_ctx: Callable[[], Any]) -> Generator:
     """The bidirectional model sampled by Euler steps (flow.sample_i2v) with CFG on the motion."""
 
     def generate(first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor, frames: int,
                  generator: torch.Generator) -> torch.Tensor:
+        field = teacher_velocity(model, actions, poses)
+
         def velocity(x: torch.Tensor, sigma: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-            reps = x.shape[0] // actions.shape[0]
             with precision_ctx():
-                return model(x, sigma, actions.repeat(reps, 1, 1), poses.repeat(reps, 1, 1, 1), keep=keep).float()
+                return field(x, sigma, keep)
 
         return sample_i2v(velocity, first, frames, config.steps, config.shift, config.guidance, generator)
 
