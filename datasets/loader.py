@@ -41,10 +41,13 @@ class LoaderConfig:
     resampled: bool = False  # endless: shards drawn with replacement
     epoch_samples: int | None = None  # with resampled, samples per epoch (per worker: divided by workers)
     partial_batches: bool = False  # keep a short final batch
+    crop_frames: int | None = None  # decode only a random window of this many frames per sample
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.shuffle_buffer < 0:
             raise ValueError("loader: batch_size must be >= 1 and shuffle_buffer >= 0")
+        if self.crop_frames is not None and self.crop_frames < 2:
+            raise ValueError(f"loader: crop_frames must be >= 2 or None, got {self.crop_frames}")
 
 
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
@@ -70,10 +73,11 @@ def _decode(sample: dict[str, Any], name: str) -> np.ndarray:
     return image
 
 
-def decode_frames_into(out: np.ndarray, sample: dict[str, Any], first: np.ndarray | None = None) -> None:
-    """Decode the sample's frames into `out` (T, H, W, 3) uint8 (a clear error if T or the size differ);
-    `first`: frame 0 already decoded."""
-    names = _frame_names(sample)
+def decode_frames_into(out: np.ndarray, sample: dict[str, Any], first: np.ndarray | None = None,
+                       names: Sequence[str] | None = None) -> None:
+    """Decode the sample's frames (or the given frame members) into `out` (T, H, W, 3) uint8 (a clear
+    error if T or the size differ); `first`: the first of them already decoded."""
+    names = _frame_names(sample) if names is None else names
     if len(names) != out.shape[0]:
         raise ValueError(f"{sample['__key__']}: {len(names)} frames, the batch has {out.shape[0]} "
                          f"({sample.get('__url__')}); build with one window.frames or batch by shape")
@@ -121,17 +125,59 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
                   torch.stack([s["frames"].permute(0, 2, 3, 1) for s in samples]))
 
 
-def decode_batch(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def decode_batch(samples: Sequence[dict[str, Any]], crop_frames: int | None = None,
+                 rng: np.random.Generator | None = None) -> dict[str, Any]:
     """Raw samples -> a batch, decoding every frame straight into the batch's (B, T, H, W, 3) buffer.
     Inside a DataLoader worker the buffer is allocated in shared memory, so handing the batch to the
-    main process copies nothing. Frames come out as a (B, T, 3, H, W) view."""
-    names = _frame_names(samples[0])
-    first = _decode(samples[0], names[0])
-    frames = _batch_buffer((len(samples), len(names), *first.shape))
+    main process copies nothing. Frames come out as a (B, T, 3, H, W) view.
+
+    With `crop_frames`, each sample contributes a random window of that many frames (drawn from
+    `rng`): only those JPEGs are decoded, and actions, motion and poses are cut to match;
+    batch["crop_start"] holds each window's first frame."""
+    if crop_frames is not None and rng is None:
+        raise ValueError("decode_batch: crop_frames needs an rng (np.random.Generator) to draw the windows")
+    windows = []
+    for sample in samples:
+        names = _frame_names(sample)
+        if crop_frames is None:
+            windows.append((0, names))
+            continue
+        if crop_frames > len(names):
+            raise ValueError(f"{sample['__key__']}: cannot crop {crop_frames} frames from {len(names)} "
+                             f"({sample.get('__url__')})")
+        assert rng is not None
+        start = int(rng.integers(0, len(names) - crop_frames + 1))
+        windows.append((start, names[start:start + crop_frames]))
+    first = _decode(samples[0], windows[0][1][0])
+    frames = _batch_buffer((len(samples), len(windows[0][1]), *first.shape))
     array = frames.numpy()
-    for b, sample in enumerate(samples):
-        decode_frames_into(array[b], sample, first if b == 0 else None)
-    return _batch([decode_fields(s) for s in samples], frames)
+    fields = []
+    for b, (sample, (start, names)) in enumerate(zip(samples, windows)):
+        decode_frames_into(array[b], sample, first if b == 0 else None, names)
+        f = decode_fields(sample)
+        if crop_frames is not None:
+            stop = start + crop_frames
+            f.update(actions=f["actions"][start:stop - 1], motion=f["motion"][start:stop - 1],
+                     poses=f["poses"][start:stop])
+        fields.append(f)
+    out = _batch(fields, frames)
+    if crop_frames is not None:
+        out["crop_start"] = torch.tensor([start for start, _ in windows])
+    return out
+
+
+class _CropDecoder:
+    """decode_batch with random crops; the generator is made in the process that runs it (seeded by
+    the loader seed and torch's per-worker seed), so workers draw different windows."""
+
+    def __init__(self, crop_frames: int, seed: int):
+        self.crop_frames, self.seed = crop_frames, seed
+        self.rng: np.random.Generator | None = None
+
+    def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        if self.rng is None:
+            self.rng = np.random.default_rng([self.seed, torch.initial_seed()])
+        return decode_batch(samples, self.crop_frames, self.rng)
 
 
 def _batch_buffer(shape: tuple[int, ...]) -> torch.Tensor:
@@ -161,7 +207,8 @@ def make_dataset(config: LoaderConfig) -> wds.WebDataset:
     if config.shuffle_buffer:
         dataset = dataset.shuffle(config.shuffle_buffer, initial=config.shuffle_buffer // 2)
     # batch the raw (compressed) samples, then decode each batch into one buffer
-    dataset = dataset.batched(config.batch_size, collation_fn=decode_batch, partial=config.partial_batches)
+    decode = decode_batch if config.crop_frames is None else _CropDecoder(config.crop_frames, config.seed)
+    dataset = dataset.batched(config.batch_size, collation_fn=decode, partial=config.partial_batches)
     if config.epoch_samples is not None:
         dataset = dataset.with_epoch(max(1, config.epoch_samples // config.batch_size))
     return dataset

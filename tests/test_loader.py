@@ -89,3 +89,25 @@ def test_ddp_ranks_read_disjoint_shards_that_cover_the_data(tmp_path):
     per_rank = [json.loads((tmp_path / f"keys.{r}").read_text()) for r in range(2)]
     assert all(per_rank) and not set(per_rank[0]) & set(per_rank[1])
     assert sorted(per_rank[0] + per_rank[1]) == sorted(members(pattern, tmp_path / "shards"))
+
+
+def test_crop_decodes_a_window_and_cuts_the_arrays_to_match(tmp_path):
+    pattern = write_tiny_shards(tmp_path, clips=6, frames=7, height=16, width=24)
+    truth = members(pattern, tmp_path)
+    config = LoaderConfig(urls=pattern, batch_size=3, shuffle_buffer=0, crop_frames=3)
+    starts = set()
+    for batch in make_loader(config, num_workers=0):
+        assert batch["frames"].shape[1] == 3 and batch["actions"].shape[1] == 2 and batch["poses"].shape[1] == 3
+        for i, key in enumerate(batch["key"]):
+            s = int(batch["crop_start"][i])
+            starts.add(s)
+            expected = np.stack([decode_rgb(truth[key][f"{t:04d}.jpg"]) for t in range(s, s + 3)])
+            assert np.array_equal(batch["frames"][i].permute(0, 2, 3, 1).numpy(), expected)
+            assert np.array_equal(batch["actions"][i].numpy(), npy_load(truth[key]["actions.npy"])[s:s + 2])
+            assert np.array_equal(batch["poses"][i].numpy(), npy_load(truth[key]["poses.npy"])[s:s + 3])
+    assert len(starts) > 1  # windows are drawn, not fixed
+    raw = list(wds.WebDataset(pattern, shardshuffle=False, empty_check=False))[:2]
+    with pytest.raises(ValueError, match="cannot crop 9 frames from 7"):
+        decode_batch(raw, 9, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="needs an rng"):
+        decode_batch(raw, 3)

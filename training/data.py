@@ -58,9 +58,12 @@ def crop(batch: dict[str, Any], frames: int, generator: torch.Generator | None =
 
 
 def stream(config: DataConfig, seed: int) -> torch.utils.data.DataLoader:
-    """Endless shuffled batches from the shards (resampled: every worker draws shards forever)."""
+    """Endless shuffled batches of random `config.frames`-frame windows from the shards (resampled:
+    every worker draws shards forever). `crop` on them is then the identity."""
     if not config.shards:
         raise ValueError("data.shards is empty: pass --shards (a path, brace pattern or pipe: URL)")
+    # the loader decodes only each sample's random window of `frames` frames
     loader_config = LoaderConfig(urls=config.shards, batch_size=config.batch_size,
-                                 shuffle_buffer=config.shuffle_buffer, seed=seed, resampled=True)
+                                 shuffle_buffer=config.shuffle_buffer, seed=seed, resampled=True,
+                                 crop_frames=config.frames)
     return make_loader(loader_config, num_workers=config.workers)
