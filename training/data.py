@@ -49,6 +49,8 @@ def crop(batch: dict[str, Any], frames: int, generator: torch.Generator | None =
     if frames > total:
         raise ValueError(f"cannot crop {frames} frames from samples of {total} ({batch['key'][:3]} ...); "
                          f"build longer windows or train on fewer frames")
+    if frames == total:  # already a window of this length (the loader's crop_frames): no copy
+        return ClipBatch(batch["frames"], frame_actions(batch["actions"]), batch["poses"])
     b = batch["frames"].shape[0]
     starts = torch.randint(0, total - frames + 1, (b,), generator=generator)
     idx = starts[:, None] + torch.arange(frames)

@@ -28,14 +28,14 @@ from typing import Any, Literal
 
 import torch
 
-from common.config import ConfigError, dump_yaml, load_config, to_dict
+from common.config import ConfigError, dump_yaml, from_dict, load_config, to_dict
 from training.config import DataConfig
 from training.data import crop, stream
 from training.distill import DMDConfig, critic_loss, dmd_delta, hybrid_forcing_loss, ode_targets, teacher_velocity
 from training.model import VideoDiT
 from training.runtime import JsonlLog, autocast, load_checkpoint, pick_device, save_checkpoint
 from training.student import Student, StudentConfig
-from training.teacher import model_from_checkpoint
+from training.teacher import model_from_checkpoint, model_from_state
 
 
 @dataclass(frozen=True)
@@ -164,12 +164,13 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
     return summary
 
 
+def student_from_state(state: dict[str, Any], device: torch.device, source: str) -> Student:
+    """The distilled student (weights + block/step/memory settings) from a loaded student_train checkpoint."""
+    return Student(model_from_state(state, device), from_dict(StudentConfig, state["student_config"], source=source))
+
+
 def student_from_checkpoint(path: pathlib.Path, device: torch.device) -> Student:
-    """The distilled student (weights + block/step/memory settings) from a student_train checkpoint."""
-    from common.config import from_dict
-    state = load_checkpoint(path, "cpu")
-    model = model_from_checkpoint(path, device)
-    return Student(model, from_dict(StudentConfig, state["student_config"], source=str(path)))
+    return student_from_state(load_checkpoint(path, "cpu"), device, str(path))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -62,15 +62,23 @@ def build_model(model_config: ModelConfig, device: torch.device) -> VideoDiT:
     return VideoDiT(model_config).to(device)
 
 
+def checkpoint_weights(state: dict[str, Any], weights: str = "ema") -> dict[str, torch.Tensor]:
+    """The `weights` entry of a loaded checkpoint (EMA by default), or its raw model weights when absent."""
+    return state[weights] if state.get(weights) is not None else state["model"]
+
+
+def model_from_state(state: dict[str, Any], device: torch.device, *, weights: str = "ema",
+                     **overrides: Any) -> VideoDiT:
+    """A model from a loaded checkpoint's config and its EMA (or raw) weights; `overrides` change
+    config fields that carry no weights (e.g. the RoPE time scale for a longer context)."""
+    model = VideoDiT(ModelConfig(**{**state["model_config"], **overrides}))
+    model.load_state_dict(checkpoint_weights(state, weights))
+    return model.to(device).eval()
+
+
 def model_from_checkpoint(path: pathlib.Path, device: torch.device, *, weights: str = "ema",
                           **overrides: Any) -> VideoDiT:
-    """A model from a checkpoint's config and its EMA (or raw) weights; `overrides` change config
-    fields that carry no weights (e.g. the RoPE time scale for a longer context)."""
-    state = load_checkpoint(path, "cpu")
-    model_config = ModelConfig(**{**state["model_config"], **overrides})
-    model = VideoDiT(model_config)
-    model.load_state_dict(state[weights] if state.get(weights) is not None else state["model"])
-    return model.to(device).eval()
+    return model_from_state(load_checkpoint(path, "cpu"), device, weights=weights, **overrides)
 
 
 def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress_every: int | None = None
@@ -95,8 +103,7 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
         step, elapsed = int(state["step"]), float(state["elapsed"])
         print(f"resumed {checkpoint} at step {step}", file=sys.stderr)
     elif config.init:
-        state = load_checkpoint(pathlib.Path(config.init), device)
-        weights = state["ema"] if state.get("ema") is not None else state["model"]
+        weights = checkpoint_weights(load_checkpoint(pathlib.Path(config.init), device))
         model.load_state_dict(weights)
         if ema is not None:
             ema.load_state_dict(weights)

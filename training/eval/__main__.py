@@ -21,17 +21,16 @@ from collections.abc import Sequence
 from typing import Any
 from dataclasses import asdict, replace
 
-import torch
 
 from common.config import to_dict
 from training.eval.evaluate import (SamplerConfig, frame_metrics, revisit, run_method, shuffled_scripts,
                                     student_generator, summarize, teacher_generator)
 from training.eval.grid import pick_clips, save_grid
 from training.eval.groundtruth import EvalSetConfig, load_eval_set, make_eval_set, save_eval_set
-from training.runtime import autocast, pick_device
+from training.runtime import autocast, load_checkpoint, pick_device
 from training.student import Student
-from training.student_train import student_from_checkpoint
-from training.teacher import model_from_checkpoint
+from training.student_train import student_from_state
+from training.teacher import model_from_state
 
 GRID_SCRIPTS = ("forward", "yaw_right", "left", "forward+yaw_right", "pitch_up", "forward~back")
 
@@ -76,9 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = pick_device(args.device)
     overrides = {k: v for k, v in (("rope_time_scale", args.rope_time_scale), ("rope_time_ntk", args.rope_time_ntk))
                  if v is not None}
+    state = load_checkpoint(args.checkpoint, "cpu")  # read once: weights, model and run config
     student = None
     if args.student:
-        student = student_from_checkpoint(args.checkpoint, device)
+        student = student_from_state(state, device, str(args.checkpoint))
         memory = student.config.memory
         changes: dict[str, Any] = {k: v for k, v in (
             ("window", args.memory_window), ("max_old", args.memory_max_old),
@@ -88,9 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         student = Student(student.model, replace(student.config, memory=memory))
         model = student.model
     else:
-        model = model_from_checkpoint(args.checkpoint, device, **overrides)
-    state_config = torch.load(args.checkpoint, map_location="cpu", weights_only=True)["config"]
-    shift = args.shift if args.shift is not None else float(state_config.get("flow", {}).get("shift", 3.0))
+        model = model_from_state(state, device, **overrides)
+    shift = args.shift if args.shift is not None else float(state["config"].get("flow", {}).get("shift", 3.0))
+    del state
     cfg = model.cfg
     set_config = EvalSetConfig(scenes=scenes, starts=args.starts, frames=max(33, args.frames), width=cfg.width_px,
                                height=cfg.height)
