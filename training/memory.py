@@ -70,9 +70,9 @@ class MemoryStore:
             # keys leave the q/k RMSNorm in float32 under bf16 autocast; store them as the values are
             full = [LayerKV(kv.k[:, :, j * n:(j + 1) * n].detach().to(kv.v.dtype), kv.v[:, :, j * n:(j + 1) * n].detach())
                     for kv in kvs]
-            factor = self.config.pool[len(self.frames) % len(self.config.pool)]
+            factor = old_factor(len(self.frames), self.config)
             pooled = None
-            if factor > 1 and self.config.window is not None:
+            if factor > 1:
                 pooled = [LayerKV(_pool_tokens(kv.k, self.grid, factor), _pool_tokens(kv.v, self.grid, factor))
                           for kv in full]
             self.frames.append(FrameMemory(full, pooled))
@@ -81,7 +81,7 @@ class MemoryStore:
         """Drop the full-resolution K/V of frames < `before` that only appear pooled (or not at all)
         from now on. Call with the next block's start minus the window."""
         for f in range(max(0, before)):
-            if frame_factor(f, f + 10**9, self.config) != 1:
+            if old_factor(f, self.config) != 1:
                 self.frames[f].full = None
 
     def nbytes(self) -> int:
@@ -126,11 +126,16 @@ def view_frames(start: int, config: MemoryConfig) -> list[int]:
     return old + list(range(old_end, start))
 
 
+def old_factor(frame: int, config: MemoryConfig) -> int:
+    """The pooling factor of `frame` once it is outside the window (1 when there is no window)."""
+    return 1 if config.window is None else config.pool[frame % len(config.pool)]
+
+
 def frame_factor(frame: int, start: int, config: MemoryConfig) -> int:
     """The pooling factor of committed frame `frame` seen from a block starting at `start`."""
     if config.window is None or frame >= start - config.window:
         return 1
-    return config.pool[frame % len(config.pool)]
+    return old_factor(frame, config)
 
 
 def view(store: MemoryStore, start: int, rope: Callable[[torch.Tensor], torch.Tensor]) -> list[LayerContext] | None:

@@ -56,6 +56,19 @@ def parse_script(text: str, fps: float, level: int, spec: ActionSpec) -> np.ndar
     return np.concatenate(parts)
 
 
+class RGBVideo:
+    """An mp4 (OpenCV, mp4v) written from RGB uint8 frames."""
+
+    def __init__(self, path: pathlib.Path, fps: float, size: tuple[int, int]):
+        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
+
+    def write(self, rgb: np.ndarray) -> None:
+        self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def release(self) -> None:
+        self.writer.release()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.play", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", type=pathlib.Path, required=True, help="a training.student_train checkpoint")
@@ -102,9 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     poses_t = torch.from_numpy(poses)[None].to(device)
     first = to_unit(torch.from_numpy(first_rgb).permute(2, 0, 1)[None].to(device))
     args.out.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(args.out / "video.mp4"), cv2.VideoWriter.fourcc(*"mp4v"), args.fps,
-                             (cfg.width_px, cfg.height))
-    writer.write(cv2.cvtColor(first_rgb, cv2.COLOR_RGB2BGR))
+    writer = RGBVideo(args.out / "video.mp4", args.fps, (cfg.width_px, cfg.height))
+    writer.write(first_rgb)
     latencies, frames_out = [], [first_rgb]
     generator = torch.Generator().manual_seed(args.seed)
     started = time.perf_counter()
@@ -116,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             latencies.append({"start": s, "end": e, "seconds": now - t0})
             t0 = now
             for frame in rgb:
-                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+                writer.write(frame)
                 frames_out.append(frame)
     writer.release()
     steady = latencies[args.warmup:] or latencies
@@ -128,11 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               "blocks": latencies}
     if args.truth and renderer is not None:
         truth = np.stack([renderer.render(p, cfg.width_px, cfg.height, 90.0).lit for p in poses])
-        tw = cv2.VideoWriter(str(args.out / "truth.mp4"), cv2.VideoWriter.fourcc(*"mp4v"), args.fps,
-                             (cfg.width_px, cfg.height))
+        truth_video = RGBVideo(args.out / "truth.mp4", args.fps, (cfg.width_px, cfg.height))
         for frame in truth:
-            tw.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        tw.release()
+            truth_video.write(frame)
+        truth_video.release()
         gen = torch.from_numpy(np.stack(frames_out)).permute(0, 3, 1, 2)
         report["psnr_by_frame"] = psnr(gen, torch.from_numpy(truth).permute(0, 3, 1, 2)).tolist()
     (args.out / "play.json").write_text(json.dumps(report, indent=2))
