@@ -7,8 +7,9 @@ per-frame latency vs position in the stream. Weights are random: none of these d
 1. Memory: one generator backward (rollout + a stand-in DMD gradient + backward) for rollouts of
    1x, 2x, 4x, 8x `--base-frames`, naive (every block's exit step kept in one graph) vs replayed
    (rollout without grad, then one block's forward at a time). Peak = max allocated (CUDA).
-2. Speed: the teacher sampling a clip (Euler `--teacher-steps`, CFG `--teacher-cfg`) vs the student
-   streaming the same number of frames (its steps + a commit per block), batch 1, frames/s.
+2. Speed: the teacher sampling a clip (its eval sampler: Euler `--teacher-steps`, CFG 1, and also
+   CFG `--teacher-cfg`, the real score DMD distils) vs the student generating the same frames
+   (its steps + a commit per block), frames/s at each batch of `--batches` (streams at once).
 3. Latency: per-frame time of a long stream at frame ~20 and ~300, with the bounded compressed
    memory and with a full cache (window None, nothing pooled).
 """
@@ -39,15 +40,15 @@ COMPRESSED = MemoryConfig(window=8, pool=(2, 4), max_old=16)
 FULL = MemoryConfig(window=None)
 
 
-def inputs(model: VideoDiT, frames: int, device: torch.device, seed: int = 0):
+def inputs(model: VideoDiT, frames: int, device: torch.device, seed: int = 0, batch: int = 1):
     cfg = model.cfg
     g = torch.Generator(device="cpu").manual_seed(seed)
-    first = (torch.rand(1, 3, cfg.height, cfg.width_px, generator=g) * 2 - 1).to(device)
-    actions = torch.zeros(1, frames, 13)
+    first = (torch.rand(batch, 3, cfg.height, cfg.width_px, generator=g) * 2 - 1).to(device)
+    actions = torch.zeros(batch, frames, 13)
     actions[:, :, 0] = 1 / 3  # forward
-    poses = torch.eye(4, dtype=torch.float64).repeat(1, frames, 1, 1)
-    poses[0, :, 2, 3] = torch.arange(frames, dtype=torch.float64) * 0.05
-    noise = torch.randn(1, frames - 1, 3, cfg.height, cfg.width_px, generator=g).to(device)
+    poses = torch.eye(4, dtype=torch.float64).repeat(batch, frames, 1, 1)
+    poses[:, :, 2, 3] = torch.arange(frames, dtype=torch.float64) * 0.05
+    noise = torch.randn(batch, frames - 1, 3, cfg.height, cfg.width_px, generator=g).to(device)
     return first, actions.to(device), poses.to(device), noise
 
 
@@ -124,7 +125,8 @@ def main() -> int:
     parser.add_argument("--base-frames", type=int, default=17, help="1x rollout length (frames, incl. the first)")
     parser.add_argument("--teacher-frames", type=int, default=33)
     parser.add_argument("--teacher-steps", type=int, default=20)
-    parser.add_argument("--teacher-cfg", type=float, default=1.0)
+    parser.add_argument("--teacher-cfg", type=float, default=2.0, help="also time the teacher with this CFG")
+    parser.add_argument("--batches", default="1,8,32,64", help="streams at once for the speed section")
     parser.add_argument("--stream-frames", type=int, default=321)
     parser.add_argument("--quick", action="store_true", help="small sizes for a CPU smoke run")
     parser.add_argument("--json", help="also write the figures here")
@@ -133,6 +135,7 @@ def main() -> int:
     device = torch.device(args.device)
     if args.quick:
         args.base_frames, args.teacher_frames, args.stream_frames, args.teacher_steps = 5, 9, 41, 4
+        args.batches = "1,2"
     torch.manual_seed(0)
     model = VideoDiT(preset(args.preset)).to(device)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
@@ -171,34 +174,35 @@ def memory_section(student: Student, args: argparse.Namespace, device: torch.dev
 
 
 def speed_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:
+    """Frames/s of the teacher sampling `teacher_frames`-frame clips (its eval sampler, CFG 1 and
+    `--teacher-cfg`) and of the student generating the same frames, at each batch of `--batches`:
+    batch 1 is one stream (launch-bound for a model this small), larger batches many streams
+    at once, where both become compute-bound and the ratio approaches their FLOP ratio."""
     model = student.model
     model.eval()
-    first, actions, poses, noise = inputs(model, args.teacher_frames, device)
-    keep_dtype = lambda: autocast(device, args.precision)  # noqa: E731
-
-    field = teacher_velocity(model, actions, poses)
-
-    def velocity(x, sigma, keep):
-        with keep_dtype():
-            return field(x, sigma, keep)
-
-    with torch.no_grad():
-        teacher_fps = frames_per_second(
-            lambda: sample_i2v(velocity, first, args.teacher_frames, args.teacher_steps, 3.0, args.teacher_cfg),
-            args.teacher_frames - 1, device, 3)
-
-        def stream() -> None:
-            with keep_dtype():
-                student.rollout(first, actions, poses, noise[:, :args.teacher_frames - 1])
-
-        student_fps = frames_per_second(stream, args.teacher_frames - 1, device, 3)
-    results["speed"] = {"teacher_fps": teacher_fps, "student_fps": student_fps, "ratio": student_fps / teacher_fps,
-                        "teacher": f"{args.teacher_steps} Euler steps, CFG {args.teacher_cfg}, bidirectional",
-                        "student": f"{len(student.config.steps)} steps + commit per {args.block_frames}-frame block"}
-    print(f"\nframes/s, batch 1, {args.teacher_frames - 1} generated frames: teacher {teacher_fps:.1f} "
-          f"({args.teacher_steps} steps, CFG {args.teacher_cfg}), student {student_fps:.1f} "
-          f"({len(student.config.steps)} steps + commit) -> {student_fps / teacher_fps:.1f}x")
-
+    gen = args.teacher_frames - 1
+    results["speed"] = {"teacher": f"{args.teacher_steps} Euler steps, bidirectional over {args.teacher_frames} frames",
+                        "student": f"{len(student.config.steps)} steps + commit per {args.block_frames}-frame block",
+                        "by_batch": {}}
+    cfgs = sorted({1.0, args.teacher_cfg})
+    print(f"\nframes/s generating {gen} frames per stream (teacher: {args.teacher_steps} steps; student: "
+          f"{len(student.config.steps)} steps + commit)")
+    for batch in (int(b) for b in args.batches.split(",")):
+        first, actions, poses, noise = inputs(model, args.teacher_frames, device, batch=batch)
+        field = teacher_velocity(model, actions, poses)
+        row: dict[str, float] = {}
+        with torch.no_grad(), autocast(device, args.precision):
+            for cfg in cfgs:
+                row[f"teacher_cfg{cfg:g}"] = frames_per_second(
+                    lambda: sample_i2v(field, first, args.teacher_frames, args.teacher_steps, 3.0, cfg),
+                    batch * gen, device, 3)
+            row["student"] = frames_per_second(lambda: student.rollout(first, actions, poses, noise, keep_store=False),
+                                               batch * gen, device, 3)
+        for cfg in cfgs:
+            row[f"ratio_cfg{cfg:g}"] = row["student"] / row[f"teacher_cfg{cfg:g}"]
+        results["speed"]["by_batch"][batch] = row
+        print(f"  batch {batch:3d}: student {row['student']:8.1f}  " + "  ".join(
+            f"teacher CFG {cfg:g} {row[f'teacher_cfg{cfg:g}']:8.1f} ({row[f'ratio_cfg{cfg:g}']:.1f}x)" for cfg in cfgs))
 
 
 def latency_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:

@@ -1,41 +1,69 @@
 #!/usr/bin/env bash
-# The student experiment of issue 8 on one GPU, in calls that each fit the device's 10-minute limit
-# and must follow each other while the machine is warm (checkpoints live in $RUNS on that machine):
-#   STAGE=teacher : the small teacher, 9 frames, TRAIN_MIN minutes, compiled (as bench/teacher_gpu.sh)
-#   STAGE=ode     : ODE init with hybrid forcing from it, ODE_MIN minutes, 17-frame clips
-#   STAGE=dmd     : DMD from the ODE checkpoint, DMD_MIN minutes, self-rollouts of 33 frames
-#                   (teacher at RoPE time scale 0.25, i.e. 4x its clips)
-#   STAGE=eval    : teacher vs student at 9 frames; student with compressed memory vs window-only on
-#                   33-frame out-and-back revisits; bench/student.py speed figures
+# The student experiment of issue 8 on one GPU (run from the repo root on the device machine).
+# A teacher checkpoint cannot travel back from the device, so the whole chain runs on one machine:
+#   bench   : bench/student.py (memory vs rollout length, frames/s by batch, latency), random weights
+#   teacher : the small teacher, 9-frame clips, TRAIN_MIN minutes, compiled (as bench/teacher_gpu.sh)
+#   ode     : ODE init with hybrid forcing, ODE_MIN minutes, 17-frame clips (teacher with position
+#             interpolation 0.5 = 2x its clips), 4 updates per teacher trajectory batch
+#   dmd     : DMD from the ODE checkpoint, DMD_MIN minutes, self-rollouts of 33 frames (teacher at 0.25)
+#   eval    : teacher vs students at 9 frames; students with compressed memory vs window-only (pool 0)
+#             on 33-frame clips, whose out-and-back scripts return to the first pose after 32 frames
+#             (4x the 8-frame window)
+# STAGES=all runs them in that order (about 26 minutes on an H200). Because one device command may
+# run 10 minutes, launch it detached and collect with short calls while the machine stays warm:
+#   setsid nohup env STAGES=all bash bench/student_gpu.sh > /tmp/runs.log 2>&1 &
+#   ... then: tar -C /tmp/runs -cf "$OUT/results.tar" results   (results/ holds every figure)
 set -euo pipefail
-STAGE=${STAGE:?set STAGE=teacher|ode|dmd|eval}
+STAGES=${STAGES:?set STAGES=all or a comma list of bench,teacher,ode,dmd,eval}
+[ "$STAGES" = all ] && STAGES=bench,teacher,ode,dmd,eval
 DATA=${DATA:-.device/data}
 SHARDS="$DATA/train-{000000..000006}.tar"
 SCENES=${SCENES:-corridor_0007,courtyard_0001,courtyard_0008,room_0001,room_0002,room_0006,street_0005,street_0008}
-OUT=${OUT:-out/student_gpu}
 RUNS=${RUNS:-/tmp/runs}
+RES="$RUNS/results"
 export PYTHONUNBUFFERED=1
-mkdir -p "$OUT" "$RUNS"
+mkdir -p "$RES"
 W=$(( $(nproc) - 2 ))
 ev=(--scenes "$SCENES" --workers "$(nproc)" --cache "$RUNS/evalset.npz")
-case "$STAGE" in
-  teacher)
-    python3 -m training.teacher --shards "$SHARDS" --preset small --set data.workers=$W --out "$RUNS/teacher" \
-      --minutes "${TRAIN_MIN:-7}" --compile --progress-every 1000
-    cp "$RUNS/teacher/summary.json" "$OUT/teacher_summary.json" ;;
-  ode)
-    python3 -m training.student_train --stage ode --teacher "$RUNS/teacher/checkpoint.pt" --shards "$SHARDS" \
-      --out "$RUNS/ode" --minutes "${ODE_MIN:-3}" --set data.workers=$W --set data.frames=17 --set data.batch_size=16
-    cp "$RUNS/ode/log.jsonl" "$OUT/ode_log.jsonl" ;;
-  dmd)
-    python3 -m training.student_train --stage dmd --teacher "$RUNS/teacher/checkpoint.pt" --init "$RUNS/ode/checkpoint.pt" \
-      --shards "$SHARDS" --out "$RUNS/dmd" --minutes "${DMD_MIN:-4}" --set data.workers=$W --set data.frames=33 \
-      --set data.batch_size=8 --set teacher_rope_time_scale=0.25
-    cp "$RUNS/dmd/log.jsonl" "$OUT/dmd_log.jsonl" ;;
-  eval)
-    S=${STUDENT:-$RUNS/dmd/checkpoint.pt}
-    python3 -m training.eval --checkpoint "$RUNS/teacher/checkpoint.pt" "${ev[@]}" --out "$OUT/eval_teacher9" --frames 9
-    python3 -m training.eval --checkpoint "$S" --student "${ev[@]}" --out "$OUT/eval_student9" --frames 9
-    python3 -m training.eval --checkpoint "$S" --student "${ev[@]}" --out "$OUT/eval_student33_memory" --frames 33
-    python3 -m training.eval --checkpoint "$S" --student --memory-pool 0 "${ev[@]}" --out "$OUT/eval_student33_window" --frames 33 ;;
-esac
+say() { echo "== $* $(date +%T)" | tee -a "$RES/stages.txt"; }
+has() { [[ ",$STAGES," == *",$1,"* ]]; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$RES/gpu.txt"
+python3 -c "import torch; print('torch', torch.__version__)" >> "$RES/gpu.txt"
+if has bench; then
+  say bench
+  python3 bench/student.py --preset small --json "$RES/student_bench.json" | tee "$RES/student_bench.txt"
+fi
+if has teacher; then
+  say teacher
+  python3 -m training.teacher --shards "$SHARDS" --preset "${PRESET:-small}" --set data.workers=$W --out "$RUNS/teacher" \
+    --minutes "${TRAIN_MIN:-7}" --compile --progress-every 1000
+  cp "$RUNS/teacher/summary.json" "$RES/teacher_summary.json"
+  python3 -m training.eval --checkpoint "$RUNS/teacher/checkpoint.pt" "${ev[@]}" --out "$RES/eval_teacher9" --frames 9
+fi
+if has ode; then
+  say ode
+  python3 -m training.student_train --stage ode --teacher "$RUNS/teacher/checkpoint.pt" --shards "$SHARDS" \
+    --out "$RUNS/ode" --minutes "${ODE_MIN:-7}" --set data.workers=$W --set data.frames=17 --set data.batch_size=16 \
+    --set teacher_rope_time_scale=0.5 --set ode_reuse=4
+  cp "$RUNS/ode/log.jsonl" "$RES/ode_log.jsonl"
+  python3 -m training.eval --checkpoint "$RUNS/ode/checkpoint.pt" --student "${ev[@]}" --out "$RES/eval_ode9" --frames 9
+fi
+if has dmd; then
+  say dmd
+  python3 -m training.student_train --stage dmd --teacher "$RUNS/teacher/checkpoint.pt" --init "$RUNS/ode/checkpoint.pt" \
+    --shards "$SHARDS" --out "$RUNS/dmd" --minutes "${DMD_MIN:-4}" --set data.workers=$W --set data.frames=33 \
+    --set data.batch_size=16 --set teacher_rope_time_scale=0.25 --set log_every=5
+  cp "$RUNS/dmd/log.jsonl" "$RES/dmd_log.jsonl"
+fi
+if has eval; then
+  for name in dmd ode; do
+    S="$RUNS/$name/checkpoint.pt"
+    [ -f "$S" ] || continue
+    say "eval $name"
+    [ "$name" = ode ] || python3 -m training.eval --checkpoint "$S" --student "${ev[@]}" --out "$RES/eval_${name}9" --frames 9
+    python3 -m training.eval --checkpoint "$S" --student "${ev[@]}" --out "$RES/eval_${name}33_memory" --frames 33
+    python3 -m training.eval --checkpoint "$S" --student --memory-pool 0 "${ev[@]}" --out "$RES/eval_${name}33_window" \
+      --frames 33
+  done
+fi
+say done

@@ -9,6 +9,7 @@ import torch
 
 from tests.training_helpers import clip_batch, randomized_model, tiny_config
 from training.distill import DMDConfig, critic_loss, dmd_delta, hybrid_forcing_loss, ode_grid, ode_targets
+from training.flow import schedule
 from training.memory import MemoryConfig
 from training.model import VideoDiT
 from training.student import Student, StudentConfig
@@ -17,10 +18,16 @@ STEPS = (1.0, 0.9375, 0.8333333333333334, 0.625)
 
 
 def test_ode_grid_holds_the_student_sigmas():
-    grid = ode_grid(STEPS, 4)
-    assert grid[0] == 1.0 and grid[-1] == 0.0 and len(grid) == 4 * 4 + 1
+    grid = ode_grid(STEPS, 20, 3.0)
+    assert grid[0] == 1.0 and grid[-1] == 0.0
     assert all(a > b for a, b in zip(grid, grid[1:]))
-    assert [grid[4 * i] for i in range(4)] == list(STEPS)
+    assert set(STEPS) <= set(grid)
+    # below the student's sigmas, the teacher's own 20-step shifted schedule, untouched
+    teacher = [float(s) for s in schedule(20, 3.0)]
+    assert [s for s in grid if s < STEPS[-1]] == [s for s in teacher if s < STEPS[-1]]
+    assert set(grid) - set(STEPS) <= set(teacher)
+    # a student sigma that is on the teacher's grid is not doubled
+    assert len(ode_grid((1.0, float(schedule(20, 3.0)[5])), 20, 3.0)) == 21
 
 
 def test_ode_targets_are_the_teacher_states_at_the_student_sigmas():
@@ -32,7 +39,7 @@ def test_ode_targets_are_the_teacher_states_at_the_student_sigmas():
         s = sigma[:, :, None, None, None].to(x.dtype)
         return torch.where(s > 0, (x - target) / s.clamp_min(1e-12), torch.zeros_like(x))
 
-    states, clean = ode_targets(straight, target[:, 0], noise, STEPS, substeps=3)
+    states, clean = ode_targets(straight, target[:, 0], noise, STEPS, teacher_steps=6)
     assert states.shape == (4, 2, 4, 3, 8, 8)
     for i, s in enumerate(STEPS):
         assert torch.allclose(states[i], (1 - s) * target[:, 1:] + s * noise, atol=1e-5), i

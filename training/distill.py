@@ -1,9 +1,9 @@
 """Distilling the teacher into the causal student: ODE targets, hybrid forcing, DMD. Pure steps;
 the loop and CLI are in training/student_train.py.
 
-ODE init (RELIC §4.4.1, "hybrid forcing"): the teacher integrates each clip from noise on a grid
-that contains exactly the student's sigmas (`ode_targets`), so its state at every student step is
-known. A training sequence is cut into blocks: the first blocks are the teacher's clean endpoint,
+ODE init (RELIC §4.4.1, "hybrid forcing"): the teacher integrates each clip from noise on its own
+sampler schedule with the student's sigmas inserted (`ode_grid`, `ode_targets`), so its state at
+every student step is known. A training sequence is cut into blocks: the first blocks are the teacher's clean endpoint,
 committed into the student's memory (so they are seen compressed, exactly as at inference); each
 of the last K blocks starts from the teacher's state at a random student step and is regressed to
 the clean endpoint, seeing the earlier blocks clean (teacher forcing).
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from training.conditioning import static_first
 from training.data import ClipBatch
-from training.flow import VelocityFn, add_noise, guided, i2v_sigma, shift_sigma, x0_from_velocity
+from training.flow import VelocityFn, add_noise, guided, i2v_sigma, schedule, shift_sigma, x0_from_velocity
 from training.model import VideoDiT
 from training.student import Student, block_spans
 from training.teacher import teacher_loss
@@ -50,28 +50,30 @@ def teacher_velocity(model: VideoDiT, actions: torch.Tensor, poses: torch.Tensor
     return velocity
 
 
-def ode_grid(student_steps: tuple[float, ...], substeps: int) -> list[float]:
-    """Sigmas from student_steps[0] to 0 with `substeps` uniform Euler steps between consecutive
-    student sigmas (and from the last to 0): every student sigma is on the grid."""
-    knots = [*student_steps, 0.0]
-    grid = [knots[0]]
-    for a, b in zip(knots[:-1], knots[1:]):
-        grid += [a + (b - a) * (j + 1) / substeps for j in range(substeps)]
+def ode_grid(student_steps: tuple[float, ...], teacher_steps: int, shift: float) -> list[float]:
+    """Decreasing sigmas from student_steps[0] to 0: the teacher's own sampler schedule (`teacher_steps`
+    Euler steps on the shifted grid, flow.schedule) below student_steps[0], with every student sigma
+    inserted, so the teacher integrates as it samples and its state at each student sigma is exact."""
+    top = student_steps[0]
+    teacher = [float(s) for s in schedule(teacher_steps, shift) if s < top]
+    grid = sorted({*student_steps, *(s for s in teacher if min(abs(s - t) for t in student_steps) > 1e-9), 0.0},
+                  reverse=True)
     return grid
 
 
 @torch.no_grad()
 def ode_targets(velocity: VelocityFn, first: torch.Tensor, noise: torch.Tensor, student_steps: tuple[float, ...],
-                substeps: int = 8, guidance: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher ODE from `noise` (B, F-1, C, H, W) at sigma student_steps[0] (1.0: pure noise).
-    Returns (states (S, B, F-1, ...) at each student sigma, clean endpoint (B, F-1, ...))."""
+                teacher_steps: int = 20, shift: float = 3.0, guidance: float = 1.0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher ODE from `noise` (B, F-1, C, H, W) at sigma student_steps[0] (1.0: pure noise) on
+    `ode_grid`. Returns (states (S, B, F-1, ...) at each student sigma, clean endpoint (B, F-1, ...))."""
     b, frames = first.shape[0], noise.shape[1] + 1
-    grid = ode_grid(student_steps, substeps)
+    grid = ode_grid(student_steps, teacher_steps, shift)
+    marks = set(student_steps)
     x = noise
     states = []
-    for i in range(len(grid) - 1):
-        s, s_next = grid[i], grid[i + 1]
-        if i % substeps == 0:
+    for s, s_next in zip(grid[:-1], grid[1:]):
+        if s in marks:
             states.append(x)
         full = torch.cat([first[:, None], x], dim=1)
         v = guided(velocity, full, i2v_sigma(b, frames, s, first.device).to(x.dtype), guidance)[:, 1:]

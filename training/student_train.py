@@ -2,7 +2,8 @@
 `python -m training.student_train --teacher T/checkpoint.pt --shards ... --stage ode|dmd --out DIR`.
 
 * `--stage ode`: ODE init with hybrid forcing. The teacher integrates each streamed clip from noise
-  (`ode_substeps` Euler steps between the student's sigmas, CFG `ode_guidance`), and the student
+  (its `ode_teacher_steps`-step shifted schedule with the student's sigmas inserted, CFG
+  `ode_guidance`; each trajectory batch serves `ode_reuse` updates, at fresh random steps), and the student
   regresses its last `noisy_blocks` blocks to the teacher's endpoint over a compressed clean context.
   The student starts from the teacher's weights (or `--init`).
 * `--stage dmd`: distribution matching over self-rollouts of `data.frames` frames (which may exceed
@@ -30,7 +31,7 @@ import torch
 
 from common.config import ConfigError, dump_yaml, from_dict, load_config, to_dict
 from training.config import DataConfig
-from training.data import crop, stream
+from training.data import ClipBatch, crop, stream
 from training.distill import DMDConfig, critic_loss, dmd_delta, hybrid_forcing_loss, ode_targets, teacher_velocity
 from training.model import VideoDiT
 from training.runtime import JsonlLog, autocast, load_checkpoint, pick_device, save_checkpoint
@@ -45,7 +46,9 @@ class StudentTrainConfig:
     stage: Literal["ode", "dmd"] = "ode"
     data: DataConfig = field(default_factory=lambda: DataConfig(frames=17, batch_size=8))
     student: StudentConfig = field(default_factory=StudentConfig)
-    ode_substeps: int = 8
+    ode_teacher_steps: int = 20  # the teacher's Euler steps (its sampler schedule; student sigmas inserted)
+    ode_shift: float = 3.0  # that schedule's shift (the teacher's flow shift)
+    ode_reuse: int = 1  # student updates per teacher trajectory batch (the ODE targets are the costly part)
     ode_guidance: float = 1.0
     noisy_blocks: int = 2
     dmd: DMDConfig = field(default_factory=DMDConfig)
@@ -59,6 +62,11 @@ class StudentTrainConfig:
     log_every: int = 20
     checkpoint_every: int = 500
     precision: Literal["bf16", "fp32"] = "bf16"
+
+    def __post_init__(self) -> None:
+        if self.ode_teacher_steps < 1 or self.ode_reuse < 1:
+            raise ValueError(f"ode_teacher_steps and ode_reuse must be >= 1, got {self.ode_teacher_steps}, "
+                             f"{self.ode_reuse}")
 
 
 def _weights(path: str, device: torch.device, **overrides: Any) -> VideoDiT:
@@ -104,64 +112,83 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
             "model_config": asdict(generator_model.cfg), "student_config": to_dict(config.student)})
 
     window_start = time.perf_counter()
+    targets: tuple[torch.Tensor, torch.Tensor] | None = None
+    uses = config.ode_reuse if config.stage == "ode" else 1
     for raw in stream(config.data, seed=config.seed + step):
-        if step >= config.max_steps or (budget is not None and time.perf_counter() - started >= budget):
-            break
         batch = crop(raw, config.data.frames).to(device)
         first = batch.frames[:, 0]
         noise = torch.randn(batch.frames[:, 1:].shape, generator=cpu_gen).to(device)
-        record: dict[str, Any] = {"step": step + 1}
-        with autocast(device, config.precision):
-            if config.stage == "ode":
-                states, clean = ode_targets(teacher_velocity(teacher, batch.actions, batch.poses), first, noise,
-                                            config.student.steps, config.ode_substeps, config.ode_guidance)
-                loss = hybrid_forcing_loss(student, first, states.float(), clean.float(), batch.actions,
-                                           batch.poses, config.noisy_blocks, cpu_gen)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(generator_model.parameters(), config.grad_clip)
-                optimizer.step()
-                record["loss"] = float(loss.detach())
-            elif fake is not None and critic_opt is not None:  # dmd: both exist
-                with torch.no_grad():
-                    rollout = student.rollout(first, batch.actions, batch.poses, noise, generator=cpu_gen,
-                                              keep_store=False)
-                x_hat = rollout.frames[:, 1:].float()
-                loss_c = critic_loss(fake, x_hat, first, batch.actions, batch.poses, config.dmd.shift, cpu_gen)
-                critic_opt.zero_grad(set_to_none=True)
-                loss_c.backward()
-                torch.nn.utils.clip_grad_norm_(fake.parameters(), config.grad_clip)
-                critic_opt.step()
-                record["critic_loss"] = float(loss_c.detach())
-                if step % config.dmd.critic_steps == 0:
-                    exits = torch.randint(0, len(config.student.steps), (len(rollout.replay),),
-                                          generator=cpu_gen).tolist()
-                    with torch.no_grad():
-                        rollout = student.rollout(first, batch.actions, batch.poses, noise, exits, generator=cpu_gen,
-                                                  keep_store=False)
-                    x_hat = rollout.frames[:, 1:].float()
-                    fake.eval()
-                    delta = dmd_delta(x_hat, first, batch.actions, batch.poses, teacher, fake, config.dmd, cpu_gen)
-                    fake.train()
+        for use in range(uses):  # ODE: `ode_reuse` student updates per teacher trajectory batch
+            if step >= config.max_steps or (budget is not None and time.perf_counter() - started >= budget):
+                break
+            record: dict[str, Any] = {"step": step + 1}
+            with autocast(device, config.precision):
+                if config.stage == "ode":
+                    if use == 0:
+                        targets = ode_targets(teacher_velocity(teacher, batch.actions, batch.poses), first, noise,
+                                              config.student.steps, config.ode_teacher_steps, config.ode_shift,
+                                              config.ode_guidance)
+                    assert targets is not None
+                    states, clean = targets
+                    loss = hybrid_forcing_loss(student, first, states.float(), clean.float(), batch.actions,
+                                               batch.poses, config.noisy_blocks, cpu_gen)
                     optimizer.zero_grad(set_to_none=True)
-                    record["dmd_loss"] = float(student.replay_backward(rollout, delta, batch.actions, batch.poses))
+                    loss.backward()
                     torch.nn.utils.clip_grad_norm_(generator_model.parameters(), config.grad_clip)
                     optimizer.step()
-        step += 1
-        if step % config.log_every == 0:
-            now = time.perf_counter()
-            record.update({"elapsed_s": round(now - started, 2),
-                           "clips_per_s": config.log_every * config.data.batch_size / (now - window_start)})
-            if device.type == "cuda":
-                record["max_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
-            log.write(record)
-            window_start = now
-        if step % config.checkpoint_every == 0:
-            save()
+                    record.update(loss=float(loss.detach()), ode_use=use)
+                elif fake is not None and critic_opt is not None:  # dmd: both exist
+                    record.update(_dmd_step(config, step, student, teacher, fake, optimizer, critic_opt, batch,
+                                            first, noise, cpu_gen))
+            step += 1
+            if step % config.log_every == 0:
+                now = time.perf_counter()
+                record.update({"elapsed_s": round(now - started, 2),
+                               "clips_per_s": config.log_every * config.data.batch_size / (now - window_start)})
+                if device.type == "cuda":
+                    record["max_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+                log.write(record)
+                window_start = now
+            if step % config.checkpoint_every == 0:
+                save()
+        else:
+            continue
+        break
     save()
     summary = {"stage": config.stage, "steps": step, "train_seconds": round(time.perf_counter() - started, 1)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _dmd_step(config: StudentTrainConfig, step: int, student: Student, teacher: VideoDiT, fake: VideoDiT,
+              optimizer: torch.optim.Optimizer, critic_opt: torch.optim.Optimizer, batch: ClipBatch,
+              first: torch.Tensor, noise: torch.Tensor, cpu_gen: torch.Generator) -> dict[str, float]:
+    """One DMD step: a critic (fake score) update on a fresh rollout; every `critic_steps`-th step
+    also a generator update (rollout with random exit steps, Δ, replayed backward, one step)."""
+    record = {}
+    with torch.no_grad():
+        rollout = student.rollout(first, batch.actions, batch.poses, noise, generator=cpu_gen, keep_store=False)
+    loss_c = critic_loss(fake, rollout.frames[:, 1:].float(), first, batch.actions, batch.poses, config.dmd.shift,
+                         cpu_gen)
+    critic_opt.zero_grad(set_to_none=True)
+    loss_c.backward()
+    torch.nn.utils.clip_grad_norm_(fake.parameters(), config.grad_clip)
+    critic_opt.step()
+    record["critic_loss"] = float(loss_c.detach())
+    if step % config.dmd.critic_steps == 0:
+        exits = torch.randint(0, len(config.student.steps), (len(rollout.replay),), generator=cpu_gen).tolist()
+        with torch.no_grad():
+            rollout = student.rollout(first, batch.actions, batch.poses, noise, exits, generator=cpu_gen,
+                                      keep_store=False)
+        fake.eval()
+        delta = dmd_delta(rollout.frames[:, 1:].float(), first, batch.actions, batch.poses, teacher, fake,
+                          config.dmd, cpu_gen)
+        fake.train()
+        optimizer.zero_grad(set_to_none=True)
+        record["dmd_loss"] = float(student.replay_backward(rollout, delta, batch.actions, batch.poses))
+        torch.nn.utils.clip_grad_norm_(student.model.parameters(), config.grad_clip)
+        optimizer.step()
+    return record
 
 
 def student_from_state(state: dict[str, Any], device: torch.device, source: str) -> Student:

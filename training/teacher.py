@@ -156,7 +156,8 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
         if step % config.checkpoint_every == 0:
             save()
     save()
-    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    log_path = out / "log.jsonl"  # absent when the run ended before its first log_every
+    records = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
     steady = [r for r in records if r["step"] > config.optim.warmup_steps] or records
     summary = {"steps": step, "train_seconds": round(time.perf_counter() - started, 1),
                "params": sum(p.numel() for p in model.parameters()), "frames": frames,
