@@ -14,6 +14,7 @@ from capture.standin.render import Renderer
 from capture.standin.scene import make_scene
 from tests.training_helpers import randomized_model, tiny_config
 from training.eval.__main__ import main as eval_main
+from training.eval.compare import CompareError, compare, main as compare_main
 from training.eval.evaluate import SamplerConfig, frame_metrics, run_method, shuffled_scripts, summarize
 from training.eval.groundtruth import EvalSetConfig, load_eval_set, save_eval_set, scene_clips
 from training.eval.metrics import psnr, ssim
@@ -132,3 +133,18 @@ def test_eval_cli_on_a_student_with_memory_overrides(tmp_path):
     assert revisit["n"] == 3 and len(revisit["per_clip"]) == 3
     # copy-first is exact on the return frame of an out-and-back clip
     assert report["revisit"]["copy_first"]["mean"] > 50
+    assert len(report["clip_ids"]) == 21 and len(report["methods"]["model"]["psnr_per_clip"]) == 21
+
+    # pairing two runs on the same clips: copy-first beats this random model on the revisit frame
+    assert compare_main([str(out / "metrics.json"), str(out / "metrics.json"), "--method", "copy_first",
+                         "--method-b", "model", "--json", str(tmp_path / "cmp.json")]) == 0
+    cmp = json.loads((tmp_path / "cmp.json").read_text())
+    rev = cmp["revisit_psnr_db"]
+    assert rev["n"] == 3 and rev["mean"] == pytest.approx(np.mean(report["revisit"]["copy_first"]["per_clip"])
+                                                          - np.mean(revisit["per_clip"]), abs=1e-9)
+    assert cmp["psnr_db"]["n"] == 21 and cmp["psnr_db"]["z"] > 0
+    other = dict(report, clip_ids=report["clip_ids"][::-1])
+    with pytest.raises(CompareError, match="different clips"):
+        compare(report, other)
+    with pytest.raises(CompareError, match="no per-clip PSNR"):
+        compare(report, report, method_a="teacher")

@@ -130,12 +130,17 @@ def frame_metrics(videos: np.ndarray, clips: Sequence[EvalClip], chunk: int = 16
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
+def clip_id(clip: EvalClip) -> str:
+    """scene/start/script: names a clip across runs on the same eval set."""
+    return f"{clip.scene}/{clip.start}/{clip.script}"
+
+
 def summarize(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalClip], reference: str = "model"
               ) -> dict[str, Any]:
     """Mean ± SE per method (overall, per script kind, per frame) and paired differences vs `reference`."""
     kinds = sorted({c.kind for c in clips})
     kind_of = np.array([c.kind for c in clips])
-    out: dict[str, Any] = {"clips": len(clips), "methods": {}, "paired": {}}
+    out: dict[str, Any] = {"clips": len(clips), "clip_ids": [clip_id(c) for c in clips], "methods": {}, "paired": {}}
     for method, values in metrics.items():
         entry: dict[str, Any] = {}
         for name, per_frame in values.items():
@@ -143,6 +148,7 @@ def summarize(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalCli
             entry[name] = _mean_se(per_clip)
             entry[f"{name}_by_kind"] = {k: _mean_se(per_clip[kind_of == k]) for k in kinds}
             entry[f"{name}_by_frame"] = [round(float(v), 4) for v in per_frame.mean(axis=0)]
+            entry[f"{name}_per_clip"] = [round(float(v), 4) for v in per_clip]  # pairs runs (eval.compare)
         out["methods"][method] = entry
     if reference in metrics:
         for method in metrics:

@@ -1,0 +1,80 @@
+"""Pair two eval runs on the same clips: `python -m training.eval.compare A/metrics.json B/metrics.json`.
+
+For each run's `--method` (default model), the per-clip PSNR difference A − B over all clips and
+over the revisit frames (the last frame of out-and-back clips, where the camera is back at the
+first pose), as mean ± SE and z = mean / SE. Used to compare, e.g., the student with compressed
+memory against window-only (`--memory-pool 0`), or the student against the teacher. The runs must
+have evaluated the same clips (same `clip_ids`, same frame count): anything else is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+class CompareError(ValueError):
+    pass
+
+
+def _paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
+    mean = float(d.mean())
+    return {"a": float(np.mean(a)), "b": float(np.mean(b)), "mean": mean, "se": se,
+            "z": mean / se if se > 0 else math.inf * np.sign(mean), "n": int(len(d))}
+
+
+def compare(a: dict[str, Any], b: dict[str, Any], method_a: str = "model", method_b: str = "model",
+            names: tuple[str, str] = ("A", "B")) -> dict[str, Any]:
+    """Paired differences of two metrics.json reports (see the module docstring)."""
+    for report, name, method in ((a, names[0], method_a), (b, names[1], method_b)):
+        if "clip_ids" not in report or "psnr_per_clip" not in report.get("methods", {}).get(method, {}):
+            raise CompareError(f"{name}: no per-clip PSNR of method {method!r} (a metrics.json of "
+                               f"training.eval lists methods {sorted(report.get('methods', {}))})")
+    if a["clip_ids"] != b["clip_ids"]:
+        raise CompareError(f"{names[0]} and {names[1]} evaluated different clips "
+                           f"({len(a['clip_ids'])} vs {len(b['clip_ids'])}, or another order)")
+    if a["sampler"]["frames"] != b["sampler"]["frames"]:
+        raise CompareError(f"{names[0]} has {a['sampler']['frames']} frames per clip, {names[1]} "
+                           f"{b['sampler']['frames']}")
+    out = {"psnr_db": _paired(a["methods"][method_a]["psnr_per_clip"], b["methods"][method_b]["psnr_per_clip"])}
+    if a.get("revisit") and b.get("revisit"):
+        out["revisit_psnr_db"] = _paired(a["revisit"][method_a]["per_clip"], b["revisit"][method_b]["per_clip"])
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.eval.compare", description=__doc__.split("\n")[0])
+    parser.add_argument("a", type=pathlib.Path)
+    parser.add_argument("b", type=pathlib.Path)
+    parser.add_argument("--method", default="model", help="method of A (model, shuffled, copy_first)")
+    parser.add_argument("--method-b", help="method of B (default: --method)")
+    parser.add_argument("--json", type=pathlib.Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    try:
+        reports = [json.loads(p.read_text()) for p in (args.a, args.b)]
+        result = compare(*reports, method_a=args.method, method_b=args.method_b or args.method,
+                         names=(str(args.a), str(args.b)))
+    except (OSError, json.JSONDecodeError, KeyError, CompareError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for key, label in (("psnr_db", "PSNR, all frames"), ("revisit_psnr_db", "PSNR, revisit frame")):
+        if key in result:
+            r = result[key]
+            print(f"{label:20s}: A {r['a']:.2f}  B {r['b']:.2f}  A-B {r['mean']:+.2f} dB ± {r['se']:.2f} "
+                  f"(z = {r['z']:.1f}, n = {r['n']})")
+    if args.json:
+        args.json.write_text(json.dumps({"a": str(args.a), "b": str(args.b), **result}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
