@@ -10,6 +10,7 @@ from tests.training_helpers import clip_batch, randomized_model, tiny_config
 from training.flow import x0_from_velocity
 from training.memory import MemoryConfig, MemoryStore, frame_positions, view, view_tokens
 from training.model import LayerKV
+from training.rope import apply_rope
 from training.student import (Student, StudentConfig, block_causal_mask, block_causal_velocity, block_spans)
 
 UNBOUNDED = MemoryConfig(window=None)
@@ -92,13 +93,16 @@ def test_memory_view_pools_old_frames_and_reports_the_reduction():
     for _ in range(10):
         keys.append(torch.randn(1, 2, 16, 6, generator=g))
         store.append([LayerKV(keys[-1], torch.randn(1, 2, 16, 6, generator=g))], 1)
-    rope = lambda pos: pos[:, :1].repeat(1, 3)  # noqa: E731 - angles stand-in: records positions
+    rope = lambda pos: pos[:, :1].repeat(1, 3)  # noqa: E731 - angles stand-in: every pair turns by the frame index
     ctx = view(store, 10, rope)[0]
     # frames 7, 8, 9 full (48); older: f%3==0 full (0, 3, 6: 48), ==1 2x2 -> 4 tokens (1, 4), ==2 4x4 -> 1 (2, 5)
     assert ctx.k.shape[2] == 48 + 48 + 2 * 4 + 2 * 1 == view_tokens(10, grid, config)
-    # a 2x pooled frame's first token is the mean of its top-left 2x2 patch
+    # a 2x pooled frame's first token is the mean of its top-left 2x2 patch, rotated at its position
     k1 = keys[1].reshape(1, 2, 4, 4, 6)
-    assert torch.allclose(ctx.k[:, :, 16:17], k1[:, :, :2, :2].mean(dim=(2, 3))[:, :, None], atol=1e-12)
+    pooled = k1[:, :, :2, :2].mean(dim=(2, 3))[:, :, None]
+    assert torch.allclose(ctx.k[:, :, 16:17], apply_rope(pooled, torch.full((1, 3), 1.0)), atol=1e-6)
+    assert not torch.allclose(ctx.k[:, :, 16:17], pooled, atol=1e-3)
+    assert torch.equal(ctx.v[:, :, 16:17], store.frames[1].pooled[0].v[:, :, :1])
     # pooled positions are the cells' centres
     assert frame_positions(1, grid, 2, torch.device("cpu"))[0].tolist() == [1.0, 0.5, 0.5]
     assert frame_positions(2, grid, 4, torch.device("cpu"))[0].tolist() == [2.0, 1.5, 1.5]

@@ -11,6 +11,9 @@ returns what a block starting at frame `start` attends to:
   at the pooled cells' positions, which are the same pooling of the patch positions (the cells'
   centres, fractional). A frame whose factor is 0 is dropped from memory.
 
+The view's keys come rotated (RoPE applied once when the view is made): every denoising step and
+the commit of a block read the same view.
+
 Entries are never modified. A frame's pooled K/V are made once, at commit; its full-resolution K/V
 are released when it leaves the last window that needs them (`MemoryStore.release`), so the store
 grows by the pooled size per frame. The replayed backward rebuilds the store in block order from
@@ -27,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from training.model import LayerContext, LayerKV
+from training.rope import apply_rope, rotation
 
 
 @dataclass(frozen=True)
@@ -164,8 +168,8 @@ def view(store: MemoryStore, start: int, rope: Callable[[torch.Tensor], torch.Te
             vs.append(kv.v)
     if not positions:
         return None
-    angles = rope(torch.cat(positions))
-    return [LayerContext(torch.cat(ks, dim=2), torch.cat(vs, dim=2), angles) for ks, vs in layers]
+    rot = rotation(rope(torch.cat(positions)))  # keys rotated once per view, not in every forward that reads it
+    return [LayerContext(apply_rope(torch.cat(ks, dim=2), rot), torch.cat(vs, dim=2)) for ks, vs in layers]
 
 
 def view_tokens(start: int, grid: tuple[int, int], config: MemoryConfig) -> int:

@@ -31,15 +31,14 @@ from torch import nn
 
 from training.conditioning import pose_features
 from training.config import ModelConfig
-from training.rope import apply_rope, grid_positions, rope_angles
+from training.rope import Rotation, apply_rope, grid_positions, rope_angles, rotation
 
 
 class LayerContext(NamedTuple):
-    """Extra keys/values a layer attends to before its own tokens (the student's memory)."""
+    """Extra keys/values a layer attends to before its own tokens (the student's memory view)."""
 
-    k: torch.Tensor  # (B, heads, Lc, head_dim) pre-RoPE keys, pose embedding included
+    k: torch.Tensor  # (B, heads, Lc, head_dim) keys (pose embedding included), RoPE applied at their positions
     v: torch.Tensor  # (B, heads, Lc, head_dim)
-    angles: torch.Tensor  # (Lc, head_dim/2) RoPE angles at the context tokens' positions
 
 
 class LayerKV(NamedTuple):
@@ -110,13 +109,13 @@ class Attention(nn.Module):
         k = (_rms(self.k_norm, k) + pk).reshape(b, self.heads, f * n, self.head_dim)
         return q, k, v.reshape(b, self.heads, f * n, self.head_dim)
 
-    def forward(self, x: torch.Tensor, pose: torch.Tensor, angles: torch.Tensor, mask: torch.Tensor | None,
+    def forward(self, x: torch.Tensor, pose: torch.Tensor, rot: Rotation, mask: torch.Tensor | None,
                 context: LayerContext | None) -> tuple[torch.Tensor, LayerKV]:
         b, f, n, d = x.shape
         q, k, v = self.project(x, pose)
-        q_rot, k_rot, v_all = apply_rope(q, angles), apply_rope(k, angles), v
+        q_rot, k_rot, v_all = apply_rope(q, rot), apply_rope(k, rot), v
         if context is not None:
-            k_rot = torch.cat([apply_rope(context.k, context.angles), k_rot], dim=2)
+            k_rot = torch.cat([context.k, k_rot], dim=2)
             v_all = torch.cat([context.v, v], dim=2)
         out = F.scaled_dot_product_attention(q_rot, k_rot, v_all, attn_mask=mask)
         out = out.permute(0, 2, 1, 3).reshape(b, f, n, d)
@@ -136,10 +135,10 @@ class Block(nn.Module):
         self.action_out = _zero(nn.Linear(d, d))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, action: torch.Tensor, pose: torch.Tensor,
-                angles: torch.Tensor, mask: torch.Tensor | None,
+                rot: Rotation, mask: torch.Tensor | None,
                 context: LayerContext | None) -> tuple[torch.Tensor, LayerKV]:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(F.silu(c)).chunk(6, dim=-1)
-        attn, kv = self.attn(modulate(self.norm1(x), shift1, scale1), pose, angles, mask, context)
+        attn, kv = self.attn(modulate(self.norm1(x), shift1, scale1), pose, rot, mask, context)
         x = x + gate1[:, :, None] * attn
         x = x + self.action_out(action)[:, :, None]
         x = x + gate2[:, :, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
@@ -223,10 +222,10 @@ class VideoDiT(nn.Module):
         h = self.patch_in(patchify(x, cfg.patch).to(self.patch_in.weight.dtype))
         c = self.time_embed(timestep_embedding(sigma).to(h.dtype))
         action, pose = self.condition(actions, poses, origin, keep)
-        angles = self.angles(f, first_frame, x.device)
+        rot = rotation(self.angles(f, first_frame, x.device))  # once for all layers
         kvs = []
         for i, block in enumerate(self.blocks):
-            h, kv = block(h, c, action, pose, angles, mask, None if context is None else context[i])
+            h, kv = block(h, c, action, pose, rot, mask, None if context is None else context[i])
             kvs.append(kv)
         shift, scale = self.final_ada(F.silu(c)).chunk(2, dim=-1)
         out = self.patch_out(modulate(self.final_norm(h), shift, scale))

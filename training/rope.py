@@ -13,6 +13,8 @@ and time can be rescaled:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 
@@ -41,10 +43,23 @@ def rope_angles(positions: torch.Tensor, head_dim: int, theta: float = 10000.0, 
     ], dim=1)
 
 
-def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs of x (..., L, head_dim) by angles (L, head_dim/2) or (B, 1, L, head_dim/2)."""
+class Rotation(NamedTuple):
+    """cos and sin of rope angles (L, head_dim/2), float64: computed once, applied to every layer."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+
+def rotation(angles: torch.Tensor) -> Rotation:
+    return Rotation(angles.cos(), angles.sin())
+
+
+def apply_rope(x: torch.Tensor, rot: Rotation | torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs of x (..., L, head_dim) by angles (L, head_dim/2) (or their `rotation`)."""
+    if not isinstance(rot, Rotation):
+        rot = rotation(rot)
     dtype = torch.promote_types(x.dtype, torch.float32)  # rotate in >= fp32 even under bf16 autocast
-    cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+    cos, sin = rot.cos.to(dtype), rot.sin.to(dtype)
     even, odd = x[..., 0::2].to(dtype), x[..., 1::2].to(dtype)
     return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2).to(x.dtype)
 
