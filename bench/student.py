@@ -9,7 +9,8 @@ per-frame latency vs position in the stream. Weights are random: none of these d
    (rollout without grad, then one block's forward at a time). Peak = max allocated (CUDA).
 2. Speed: the teacher sampling a clip (its eval sampler: Euler `--teacher-steps`, CFG 1, and also
    CFG `--teacher-cfg`, the real score DMD distils) vs the student generating the same frames
-   (its steps + a commit per block), frames/s at each batch of `--batches` (streams at once).
+   (its steps + a commit per block), frames/s at each batch of `--batches` (streams at once), and
+   the analytic matmul FLOPs per generated frame of each (the compute-bound ceiling of the ratio).
 3. Latency: per-frame time of a long stream at frame ~20 and ~300, with the bounded compressed
    memory and with a full cache (window None, nothing pooled).
 """
@@ -32,7 +33,7 @@ from training.config import preset  # noqa: E402
 from training.distill import teacher_velocity  # noqa: E402
 from training.flow import sample_i2v  # noqa: E402
 from training.memory import MemoryConfig, view_tokens  # noqa: E402
-from training.model import VideoDiT  # noqa: E402
+from training.model import VideoDiT, forward_flops  # noqa: E402
 from training.runtime import autocast  # noqa: E402
 from training.student import Student, StudentConfig, block_spans  # noqa: E402
 
@@ -190,6 +191,11 @@ def speed_section(student: Student, args: argparse.Namespace, device: torch.devi
                         "student": f"{len(student.config.steps)} steps + commit per {args.block_frames}-frame block",
                         "by_batch": {}}
     cfgs = sorted({1.0, args.teacher_cfg})
+    flops = analytic_flops(student, args.teacher_frames, args.teacher_steps)
+    results["speed"]["gflop_per_frame"] = flops
+    print(f"\nmatmul GFLOP per generated frame (forward_flops): teacher {flops['teacher_cfg1']:.1f} (CFG 1), "
+          f"student {flops['student']:.1f} -> at most {flops['teacher_cfg1'] / flops['student']:.1f}x at CFG 1, "
+          f"{2 * flops['teacher_cfg1'] / flops['student']:.1f}x at CFG != 1, where compute-bound")
     print(f"\nframes/s generating {gen} frames per stream (teacher: {args.teacher_steps} steps; student: "
           f"{len(student.config.steps)} steps + commit)")
     for batch in (int(b) for b in args.batches.split(",")):
@@ -208,6 +214,18 @@ def speed_section(student: Student, args: argparse.Namespace, device: torch.devi
         results["speed"]["by_batch"][batch] = row
         print(f"  batch {batch:3d}: student {row['student']:8.1f}  " + "  ".join(
             f"teacher CFG {cfg:g} {row[f'teacher_cfg{cfg:g}']:8.1f} ({row[f'ratio_cfg{cfg:g}']:.1f}x)" for cfg in cfgs))
+
+
+def analytic_flops(student: Student, frames: int, teacher_steps: int) -> dict[str, float]:
+    """Matmul GFLOP per generated frame: the teacher's Euler steps over the whole clip (x2 with CFG),
+    the student's steps + commit per block over its memory view (frame 0's commit included)."""
+    cfg, memory, steps = student.model.cfg, student.config.memory, len(student.config.steps)
+    teacher = teacher_steps * forward_flops(cfg, frames)
+    total = forward_flops(cfg, 1)
+    for start, end in block_spans(frames, student.config.block_frames)[1:]:
+        total += (steps + 1) * forward_flops(cfg, end - start, view_tokens(start, cfg.grid, memory))
+    gen = frames - 1
+    return {"teacher_cfg1": teacher / gen / 1e9, "student": total / gen / 1e9}
 
 
 def latency_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:

@@ -9,7 +9,10 @@
 #   eval    : teacher vs students at 9 frames; students with compressed memory vs window-only (pool 0)
 #             on 33-frame clips, whose out-and-back scripts return to the first pose after 32 frames
 #             (4x the 8-frame window)
-# STAGES=all runs them in that order (about 26 minutes on an H200). Because one device command may
+# STAGES=all runs them in that order (about 28 minutes on an H200: bench 3, teacher 8 + eval 1, ODE 7 + eval 0.5,
+# DMD 4, evals 5.5; run 2 in bench/results/student/run2_*). A machine is held at most 30 minutes, so a
+# longer DMD must come out of the rest: e.g. STAGES=teacher,ode,dmd,eval ODE_MIN=5 DMD_MIN=9
+# EVAL_STUDENTS=dmd. Because one device command may
 # run 10 minutes, launch it detached and collect with short calls while the machine stays warm:
 #   setsid nohup env STAGES=all bash bench/student_gpu.sh > /tmp/runs.log 2>&1 &
 #   ... then: tar -C /tmp/runs -cf "$OUT/results.tar" results   (results/ holds every figure)
@@ -56,7 +59,7 @@ if has dmd; then
   cp "$RUNS/dmd/log.jsonl" "$RES/dmd_log.jsonl"
 fi
 if has eval; then
-  for name in dmd ode; do
+  for name in ${EVAL_STUDENTS:-dmd ode}; do
     S="$RUNS/$name/checkpoint.pt"
     [ -f "$S" ] || continue
     say "eval $name"
