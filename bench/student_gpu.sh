@@ -4,7 +4,8 @@
 #   bench   : bench/student.py (memory vs rollout length, frames/s by batch, latency), random weights
 #   teacher : the small teacher, 9-frame clips, TRAIN_MIN minutes, compiled (as bench/teacher_gpu.sh)
 #   ode     : ODE init with hybrid forcing, ODE_MIN minutes, 17-frame clips (teacher with position
-#             interpolation 0.5 = 2x its clips), 4 updates per teacher trajectory batch
+#             interpolation 0.5 = 2x its clips), 4 updates per teacher trajectory batch, EMA 0.99
+#             (EMA and the ODE stage's default beta1 0.9 came after run 2, which had neither)
 #   dmd     : DMD from the ODE checkpoint, DMD_MIN minutes, self-rollouts of 33 frames (teacher at 0.25)
 #   eval    : teacher vs students at 9 frames; students with compressed memory vs window-only (pool 0)
 #             on 33-frame clips, whose out-and-back scripts return to the first pose after 32 frames
@@ -47,7 +48,7 @@ if has ode; then
   say ode
   python3 -m training.student_train --stage ode --teacher "$RUNS/teacher/checkpoint.pt" --shards "$SHARDS" \
     --out "$RUNS/ode" --minutes "${ODE_MIN:-7}" --set data.workers=$W --set data.frames=17 --set data.batch_size=16 \
-    --set teacher_rope_time_scale=0.5 --set ode_reuse=4
+    --set teacher_rope_time_scale=0.5 --set ode_reuse=4 --set ema_decay=0.99
   cp "$RUNS/ode/log.jsonl" "$RES/ode_log.jsonl"
   python3 -m training.eval --checkpoint "$RUNS/ode/checkpoint.pt" --student "${ev[@]}" --out "$RES/eval_ode9" --frames 9
 fi

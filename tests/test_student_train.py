@@ -22,13 +22,18 @@ def test_ode_then_dmd_from_shards(tmp_path):
     common = ["--teacher", str(teacher), "--shards", shards, "--device", "cpu", "--set", "data.frames=5",
               "--set", "data.batch_size=2", "--set", "data.workers=0", "--set", "data.shuffle_buffer=4",
               "--set", "log_every=1", "--set", "precision=fp32", "--set", "ode_teacher_steps=3", "--set", "ode_reuse=2"]
-    assert main([*common, "--stage", "ode", "--steps", "3", "--out", str(tmp_path / "ode")]) == 0
+    assert main([*common, "--stage", "ode", "--steps", "3", "--out", str(tmp_path / "ode"),
+                 "--set", "ema_decay=0.5"]) == 0
     ode_log = [json.loads(line) for line in (tmp_path / "ode" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in ode_log] == [1, 2, 3] and all(r["loss"] > 0 for r in ode_log)
     assert [r["ode_use"] for r in ode_log] == [0, 1, 0]  # one teacher trajectory batch per 2 updates
     init = str(tmp_path / "ode" / "checkpoint.pt")
     assert not torch.equal(load_checkpoint(tmp_path / "ode" / "checkpoint.pt")["model"]["patch_in.weight"],
                            model.state_dict()["patch_in.weight"])  # the student moved off the teacher
+    ode_state = load_checkpoint(tmp_path / "ode" / "checkpoint.pt")
+    ema_w, raw_w, start_w = (ode_state["ema"]["patch_in.weight"], ode_state["model"]["patch_in.weight"],
+                             model.state_dict()["patch_in.weight"])
+    assert not torch.equal(ema_w, raw_w) and not torch.equal(ema_w, start_w)  # an average, behind the weights
     assert main([*common, "--stage", "dmd", "--init", init, "--steps", "4", "--set", "dmd.critic_steps=2",
                  "--out", str(tmp_path / "dmd")]) == 0
     dmd_log = [json.loads(line) for line in (tmp_path / "dmd" / "log.jsonl").read_text().splitlines()]

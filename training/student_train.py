@@ -34,7 +34,7 @@ from training.config import DataConfig
 from training.data import ClipBatch, crop, stream
 from training.distill import DMDConfig, critic_loss, dmd_delta, hybrid_forcing_loss, ode_targets, teacher_velocity
 from training.model import VideoDiT
-from training.runtime import JsonlLog, autocast, load_checkpoint, pick_device, save_checkpoint
+from training.runtime import EMA, JsonlLog, autocast, load_checkpoint, pick_device, save_checkpoint
 from training.student import Student, StudentConfig
 from training.teacher import model_from_checkpoint, model_from_state
 
@@ -54,6 +54,8 @@ class StudentTrainConfig:
     dmd: DMDConfig = field(default_factory=DMDConfig)
     teacher_rope_time_scale: float | None = None
     lr: float = 5e-5
+    beta1: float | None = None  # AdamW β1 of both optimisers; default 0.9 for ode (regression), 0 for dmd (Self-Forcing)
+    ema_decay: float = 0.0  # EMA of the generator's weights (saved as "ema", what eval and --init load); 0 = off
     critic_lr: float = 5e-5
     grad_clip: float = 1.0
     seed: int = 0
@@ -64,6 +66,8 @@ class StudentTrainConfig:
     precision: Literal["bf16", "fp32"] = "bf16"
 
     def __post_init__(self) -> None:
+        if not 0 <= self.ema_decay < 1 or (self.beta1 is not None and not 0 <= self.beta1 < 1):
+            raise ValueError(f"ema_decay and beta1 must be in [0, 1), got {self.ema_decay}, {self.beta1}")
         if self.ode_teacher_steps < 1 or self.ode_reuse < 1:
             raise ValueError(f"ode_teacher_steps and ode_reuse must be >= 1, got {self.ode_teacher_steps}, "
                              f"{self.ode_reuse}")
@@ -82,7 +86,8 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
     generator_model = _weights(config.init or config.teacher, device).train()
     student = Student(generator_model, config.student)
     fake = copy.deepcopy(teacher).train().requires_grad_(True) if config.stage == "dmd" else None
-    betas = (0.0, 0.999)
+    betas = (config.beta1 if config.beta1 is not None else (0.9 if config.stage == "ode" else 0.0), 0.999)
+    ema = EMA(generator_model, config.ema_decay) if config.ema_decay > 0 else None
     optimizer = torch.optim.AdamW(generator_model.parameters(), lr=config.lr, betas=betas, weight_decay=0.01)
     critic_opt = None if fake is None else torch.optim.AdamW(fake.parameters(), lr=config.critic_lr, betas=betas,
                                                               weight_decay=0.01)
@@ -96,6 +101,8 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
             fake.load_state_dict(state["fake"])
             critic_opt.load_state_dict(state["critic_optim"])
         step, elapsed = int(state["step"]), float(state["elapsed"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_yaml(config))
     log = JsonlLog(out / "log.jsonl")
@@ -105,7 +112,8 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
 
     def save() -> None:
         save_checkpoint(checkpoint, {
-            "model": generator_model.state_dict(), "ema": None, "optim": optimizer.state_dict(),
+            "model": generator_model.state_dict(), "ema": None if ema is None else ema.state_dict(),
+            "optim": optimizer.state_dict(),
             "fake": None if fake is None else fake.state_dict(),
             "critic_optim": None if critic_opt is None else critic_opt.state_dict(),
             "step": step, "elapsed": time.perf_counter() - started, "config": to_dict(config),
@@ -137,9 +145,13 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
                     torch.nn.utils.clip_grad_norm_(generator_model.parameters(), config.grad_clip)
                     optimizer.step()
                     record.update(loss=float(loss.detach()), ode_use=use)
+                    if ema is not None:
+                        ema.update(generator_model)
                 elif fake is not None and critic_opt is not None:  # dmd: both exist
                     record.update(_dmd_step(config, step, student, teacher, fake, optimizer, critic_opt, batch,
                                             first, noise, cpu_gen))
+                    if ema is not None and "dmd_loss" in record:  # a generator step
+                        ema.update(generator_model)
             step += 1
             if step % config.log_every == 0:
                 now = time.perf_counter()
