@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from training.conditioning import static_first
 from training.data import ClipBatch
-from training.flow import VelocityFn, add_noise, guided, i2v_sigma, schedule, shift_sigma, x0_from_velocity
+from training.flow import VelocityFn, add_noise, draw_device, guided, i2v_sigma, schedule, shift_sigma, x0_from_velocity
 from training.model import VideoDiT
 from training.student import Student, block_spans
 from training.teacher import teacher_loss
@@ -102,7 +102,8 @@ def hybrid_forcing_loss(student: Student, first: torch.Tensor, states: torch.Ten
     for index, (start, end) in enumerate(spans):
         context = student.context(store, start)
         if index >= len(spans) - noisy_blocks:
-            step = int(torch.randint(0, states.shape[0], (1,), generator=generator))
+            step = int(torch.randint(0, states.shape[0], (1,), generator=generator,
+                                     device=draw_device(generator, "cpu")))
             x = states[step][:, start - 1:end - 1]
             x0 = student.block_x0(x, student.config.steps[step], start, context, actions, poses, origin)
             losses.append(F.mse_loss(x0.float(), video[:, start:end].float(), reduction="sum"))
@@ -117,9 +118,10 @@ def dmd_delta(x_hat: torch.Tensor, first: torch.Tensor, actions: torch.Tensor, p
     """Δ (B, F-1, C, H, W) for student frames x̂ (B, F-1, ...) after the given first frame."""
     b, frames = x_hat.shape[0], x_hat.shape[1] + 1
     lo, hi = config.sigma_range
-    u = torch.rand(b, generator=generator, device="cpu").to(x_hat.device)
+    at = draw_device(generator, x_hat.device)
+    u = torch.rand(b, generator=generator, device=at).to(x_hat.device)
     sigma = shift_sigma(lo + (hi - lo) * u, config.shift)
-    noise = torch.randn(x_hat.shape, generator=generator, device="cpu").to(x_hat.device, x_hat.dtype)
+    noise = torch.randn(x_hat.shape, generator=generator, device=at).to(x_hat.device, x_hat.dtype)
     video = torch.cat([first[:, None], x_hat], dim=1)
     sig = i2v_sigma(b, frames, sigma, x_hat.device)
     x_t = torch.cat([first[:, None], add_noise(x_hat, noise, sig[:, 1:])], dim=1)

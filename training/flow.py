@@ -16,6 +16,12 @@ from collections.abc import Callable
 import torch
 
 
+def draw_device(generator: torch.Generator | None, fallback: torch.device | str) -> torch.device:
+    """Where random draws from `generator` happen: on its own device (a CPU generator stays
+    reproducible across devices; a CUDA one keeps large draws off the CPU), else on `fallback`."""
+    return generator.device if generator is not None else torch.device(fallback)
+
+
 def shift_sigma(u: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * u / (1 + (shift - 1) * u)
 

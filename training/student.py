@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from training.conditioning import static_first
-from training.flow import add_noise, x0_from_velocity
+from training.flow import add_noise, draw_device, x0_from_velocity
 from training.memory import MemoryConfig, MemoryStore, view
 from training.model import LayerContext, VideoDiT
 
@@ -202,8 +202,8 @@ class Student:
 
 def _randn(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
     """Noise drawn on the generator's own device (CPU generators stay reproducible across devices)."""
-    device = generator.device if generator is not None else like.device
-    return torch.randn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
+    return torch.randn(shape, generator=generator, device=draw_device(generator, like.device),
+                       dtype=like.dtype).to(like.device)
 
 
 def block_causal_velocity(model: VideoDiT, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor,

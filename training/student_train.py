@@ -108,7 +108,7 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
     log = JsonlLog(out / "log.jsonl")
     started = time.perf_counter() - elapsed
     budget = None if config.max_minutes is None else config.max_minutes * 60
-    cpu_gen = torch.Generator().manual_seed(config.seed + step)
+    gen = torch.Generator(device).manual_seed(config.seed + step)  # all training noise, drawn on the device
 
     def save() -> None:
         save_checkpoint(checkpoint, {
@@ -125,7 +125,7 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
     for raw in stream(config.data, seed=config.seed + step):
         batch = crop(raw, config.data.frames).to(device)
         first = batch.frames[:, 0]
-        noise = torch.randn(batch.frames[:, 1:].shape, generator=cpu_gen).to(device)
+        noise = torch.randn(batch.frames[:, 1:].shape, generator=gen, device=device)
         for use in range(uses):  # ODE: `ode_reuse` student updates per teacher trajectory batch
             if step >= config.max_steps or (budget is not None and time.perf_counter() - started >= budget):
                 break
@@ -139,7 +139,7 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
                     assert targets is not None
                     states, clean = targets
                     loss = hybrid_forcing_loss(student, first, states.float(), clean.float(), batch.actions,
-                                               batch.poses, config.noisy_blocks, cpu_gen)
+                                               batch.poses, config.noisy_blocks, gen)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(generator_model.parameters(), config.grad_clip)
@@ -149,7 +149,7 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
                         ema.update(generator_model)
                 elif fake is not None and critic_opt is not None:  # dmd: both exist
                     record.update(_dmd_step(config, step, student, teacher, fake, optimizer, critic_opt, batch,
-                                            first, noise, cpu_gen))
+                                            first, noise, gen))
                     if ema is not None and "dmd_loss" in record:  # a generator step
                         ema.update(generator_model)
             step += 1
@@ -174,27 +174,28 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
 
 def _dmd_step(config: StudentTrainConfig, step: int, student: Student, teacher: VideoDiT, fake: VideoDiT,
               optimizer: torch.optim.Optimizer, critic_opt: torch.optim.Optimizer, batch: ClipBatch,
-              first: torch.Tensor, noise: torch.Tensor, cpu_gen: torch.Generator) -> dict[str, float]:
+              first: torch.Tensor, noise: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
     """One DMD step: a critic (fake score) update on a fresh rollout; every `critic_steps`-th step
     also a generator update (rollout with random exit steps, Δ, replayed backward, one step)."""
     record = {}
     with torch.no_grad():
-        rollout = student.rollout(first, batch.actions, batch.poses, noise, generator=cpu_gen, keep_store=False)
+        rollout = student.rollout(first, batch.actions, batch.poses, noise, generator=gen, keep_store=False)
     loss_c = critic_loss(fake, rollout.frames[:, 1:].float(), first, batch.actions, batch.poses, config.dmd.shift,
-                         cpu_gen)
+                         gen)
     critic_opt.zero_grad(set_to_none=True)
     loss_c.backward()
     torch.nn.utils.clip_grad_norm_(fake.parameters(), config.grad_clip)
     critic_opt.step()
     record["critic_loss"] = float(loss_c.detach())
     if step % config.dmd.critic_steps == 0:
-        exits = torch.randint(0, len(config.student.steps), (len(rollout.replay),), generator=cpu_gen).tolist()
+        exits = torch.randint(0, len(config.student.steps), (len(rollout.replay),), generator=gen,
+                              device=gen.device).tolist()
         with torch.no_grad():
-            rollout = student.rollout(first, batch.actions, batch.poses, noise, exits, generator=cpu_gen,
+            rollout = student.rollout(first, batch.actions, batch.poses, noise, exits, generator=gen,
                                       keep_store=False)
         fake.eval()
         delta = dmd_delta(rollout.frames[:, 1:].float(), first, batch.actions, batch.poses, teacher, fake,
-                          config.dmd, cpu_gen)
+                          config.dmd, gen)
         fake.train()
         optimizer.zero_grad(set_to_none=True)
         record["dmd_loss"] = float(student.replay_backward(rollout, delta, batch.actions, batch.poses))

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from common.config import ConfigError, dump_yaml, load_config, to_dict
 from training.config import ModelConfig, TrainConfig
 from training.data import ClipBatch, crop, stream
-from training.flow import add_noise, i2v_sigma, sample_sigma, velocity_target
+from training.flow import add_noise, draw_device, i2v_sigma, sample_sigma, velocity_target
 from training.model import VideoDiT, forward_flops
 from training.runtime import EMA, JsonlLog, Throughput, autocast, load_checkpoint, pick_device, save_checkpoint, unwrap
 
@@ -41,10 +41,10 @@ def teacher_loss(model: Callable[..., torch.Tensor], batch: ClipBatch, shift: fl
     x0 = batch.frames
     b, f = x0.shape[:2]
     device = x0.device
-    sigma = i2v_sigma(b, f, sample_sigma(b, shift, generator, "cpu").to(device), device)
-    noise = torch.randn(x0.shape, generator=generator, device="cpu").to(device, x0.dtype) if generator is not None \
-        else torch.randn_like(x0)
-    keep = (torch.rand(b, generator=generator, device="cpu") >= dropout).to(device)
+    at = draw_device(generator, device)
+    sigma = i2v_sigma(b, f, sample_sigma(b, shift, generator, at).to(device), device)
+    noise = torch.randn(x0.shape, generator=generator, device=at).to(device, x0.dtype)
+    keep = (torch.rand(b, generator=generator, device=at) >= dropout).to(device)
     v = model(add_noise(x0, noise, sigma), sigma, batch.actions, batch.poses, keep=keep)
     target = velocity_target(x0, noise)
     return F.mse_loss(v[:, 1:].float(), target[:, 1:].float())
