@@ -8,7 +8,7 @@ import torch
 
 from tests.training_helpers import clip_batch, randomized_model, tiny_config
 from training.flow import x0_from_velocity
-from training.memory import MemoryConfig, MemoryStore, frame_positions, view, view_tokens
+from training.memory import MemoryConfig, MemoryStore, frame_positions, view, view_capacity, view_tokens
 from training.model import LayerKV
 from training.rope import apply_rope
 from training.student import (Student, StudentConfig, block_causal_mask, block_causal_velocity, block_spans)
@@ -208,3 +208,34 @@ def test_replay_agrees_with_full_graph_under_bf16_autocast():
         replayed = flat()
     cosine = torch.nn.functional.cosine_similarity(reference.double(), replayed.double(), dim=0)
     assert cosine > 0.999, float(cosine)
+
+
+def test_static_view_pads_to_one_shape_and_changes_nothing():
+    """A fixed-capacity view (padding masked out) gives the same rollout and the same replayed
+    gradients as the exact-size view, and every block forward after the first sees one shape."""
+    config = tiny_config()
+    model = randomized_model(config, dtype=torch.float64)
+    batch = clip_batch(config, 2, 13, dtype=torch.float64)
+    memory = MemoryConfig(window=2, pool=(1, 2, 4), max_old=3)
+    capacity = view_capacity(config.grid, memory)
+    assert capacity == 2 * 16 + 3 * 16  # the window at full size + 3 old frames at the finest factor (1)
+    noise = torch.randn(2, 12, 3, config.height, config.width_px, generator=torch.Generator().manual_seed(0))
+    delta = torch.randn(2, 12, 3, config.height, config.width_px, generator=torch.Generator().manual_seed(1))
+    results = []
+    for static in (False, True):
+        student = Student(model, StudentConfig(block_frames=2, memory=memory, static_view=static))
+        shapes = set()
+        hook = model.blocks[0].attn.register_forward_hook(
+            lambda _m, args, _out: shapes.add(None if args[4] is None else tuple(args[4].k.shape)))
+        out = student.rollout(batch.frames[:, 0], batch.actions, batch.poses, noise, [3, 1, 0, 2, 3, 1],
+                              generator=torch.Generator().manual_seed(2))
+        hook.remove()
+        model.zero_grad()
+        student.replay_backward(out, delta, batch.actions, batch.poses)
+        results.append((out.frames, [grad(p) for p in model.parameters()], shapes))
+    (frames_a, grads_a, shapes_a), (frames_b, grads_b, shapes_b) = results
+    assert torch.allclose(frames_a, frames_b, atol=1e-12)
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(grads_a, grads_b))
+    assert len(shapes_a) > 2 and shapes_b == {None, (2, config.heads, capacity, config.head_dim)}
+    with pytest.raises(ValueError, match="bounded memory"):
+        StudentConfig(memory=MemoryConfig(window=2), static_view=True)

@@ -142,9 +142,12 @@ def frame_factor(frame: int, start: int, config: MemoryConfig) -> int:
     return old_factor(frame, config)
 
 
-def view(store: MemoryStore, start: int, rope: Callable[[torch.Tensor], torch.Tensor]) -> list[LayerContext] | None:
+def view(store: MemoryStore, start: int, rope: Callable[[torch.Tensor], torch.Tensor],
+         capacity: int | None = None) -> list[LayerContext] | None:
     """Per-layer context for a block whose first frame is `start` (frames < start must be stored).
-    `rope(positions (L, 3)) -> angles (L, head_dim/2)` is the model's RoPE."""
+    `rope(positions (L, 3)) -> angles (L, head_dim/2)` is the model's RoPE. With `capacity` the
+    view is zero-padded to that many tokens and `valid` marks the real ones, so every view has
+    the same shape (a compiled or CUDA-graphed forward sees one shape; see view_capacity)."""
     if start > len(store):
         raise ValueError(f"view for a block at frame {start}, but only {len(store)} frames are stored")
     if start == 0:
@@ -169,7 +172,26 @@ def view(store: MemoryStore, start: int, rope: Callable[[torch.Tensor], torch.Te
     if not positions:
         return None
     rot = rotation(rope(torch.cat(positions)))  # keys rotated once per view, not in every forward that reads it
-    return [LayerContext(apply_rope(torch.cat(ks, dim=2), rot), torch.cat(vs, dim=2)) for ks, vs in layers]
+    out = [LayerContext(apply_rope(torch.cat(ks, dim=2), rot), torch.cat(vs, dim=2)) for ks, vs in layers]
+    if capacity is None:
+        return out
+    tokens = out[0].k.shape[2]
+    if tokens > capacity:
+        raise ValueError(f"the view for frame {start} has {tokens} tokens, more than its capacity {capacity}")
+    valid = torch.arange(capacity, device=out[0].k.device) < tokens
+    return [LayerContext(F.pad(c.k, (0, 0, 0, capacity - tokens)), F.pad(c.v, (0, 0, 0, capacity - tokens)), valid)
+            for c in out]
+
+
+def view_capacity(grid: tuple[int, int], config: MemoryConfig) -> int:
+    """The most tokens any view can hold under a bounded config (window and max_old set): the window
+    at full resolution plus max_old older frames at the finest nonzero factor of the schedule."""
+    if config.window is None or config.max_old is None:
+        raise ValueError("a fixed view capacity needs a bounded memory (memory.window and memory.max_old set)")
+    rows, cols = grid
+    factors = [p for p in config.pool if p > 0]
+    per_old = max((-(-rows // p) * -(-cols // p) for p in factors), default=0)
+    return config.window * rows * cols + config.max_old * per_old
 
 
 def view_tokens(start: int, grid: tuple[int, int], config: MemoryConfig) -> int:

@@ -39,6 +39,7 @@ class LayerContext(NamedTuple):
 
     k: torch.Tensor  # (B, heads, Lc, head_dim) keys (pose embedding included), RoPE applied at their positions
     v: torch.Tensor  # (B, heads, Lc, head_dim)
+    valid: torch.Tensor | None = None  # (Lc,) bool: False marks padding (a fixed-capacity view); None = all
 
 
 class LayerKV(NamedTuple):
@@ -117,6 +118,9 @@ class Attention(nn.Module):
         if context is not None:
             k_rot = torch.cat([context.k, k_rot], dim=2)
             v_all = torch.cat([context.v, v], dim=2)
+            if context.valid is not None:  # padded view: no query attends to the padding
+                keys = torch.cat([context.valid, context.valid.new_ones(k.shape[2])])[None, :]
+                mask = keys if mask is None else mask & keys
         out = F.scaled_dot_product_attention(q_rot, k_rot, v_all, attn_mask=mask)
         out = out.permute(0, 2, 1, 3).reshape(b, f, n, d)
         return self.out(out), LayerKV(k, v)

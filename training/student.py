@@ -24,7 +24,7 @@ import torch
 
 from training.conditioning import static_first
 from training.flow import add_noise, draw_device, x0_from_velocity
-from training.memory import MemoryConfig, MemoryStore, view
+from training.memory import MemoryConfig, MemoryStore, view, view_capacity
 from training.model import LayerContext, VideoDiT
 
 #: the 4-step student schedule [1000, 750, 500, 250] warped through shift 5 (Self-Forcing)
@@ -36,12 +36,15 @@ class StudentConfig:
     block_frames: int = 2
     steps: tuple[float, ...] = WARPED_4_STEPS
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    static_view: bool = False  # pad every view to memory.view_capacity: one shape per block size (compile, CUDA graphs)
 
     def __post_init__(self) -> None:
         if self.block_frames < 1 or not self.steps:
             raise ValueError("student.block_frames must be >= 1 and student.steps non-empty")
         if any(not 0 < s <= 1 for s in self.steps) or list(self.steps) != sorted(self.steps, reverse=True):
             raise ValueError(f"student.steps must be decreasing sigmas in (0, 1], got {self.steps}")
+        if self.static_view and (self.memory.window is None or self.memory.max_old is None):
+            raise ValueError("student.static_view needs a bounded memory: memory.window and memory.max_old set")
 
 
 def block_spans(frames: int, block_frames: int) -> list[tuple[int, int]]:
@@ -87,7 +90,8 @@ class Student:
         return MemoryStore(self.model.cfg.grid, self.config.memory)
 
     def context(self, store: MemoryStore, start: int) -> list[LayerContext] | None:
-        return view(store, start, self.model.rope_angles)
+        capacity = view_capacity(self.model.cfg.grid, self.config.memory) if self.config.static_view else None
+        return view(store, start, self.model.rope_angles, capacity)
 
     def block_x0(self, x: torch.Tensor, sigma: float, start: int, context: list[LayerContext] | None,
                  actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
