@@ -60,8 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=pathlib.Path, help="also write the figures here")
     args = parser.parse_args(argv)
     try:
-        reports = [json.loads(p.read_text()) for p in (args.a, args.b)]
-        result = compare(*reports, method_a=args.method, method_b=args.method_b or args.method,
+        a, b = (json.loads(p.read_text()) for p in (args.a, args.b))
+        result = compare(a, b, method_a=args.method, method_b=args.method_b or args.method,
                          names=(str(args.a), str(args.b)))
     except (OSError, json.JSONDecodeError, KeyError, CompareError) as exc:
         print(f"error: {exc}", file=sys.stderr)
