@@ -206,13 +206,14 @@ def speed_section(student: Student, args: argparse.Namespace, device: torch.devi
         first, actions, poses, noise = inputs(model, args.teacher_frames, device, batch=batch)
         field = teacher_velocity(model, actions, poses)
         row: dict[str, float] = {}
-        with torch.no_grad(), autocast(device, args.precision):
+        with torch.no_grad(), autocast(device, args.precision):  # student first: its warm-up (compile) is shorter
+            row["student"] = frames_per_second(lambda: student.rollout(first, actions, poses, noise, keep_store=False),
+                                               batch * gen, device, 3)
+            print(f"  batch {batch:3d}: student {row['student']:8.1f} ...", flush=True)
             for cfg in cfgs:
                 row[f"teacher_cfg{cfg:g}"] = frames_per_second(
                     lambda: sample_i2v(field, first, args.teacher_frames, args.teacher_steps, 3.0, cfg),
                     batch * gen, device, 3)
-            row["student"] = frames_per_second(lambda: student.rollout(first, actions, poses, noise, keep_store=False),
-                                               batch * gen, device, 3)
         for cfg in cfgs:
             row[f"ratio_cfg{cfg:g}"] = row["student"] / row[f"teacher_cfg{cfg:g}"]
         results["speed"]["by_batch"][batch] = row
