@@ -2,6 +2,8 @@
 # The student experiment of issue 8 on one GPU (run from the repo root on the device machine).
 # A teacher checkpoint cannot travel back from the device, so the whole chain runs on one machine:
 #   bench   : bench/student.py (memory vs rollout length, frames/s by batch, latency), random weights
+#   compiled: (not in all) frames/s at batch 64 with the forward compiled, static memory views; the
+#             compile warm-up takes over 5 minutes
 #   teacher : the small teacher, 9-frame clips, TRAIN_MIN minutes, compiled (as bench/teacher_gpu.sh)
 #   ode     : ODE init with hybrid forcing, ODE_MIN minutes, 17-frame clips (teacher with position
 #             interpolation 0.5 = 2x its clips), 4 updates per teacher trajectory batch, EMA 0.99
@@ -16,9 +18,10 @@
 # EVAL_STUDENTS=dmd. Because one device command may
 # run 10 minutes, launch it detached and collect with short calls while the machine stays warm:
 #   setsid nohup env STAGES=all bash bench/student_gpu.sh > /tmp/runs.log 2>&1 &
-#   ... then: tar -C /tmp/runs -cf "$OUT/results.tar" results   (results/ holds every figure)
+#   ... then: tar -C /tmp/runs --exclude='*.png' -czf "$OUT/results.tgz" results   (every figure; the
+#   grids exceed the 16 MiB a returned file may have)
 set -euo pipefail
-STAGES=${STAGES:?set STAGES=all or a comma list of bench,teacher,ode,dmd,eval}
+STAGES=${STAGES:?set STAGES=all or a comma list of bench,compiled,teacher,ode,dmd,eval}
 [ "$STAGES" = all ] && STAGES=bench,teacher,ode,dmd,eval
 DATA=${DATA:-.device/data}
 SHARDS="$DATA/train-{000000..000006}.tar"
@@ -36,6 +39,11 @@ python3 -c "import torch; print('torch', torch.__version__)" >> "$RES/gpu.txt"
 if has bench; then
   say bench
   python3 bench/student.py --preset small --json "$RES/student_bench.json" | tee "$RES/student_bench.txt"
+fi
+if has compiled; then
+  say compiled
+  python3 bench/student.py --preset small --sections speed --batches 64 --compile \
+    --json "$RES/student_speed_compiled.json" 2>&1 | grep -v "^W1" | tee "$RES/student_speed_compiled.txt"
 fi
 if has teacher; then
   say teacher
