@@ -118,9 +118,6 @@ class Attention(nn.Module):
         if context is not None:
             k_rot = torch.cat([context.k, k_rot], dim=2)
             v_all = torch.cat([context.v, v], dim=2)
-            if context.valid is not None:  # padded view: no query attends to the padding
-                keys = torch.cat([context.valid, context.valid.new_ones(k.shape[2])])[None, :]
-                mask = keys if mask is None else mask & keys
         out = F.scaled_dot_product_attention(q_rot, k_rot, v_all, attn_mask=mask)
         out = out.permute(0, 2, 1, 3).reshape(b, f, n, d)
         return self.out(out), LayerKV(k, v)
@@ -227,6 +224,9 @@ class VideoDiT(nn.Module):
         c = self.time_embed(timestep_embedding(sigma).to(h.dtype))
         action, pose = self.condition(actions, poses, origin, keep)
         rot = rotation(self.angles(f, first_frame, x.device))  # once for all layers
+        if context is not None and context[0].valid is not None:  # padded view: no query attends to the padding
+            keys = torch.cat([context[0].valid, context[0].valid.new_ones(h.shape[2] * f)])[None, :]
+            mask = keys if mask is None else mask & keys
         kvs = []
         for i, block in enumerate(self.blocks):
             h, kv = block(h, c, action, pose, rot, mask, None if context is None else context[i])
