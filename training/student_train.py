@@ -36,7 +36,7 @@ from training.distill import DMDConfig, critic_loss, dmd_delta, hybrid_forcing_l
 from training.model import VideoDiT
 from training.runtime import EMA, JsonlLog, autocast, load_checkpoint, pick_device, save_checkpoint
 from training.student import Student, StudentConfig
-from training.teacher import model_from_checkpoint, model_from_state
+from training.teacher import flow_shift, model_from_checkpoint, model_from_state
 
 
 @dataclass(frozen=True)
@@ -47,14 +47,14 @@ class StudentTrainConfig:
     data: DataConfig = field(default_factory=lambda: DataConfig(frames=17, batch_size=8))
     student: StudentConfig = field(default_factory=StudentConfig)
     ode_teacher_steps: int = 20  # the teacher's Euler steps (its sampler schedule; student sigmas inserted)
-    ode_shift: float = 3.0  # that schedule's shift (the teacher's flow shift)
+    ode_shift: float | None = None  # that schedule's shift; default the teacher checkpoint's flow shift
     ode_reuse: int = 1  # student updates per teacher trajectory batch (the ODE targets are the costly part)
     ode_guidance: float = 1.0
     noisy_blocks: int = 2
     dmd: DMDConfig = field(default_factory=DMDConfig)
     teacher_rope_time_scale: float | None = None
     lr: float = 5e-5
-    beta1: float | None = None  # AdamW β1 of both optimisers; default 0.9 for ode (regression), 0 for dmd (Self-Forcing)
+    beta1: float | None = None  # AdamW β1 of both optimisers; default 0.9 for ode, 0 for dmd (Self-Forcing)
     ema_decay: float = 0.0  # EMA of the generator's weights (saved as "ema", what eval and --init load); 0 = off
     critic_lr: float = 5e-5
     grad_clip: float = 1.0
@@ -73,17 +73,18 @@ class StudentTrainConfig:
                              f"{self.ode_reuse}")
 
 
-def _weights(path: str, device: torch.device, **overrides: Any) -> VideoDiT:
-    return model_from_checkpoint(pathlib.Path(path), device, **overrides)
-
-
 def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     if not config.teacher:
         raise ConfigError("teacher: a teacher checkpoint is required (--teacher)")
-    rope = {} if config.teacher_rope_time_scale is None else {"rope_time_scale": config.teacher_rope_time_scale}
-    teacher = _weights(config.teacher, device, **rope).requires_grad_(False)
-    generator_model = _weights(config.init or config.teacher, device).train()
+    rope: dict[str, Any] = ({} if config.teacher_rope_time_scale is None
+                            else {"rope_time_scale": config.teacher_rope_time_scale})
+    teacher_state = load_checkpoint(pathlib.Path(config.teacher), "cpu")  # read once: teacher, shift, default init
+    teacher = model_from_state(teacher_state, device, **rope).requires_grad_(False)
+    ode_shift = config.ode_shift if config.ode_shift is not None else flow_shift(teacher_state)
+    generator_model = (model_from_checkpoint(pathlib.Path(config.init), device) if config.init
+                       else model_from_state(teacher_state, device)).train()
+    del teacher_state
     student = Student(generator_model, config.student)
     fake = copy.deepcopy(teacher).train().requires_grad_(True) if config.stage == "dmd" else None
     betas = (config.beta1 if config.beta1 is not None else (0.9 if config.stage == "ode" else 0.0), 0.999)
@@ -134,7 +135,7 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
                 if config.stage == "ode":
                     if use == 0:
                         targets = ode_targets(teacher_velocity(teacher, batch.actions, batch.poses), first, noise,
-                                              config.student.steps, config.ode_teacher_steps, config.ode_shift,
+                                              config.student.steps, config.ode_teacher_steps, ode_shift,
                                               config.ode_guidance)
                     assert targets is not None
                     states, clean = targets

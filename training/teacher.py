@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from common.config import ConfigError, dump_yaml, load_config, to_dict
-from training.config import ModelConfig, TrainConfig
+from training.config import FlowConfig, ModelConfig, TrainConfig
 from training.data import ClipBatch, crop, stream
 from training.flow import add_noise, draw_device, i2v_sigma, sample_sigma, velocity_target
 from training.model import VideoDiT, forward_flops
@@ -74,6 +74,11 @@ def model_from_state(state: dict[str, Any], device: torch.device, *, weights: st
     model = VideoDiT(ModelConfig(**{**state["model_config"], **overrides}))
     model.load_state_dict(checkpoint_weights(state, weights))
     return model.to(device).eval()
+
+
+def flow_shift(state: dict[str, Any]) -> float:
+    """The timestep shift a loaded checkpoint was trained with (its sampler's default)."""
+    return float(state["config"].get("flow", {}).get("shift", FlowConfig().shift))
 
 
 def model_from_checkpoint(path: pathlib.Path, device: torch.device, *, weights: str = "ema",

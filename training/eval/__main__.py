@@ -30,7 +30,7 @@ from training.eval.groundtruth import EvalSetConfig, load_eval_set, make_eval_se
 from training.runtime import autocast, load_checkpoint, pick_device
 from training.student import Student
 from training.student_train import student_from_state
-from training.teacher import model_from_state
+from training.teacher import flow_shift, model_from_state
 
 GRID_SCRIPTS = ("forward", "yaw_right", "left", "forward+yaw_right", "pitch_up", "forward~back")
 
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = student.model
     else:
         model = model_from_state(state, device, **overrides)
-    shift = args.shift if args.shift is not None else float(state["config"].get("flow", {}).get("shift", 3.0))
+    shift = args.shift if args.shift is not None else flow_shift(state)
     del state
     cfg = model.cfg
     set_config = EvalSetConfig(scenes=scenes, starts=args.starts, frames=max(33, args.frames), width=cfg.width_px,
