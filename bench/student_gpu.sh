@@ -6,8 +6,9 @@
 #             compile warm-up takes over 5 minutes
 #   teacher : the small teacher, 9-frame clips, TRAIN_MIN minutes, compiled (as bench/teacher_gpu.sh)
 #   ode     : ODE init with hybrid forcing, ODE_MIN minutes, 17-frame clips (teacher with position
-#             interpolation 0.5 = 2x its clips), 4 updates per teacher trajectory batch, EMA 0.99
-#             (EMA and the ODE stage's default beta1 0.9 came after run 2, which had neither)
+#             interpolation 0.5 = 2x its clips), 4 updates per teacher trajectory batch, EMA 0.99,
+#             noisy blocks at random clip positions (ode_prefix random)
+#             (EMA, the ODE stage's default beta1 0.9 and ode_prefix came after run 2, which had none)
 #   dmd     : DMD from the ODE checkpoint, DMD_MIN minutes, self-rollouts of 33 frames (teacher at 0.25)
 #   eval    : teacher vs students at 9 frames; students with compressed memory vs window-only (pool 0)
 #             on 33-frame clips, whose out-and-back scripts return to the first pose after 32 frames

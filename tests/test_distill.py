@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from tests.training_helpers import clip_batch, randomized_model, tiny_config
-from training.distill import DMDConfig, critic_loss, dmd_delta, hybrid_forcing_loss, ode_grid, ode_targets
+from training.distill import (DMDConfig, critic_loss, dmd_delta, hybrid_forcing_loss, ode_grid, ode_prefix_blocks,
+                              ode_targets)
 from training.flow import schedule
 from training.memory import MemoryConfig
 from training.model import VideoDiT
@@ -73,6 +74,43 @@ def test_hybrid_forcing_regresses_the_noisy_blocks():
     assert after < 0.5 * before, (before, after)
     with pytest.raises(ValueError, match="noisy_blocks"):
         hybrid_forcing_loss(student, batch.frames[:, 0], states, clean, batch.actions, batch.poses, noisy_blocks=9)
+
+
+def test_hybrid_forcing_on_a_prefix_is_the_loss_of_the_truncated_clip():
+    config = tiny_config()
+    student = Student(randomized_model(config, seed=0), StudentConfig(block_frames=2, steps=STEPS,
+                                                                      memory=MemoryConfig(window=2, pool=(2,))))
+    batch = clip_batch(config, 2, 9)  # 4 generated blocks
+    g = torch.Generator().manual_seed(1)
+    clean = batch.frames[:, 1:]
+    states = torch.stack([(1 - s) * clean + s * torch.randn(clean.shape, generator=g) for s in STEPS])
+    first = batch.frames[:, 0]
+    with torch.no_grad():
+        prefix = hybrid_forcing_loss(student, first, states, clean, batch.actions, batch.poses, 1,
+                                     torch.Generator().manual_seed(5), blocks=1)
+        truncated = hybrid_forcing_loss(student, first, states[:, :, :2], clean[:, :2], batch.actions[:, :3],
+                                        batch.poses[:, :3], 1, torch.Generator().manual_seed(5))
+        later = clean.clone()
+        later[:, 2:] += 1.0  # frames after the prefix do not matter
+        moved = hybrid_forcing_loss(student, first, states, later, batch.actions, batch.poses, 1,
+                                    torch.Generator().manual_seed(5), blocks=1)
+        full = hybrid_forcing_loss(student, first, states, clean, batch.actions, batch.poses, 1,
+                                   torch.Generator().manual_seed(5))
+    assert float(prefix) == pytest.approx(float(truncated), rel=1e-6)
+    assert float(moved) == pytest.approx(float(prefix), rel=1e-6)
+    assert abs(float(full) - float(prefix)) > 1e-6  # the default regresses the last block instead
+    with pytest.raises(ValueError, match="blocks"):
+        hybrid_forcing_loss(student, first, states, clean, batch.actions, batch.poses, 2, blocks=1)
+
+
+def test_ode_prefix_blocks_reach_every_position():
+    g = torch.Generator().manual_seed(0)
+    draws = [ode_prefix_blocks(17, 2, 2, g) for _ in range(700)]  # 8 blocks: 2..8
+    counts = {n: draws.count(n) for n in range(2, 9)}
+    assert set(draws) == set(counts) and min(counts.values()) > 60, counts
+    assert ode_prefix_blocks(17, 2, 8, g) == 8
+    with pytest.raises(ValueError, match="noisy_blocks"):
+        ode_prefix_blocks(9, 2, 5, g)
 
 
 def test_dmd_delta_vanishes_when_the_fake_score_is_the_teacher_and_is_normalised():

@@ -81,10 +81,21 @@ def ode_targets(velocity: VelocityFn, first: torch.Tensor, noise: torch.Tensor, 
     return torch.stack(states), x
 
 
+def ode_prefix_blocks(frames: int, block_frames: int, noisy_blocks: int,
+                      generator: torch.Generator | None = None) -> int:
+    """How many generated blocks one hybrid-forcing update uses, uniform in [noisy_blocks, all]."""
+    total = len(block_spans(frames, block_frames)) - 1
+    if not 1 <= noisy_blocks <= total:
+        raise ValueError(f"noisy_blocks must be in [1, {total}], got {noisy_blocks}")
+    return int(torch.randint(noisy_blocks, total + 1, (1,), generator=generator,
+                             device=draw_device(generator, "cpu")))
+
+
 def hybrid_forcing_loss(student: Student, first: torch.Tensor, states: torch.Tensor, clean: torch.Tensor,
                         actions: torch.Tensor, poses: torch.Tensor, noisy_blocks: int,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
-    """Regression of the last `noisy_blocks` blocks to the teacher's clean endpoint.
+                        generator: torch.Generator | None = None, blocks: int | None = None) -> torch.Tensor:
+    """Regression of the last `noisy_blocks` of the first `blocks` generated blocks (default all)
+    to the teacher's clean endpoint; later frames are unused.
 
     first (B, C, H, W); states (S, B, F-1, ...) the teacher at the student's S sigmas; clean
     (B, F-1, ...); actions (B, F, 13) per frame; poses (B, F, 4, 4). Earlier blocks are committed
@@ -93,6 +104,10 @@ def hybrid_forcing_loss(student: Student, first: torch.Tensor, states: torch.Ten
     spans = block_spans(f, student.config.block_frames)[1:]
     if not 1 <= noisy_blocks <= len(spans):
         raise ValueError(f"noisy_blocks must be in [1, {len(spans)}], got {noisy_blocks}")
+    if blocks is not None:
+        if not noisy_blocks <= blocks <= len(spans):
+            raise ValueError(f"blocks must be in [{noisy_blocks}, {len(spans)}], got {blocks}")
+        spans = spans[:blocks]
     origin = poses[:, 0]
     actions = static_first(actions)
     store = student.new_store()
@@ -107,7 +122,8 @@ def hybrid_forcing_loss(student: Student, first: torch.Tensor, states: torch.Ten
             x = states[step][:, start - 1:end - 1]
             x0 = student.block_x0(x, student.config.steps[step], start, context, actions, poses, origin)
             losses.append(F.mse_loss(x0.float(), video[:, start:end].float(), reduction="sum"))
-        student.commit(video[:, start:end], start, store, actions, poses, origin, context)
+        if index < len(spans) - 1:  # nothing reads the last block's memory
+            student.commit(video[:, start:end], start, store, actions, poses, origin, context)
     elements = sum(clean[:, s - 1:e - 1].numel() for s, e in spans[len(spans) - noisy_blocks:])
     return torch.stack(losses).sum() / elements
 

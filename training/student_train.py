@@ -32,7 +32,8 @@ import torch
 from common.config import ConfigError, dump_yaml, from_dict, load_config, to_dict
 from training.config import DataConfig
 from training.data import ClipBatch, crop, stream
-from training.distill import DMDConfig, critic_loss, dmd_delta, hybrid_forcing_loss, ode_targets, teacher_velocity
+from training.distill import (DMDConfig, critic_loss, dmd_delta, hybrid_forcing_loss, ode_prefix_blocks, ode_targets,
+                              teacher_velocity)
 from training.model import VideoDiT
 from training.runtime import EMA, JsonlLog, autocast, load_checkpoint, pick_device, save_checkpoint
 from training.student import Student, StudentConfig
@@ -51,6 +52,9 @@ class StudentTrainConfig:
     ode_reuse: int = 1  # student updates per teacher trajectory batch (the ODE targets are the costly part)
     ode_guidance: float = 1.0
     noisy_blocks: int = 2
+    ode_prefix: Literal["full", "random"] = "random"  # the clip's first n blocks per update, n uniform in
+    #   [noisy_blocks, all]: the noisy blocks land at every position (with "full" always at the clip's end,
+    #   never right after the first frame)
     dmd: DMDConfig = field(default_factory=DMDConfig)
     teacher_rope_time_scale: float | None = None
     lr: float = 5e-5
@@ -139,8 +143,10 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
                                               config.ode_guidance)
                     assert targets is not None
                     states, clean = targets
+                    blocks = None if config.ode_prefix == "full" else ode_prefix_blocks(
+                        config.data.frames, config.student.block_frames, config.noisy_blocks, gen)
                     loss = hybrid_forcing_loss(student, first, states.float(), clean.float(), batch.actions,
-                                               batch.poses, config.noisy_blocks, gen)
+                                               batch.poses, config.noisy_blocks, gen, blocks)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(generator_model.parameters(), config.grad_clip)
