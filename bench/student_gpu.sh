@@ -9,10 +9,12 @@
 #             interpolation 0.5 = 2x its clips), 4 updates per teacher trajectory batch, EMA 0.99,
 #             noisy blocks at random clip positions (ode_prefix random)
 #             (EMA, the ODE stage's default beta1 0.9 and ode_prefix came after run 2, which had none)
-#   dmd     : DMD from the ODE checkpoint, DMD_MIN minutes, self-rollouts of 33 frames (teacher at 0.25)
+#   dmd     : DMD from the ODE checkpoint, DMD_MIN minutes, self-rollouts of 33 frames; the real and fake
+#             scores see random DMD_WINDOW-frame windows of them (default 9, the teacher's clips), or with
+#             DMD_WINDOW=0 the whole rollout with the teacher's positions stretched 4x (run 2 and run 5)
 #   eval    : teacher vs students at 9 frames; students with compressed memory vs window-only (pool 0)
 #             on 33-frame clips, whose out-and-back scripts return to the first pose after 32 frames
-#             (4x the 8-frame window)
+#             (4x the 8-frame window); EVAL_LONG=0 skips the 33-frame pair
 # STAGES=all runs them in that order (about 28 minutes on an H200: bench 3, teacher 8 + eval 1, ODE 7 + eval 0.5,
 # DMD 4, evals 5.5; run 2 in bench/results/student/run2_*). A machine is held at most 30 minutes, so a
 # longer DMD must come out of the rest: e.g. STAGES=teacher,ode,dmd,eval ODE_MIN=5 DMD_MIN=9
@@ -62,10 +64,12 @@ if has ode; then
   python3 -m training.eval --checkpoint "$RUNS/ode/checkpoint.pt" --student "${ev[@]}" --out "$RES/eval_ode9" --frames 9
 fi
 if has dmd; then
+  if [ "${DMD_WINDOW:-9}" = 0 ]; then dmd_scores=(--set teacher_rope_time_scale=0.25)  # run 2: whole rollout, stretched
+  else dmd_scores=(--set dmd.window="${DMD_WINDOW:-9}"); fi  # windows of the teacher's clip length
   say dmd
   python3 -m training.student_train --stage dmd --teacher "$RUNS/teacher/checkpoint.pt" --init "$RUNS/ode/checkpoint.pt" \
     --shards "$SHARDS" --out "$RUNS/dmd" --minutes "${DMD_MIN:-4}" --set data.workers=$W --set data.frames=33 \
-    --set data.batch_size=16 --set teacher_rope_time_scale=0.25 --set log_every=5
+    --set data.batch_size=16 "${dmd_scores[@]}" --set log_every=5
   cp "$RUNS/dmd/log.jsonl" "$RES/dmd_log.jsonl"
 fi
 if has eval; then
@@ -74,6 +78,7 @@ if has eval; then
     [ -f "$S" ] || continue
     say "eval $name"
     [ "$name" = ode ] || python3 -m training.eval --checkpoint "$S" --student "${ev[@]}" --out "$RES/eval_${name}9" --frames 9
+    [ "${EVAL_LONG:-1}" = 1 ] || continue
     python3 -m training.eval --checkpoint "$S" --student "${ev[@]}" --out "$RES/eval_${name}33_memory" --frames 33
     python3 -m training.eval --checkpoint "$S" --student --memory-pool 0 "${ev[@]}" --out "$RES/eval_${name}33_window" \
       --frames 33

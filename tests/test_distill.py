@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from tests.training_helpers import clip_batch, randomized_model, tiny_config
-from training.distill import (DMDConfig, critic_loss, dmd_delta, hybrid_forcing_loss, ode_grid, ode_prefix_blocks,
-                              ode_targets)
+from training.distill import (DMDConfig, ScoreWindow, critic_loss, dmd_delta, hybrid_forcing_loss, ode_grid,
+                              ode_prefix_blocks, ode_targets, score_window)
 from training.flow import schedule
 from training.memory import MemoryConfig
 from training.model import VideoDiT
@@ -111,6 +111,31 @@ def test_ode_prefix_blocks_reach_every_position():
     assert ode_prefix_blocks(17, 2, 8, g) == 8
     with pytest.raises(ValueError, match="noisy_blocks"):
         ode_prefix_blocks(9, 2, 5, g)
+
+
+def test_score_window_is_a_cropped_clip_and_places_its_delta_at_the_window_mean():
+    config = tiny_config()
+    batch = clip_batch(config, 2, 9)
+    first, x_hat, actions, poses = ScoreWindow(0, 9).clip(batch.frames, batch.actions, batch.poses)
+    assert torch.equal(first, batch.frames[:, 0]) and torch.equal(x_hat, batch.frames[:, 1:])
+    assert torch.equal(actions, batch.actions) and torch.equal(poses, batch.poses)  # frame 0 already static
+    window = ScoreWindow(3, 4)
+    first, x_hat, actions, poses = window.clip(batch.frames, batch.actions, batch.poses)
+    assert torch.equal(first, batch.frames[:, 3]) and torch.equal(x_hat, batch.frames[:, 4:7])
+    assert torch.equal(actions[:, 1:], batch.actions[:, 4:7]) and torch.equal(actions[:, 0], batch.actions[:, 0])
+    assert torch.equal(poses, batch.poses[:, 3:7])
+    delta = torch.randn(2, 3, 3, 4, 4, dtype=torch.float64)
+    placed = window.place(delta, 8)
+    assert placed.shape == (2, 8, 3, 4, 4)
+    assert placed[:, :3].abs().sum() == 0 and placed[:, 6:].abs().sum() == 0
+    assert torch.allclose(placed[:, 3:6], delta * 8 / 3)
+    assert float(placed.sum() / placed.numel()) == pytest.approx(float(delta.mean()))  # the replay's normalisation
+    g = torch.Generator().manual_seed(0)
+    starts = [score_window(33, 9, g).start for _ in range(500)]
+    assert min(starts) == 0 and max(starts) == 24
+    assert score_window(9, 9, g) == ScoreWindow(0, 9) and score_window(9, None, g) == ScoreWindow(0, 9)
+    with pytest.raises(ValueError, match="window"):
+        DMDConfig(window=1)
 
 
 def test_dmd_delta_vanishes_when_the_fake_score_is_the_teacher_and_is_normalised():

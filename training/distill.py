@@ -38,6 +38,13 @@ class DMDConfig:
     shift: float = 3.0  # sigma distribution of the DMD/critic noise
     sigma_range: tuple[float, float] = (0.02, 0.98)
     critic_steps: int = 5  # fake-score updates per generator update
+    window: int | None = None  # frames the real and fake scores see (their first one clean), at a random start
+    #   in the rollout; None = the whole rollout. Set it to the teacher's clip length to score rollouts longer
+    #   than the teacher's clips without stretching its positions (teacher_rope_time_scale)
+
+    def __post_init__(self) -> None:
+        if self.window is not None and self.window < 2:
+            raise ValueError(f"dmd.window must be >= 2 frames (a clean first frame and one scored), got {self.window}")
 
 
 def teacher_velocity(model: VideoDiT, actions: torch.Tensor, poses: torch.Tensor) -> VelocityFn:
@@ -149,6 +156,38 @@ def dmd_delta(x_hat: torch.Tensor, first: torch.Tensor, actions: torch.Tensor, p
         scale = (video[:, 1:] - real).abs().flatten(1).mean(1).clamp_min(1e-6)
         delta = (fake_x0 - real) / scale.reshape(b, 1, 1, 1, 1)
     return torch.nan_to_num(delta)
+
+
+@dataclass(frozen=True)
+class ScoreWindow:
+    """The frames [start, start + length) of a rollout as a clip for the bidirectional scores:
+    frame `start` is their clean first frame, its action the static one (as in a cropped clip)."""
+    start: int
+    length: int
+
+    def clip(self, video: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(first (B, C, H, W), x̂ (B, length-1, ...), actions (B, length, 13), poses (B, length, 4, 4))."""
+        end = self.start + self.length
+        return (video[:, self.start], video[:, self.start + 1:end], static_first(actions[:, self.start:end]),
+                poses[:, self.start:end])
+
+    def place(self, delta: torch.Tensor, generated: int) -> torch.Tensor:
+        """The window's Δ (B, length-1, ...) in a rollout of `generated` frames after its first: zero
+        elsewhere, scaled by generated/(length-1) so the whole-sequence mean the replay normalises by
+        is the window's own mean (the gradient a rollout of the window's length would get)."""
+        full = delta.new_zeros((delta.shape[0], generated) + delta.shape[2:])
+        full[:, self.start:self.start + self.length - 1] = delta * (generated / (self.length - 1))
+        return full
+
+
+def score_window(frames: int, length: int | None, generator: torch.Generator | None = None) -> ScoreWindow:
+    """A window of `length` frames (None: all) at a uniform random start in a `frames`-frame rollout."""
+    if length is None or length >= frames:
+        return ScoreWindow(0, frames)
+    start = int(torch.randint(0, frames - length + 1, (1,), generator=generator,
+                              device=draw_device(generator, "cpu")))
+    return ScoreWindow(start, length)
 
 
 def critic_loss(fake: VideoDiT, x_hat: torch.Tensor, first: torch.Tensor, actions: torch.Tensor,

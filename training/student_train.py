@@ -33,7 +33,7 @@ from common.config import ConfigError, dump_yaml, from_dict, load_config, to_dic
 from training.config import DataConfig
 from training.data import ClipBatch, crop, stream
 from training.distill import (DMDConfig, critic_loss, dmd_delta, hybrid_forcing_loss, ode_prefix_blocks, ode_targets,
-                              teacher_velocity)
+                              score_window, teacher_velocity)
 from training.model import VideoDiT
 from training.runtime import EMA, JsonlLog, autocast, load_checkpoint, pick_device, save_checkpoint
 from training.student import Student, StudentConfig
@@ -187,8 +187,10 @@ def _dmd_step(config: StudentTrainConfig, step: int, student: Student, teacher: 
     record = {}
     with torch.no_grad():
         rollout = student.rollout(first, batch.actions, batch.poses, noise, generator=gen, keep_store=False)
-    loss_c = critic_loss(fake, rollout.frames[:, 1:].float(), first, batch.actions, batch.poses, config.dmd.shift,
-                         gen)
+    frames = rollout.frames.shape[1]
+    w_first, w_x, w_actions, w_poses = score_window(frames, config.dmd.window, gen).clip(
+        rollout.frames.float(), batch.actions, batch.poses)
+    loss_c = critic_loss(fake, w_x, w_first, w_actions, w_poses, config.dmd.shift, gen)
     critic_opt.zero_grad(set_to_none=True)
     loss_c.backward()
     torch.nn.utils.clip_grad_norm_(fake.parameters(), config.grad_clip)
@@ -201,8 +203,10 @@ def _dmd_step(config: StudentTrainConfig, step: int, student: Student, teacher: 
             rollout = student.rollout(first, batch.actions, batch.poses, noise, exits, generator=gen,
                                       keep_store=False)
         fake.eval()
-        delta = dmd_delta(rollout.frames[:, 1:].float(), first, batch.actions, batch.poses, teacher, fake,
-                          config.dmd, gen)
+        window = score_window(frames, config.dmd.window, gen)
+        w_first, w_x, w_actions, w_poses = window.clip(rollout.frames.float(), batch.actions, batch.poses)
+        delta = window.place(dmd_delta(w_x, w_first, w_actions, w_poses, teacher, fake, config.dmd, gen),
+                             frames - 1)
         fake.train()
         optimizer.zero_grad(set_to_none=True)
         record["dmd_loss"] = float(student.replay_backward(rollout, delta, batch.actions, batch.poses))
