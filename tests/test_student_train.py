@@ -38,14 +38,14 @@ def test_ode_then_dmd_from_shards(tmp_path):
                  "--out", str(tmp_path / "dmd")]) == 0
     dmd_log = [json.loads(line) for line in (tmp_path / "dmd" / "log.jsonl").read_text().splitlines()]
     assert all("critic_loss" in r for r in dmd_log)
-    assert [r["step"] for r in dmd_log if "dmd_loss" in r] == [1, 3]  # one generator step per 2 critic steps
+    assert [r["step"] for r in dmd_log if "dmd_loss" in r] == [2, 4]  # one generator step per 2 critic steps
     state = load_checkpoint(tmp_path / "dmd" / "checkpoint.pt")
     assert state["step"] == 4 and state["fake"] is not None
     # scores on 3-frame windows of the 5-frame rollouts
     assert main([*common, "--stage", "dmd", "--init", init, "--steps", "2", "--set", "dmd.critic_steps=2",
                  "--set", "dmd.window=3", "--out", str(tmp_path / "dmd_window")]) == 0
     window_log = [json.loads(line) for line in (tmp_path / "dmd_window" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in window_log if "dmd_loss" in r] == [1] and all(r["critic_loss"] > 0 for r in window_log)
+    assert [r["step"] for r in window_log if "dmd_loss" in r] == [2] and all(r["critic_loss"] > 0 for r in window_log)
     student = student_from_checkpoint(tmp_path / "dmd" / "checkpoint.pt", torch.device("cpu"))
     frames = torch.rand(1, 3, 16, 16) * 2 - 1
     actions = torch.zeros(1, 5, 13)

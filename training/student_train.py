@@ -196,7 +196,7 @@ def _dmd_step(config: StudentTrainConfig, step: int, student: Student, teacher: 
     torch.nn.utils.clip_grad_norm_(fake.parameters(), config.grad_clip)
     critic_opt.step()
     record["critic_loss"] = float(loss_c.detach())
-    if step % config.dmd.critic_steps == 0:
+    if (step + 1) % config.dmd.critic_steps == 0:  # after the critic has tracked `critic_steps` rollouts
         exits = torch.randint(0, len(config.student.steps), (len(rollout.replay),), generator=gen,
                               device=gen.device).tolist()
         with torch.no_grad():
