@@ -69,8 +69,8 @@ class FrameScorer:
         n = grey.size
         high = np.count_nonzero(grey >= 250) / n
         low = np.count_nonzero(grey <= 5) / n
-        sharp = float(cv2.Laplacian(grey, cv2.CV_32F).var())
-        detail = float(cv2.Laplacian(cv2.pyrDown(grey), cv2.CV_32F).var())
+        sharp = _variance(cv2.Laplacian(grey, cv2.CV_32F))
+        detail = _variance(cv2.Laplacian(cv2.pyrDown(grey), cv2.CV_32F))
         grey_f = grey.astype(np.float32)
         # windowed here, not by phaseCorrelate: OpenCV 5.0's phaseCorrelate(a, b, window) windows a and b in place
         flow = grey_f if self.flow_scale == 1.0 else cv2.resize(grey_f, self.flow_size, interpolation=cv2.INTER_AREA)
@@ -88,6 +88,11 @@ class FrameScorer:
     def raw(self) -> dict[str, np.ndarray]:
         table = np.array(self.rows, dtype=np.float64).reshape(-1, len(_RAW))
         return {name: table[:, i] for i, name in enumerate(_RAW)}
+
+
+def _variance(image: np.ndarray) -> float:
+    """Population variance of all pixels (OpenCV's pass in float64, about 1.7x faster than numpy's .var())."""
+    return float(cv2.meanStdDev(image)[1][0, 0]) ** 2
 
 
 def image_scores(raw: dict[str, np.ndarray], poses: np.ndarray, fps: float, intrinsics: np.ndarray, width: int,

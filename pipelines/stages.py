@@ -6,7 +6,8 @@ a frame is decoded once, scored by the filter and encoded as the clips' JPEG.
 
 Resume and reproducibility:
 - capture skips trajectories already staged with the same fingerprint (capture/staging.py);
-- each trajectory's clips go to DIR/.work/clips/<scene>/<trajectory>.tar (atomic) with its filter
+- each trajectory's clips go to DIR/.work/clips/<scene>/<trajectory>.samples.pkl (atomic; the samples
+  as ShardWriter takes them, so the shard stage does no tar parsing) with its filter
   result, next to a .json holding the fingerprint of everything they depend on (staged copy,
   split, seed, its verdicts, the filter, clip and action settings); a matching cache is reused;
 - shards are rewritten on every run from the caches, trajectories in a seeded order, with a fixed
@@ -28,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import webdataset as wds
 
 from annotate.actions import CHANNELS
 from augment.make import ClipJob, encode_jpeg, make_clips
@@ -39,7 +39,7 @@ from common.config import dump_yaml, to_dict
 from common.files import atomic_path
 from common.raymap import ray_map
 from datasets.samples import npy_load
-from datasets.shards import FIXED_MTIME, write_shards
+from datasets.shards import write_shards
 from filter.report import write_report as write_filter_report
 from filter.run import SCORES, Failed, FilterRun, filter_one, review_result, totals
 from filter.segments import ReviewVerdict, check_known, kept_spans
@@ -47,7 +47,7 @@ from filter.verdicts import VerdictError, read_verdicts
 from pipelines.config import BuildConfig
 
 SPLITS = ("train", "val")
-CACHE_VERSION = 1  # bump when the cached clip or filter content changes meaning
+CACHE_VERSION = 2  # bump when the cached clip or filter content changes meaning
 
 
 class BuildError(Exception):
@@ -78,15 +78,16 @@ def trajectory_task(item: TrajectoryItem, config: BuildConfig, work: pathlib.Pat
     """Filter one staged trajectory and make its clips in one pass over its frames (each decoded
     once: the filter scores it and the clip JPEG is encoded from it), or reuse the cache when nothing
     it depends on changed. A Ray task; failures come back as data."""
-    tar_path = work / item.scene / f"{item.trajectory}.tar"
-    info_path, filter_path = tar_path.with_suffix(".json"), tar_path.with_suffix(".filter.pkl")
+    samples_path = cache_path(work, item.scene, item.trajectory)
+    info_path = samples_path.with_name(f"{item.trajectory}.json")
+    filter_path = samples_path.with_name(f"{item.trajectory}.filter.pkl")
     own = sorted((k, v.verdict.value) for k, v in verdicts.items() if k.startswith(f"{item.scene}-{item.trajectory}-"))
     seed = int(np.random.SeedSequence([config.seed, *item.scene.encode(), 0, *item.trajectory.encode()])
                .generate_state(1)[0])
     key = hashlib.sha256(json.dumps([CACHE_VERSION, item.staged, item.split, seed, own, to_dict(config.clips),
                                      to_dict(config.filter), to_dict(config.capture.actions)],
                                     sort_keys=True).encode()).hexdigest()[:24]
-    if tar_path.is_file() and info_path.is_file() and filter_path.is_file():
+    if samples_path.is_file() and info_path.is_file() and filter_path.is_file():
         info = json.loads(info_path.read_text())
         if info.get("fingerprint") == key:
             cached = pickle.loads(filter_path.read_bytes())
@@ -107,11 +108,9 @@ def trajectory_task(item: TrajectoryItem, config: BuildConfig, work: pathlib.Pat
     except (OSError, ValueError) as exc:
         return {"filter": result, "changed": changed,
                 "summary": {"scene": item.scene, "trajectory": item.trajectory, "error": str(exc)}}
-    tar_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(tar_path) as tmp:
-        with wds.TarWriter(str(tmp), mtime=FIXED_MTIME) as sink:
-            for clip in clips:
-                sink.write(clip.to_wds_sample())
+    samples_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(samples_path) as tmp:
+        tmp.write_bytes(pickle.dumps([clip.to_wds_sample() for clip in clips], protocol=pickle.HIGHEST_PROTOCOL))
     with atomic_path(filter_path) as tmp:
         tmp.write_bytes(pickle.dumps({"filter": result, "changed": changed}))
     info = {"scene": item.scene, "trajectory": item.trajectory, "split": item.split, "fingerprint": key,
@@ -122,10 +121,17 @@ def trajectory_task(item: TrajectoryItem, config: BuildConfig, work: pathlib.Pat
     return {"filter": result, "changed": changed, "summary": {**info, "cached": False}}
 
 
-def read_cache(path: pathlib.Path) -> Iterator[dict[str, Any]]:
-    """Samples of a clip tar, in order, as webdataset dicts of bytes (its `__url__`-style metadata
-    keys start with `_`, which ShardWriter does not write)."""
-    yield from wds.WebDataset(str(path), shardshuffle=False, empty_check=False)
+def cache_path(work: pathlib.Path, scene: str, trajectory: str) -> pathlib.Path:
+    """Where a trajectory's clip samples are cached between runs."""
+    return work / scene / f"{trajectory}.samples.pkl"
+
+
+def read_cache(path: pathlib.Path) -> list[dict[str, Any]]:
+    """A trajectory's clip samples, in order, as webdataset dicts (`__key__` and bytes per extension)."""
+    try:
+        return pickle.loads(path.read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        raise BuildError(f"{path}: unreadable clip cache ({exc}); delete it and re-run") from exc
 
 
 def build(config: BuildConfig, out: pathlib.Path, progress: bool = True) -> dict[str, Any]:
@@ -215,7 +221,7 @@ def _write_all_shards(config: BuildConfig, out: pathlib.Path, work: pathlib.Path
 
         def samples(chosen=chosen, metas=metas) -> Iterator[dict[str, Any]]:
             for summary in chosen:
-                for sample in read_cache(work / summary["scene"] / f"{summary['trajectory']}.tar"):
+                for sample in read_cache(cache_path(work, summary["scene"], summary["trajectory"])):
                     metas[sample["__key__"]] = {"meta": json.loads(sample["json"]),
                                                 "actions": npy_load(sample["actions.npy"])}
                     yield sample
