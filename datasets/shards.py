@@ -11,8 +11,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import webdataset as wds
-
 FIXED_MTIME = 0.0  # 1970-01-01: members carry no build time
 TMP_SUFFIX = ".tmp"
 
@@ -58,6 +56,10 @@ def write_shards(samples: Iterable[Mapping[str, Any]], folder: pathlib.Path, spl
         os.replace(tmp, tmp.with_name(tmp.name[1:-len(TMP_SUFFIX)]))
 
     pattern = str(folder / f".{split}-%06d.tar{TMP_SUFFIX}")
+    # imported here: webdataset imports torch (2-3 s), which the build's Ray workers (that import
+    # ShardConfig through pipelines.config) never need
+    import webdataset as wds
+
     with wds.ShardWriter(pattern, maxcount=config.max_samples, maxsize=config.max_bytes, post=publish, verbose=0,
                          mtime=FIXED_MTIME) as sink:
         for sample in samples:

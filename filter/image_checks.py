@@ -41,6 +41,10 @@ _RAW = ("luma_mean", "luma_std", "clip_high", "clip_low", "sharpness", "detail",
         "shift_y", "shift_response")
 
 
+_LEVELS = np.arange(256, dtype=np.float64)
+_LEVELS_SQ = _LEVELS**2
+
+
 class FrameScorer:
     """Measures frames of one trajectory in order; holds only the previous frame's working copy."""
 
@@ -65,25 +69,28 @@ class FrameScorer:
         hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
         hist = cv2.calcHist([hsv], [0, 1], None, [18, 8], [0, 180, 0, 256])
         cv2.normalize(hist, hist, 1.0, 0.0, cv2.NORM_L1)
-        mean, std = cv2.meanStdDev(grey)
+        # luma mean, std and clipped shares from one 256-bin histogram (exact: the values are integers)
+        counts = cv2.calcHist([grey], [0], None, [256], [0, 256]).reshape(-1).astype(np.float64)
         n = grey.size
-        high = np.count_nonzero(grey >= 250) / n
-        low = np.count_nonzero(grey <= 5) / n
+        mean = float(counts @ _LEVELS) / n
+        std = max(float(counts @ _LEVELS_SQ) / n - mean * mean, 0.0) ** 0.5
+        high = float(counts[250:].sum()) / n
+        low = float(counts[:6].sum()) / n
         sharp = _variance(cv2.Laplacian(grey, cv2.CV_32F))
         detail = _variance(cv2.Laplacian(cv2.pyrDown(grey), cv2.CV_32F))
-        grey_f = grey.astype(np.float32)
         # windowed here, not by phaseCorrelate: OpenCV 5.0's phaseCorrelate(a, b, window) windows a and b in place
+        grey_f = grey.astype(np.float32)
         flow = grey_f if self.flow_scale == 1.0 else cv2.resize(grey_f, self.flow_size, interpolation=cv2.INTER_AREA)
         windowed = flow * self.window
         if self._prev_grey is None or self._prev_hist is None or self._prev_windowed is None:
             diff = hist_d = dx = dy = response = np.nan
         else:
-            diff = float(cv2.absdiff(grey_f, self._prev_grey).mean())
+            diff = float(cv2.mean(cv2.absdiff(grey, self._prev_grey))[0])
             hist_d = float(cv2.compareHist(self._prev_hist, hist, cv2.HISTCMP_BHATTACHARYYA))
             (dx, dy), response = cv2.phaseCorrelate(self._prev_windowed, windowed)
             dx, dy = dx / (self.scale * self.flow_scale), dy / (self.scale * self.flow_scale)
-        self.rows.append((float(mean[0, 0]), float(std[0, 0]), high, low, sharp, detail, diff, hist_d, dx, dy, response))
-        self._prev_grey, self._prev_windowed, self._prev_hist = grey_f, windowed, hist
+        self.rows.append((mean, std, high, low, sharp, detail, diff, hist_d, dx, dy, response))
+        self._prev_grey, self._prev_windowed, self._prev_hist = grey, windowed, hist
 
     def raw(self) -> dict[str, np.ndarray]:
         table = np.array(self.rows, dtype=np.float64).reshape(-1, len(_RAW))

@@ -7,7 +7,7 @@ a frame is decoded once, scored by the filter and encoded as the clips' JPEG.
 Resume and reproducibility:
 - capture skips trajectories already staged with the same fingerprint (capture/staging.py);
 - each trajectory's clips go to DIR/.work/clips/<scene>/<trajectory>.samples.pkl (atomic; the samples
-  as ShardWriter takes them, so the shard stage does no tar parsing) with its filter
+  as ShardWriter takes them, so the shard stage does no tar parsing; pipelines/trajectory.py) with its filter
   result, next to a .json holding the fingerprint of everything they depend on (staged copy,
   split, seed, its verdicts, the filter, clip and action settings); a matching cache is reused;
 - shards are rewritten on every run from the caches, trajectories in a seeded order, with a fixed
@@ -21,33 +21,30 @@ from __future__ import annotations
 import hashlib
 import json
 import pathlib
-import pickle
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from annotate.actions import CHANNELS
-from augment.make import ClipJob, encode_jpeg, make_clips
 from capture.run import run as run_capture
 from capture.run import write_report as write_capture_report
 from capture.staging import staged_fingerprint
-from common.config import dump_yaml, to_dict
+from common.config import dump_yaml
 from common.files import atomic_path
 from common.raymap import ray_map
 from datasets.samples import npy_load
 from datasets.shards import write_shards
 from filter.report import write_report as write_filter_report
-from filter.run import SCORES, Failed, FilterRun, filter_one, review_result, totals
-from filter.segments import ReviewVerdict, check_known, kept_spans
+from filter.run import FilterRun, totals
+from filter.segments import check_known
 from filter.verdicts import VerdictError, read_verdicts
 from pipelines.config import BuildConfig
+from pipelines.trajectory import CacheError, TrajectoryItem, cache_path, read_cache, trajectory_task
 
 SPLITS = ("train", "val")
-CACHE_VERSION = 2  # bump when the cached clip or filter content changes meaning
 
 
 class BuildError(Exception):
@@ -62,76 +59,6 @@ def scene_split(scene: str, scenes: list[str], config: BuildConfig) -> str:
     if config.splits.val_fraction > 0 and len(order) > 1:
         n_val = max(1, min(n_val, len(order) - 1))
     return "val" if scene in order[:n_val] else "train"
-
-
-@dataclass(frozen=True)
-class TrajectoryItem:
-    scene: str
-    trajectory: str
-    folder: pathlib.Path
-    split: str
-    staged: str | None  # the staged copy's fingerprint
-
-
-def trajectory_task(item: TrajectoryItem, config: BuildConfig, work: pathlib.Path,
-                    verdicts: Mapping[str, ReviewVerdict]) -> dict[str, Any]:
-    """Filter one staged trajectory and make its clips in one pass over its frames (each decoded
-    once: the filter scores it and the clip JPEG is encoded from it), or reuse the cache when nothing
-    it depends on changed. A Ray task; failures come back as data."""
-    samples_path = cache_path(work, item.scene, item.trajectory)
-    info_path = samples_path.with_name(f"{item.trajectory}.json")
-    filter_path = samples_path.with_name(f"{item.trajectory}.filter.pkl")
-    own = sorted((k, v.verdict.value) for k, v in verdicts.items() if k.startswith(f"{item.scene}-{item.trajectory}-"))
-    seed = int(np.random.SeedSequence([config.seed, *item.scene.encode(), 0, *item.trajectory.encode()])
-               .generate_state(1)[0])
-    key = hashlib.sha256(json.dumps([CACHE_VERSION, item.staged, item.split, seed, own, to_dict(config.clips),
-                                     to_dict(config.filter), to_dict(config.capture.actions)],
-                                    sort_keys=True).encode()).hexdigest()[:24]
-    if samples_path.is_file() and info_path.is_file() and filter_path.is_file():
-        info = json.loads(info_path.read_text())
-        if info.get("fingerprint") == key:
-            cached = pickle.loads(filter_path.read_bytes())
-            return {"filter": cached["filter"], "changed": cached["changed"], "summary": {**info, "cached": True}}
-    jpegs: dict[int, bytes] = {}
-
-    def encode(i: int, bgr: np.ndarray) -> None:
-        jpegs[i] = encode_jpeg(bgr, config.clips.jpeg_quality)
-
-    outcome = filter_one((item.folder, item.scene, item.trajectory, config.filter), sink=encode)
-    if isinstance(outcome, Failed):
-        return {"failed": outcome}
-    result, changed = review_result(outcome, verdicts)
-    scores = {name: result.frames[name].to_numpy(float) for name in SCORES}
-    job = ClipJob(item.folder, item.scene, item.trajectory, item.split, tuple(kept_spans(result.segments)), scores, seed)
-    try:
-        clips = make_clips(job, config.clips, config.capture.actions, jpegs)
-    except (OSError, ValueError) as exc:
-        return {"filter": result, "changed": changed,
-                "summary": {"scene": item.scene, "trajectory": item.trajectory, "error": str(exc)}}
-    samples_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(samples_path) as tmp:
-        tmp.write_bytes(pickle.dumps([clip.to_wds_sample() for clip in clips], protocol=pickle.HIGHEST_PROTOCOL))
-    with atomic_path(filter_path) as tmp:
-        tmp.write_bytes(pickle.dumps({"filter": result, "changed": changed}))
-    info = {"scene": item.scene, "trajectory": item.trajectory, "split": item.split, "fingerprint": key,
-            "clips": len(clips), "palindromes": sum(bool(c.meta["palindrome"]) for c in clips),
-            "frames": sum(len(c.frames_jpeg) for c in clips)}
-    with atomic_path(info_path) as tmp:  # last: its fingerprint vouches for the two files above
-        tmp.write_text(json.dumps(info, sort_keys=True))
-    return {"filter": result, "changed": changed, "summary": {**info, "cached": False}}
-
-
-def cache_path(work: pathlib.Path, scene: str, trajectory: str) -> pathlib.Path:
-    """Where a trajectory's clip samples are cached between runs."""
-    return work / scene / f"{trajectory}.samples.pkl"
-
-
-def read_cache(path: pathlib.Path) -> list[dict[str, Any]]:
-    """A trajectory's clip samples, in order, as webdataset dicts (`__key__` and bytes per extension)."""
-    try:
-        return pickle.loads(path.read_bytes())
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
-        raise BuildError(f"{path}: unreadable clip cache ({exc}); delete it and re-run") from exc
 
 
 def build(config: BuildConfig, out: pathlib.Path, progress: bool = True) -> dict[str, Any]:
@@ -196,7 +123,10 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True) -> dict
         elif summary:
             row["clips"] = summary["clips"]
 
-    manifest, shard_counts = _write_all_shards(config, out, work, summaries)
+    try:
+        manifest, shard_counts = _write_all_shards(config, out, work, summaries)
+    except CacheError as exc:
+        raise BuildError(str(exc)) from exc
     lap("shards")
     with atomic_path(out / "manifest.parquet") as tmp:
         manifest.to_parquet(tmp, index=False)

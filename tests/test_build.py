@@ -159,3 +159,13 @@ def test_sigkill_mid_build_then_rerun_gives_the_same_bytes(built, tmp_path):
     assert shard_digests(victim) == reference
     manifest = pd.read_parquet(victim / "manifest.parquet")
     assert manifest["key"].is_unique and len(manifest) == len(pd.read_parquet(out / "manifest.parquet"))
+
+
+def test_the_trajectory_task_module_imports_no_torch():
+    """A Ray worker running the filter+clips task imports pipelines.trajectory; torch (through
+    webdataset) would add seconds to every worker's start."""
+    probe = ("import sys, pipelines.trajectory; "
+             "print(sorted(m for m in ('torch', 'webdataset', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=pathlib.Path(__file__).resolve().parents[1]).stdout
+    assert out.strip() == "[]", out
