@@ -239,3 +239,36 @@ def test_static_view_pads_to_one_shape_and_changes_nothing():
     assert len(shapes_a) > 2 and shapes_b == {None, (2, config.heads, capacity, config.head_dim)}
     with pytest.raises(ValueError, match="bounded memory"):
         StudentConfig(memory=MemoryConfig(window=2), static_view=True)
+
+
+def test_static_view_rollout_compiles_to_a_fixed_set_of_graphs():
+    """With static views the block's time index is a tensor: a compiled forward is traced once per
+    block size and call kind, not once per block (dynamo with the eager backend: no code generation)."""
+    import torch._dynamo
+
+    config = tiny_config()
+    model = randomized_model(config)
+    memory = MemoryConfig(window=2, pool=(1, 2), max_old=2)
+    student = Student(model, StudentConfig(block_frames=2, memory=memory, static_view=True))
+    traced = []
+
+    def backend(graph, _inputs):
+        traced.append(graph)
+        return graph.forward
+
+    counts = []
+    try:
+        for frames in (9, 17):  # 4 blocks, then 8: as many graphs (before, one more per block)
+            torch._dynamo.reset()
+            traced.clear()
+            model.forward_kv = torch.compile(model.__class__.forward_kv.__get__(model), backend=backend,  # type: ignore[method-assign]
+                                             dynamic=False)
+            batch = clip_batch(config, 1, frames)
+            noise = torch.randn(1, frames - 1, 3, config.height, config.width_px)
+            with torch.no_grad():
+                student.rollout(batch.frames[:, 0], batch.actions, batch.poses, noise)
+            counts.append(len(traced))
+    finally:
+        del model.forward_kv
+        torch._dynamo.reset()
+    assert counts[0] == counts[1] <= 4, counts

@@ -186,10 +186,10 @@ class VideoDiT(nn.Module):
             pose = torch.where(k, pose, self.null_pose.to(pose.dtype))
         return action, pose
 
-    def angles(self, frames: int, first_frame: int | float, device: torch.device) -> torch.Tensor:
+    def angles(self, frames: int, first_frame: int | float | torch.Tensor, device: torch.device) -> torch.Tensor:
         rows, cols = self.cfg.grid
         positions = grid_positions(frames, rows, cols, device=device)
-        positions[:, 0] += first_frame
+        positions[:, 0] += first_frame.to(device) if isinstance(first_frame, torch.Tensor) else first_frame
         return self.rope_angles(positions)
 
     def rope_angles(self, positions: torch.Tensor) -> torch.Tensor:
@@ -199,7 +199,7 @@ class VideoDiT(nn.Module):
     # -- forward ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor,
                 origin: torch.Tensor | None = None, keep: torch.Tensor | None = None, *,
-                first_frame: int | float = 0, mask: torch.Tensor | None = None,
+                first_frame: int | float | torch.Tensor = 0, mask: torch.Tensor | None = None,
                 context: list[LayerContext] | None = None) -> torch.Tensor:
         """Velocity (B, F, C, H, W). `first_frame` is the RoPE time index of x's first frame; `mask`
         (Lq, Lc + Lq) boolean (True = attend) over [context | own tokens]; `context` per layer."""
@@ -208,7 +208,7 @@ class VideoDiT(nn.Module):
 
     def forward_kv(self, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor,
                    origin: torch.Tensor | None = None, keep: torch.Tensor | None = None, *,
-                   first_frame: int | float = 0, mask: torch.Tensor | None = None,
+                   first_frame: int | float | torch.Tensor = 0, mask: torch.Tensor | None = None,
                    context: list[LayerContext] | None = None) -> tuple[torch.Tensor, list[LayerKV]]:
         """`forward` plus every layer's pre-RoPE keys and values of x's tokens (what a cache stores)."""
         cfg = self.cfg

@@ -89,6 +89,13 @@ class Student:
     def new_store(self) -> MemoryStore:
         return MemoryStore(self.model.cfg.grid, self.config.memory)
 
+    def time_index(self, start: int) -> int | torch.Tensor:
+        """The block's RoPE time index as the model takes it: with `static_view` a 0-dim float64 tensor,
+        so a compiled forward is not specialised (and recompiled) on every block's start frame."""
+        if not self.config.static_view:
+            return start
+        return torch.tensor(float(start), dtype=torch.float64, device=self.model.patch_in.weight.device)
+
     def context(self, store: MemoryStore, start: int) -> list[LayerContext] | None:
         capacity = view_capacity(self.model.cfg.grid, self.config.memory) if self.config.static_view else None
         return view(store, start, self.model.rope_angles, capacity)
@@ -100,7 +107,7 @@ class Student:
         b, n = x.shape[:2]
         sig = torch.full((b, n), sigma, device=x.device, dtype=x.dtype)
         v = self.model(x, sig, actions[:, start:start + n], poses[:, start:start + n], origin,
-                       first_frame=start, context=context)
+                       first_frame=self.time_index(start), context=context)
         return x0_from_velocity(x, v.to(x.dtype), sig)
 
     @torch.no_grad()
@@ -110,7 +117,7 @@ class Student:
         release what the next block's window no longer needs at full resolution."""
         b, n = x0.shape[:2]
         _, kvs = self.model.forward_kv(x0, torch.zeros(b, n, device=x0.device), actions[:, start:start + n],
-                                       poses[:, start:start + n], origin, first_frame=start,
+                                       poses[:, start:start + n], origin, first_frame=self.time_index(start),
                                        context=self.context(store, start) if context is None else context)
         store.append(kvs, n)
         if self.config.memory.window is not None:
