@@ -18,6 +18,7 @@ per-frame latency vs position in the stream. Weights are random: none of these d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
@@ -32,6 +33,7 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 from training.config import preset  # noqa: E402
 from training.distill import teacher_velocity  # noqa: E402
 from training.flow import sample_i2v  # noqa: E402
+from training.graphs import WARMUP, BlockGraphs  # noqa: E402
 from training.memory import MemoryConfig, view_tokens  # noqa: E402
 from training.model import VideoDiT, forward_flops  # noqa: E402
 from training.runtime import autocast  # noqa: E402
@@ -133,6 +135,9 @@ def main() -> int:
     parser.add_argument("--compile", action="store_true",
                         help="speed section only: torch.compile the model's forward (static shapes) for teacher and "
                              "student alike; the student pads its memory views to one capacity (static_view)")
+    parser.add_argument("--graphs", action="store_true",
+                        help="speed section only: CUDA graphs for both, the student one per block (steps + commit, "
+                             "training.graphs, static memory views) and the teacher one per sampled clip")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--sections", default="memory,speed,latency", help="comma-separated subset to run")
     args = parser.parse_args()
@@ -143,19 +148,25 @@ def main() -> int:
     torch.manual_seed(0)
     model = VideoDiT(preset(args.preset)).to(device)
     sections = set(args.sections.split(","))
+    if (args.compile or args.graphs) and sections != {"speed"}:
+        parser.error("--compile and --graphs time the speed section alone (--sections speed)")
+    if args.graphs and device.type != "cuda":
+        parser.error("--graphs needs a CUDA device")
     if args.compile:  # forward and forward_kv (the student's commit) both go through forward_kv
-        if sections != {"speed"}:
-            parser.error("--compile times the speed section alone (--sections speed)")
         # one graph per (batch, frames, context or not, CFG) variant: about 5 per batch for the student
         torch._dynamo.config.recompile_limit = 64
         model.forward_kv = torch.compile(model.forward_kv, dynamic=False)  # type: ignore[method-assign]
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"machine: {gpu}; torch {torch.__version__}; preset {args.preset} "
           f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params, {model.cfg.width_px}x{model.cfg.height}, "
-          f"{model.cfg.tokens_per_frame} tokens/frame); {args.precision}{'; compiled' if args.compile else ''}")
-    results: dict = {"machine": gpu, "preset": args.preset, "compiled": args.compile}
+          f"{model.cfg.tokens_per_frame} tokens/frame); {args.precision}{'; compiled' if args.compile else ''}"
+          f"{'; CUDA graphs' if args.graphs else ''}")
+    results: dict = {"machine": gpu, "preset": args.preset, "compiled": args.compile, "graphs": args.graphs}
 
-    student = Student(model, StudentConfig(block_frames=args.block_frames, memory=COMPRESSED, static_view=args.compile))
+    student = Student(model, StudentConfig(block_frames=args.block_frames, memory=COMPRESSED,
+                                           static_view=args.compile or args.graphs))
+    if args.graphs:
+        student.graphs = BlockGraphs(student)
     if "memory" in sections:
         memory_section(student, args, device, results)
     if "speed" in sections:
@@ -211,14 +222,33 @@ def speed_section(student: Student, args: argparse.Namespace, device: torch.devi
                                                batch * gen, device, 3)
             print(f"  batch {batch:3d}: student {row['student']:8.1f} ...", flush=True)
             for cfg in cfgs:
-                row[f"teacher_cfg{cfg:g}"] = frames_per_second(
-                    lambda: sample_i2v(field, first, args.teacher_frames, args.teacher_steps, 3.0, cfg),
-                    batch * gen, device, 3)
+                def teacher(cfg: float = cfg) -> torch.Tensor:
+                    return sample_i2v(field, first, args.teacher_frames, args.teacher_steps, 3.0, cfg)
+                row[f"teacher_cfg{cfg:g}"] = frames_per_second(captured(teacher, device) if args.graphs else teacher,
+                                                               batch * gen, device, 3)
         for cfg in cfgs:
             row[f"ratio_cfg{cfg:g}"] = row["student"] / row[f"teacher_cfg{cfg:g}"]
         results["speed"]["by_batch"][batch] = row
         print(f"  batch {batch:3d}: student {row['student']:8.1f}  " + "  ".join(
             f"teacher CFG {cfg:g} {row[f'teacher_cfg{cfg:g}']:8.1f} ({row[f'ratio_cfg{cfg:g}']:.1f}x)" for cfg in cfgs))
+
+
+def captured(fn, device: torch.device):
+    """fn() (no inputs: closure tensors stay put) captured as one CUDA graph; returns its replay.
+    Warm-up on a side stream first; autocast without its weight cache, as capture requires."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    ctx = (torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False)
+           if torch.is_autocast_enabled("cuda") else contextlib.nullcontext())
+    with ctx:
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP):
+                fn()
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+    return graph.replay
 
 
 def analytic_flops(student: Student, frames: int, teacher_steps: int) -> dict[str, float]:

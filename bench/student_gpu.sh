@@ -2,8 +2,9 @@
 # The student experiment of issue 8 on one GPU (run from the repo root on the device machine).
 # A teacher checkpoint cannot travel back from the device, so the whole chain runs on one machine:
 #   bench   : bench/student.py (memory vs rollout length, frames/s by batch, latency), random weights
-#   compiled: (not in all) frames/s at batch 64 with the forward compiled, static memory views; the
-#             compile warm-up takes over 5 minutes
+#   compiled: (not in all) frames/s at batch 64 with the forward compiled, static memory views
+#   graphs  : (not in all) frames/s by batch with CUDA graphs (student: one per block, teacher: one per
+#             clip), eager and compiled, plus the CUDA graph test of tests/test_student.py
 #   teacher : the small teacher, 9-frame clips, TRAIN_MIN minutes, compiled (as bench/teacher_gpu.sh)
 #   ode     : ODE init with hybrid forcing, ODE_MIN minutes, 17-frame clips (teacher with position
 #             interpolation 0.5 = 2x its clips), 4 updates per teacher trajectory batch, EMA 0.99,
@@ -26,7 +27,7 @@
 #   ... then: tar -C /tmp/runs --exclude='*.png' -czf "$OUT/results.tgz" results   (every figure; the
 #   grids exceed the 16 MiB a returned file may have)
 set -euo pipefail
-STAGES=${STAGES:?set STAGES=all or a comma list of bench,compiled,teacher,ode,dmd,eval}
+STAGES=${STAGES:?set STAGES=all or a comma list of bench,compiled,graphs,teacher,ode,dmd,eval}
 [ "$STAGES" = all ] && STAGES=bench,teacher,ode,dmd,eval
 DATA=${DATA:-.device/data}
 SHARDS="$DATA/train-{000000..000006}.tar"
@@ -49,6 +50,15 @@ if has compiled; then
   say compiled
   python3 bench/student.py --preset small --sections speed --batches 64 --compile \
     --json "$RES/student_speed_compiled.json" 2>&1 | grep -v "^W1" | tee "$RES/student_speed_compiled.txt"
+fi
+if has graphs; then
+  say graphs
+  python3 -m pytest -q -p no:cacheprovider tests/test_student.py -k captured 2>&1 | tail -3 | tee "$RES/graphs_test.txt"
+  for mode in graphs compiled_graphs; do
+    flags=(--graphs); [ $mode = compiled_graphs ] && flags+=(--compile)
+    python3 bench/student.py --preset small --sections speed --batches "${BATCHES:-1,8,64}" "${flags[@]}" \
+      --json "$RES/student_speed_$mode.json" 2>&1 | grep -v "^W1" | tee "$RES/student_speed_$mode.txt"
+  done
 fi
 if has teacher; then
   say teacher

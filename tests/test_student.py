@@ -272,3 +272,67 @@ def test_static_view_rollout_compiles_to_a_fixed_set_of_graphs():
         del model.forward_kv
         torch._dynamo.reset()
     assert counts[0] == counts[1] <= 4, counts
+
+
+@pytest.mark.parametrize("frames, exits", [(12, None), (13, [3, 1, 0, 2, 3, 1])])
+def test_block_graph_buffers_reproduce_the_eager_blocks(frames, exits):
+    """BlockGraphs' static-buffer program (run uncaptured on CPU) gives the eager rollout exactly:
+    inputs are loaded per block, outputs copied out before the next block overwrites them, one
+    program per (block shape, exit step); a short last block gets its own."""
+    from training.graphs import BlockGraphs
+
+    config = tiny_config()
+    model = randomized_model(config, dtype=torch.float64)
+    batch = clip_batch(config, 2, frames, dtype=torch.float64)
+    memory = MemoryConfig(window=2, pool=(1, 2, 4), max_old=3)
+    noise = torch.randn(2, frames - 1, 3, config.height, config.width_px, generator=torch.Generator().manual_seed(0))
+    student = Student(model, StudentConfig(block_frames=2, memory=memory, static_view=True))
+    outs = []
+    for graphs in (None, BlockGraphs(student, capture=False)):
+        student.graphs = graphs
+        with torch.no_grad():
+            outs.append(student.rollout(batch.frames[:, 0], batch.actions, batch.poses, noise, exits,
+                                        generator=torch.Generator().manual_seed(2)))
+        streamed = list(student.stream(batch.frames[:, 0], batch.actions, batch.poses, torch.Generator().manual_seed(3)))
+        outs.append(torch.cat([batch.frames[:, :1]] + [block for _s, _e, block in streamed], dim=1))
+    eager, eager_stream, graphed, graphed_stream = outs
+    assert torch.equal(eager.frames, graphed.frames) and torch.equal(eager_stream, graphed_stream)
+    assert all(torch.equal(a.x, b.x) and a.sigma == b.sigma for a, b in zip(eager.replay, graphed.replay))
+    assert eager.store is not None and graphed.store is not None
+    for fa, fb in zip(eager.store.frames, graphed.store.frames):
+        for part_a, part_b in ((fa.full, fb.full), (fa.pooled, fb.pooled)):
+            assert (part_a is None) == (part_b is None)
+            assert all(torch.equal(a.k, b.k) and torch.equal(a.v, b.v) for a, b in zip(part_a or [], part_b or []))
+    spans = block_spans(frames, 2)[1:]
+    kinds = {(end - start, exit) for (start, end), exit in zip(spans, exits or [3] * len(spans))}
+    kinds |= {(end - start, 3) for start, end in spans}  # the stream's blocks exit at the last step
+    assert graphs is not None and len(graphs) == len(kinds)
+    with pytest.raises(ValueError, match="static_view"):
+        BlockGraphs(Student(model, StudentConfig(memory=memory)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_captured_block_graphs_match_eager_on_gpu():
+    """The captured graphs replay the eager blocks (fp32 and bf16 autocast) on a GPU."""
+    from training.graphs import BlockGraphs
+
+    torch.use_deterministic_algorithms(False)
+    torch.set_default_dtype(torch.float32)
+    device = torch.device("cuda")
+    config = tiny_config()
+    model = randomized_model(config).to(device)
+    batch = clip_batch(config, 3, 11)
+    first, actions, poses = (t.to(device) for t in (batch.frames[:, 0], batch.actions, batch.poses))
+    memory = MemoryConfig(window=2, pool=(1, 2, 4), max_old=3)
+    student = Student(model, StudentConfig(block_frames=2, memory=memory, static_view=True))
+    for precision in (torch.float32, torch.bfloat16):
+        results = []
+        for graphs in (None, BlockGraphs(student)):
+            student.graphs = graphs
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == torch.bfloat16):
+                gen = torch.Generator(device).manual_seed(4)
+                results.append(torch.cat([first[:, None]] + [b for _s, _e, b in student.stream(first, actions, poses, gen)],
+                                         dim=1))
+        assert graphs is not None and len(graphs) == 1
+        tol = 1e-5 if precision == torch.float32 else 2e-2
+        assert torch.allclose(results[0], results[1], atol=tol), (results[0] - results[1]).abs().max()

@@ -66,7 +66,10 @@ def i2v_sigma(batch: int, frames: int, sigma: torch.Tensor | float, device: torc
               ) -> torch.Tensor:
     """(B, F) per-frame noise levels: frame 0 clean, the rest at sigma ((B,) or a number)."""
     out = torch.zeros(batch, frames, device=device)
-    out[:, 1:] = torch.as_tensor(sigma, device=device, dtype=torch.float32).reshape(-1, 1)
+    if isinstance(sigma, torch.Tensor):
+        out[:, 1:] = sigma.to(device=device, dtype=torch.float32).reshape(-1, 1)
+    else:
+        out[:, 1:] = float(sigma)  # a fill, no host-to-device copy (CUDA graph capture)
     return out
 
 
@@ -79,7 +82,7 @@ def guided(velocity: VelocityFn, x: torch.Tensor, sigma: torch.Tensor, guidance:
     if guidance == 1.0:
         return velocity(x, sigma, None)
     b = x.shape[0]
-    keep = torch.cat([torch.ones(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool)]).to(x.device)
+    keep = torch.arange(2 * b, device=x.device) < b  # conditional branch first, then the unconditional
     v = velocity(torch.cat([x, x]), torch.cat([sigma, sigma]), keep)
     v_cond, v_uncond = v[:b], v[b:]
     return v_uncond + guidance * (v_cond - v_uncond)
@@ -92,9 +95,9 @@ def sample_i2v(velocity: VelocityFn, first: torch.Tensor, frames: int, steps: in
     noise = torch.randn((b, frames - 1, *first.shape[1:]), generator=generator, device=first.device,
                         dtype=first.dtype)
     x = noise
-    sigmas = schedule(steps, shift, first.device)
+    sigmas = schedule(steps, shift).tolist()  # on the host: no device sync per step (and capturable)
     for i in range(steps):
-        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        s, s_next = sigmas[i], sigmas[i + 1]
         full = torch.cat([first[:, None], x], dim=1)
         v = guided(velocity, full, i2v_sigma(b, frames, s, first.device), guidance)[:, 1:]
         x = x + (s_next - s) * v.to(x.dtype)

@@ -25,8 +25,9 @@ def axis_pairs(head_dim: int) -> tuple[int, int, int]:
     return pairs - 2 * hw, hw, hw
 
 
-def _inv_freq(pairs: int, theta: float) -> torch.Tensor:
-    return theta ** (-torch.arange(pairs, dtype=torch.float64) / pairs)
+def _inv_freq(pairs: int, theta: float, device: torch.device) -> torch.Tensor:
+    # made on the positions' device: no host-to-device copy (which a CUDA graph capture refuses)
+    return theta ** (-torch.arange(pairs, dtype=torch.float64, device=device) / pairs)
 
 
 def rope_angles(positions: torch.Tensor, head_dim: int, theta: float = 10000.0, time_scale: float = 1.0,
@@ -37,9 +38,9 @@ def rope_angles(positions: torch.Tensor, head_dim: int, theta: float = 10000.0, 
     theta_t = theta * time_ntk ** (d_t / (d_t - 2)) if d_t > 2 else theta
     pos = positions.to(torch.float64)
     return torch.cat([
-        (pos[:, 0:1] * time_scale) * _inv_freq(n_t, theta_t).to(pos.device),
-        pos[:, 1:2] * _inv_freq(n_h, theta).to(pos.device),
-        pos[:, 2:3] * _inv_freq(n_w, theta).to(pos.device),
+        (pos[:, 0:1] * time_scale) * _inv_freq(n_t, theta_t, pos.device),
+        pos[:, 1:2] * _inv_freq(n_h, theta, pos.device),
+        pos[:, 2:3] * _inv_freq(n_w, theta, pos.device),
     ], dim=1)
 
 

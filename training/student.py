@@ -17,15 +17,19 @@ left the window.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from training.conditioning import static_first
 from training.flow import add_noise, draw_device, x0_from_velocity
 from training.memory import MemoryConfig, MemoryStore, view, view_capacity
-from training.model import LayerContext, VideoDiT
+from training.model import LayerContext, LayerKV, VideoDiT
+
+if TYPE_CHECKING:
+    from training.graphs import BlockGraphs
 
 #: the 4-step student schedule [1000, 750, 500, 250] warped through shift 5 (Self-Forcing)
 WARPED_4_STEPS = (1.0, 0.9375, 0.8333333333333334, 0.625)
@@ -83,8 +87,10 @@ class Rollout:
 class Student:
     """Block-wise generation with a memory; wraps a VideoDiT (the weights being distilled)."""
 
-    def __init__(self, model: VideoDiT, config: StudentConfig):
-        self.model, self.config = model, config
+    def __init__(self, model: VideoDiT, config: StudentConfig, graphs: BlockGraphs | None = None):
+        """`graphs` (training.graphs.BlockGraphs, or set later) replays each block of gradient-free
+        generation (streaming, rollouts without grad) as one CUDA graph."""
+        self.model, self.config, self.graphs = model, config, graphs
 
     def new_store(self) -> MemoryStore:
         return MemoryStore(self.model.cfg.grid, self.config.memory)
@@ -104,24 +110,55 @@ class Student:
                  actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
         """One denoising forward of the block at frames [start, start + n) over `context` (its
         memory view): the block's clean prediction."""
-        b, n = x.shape[:2]
-        sig = torch.full((b, n), sigma, device=x.device, dtype=x.dtype)
-        v = self.model(x, sig, actions[:, start:start + n], poses[:, start:start + n], origin,
-                       first_frame=self.time_index(start), context=context)
+        n = x.shape[1]
+        return self._x0(x, sigma, self.time_index(start), context, actions[:, start:start + n],
+                        poses[:, start:start + n], origin)
+
+    def _x0(self, x: torch.Tensor, sigma: float, time: int | torch.Tensor, context: list[LayerContext] | None,
+            actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+        """block_x0 with the block's own actions/poses (B, n, ...) and RoPE time index."""
+        sig = torch.full(x.shape[:2], sigma, device=x.device, dtype=x.dtype)
+        v = self.model(x, sig, actions, poses, origin, first_frame=time, context=context)
         return x0_from_velocity(x, v.to(x.dtype), sig)
+
+    def denoise_block(self, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: int | torch.Tensor,
+                      context: list[LayerContext] | None, actions: torch.Tensor, poses: torch.Tensor,
+                      origin: torch.Tensor, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[LayerKV]]:
+        """One block: steps 0..len(renoise) from its starting noise x (B, n, C, H, W), re-noised with
+        renoise[i] to the next step's sigma in between, then the commit forward of the clean
+        prediction over the same view. actions/poses are the block's own (B, n, ...); `time` its
+        RoPE time index. With grad, the exit step's forward keeps its graph. Returns (the exit
+        step's input, the clean prediction, the commit's per-layer K/V). Every tensor op here runs
+        on the inputs' device with no host sync, so a CUDA graph can capture it (training.graphs)."""
+        steps = self.config.steps
+        exit_step = len(renoise)
+        for i in range(exit_step + 1):
+            with torch.set_grad_enabled(grad and i == exit_step):
+                x0 = self._x0(x, steps[i], time, context, actions, poses, origin)
+            if i < exit_step:
+                x = add_noise(x0, renoise[i], torch.full(x.shape[:2], steps[i + 1], device=x.device))
+        with torch.no_grad():
+            b, n = x0.shape[:2]
+            _, kvs = self.model.forward_kv(x0.detach(), torch.zeros(b, n, device=x0.device), actions, poses, origin,
+                                           first_frame=time, context=context)
+        return x, x0, kvs
+
+    def _append(self, store: MemoryStore, kvs: list[LayerKV], start: int, n: int) -> None:
+        """Append a committed block's K/V, then release what the next block's window no longer
+        needs at full resolution."""
+        store.append(kvs, n)
+        if self.config.memory.window is not None:
+            store.release(start + n - self.config.memory.window)
 
     @torch.no_grad()
     def commit(self, x0: torch.Tensor, start: int, store: MemoryStore, actions: torch.Tensor, poses: torch.Tensor,
                origin: torch.Tensor, context: list[LayerContext] | None = None) -> None:
-        """Append the clean block's per-layer K/V (a sigma-0 forward over the same view), then
-        release what the next block's window no longer needs at full resolution."""
+        """Append the clean block's per-layer K/V (a sigma-0 forward over the same view)."""
         b, n = x0.shape[:2]
         _, kvs = self.model.forward_kv(x0, torch.zeros(b, n, device=x0.device), actions[:, start:start + n],
                                        poses[:, start:start + n], origin, first_frame=self.time_index(start),
                                        context=self.context(store, start) if context is None else context)
-        store.append(kvs, n)
-        if self.config.memory.window is not None:
-            store.release(start + n - self.config.memory.window)
+        self._append(store, kvs, start, n)
 
     def rollout(self, first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor, noise: torch.Tensor,
                 exit_steps: list[int] | None = None, grad: bool = False,
@@ -173,14 +210,16 @@ class Student:
         self.commit(first[:, None], 0, store, actions, poses, origin)
         for (start, end), exit_step in zip(block_spans(actions.shape[1], self.config.block_frames)[1:], exits):
             x = initial(start, end)
+            # the re-noising draws, in the order the steps use them (the same numbers as drawing each
+            # one after its step: nothing else draws in between)
+            renoise = [_randn(x.shape, generator, x) for _ in range(exit_step)]
             context = self.context(store, start)  # one view per block: every step and the commit read it
-            for i in range(exit_step + 1):
-                with torch.set_grad_enabled(grad and i == exit_step):
-                    x0 = self.block_x0(x, steps[i], start, context, actions, poses, origin)
-                if i < exit_step:
-                    x = add_noise(x0, _randn(x.shape, generator, x), torch.full(x.shape[:2], steps[i + 1],
-                                                                               device=x.device))
-            self.commit(x0.detach(), start, store, actions, poses, origin, context)
+            args = (x, renoise, self.time_index(start), context, actions[:, start:end], poses[:, start:end], origin)
+            if self.graphs is not None and not (grad and torch.is_grad_enabled()):
+                x, x0, kvs = self.graphs.run(*args)
+            else:
+                x, x0, kvs = self.denoise_block(*args, grad=grad)
+            self._append(store, kvs, start, end - start)
             yield start, end, x0, ReplayState(start, end, x.detach(), steps[exit_step])
 
     def replay_backward(self, rollout: Rollout, delta: torch.Tensor, actions: torch.Tensor,

@@ -1,0 +1,165 @@
+"""CUDA graphs for the student's gradient-free generation: each block's denoising steps and its
+commit (`Student.denoise_block`) replayed as one captured graph.
+
+A small model generating a block of a few frames is launch-bound: an eager forward issues some
+500 kernels, and at batch 64 the GPU waits on the host for most of each forward. A graph replays
+all of a block's kernels (steps + commit, about 2,500) with one launch.
+
+The memory stays eager and outside the graph: the view (`memory.view`, padded to its fixed
+capacity by `static_view`, so every block has the same shapes) is built per block and copied into
+the graph's static input buffers with the block's noise, re-noising draws, actions, poses and
+RoPE time index; after the replay the outputs (the exit step's input, the clean prediction and the
+commit's K/V) are copied out, since the next replay overwrites them. So the numbers are those of
+the eager block: the same kernels on the same inputs.
+
+One graph per (block shape, exit step, dtype): a stream has one block size (plus maybe a short
+last block); all graphs share one memory pool. Capture follows the CUDA graph rules of
+`torch.cuda.graph`: warm-up iterations on a side stream first, and autocast without its weight
+cache. `capture=False` runs the same static-buffer program without capturing (CPU tests check
+the plumbing against the eager path that way).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from training.model import LayerContext, LayerKV
+from training.student import Student
+
+#: warm-up runs before a capture (torch.cuda.graph's rule: lazy init and autotuning happen outside it)
+WARMUP = 3
+
+
+@dataclass(frozen=True, eq=False)
+class _Inputs:
+    """The static input buffers of one graph."""
+
+    x: torch.Tensor
+    renoise: tuple[torch.Tensor, ...]
+    time: torch.Tensor
+    context_k: tuple[torch.Tensor, ...]
+    context_v: tuple[torch.Tensor, ...]
+    valid: torch.Tensor
+    actions: torch.Tensor
+    poses: torch.Tensor
+    origin: torch.Tensor
+
+    def context(self) -> list[LayerContext]:
+        return [LayerContext(k, v, self.valid) for k, v in zip(self.context_k, self.context_v)]
+
+
+@dataclass(eq=False)
+class _Graph:
+    inputs: _Inputs
+    outputs: tuple[torch.Tensor, torch.Tensor, list[LayerKV]]
+    replay: Callable[[], Any]
+
+
+class BlockGraphs:
+    """Per-block CUDA graphs of one student (`Student(..., graphs=BlockGraphs(...))` or
+    `student.graphs = BlockGraphs(student)`): `run` takes `denoise_block`'s arguments (no grad)."""
+
+    def __init__(self, student: Student, capture: bool = True):
+        if not student.config.static_view:
+            raise ValueError("CUDA graphs need fixed shapes: set student.static_view (a bounded memory)")
+        self.student, self.capture = student, capture
+        self._graphs: dict[tuple[Any, ...], _Graph] = {}
+        self._pool: Any = None
+
+    def __len__(self) -> int:
+        return len(self._graphs)
+
+    @torch.no_grad()
+    def run(self, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: int | torch.Tensor,
+            context: list[LayerContext] | None, actions: torch.Tensor, poses: torch.Tensor,
+            origin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[LayerKV]]:
+        if not isinstance(time, torch.Tensor):
+            raise ValueError("CUDA graphs need the block's time index as a tensor (student.static_view)")
+        if context is None:
+            raise ValueError("CUDA graphs need a memory view for every block (a view that drops every frame "
+                             "has none)")
+        key = (tuple(x.shape), x.dtype, len(renoise), tuple(context[0].k.shape), context[0].k.dtype,
+               torch.is_autocast_enabled(x.device.type))
+        graph = self._graphs.get(key)
+        fresh = graph is None
+        if graph is None:
+            graph = self._graphs[key] = self._build(x, renoise, time, context, actions, poses, origin)
+        if not fresh:  # a fresh graph's buffers hold this block's inputs already
+            _load(graph.inputs, x, renoise, time, context, actions, poses, origin)
+        graph.replay()
+        x_in, x0, kvs = graph.outputs
+        # the next replay overwrites the outputs: hand out copies (a stored K/V must not change)
+        return x_in.clone(), x0.clone(), [LayerKV(kv.k.clone(), kv.v.clone()) for kv in kvs]
+
+    def _build(self, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: torch.Tensor,
+               context: list[LayerContext], actions: torch.Tensor, poses: torch.Tensor,
+               origin: torch.Tensor) -> _Graph:
+        valid = context[0].valid
+        inputs = _Inputs(x.clone(), tuple(r.clone() for r in renoise), time.clone(),
+                         tuple(c.k.clone() for c in context), tuple(c.v.clone() for c in context),
+                         (torch.ones(context[0].k.shape[2], dtype=torch.bool, device=x.device) if valid is None
+                          else valid.clone()),
+                         actions.clone(), poses.clone(), origin.clone())
+
+        def program() -> tuple[torch.Tensor, torch.Tensor, list[LayerKV]]:
+            return self.student.denoise_block(inputs.x, inputs.renoise, inputs.time, inputs.context(),
+                                              inputs.actions, inputs.poses, inputs.origin)
+
+        if not self.capture:
+            outputs = program()
+            return _Graph(inputs, outputs, lambda: _assign(outputs, program()))
+        with _capture_autocast(x.device):
+            side = torch.cuda.Stream(x.device)
+            side.wait_stream(torch.cuda.current_stream(x.device))
+            with torch.cuda.stream(side):
+                for _ in range(WARMUP):
+                    program()
+            torch.cuda.current_stream(x.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self._pool):
+                outputs = program()
+        if self._pool is None:
+            self._pool = graph.pool()
+        return _Graph(inputs, outputs, graph.replay)
+
+
+def _load(inputs: _Inputs, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: torch.Tensor,
+          context: list[LayerContext], actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor) -> None:
+    """Copy one block's inputs into a graph's static buffers."""
+    inputs.x.copy_(x)
+    for buffer, r in zip(inputs.renoise, renoise):
+        buffer.copy_(r)
+    inputs.time.copy_(time)
+    for k, v, c in zip(inputs.context_k, inputs.context_v, context):
+        k.copy_(c.k)
+        v.copy_(c.v)
+    if context[0].valid is None:
+        inputs.valid.fill_(True)
+    else:
+        inputs.valid.copy_(context[0].valid)
+    inputs.actions.copy_(actions)
+    inputs.poses.copy_(poses)
+    inputs.origin.copy_(origin)
+
+
+def _assign(outputs: tuple[torch.Tensor, torch.Tensor, list[LayerKV]],
+            new: tuple[torch.Tensor, torch.Tensor, list[LayerKV]]) -> None:
+    """The uncaptured replay: write a fresh run into the output buffers (as a graph replay does)."""
+    outputs[0].copy_(new[0])
+    outputs[1].copy_(new[1])
+    for kv, fresh in zip(outputs[2], new[2]):
+        kv.k.copy_(fresh.k)
+        kv.v.copy_(fresh.v)
+
+
+def _capture_autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The caller's autocast state without autocast's weight-cast cache (casts made during the
+    capture must be part of the graph, not cached tensors from outside it)."""
+    if not torch.is_autocast_enabled(device.type):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.get_autocast_dtype(device.type), cache_enabled=False)
