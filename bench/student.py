@@ -138,8 +138,12 @@ def main() -> int:
     parser.add_argument("--graphs", action="store_true",
                         help="speed section only: CUDA graphs for both, the student one per block (steps + commit, "
                              "training.graphs, static memory views) and the teacher one per sampled clip")
+    parser.add_argument("--static-view", action="store_true",
+                        help="pad the student's memory views to one capacity (implied by --compile, --graphs)")
+    parser.add_argument("--profile-rows", type=int, default=25, help="profile section: ops to list")
     parser.add_argument("--json", help="also write the figures here")
-    parser.add_argument("--sections", default="memory,speed,latency", help="comma-separated subset to run")
+    parser.add_argument("--sections", default="memory,speed,latency",
+                        help="comma-separated subset to run (also: profile, top kernels at the largest batch)")
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.quick:
@@ -148,8 +152,8 @@ def main() -> int:
     torch.manual_seed(0)
     model = VideoDiT(preset(args.preset)).to(device)
     sections = set(args.sections.split(","))
-    if (args.compile or args.graphs) and sections != {"speed"}:
-        parser.error("--compile and --graphs time the speed section alone (--sections speed)")
+    if (args.compile or args.graphs) and not sections <= {"speed", "profile"}:
+        parser.error("--compile and --graphs apply to the speed and profile sections alone")
     if args.graphs and device.type != "cuda":
         parser.error("--graphs needs a CUDA device")
     if args.compile:  # forward and forward_kv (the student's commit) both go through forward_kv
@@ -164,7 +168,7 @@ def main() -> int:
     results: dict = {"machine": gpu, "preset": args.preset, "compiled": args.compile, "graphs": args.graphs}
 
     student = Student(model, StudentConfig(block_frames=args.block_frames, memory=COMPRESSED,
-                                           static_view=args.compile or args.graphs))
+                                           static_view=args.static_view or args.compile or args.graphs))
     if args.graphs:
         student.graphs = BlockGraphs(student)
     if "memory" in sections:
@@ -173,6 +177,8 @@ def main() -> int:
         speed_section(student, args, device, results)
     if "latency" in sections:
         latency_section(student, args, device, results)
+    if "profile" in sections:
+        profile_section(student, args, device, results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
@@ -249,6 +255,40 @@ def captured(fn, device: torch.device):
         with torch.cuda.graph(graph):
             fn()
     return graph.replay
+
+
+def profile_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:
+    """Where the GPU time goes: torch.profiler over one student rollout and one teacher sample (CFG 1)
+    at the largest batch of `--batches`, the top kernels by device time for each."""
+    from torch.profiler import ProfilerActivity, profile
+
+    batch = max(int(b) for b in args.batches.split(","))
+    model = student.model
+    model.eval()
+    first, actions, poses, noise = inputs(model, args.teacher_frames, device, batch=batch)
+    field = teacher_velocity(model, actions, poses)
+    runs = {"student": lambda: student.rollout(first, actions, poses, noise, keep_store=False),
+            "teacher": lambda: sample_i2v(field, first, args.teacher_frames, args.teacher_steps, 3.0, 1.0)}
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    results["profile"] = {}
+    for name, fn in runs.items():
+        with torch.no_grad(), autocast(device, args.precision):
+            fn()
+            sync(device)
+            with profile(activities=activities) as prof:
+                fn()
+                sync(device)
+        key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
+        total = sum(getattr(e, key) for e in events)
+        print(f"\nprofile, {name}, batch {batch}: {total / 1e3:.1f} ms of {'device' if device.type == 'cuda' else 'CPU'} "
+              f"time; top ops by self time")
+        rows = []
+        for e in events[:args.profile_rows]:
+            t = getattr(e, key)
+            rows.append({"op": e.key, "ms": t / 1e3, "share": t / total, "calls": e.count})
+            print(f"  {t / 1e3:9.2f} ms {100 * t / total:5.1f}% {e.count:6d}x  {e.key[:90]}")
+        results["profile"][name] = {"batch": batch, "total_ms": total / 1e3, "top": rows}
 
 
 def analytic_flops(student: Student, frames: int, teacher_steps: int) -> dict[str, float]:
