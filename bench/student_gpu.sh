@@ -30,7 +30,7 @@ set -euo pipefail
 STAGES=${STAGES:?set STAGES=all or a comma list of bench,compiled,graphs,teacher,ode,dmd,eval}
 [ "$STAGES" = all ] && STAGES=bench,teacher,ode,dmd,eval
 DATA=${DATA:-.device/data}
-SHARDS="$DATA/train-{000000..000006}.tar"
+SHARDS=${SHARDS:-"$DATA/train-{000000..000006}.tar"}
 SCENES=${SCENES:-corridor_0007,courtyard_0001,courtyard_0008,room_0001,room_0002,room_0006,street_0005,street_0008}
 RUNS=${RUNS:-/tmp/runs}
 RES="$RUNS/results"
