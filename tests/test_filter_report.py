@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import pytest
 
 from filter.config import FilterConfig
 from filter.report import write_report
+from filter.review import DISTRIBUTIONS, _svg_histogram
 from filter.run import filter_staging, segments_table, totals
 from filter.segments import ReviewVerdict, Verdict
 from filter.verdicts import write_verdicts
@@ -56,6 +58,31 @@ def test_every_frame_is_covered_and_faults_are_dropped(staged, tmp_path):
     assert len(frames) == 120 and "flag_black" in frames.columns
     page = (out / "index.html").read_text()
     assert "faulty" in page and "data:image/jpeg;base64," in page and "<script src" not in page
+    charts = re.findall(r"<svg class='chart hist' data-score='([a-z_]+)' data-kept='(\d+)' data-dropped='(\d+)'", page)
+    assert [c[0] for c in charts] == [name for name, _ in DISTRIBUTIONS]
+    finite = {name: frames[name].notna() for name, _ in DISTRIBUTIONS}  # every frame with a finite score counted once
+    kept = frames["kept"].astype(bool)
+    assert all((int(k), int(d)) == (int((finite[n] & kept).sum()), int((finite[n] & ~kept).sum())) for n, k, d in charts)
+
+
+def test_histogram_outline_known_answer():
+    """Two classes over 4 bins: each a closed step outline (2 points a bin + 2 on the floor), the
+    tallest count at the top of the log axis, empty bins and NaNs on the floor, labels in range."""
+    values = np.array([0.0, 0.0, 0.0, 1.0, 2.0, 4.0, np.nan])
+    kept = np.array([True, True, True, False, True, False, True])
+    svg = _svg_histogram("luma_mean", "0-255", values, kept, bins=4)
+    assert "data-kept='4' data-dropped='2'" in svg
+    polygons = re.findall(r"<polygon[^>]*points='([^']*)'", svg)
+    assert len(polygons) == 2
+    kept_points = [tuple(map(float, p.split(","))) for p in polygons[0].split()]
+    assert len(kept_points) == 2 * 4 + 2
+    ys = [y for _, y in kept_points]
+    floor_y = ys[0]
+    assert ys[-1] == floor_y and min(ys) < floor_y
+    assert ys[1] == min(ys)  # bin 0 (three zeros) is the kept class's tallest
+    assert ys[3] == ys[7] == floor_y and ys[1] < ys[5] < floor_y  # kept counts per bin: 3, 0, 1 (the 2.0), 0
+    assert ">0</text>" in svg and ">4</text>" in svg
+    assert "no finite values" in _svg_histogram("flicker", "ratio", np.full(3, np.nan), np.ones(3, bool))
 
 
 def test_verdicts_are_honoured_on_the_next_run(staged):
