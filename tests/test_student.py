@@ -36,7 +36,8 @@ def test_block_spans_and_mask():
     assert torch.equal(mask, expected)
 
 
-def test_cached_block_forwards_equal_one_block_causal_forward():
+@pytest.mark.parametrize("grad", [True, False])  # [view | own] concatenated, or own written into the view's room
+def test_cached_block_forwards_equal_one_block_causal_forward(grad):
     config = tiny_config()
     model = randomized_model(config, dtype=torch.float64)
     batch = clip_batch(config, 2, 7, dtype=torch.float64)
@@ -44,12 +45,13 @@ def test_cached_block_forwards_equal_one_block_causal_forward():
     sigma[:, 0] = 0
     full = block_causal_velocity(model, batch.frames, sigma, batch.actions, batch.poses, block_frames=2)
     student = Student(model, StudentConfig(block_frames=2, memory=UNBOUNDED))
-    store = MemoryStore(config.grid, UNBOUNDED)
+    store = MemoryStore(config.grid, UNBOUNDED, model.rope_angles)
     origin = batch.poses[:, 0]
     for start, end in block_spans(7, 2):
-        v, kvs = model.forward_kv(batch.frames[:, start:end], sigma[:, start:end], batch.actions[:, start:end],
-                                  batch.poses[:, start:end], origin, first_frame=start,
-                                  context=student.context(store, start))
+        with torch.set_grad_enabled(grad):
+            v, kvs = model.forward_kv(batch.frames[:, start:end], sigma[:, start:end], batch.actions[:, start:end],
+                                      batch.poses[:, start:end], origin, first_frame=start,
+                                      context=student.context(store, start, end - start))
         store.append(kvs, end - start)
         assert torch.allclose(v, full[:, start:end], atol=1e-10), (start, (v - full[:, start:end]).abs().max())
 
@@ -87,14 +89,14 @@ def test_cached_generation_equals_uncached_block_causal_generation():
 def test_memory_view_pools_old_frames_and_reports_the_reduction():
     grid = (4, 4)
     config = MemoryConfig(window=3, pool=(1, 2, 4))
-    store = MemoryStore(grid, config)
+    rope = lambda pos: pos[:, :1].repeat(1, 3)  # noqa: E731 - angles stand-in: every pair turns by the frame index
+    store = MemoryStore(grid, config, rope)
     g = torch.Generator().manual_seed(0)
     keys = []
     for _ in range(10):
         keys.append(torch.randn(1, 2, 16, 6, generator=g))
         store.append([LayerKV(keys[-1], torch.randn(1, 2, 16, 6, generator=g))], 1)
-    rope = lambda pos: pos[:, :1].repeat(1, 3)  # noqa: E731 - angles stand-in: every pair turns by the frame index
-    ctx = view(store, 10, rope)[0]
+    ctx = view(store, 10)[0]
     # frames 7, 8, 9 full (48); older: f%3==0 full (0, 3, 6: 48), ==1 2x2 -> 4 tokens (1, 4), ==2 4x4 -> 1 (2, 5)
     assert ctx.k.shape[2] == 48 + 48 + 2 * 4 + 2 * 1 == view_tokens(10, grid, config)
     # a 2x pooled frame's first token is the mean of its top-left 2x2 patch, rotated at its position
@@ -106,23 +108,23 @@ def test_memory_view_pools_old_frames_and_reports_the_reduction():
     # pooled positions are the cells' centres
     assert frame_positions(1, grid, 2, torch.device("cpu"))[0].tolist() == [1.0, 0.5, 0.5]
     assert frame_positions(2, grid, 4, torch.device("cpu"))[0].tolist() == [2.0, 1.5, 1.5]
-    assert view(store, 0, rope) is None
+    assert view(store, 0) is None
     with pytest.raises(ValueError, match="only 10 frames"):
-        view(store, 11, rope)
+        view(store, 11)
     # releasing: frames that left the window keep only what later views read
     before = store.nbytes()
-    view_before = view(store, 10, rope)[0]
+    view_before = view(store, 10)[0]
     store.release(10 - config.window)
-    after = view(store, 10, rope)[0]
+    after = view(store, 10)[0]
     assert torch.equal(after.k, view_before.k) and store.nbytes() < before
     with pytest.raises(ValueError, match="frame 1 was released"):
-        view(store, 3, rope)  # frame 1 would be full resolution in block 3's window
+        view(store, 3)  # frame 1 would be full resolution in block 3's window
     # unbounded: everything at full resolution, nothing pooled or released
-    unbounded = MemoryStore(grid, UNBOUNDED)
+    unbounded = MemoryStore(grid, UNBOUNDED, rope)
     for k in keys:
         unbounded.append([LayerKV(k, k)], 1)
     unbounded.release(10)
-    assert view(unbounded, 10, rope)[0].k.shape[2] == 160
+    assert view(unbounded, 10)[0].k.shape[2] == 160
 
 
 def test_replayed_backprop_equals_full_graph_backprop():
@@ -236,7 +238,8 @@ def test_static_view_pads_to_one_shape_and_changes_nothing():
     (frames_a, grads_a, shapes_a), (frames_b, grads_b, shapes_b) = results
     assert torch.allclose(frames_a, frames_b, atol=1e-12)
     assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(grads_a, grads_b))
-    assert len(shapes_a) > 2 and shapes_b == {None, (2, config.heads, capacity, config.head_dim)}
+    room = 2 * config.tokens_per_frame  # each view reserves room for its block's own tokens
+    assert len(shapes_a) > 2 and shapes_b == {None, (2, config.heads, capacity + room, config.head_dim)}
     with pytest.raises(ValueError, match="bounded memory"):
         StudentConfig(memory=MemoryConfig(window=2), static_view=True)
 

@@ -45,12 +45,13 @@ class _Inputs:
     context_k: tuple[torch.Tensor, ...]
     context_v: tuple[torch.Tensor, ...]
     valid: torch.Tensor
+    reserved: int
     actions: torch.Tensor
     poses: torch.Tensor
     origin: torch.Tensor
 
     def context(self) -> list[LayerContext]:
-        return [LayerContext(k, v, self.valid) for k, v in zip(self.context_k, self.context_v)]
+        return [LayerContext(k, v, self.valid, self.reserved) for k, v in zip(self.context_k, self.context_v)]
 
 
 @dataclass(eq=False)
@@ -80,11 +81,11 @@ class BlockGraphs:
             origin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[LayerKV]]:
         if not isinstance(time, torch.Tensor):
             raise ValueError("CUDA graphs need the block's time index as a tensor (student.static_view)")
-        if context is None:
-            raise ValueError("CUDA graphs need a memory view for every block (a view that drops every frame "
-                             "has none)")
+        if context is None or context[0].valid is None:
+            raise ValueError("CUDA graphs need a fixed-capacity memory view for every block (student.static_view; "
+                             "a view that drops every frame has none)")
         key = (tuple(x.shape), x.dtype, len(renoise), tuple(context[0].k.shape), context[0].k.dtype,
-               torch.is_autocast_enabled(x.device.type))
+               context[0].reserved, torch.is_autocast_enabled(x.device.type))
         graph = self._graphs.get(key)
         fresh = graph is None
         if graph is None:
@@ -100,10 +101,10 @@ class BlockGraphs:
                context: list[LayerContext], actions: torch.Tensor, poses: torch.Tensor,
                origin: torch.Tensor) -> _Graph:
         valid = context[0].valid
+        assert valid is not None  # run() checked
         inputs = _Inputs(x.clone(), tuple(r.clone() for r in renoise), time.clone(),
                          tuple(c.k.clone() for c in context), tuple(c.v.clone() for c in context),
-                         (torch.ones(context[0].k.shape[2], dtype=torch.bool, device=x.device) if valid is None
-                          else valid.clone()),
+                         valid.clone(), context[0].reserved,
                          actions.clone(), poses.clone(), origin.clone())
 
         def program() -> tuple[torch.Tensor, torch.Tensor, list[LayerKV]]:
@@ -135,13 +136,13 @@ def _load(inputs: _Inputs, x: torch.Tensor, renoise: Sequence[torch.Tensor], tim
     for buffer, r in zip(inputs.renoise, renoise):
         buffer.copy_(r)
     inputs.time.copy_(time)
+    used = context[0].k.shape[2] - context[0].reserved  # the reserved room is the forward's to fill
     for k, v, c in zip(inputs.context_k, inputs.context_v, context):
-        k.copy_(c.k)
-        v.copy_(c.v)
-    if context[0].valid is None:
-        inputs.valid.fill_(True)
-    else:
-        inputs.valid.copy_(context[0].valid)
+        k[:, :, :used].copy_(c.k[:, :, :used])
+        v[:, :, :used].copy_(c.v[:, :, :used])
+    valid = context[0].valid
+    assert valid is not None  # run() checked
+    inputs.valid.copy_(valid)
     inputs.actions.copy_(actions)
     inputs.poses.copy_(poses)
     inputs.origin.copy_(origin)

@@ -1,8 +1,9 @@
 """The student's memory: an append-only per-frame K/V store and a pure `view` over it.
 
-Each committed frame keeps, per layer, its pre-RoPE keys (pose embedding included) and values at
-full resolution, (B, heads, N, head_dim) with N = rows·cols tokens. `view(store, start, config)`
-returns what a block starting at frame `start` attends to:
+Each committed frame keeps, per layer, its keys (pose embedding included) and values at full
+resolution, (B, heads, N, head_dim) with N = rows·cols tokens, the keys rotated (RoPE) at their
+positions when the frame is committed. `view(store, start)` returns what a block starting at frame
+`start` attends to:
 
 * the last `window` frames before `start` at full resolution (all of them when window is None);
 * older frames (all, or `max_old` evenly spaced over the history, which bounds the view and so
@@ -11,8 +12,12 @@ returns what a block starting at frame `start` attends to:
   at the pooled cells' positions, which are the same pooling of the patch positions (the cells'
   centres, fractional). A frame whose factor is 0 is dropped from memory.
 
-The view's keys come rotated (RoPE applied once when the view is made): every denoising step and
-the commit of a block read the same view.
+A frame's RoPE positions never change (its frame index, and its cells' centres once pooled), so
+its keys are rotated once, at commit: pooled from the pre-RoPE keys, then rotated at the pooled
+positions. A view is then a concatenation; every denoising step and the commit of a block read
+the same view. A view can reserve room after its tokens for the block's own keys and values
+(`reserve`): a forward without grad writes them there instead of concatenating the whole view
+again (model.Attention).
 
 Entries are never modified. A frame's pooled K/V are made once, at commit; its full-resolution K/V
 are released when it leaves the last window that needs them (`MemoryStore.release`), so the store
@@ -32,6 +37,9 @@ import torch.nn.functional as F
 from training.model import LayerContext, LayerKV
 from training.rope import apply_rope, rotation
 
+#: rope(positions (L, 3)) -> angles (L, head_dim/2): the model's RoPE (VideoDiT.rope_angles)
+RopeFn = Callable[[torch.Tensor], torch.Tensor]
+
 
 @dataclass(frozen=True)
 class MemoryConfig:
@@ -50,8 +58,8 @@ class MemoryConfig:
 
 @dataclass
 class FrameMemory:
-    full: list[LayerKV] | None  # per layer, full resolution; released once no later block needs it
-    pooled: list[LayerKV] | None  # per layer, at the frame's pool factor (> 1); None otherwise
+    full: list[LayerKV] | None  # per layer, full resolution, keys rotated; released once no later block needs it
+    pooled: list[LayerKV] | None  # per layer, at the frame's pool factor (> 1), keys rotated; None otherwise
 
 
 @dataclass
@@ -62,23 +70,30 @@ class MemoryStore:
 
     grid: tuple[int, int]  # (rows, cols) of a frame's tokens
     config: MemoryConfig
+    rope: RopeFn  # the model's RoPE: keys are rotated at commit
     frames: list[FrameMemory] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.frames)
 
     def append(self, kvs: list[LayerKV], count: int) -> None:
-        """Split one call's per-layer K/V (B, H, count·N, hd) into `count` frames and append them."""
+        """Split one call's per-layer K/V (B, H, count·N, hd; keys before RoPE) into `count` frames
+        and append them, keys rotated at their positions (pooled ones: pooled, then rotated at
+        the cells' centres) and stored in the values' dtype."""
         n = self.grid[0] * self.grid[1]
         for j in range(count):
-            # keys leave the q/k RMSNorm in float32 under bf16 autocast; store them as the values are
-            full = [LayerKV(kv.k[:, :, j * n:(j + 1) * n].detach().to(kv.v.dtype), kv.v[:, :, j * n:(j + 1) * n].detach())
-                    for kv in kvs]
-            factor = old_factor(len(self.frames), self.config)
+            frame = len(self.frames)
+            device = kvs[0].k.device
+            keys = [kv.k[:, :, j * n:(j + 1) * n].detach() for kv in kvs]
+            values = [kv.v[:, :, j * n:(j + 1) * n].detach() for kv in kvs]
+            rot = rotation(self.rope(frame_positions(frame, self.grid, 1, device)))
+            full = [LayerKV(apply_rope(k, rot).to(v.dtype), v) for k, v in zip(keys, values)]
+            factor = old_factor(frame, self.config)
             pooled = None
             if factor > 1:
-                pooled = [LayerKV(_pool_tokens(kv.k, self.grid, factor), _pool_tokens(kv.v, self.grid, factor))
-                          for kv in full]
+                rot = rotation(self.rope(frame_positions(frame, self.grid, factor, device)))
+                pooled = [LayerKV(apply_rope(_pool_tokens(k, self.grid, factor), rot).to(v.dtype),
+                                  _pool_tokens(v, self.grid, factor)) for k, v in zip(keys, values)]
             self.frames.append(FrameMemory(full, pooled))
 
     def release(self, before: int) -> None:
@@ -142,19 +157,18 @@ def frame_factor(frame: int, start: int, config: MemoryConfig) -> int:
     return old_factor(frame, config)
 
 
-def view(store: MemoryStore, start: int, rope: Callable[[torch.Tensor], torch.Tensor],
-         capacity: int | None = None) -> list[LayerContext] | None:
+def view(store: MemoryStore, start: int, capacity: int | None = None, reserve: int = 0) -> list[LayerContext] | None:
     """Per-layer context for a block whose first frame is `start` (frames < start must be stored).
-    `rope(positions (L, 3)) -> angles (L, head_dim/2)` is the model's RoPE. With `capacity` the
-    view is zero-padded to that many tokens and `valid` marks the real ones, so every view has
-    the same shape (a compiled or CUDA-graphed forward sees one shape; see view_capacity)."""
+    With `capacity` the view is zero-padded to that many tokens and `valid` marks the real ones,
+    so every view has the same shape (a compiled or CUDA-graphed forward sees one shape; see
+    view_capacity). `reserve` adds room for that many tokens after the view (the block's own:
+    LayerContext.reserved)."""
     if start > len(store):
         raise ValueError(f"view for a block at frame {start}, but only {len(store)} frames are stored")
     if start == 0:
         return None
     config = store.config
     layers: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
-    positions = []
     for f in view_frames(start, config):
         factor = frame_factor(f, start, config)
         if factor == 0:
@@ -163,24 +177,27 @@ def view(store: MemoryStore, start: int, rope: Callable[[torch.Tensor], torch.Te
         if entry is None:
             raise ValueError(f"frame {f} was released from memory; a view for frame {start} needs it at "
                              f"factor {factor} (replay rebuilds the store in order)")
-        positions.append(frame_positions(f, store.grid, factor, entry[0].k.device))
         if not layers:
             layers = [([], []) for _ in entry]
         for (ks, vs), kv in zip(layers, entry):
             ks.append(kv.k)
             vs.append(kv.v)
-    if not positions:
+    if not layers:
         return None
-    rot = rotation(rope(torch.cat(positions)))  # keys rotated once per view, not in every forward that reads it
-    out = [LayerContext(apply_rope(torch.cat(ks, dim=2), rot), torch.cat(vs, dim=2)) for ks, vs in layers]
-    if capacity is None:
-        return out
-    tokens = out[0].k.shape[2]
-    if tokens > capacity:
+    tokens = sum(k.shape[2] for k in layers[0][0])
+    if capacity is not None and tokens > capacity:
         raise ValueError(f"the view for frame {start} has {tokens} tokens, more than its capacity {capacity}")
-    valid = torch.arange(capacity, device=out[0].k.device) < tokens
-    return [LayerContext(F.pad(c.k, (0, 0, 0, capacity - tokens)), F.pad(c.v, (0, 0, 0, capacity - tokens)), valid)
-            for c in out]
+    extra = (0 if capacity is None else capacity - tokens) + reserve
+    device = layers[0][0][0].device
+    valid = None if capacity is None else torch.arange(capacity, device=device) < tokens
+
+    def joined(parts: list[torch.Tensor]) -> torch.Tensor:  # one copy: the frames, padding and reserved room
+        if extra:
+            b, h, _, d = parts[0].shape
+            parts = parts + [parts[0].new_zeros(b, h, extra, d)]
+        return torch.cat(parts, dim=2)
+
+    return [LayerContext(joined(ks), joined(vs), valid, reserve) for ks, vs in layers]
 
 
 def view_capacity(grid: tuple[int, int], config: MemoryConfig) -> int:

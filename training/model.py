@@ -37,9 +37,12 @@ from training.rope import Rotation, apply_rope, grid_positions, rope_angles, rot
 class LayerContext(NamedTuple):
     """Extra keys/values a layer attends to before its own tokens (the student's memory view)."""
 
-    k: torch.Tensor  # (B, heads, Lc, head_dim) keys (pose embedding included), RoPE applied at their positions
-    v: torch.Tensor  # (B, heads, Lc, head_dim)
+    k: torch.Tensor  # (B, heads, Lc + reserved, head_dim) keys (pose embedding included), RoPE applied at their positions
+    v: torch.Tensor  # (B, heads, Lc + reserved, head_dim)
     valid: torch.Tensor | None = None  # (Lc,) bool: False marks padding (a fixed-capacity view); None = all
+    # room after the Lc context tokens for the layer's own tokens: a forward without grad whose
+    # tokens fit writes its keys/values there (in place) instead of concatenating [context | own]
+    reserved: int = 0
 
 
 class LayerKV(NamedTuple):
@@ -116,8 +119,15 @@ class Attention(nn.Module):
         q, k, v = self.project(x, pose)
         q_rot, k_rot, v_all = apply_rope(q, rot), apply_rope(k, rot), v
         if context is not None:
-            k_rot = torch.cat([context.k, k_rot], dim=2)
-            v_all = torch.cat([context.v, v], dim=2)
+            own, room = k_rot.shape[2], context.reserved
+            if room == own and not torch.is_grad_enabled():  # the view's reserved room: copy own tokens only
+                context.k[:, :, -room:] = k_rot
+                context.v[:, :, -room:] = v
+                k_rot, v_all = context.k, context.v
+            else:
+                lc = context.k.shape[2] - room
+                k_rot = torch.cat([context.k[:, :, :lc], k_rot], dim=2)
+                v_all = torch.cat([context.v[:, :, :lc], v], dim=2)
         out = F.scaled_dot_product_attention(q_rot, k_rot, v_all, attn_mask=mask)
         out = out.permute(0, 2, 1, 3).reshape(b, f, n, d)
         return self.out(out), LayerKV(k, v)

@@ -93,7 +93,7 @@ class Student:
         self.model, self.config, self.graphs = model, config, graphs
 
     def new_store(self) -> MemoryStore:
-        return MemoryStore(self.model.cfg.grid, self.config.memory)
+        return MemoryStore(self.model.cfg.grid, self.config.memory, self.model.rope_angles)
 
     def time_index(self, start: int) -> int | torch.Tensor:
         """The block's RoPE time index as the model takes it: with `static_view` a 0-dim float64 tensor,
@@ -102,9 +102,10 @@ class Student:
             return start
         return torch.tensor(float(start), dtype=torch.float64, device=self.model.patch_in.weight.device)
 
-    def context(self, store: MemoryStore, start: int) -> list[LayerContext] | None:
+    def context(self, store: MemoryStore, start: int, frames: int) -> list[LayerContext] | None:
+        """The memory view of a block of `frames` frames at `start`, with room for its own tokens."""
         capacity = view_capacity(self.model.cfg.grid, self.config.memory) if self.config.static_view else None
-        return view(store, start, self.model.rope_angles, capacity)
+        return view(store, start, capacity, reserve=frames * self.model.cfg.tokens_per_frame)
 
     def block_x0(self, x: torch.Tensor, sigma: float, start: int, context: list[LayerContext] | None,
                  actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
@@ -157,7 +158,7 @@ class Student:
         b, n = x0.shape[:2]
         _, kvs = self.model.forward_kv(x0, torch.zeros(b, n, device=x0.device), actions[:, start:start + n],
                                        poses[:, start:start + n], origin, first_frame=self.time_index(start),
-                                       context=self.context(store, start) if context is None else context)
+                                       context=self.context(store, start, n) if context is None else context)
         self._append(store, kvs, start, n)
 
     def rollout(self, first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor, noise: torch.Tensor,
@@ -213,7 +214,7 @@ class Student:
             # the re-noising draws, in the order the steps use them (the same numbers as drawing each
             # one after its step: nothing else draws in between)
             renoise = [_randn(x.shape, generator, x) for _ in range(exit_step)]
-            context = self.context(store, start)  # one view per block: every step and the commit read it
+            context = self.context(store, start, end - start)  # one view per block: every step and the commit read it
             args = (x, renoise, self.time_index(start), context, actions[:, start:end], poses[:, start:end], origin)
             if self.graphs is not None and not (grad and torch.is_grad_enabled()):
                 x, x0, kvs = self.graphs.run(*args)
@@ -239,7 +240,7 @@ class Student:
         clean = rollout.frames.detach()
         self.commit(clean[:, :1], 0, store, actions, poses, origin)
         for state in rollout.replay:
-            context = self.context(store, state.start)
+            context = self.context(store, state.start, state.end - state.start)
             x0 = self.block_x0(state.x, state.sigma, state.start, context, actions, poses, origin)
             d = delta[:, state.start - 1:state.end - 1]
             loss = 0.5 * (x0.double() - (x0.double() - d.double()).detach()).pow(2).sum() / total
