@@ -81,3 +81,6 @@ def test_play_streams_a_script_into_a_video(tmp_path):
     assert count == 8
     assert play_main(["--checkpoint", str(ckpt), "--out", str(out), "--scene", "room_0001",
                       "--script", "sideways:3", "--device", "cpu"]) == 2
+    assert report["cuda_graphs"] is False
+    assert play_main(["--checkpoint", str(ckpt), "--out", str(out), "--scene", "room_0001",
+                      "--script", "forward:3", "--device", "cpu", "--cuda-graphs"]) == 2  # no GPU here

@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -30,7 +31,9 @@ from training.conditioning import frame_actions
 from training.data import to_uint8, to_unit
 from training.eval.metrics import psnr
 from training.eval.scripts import channel_rate, out_and_back
+from training.graphs import BlockGraphs
 from training.runtime import autocast, pick_device
+from training.student import Student
 from training.student_train import student_from_checkpoint
 
 
@@ -84,9 +87,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--truth", action="store_true", help="also render the ground truth (needs --scene)")
     parser.add_argument("--device")
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="replay each block as a CUDA graph (training.graphs; fixed-capacity memory views, so the "
+                             "student's memory must be bounded); the first block of each size includes the capture")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     student = student_from_checkpoint(args.checkpoint, device)
+    if args.cuda_graphs:
+        if device.type != "cuda":
+            print("error: --cuda-graphs needs a CUDA device", file=sys.stderr)
+            return 2
+        try:
+            student = Student(student.model, replace(student.config, static_view=True))
+        except ValueError as exc:
+            print(f"error: --cuda-graphs: {exc}", file=sys.stderr)
+            return 2
+        student.graphs = BlockGraphs(student)
     cfg = student.model.cfg
     spec = ActionSpec()
     try:
@@ -134,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     steady = latencies[args.warmup:] or latencies
     report = {"checkpoint": str(args.checkpoint), "script": args.script, "frames": len(frames_out),
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "cuda_graphs": args.cuda_graphs,
               "first_block_seconds": latencies[0]["seconds"],
               "steady_fps": sum(b["end"] - b["start"] for b in steady) / sum(b["seconds"] for b in steady),
               "median_frame_ms": 1e3 * statistics.median(b["seconds"] / (b["end"] - b["start"]) for b in steady),
