@@ -18,7 +18,6 @@ per-frame latency vs position in the stream. Weights are random: none of these d
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import statistics
@@ -33,7 +32,7 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 from training.config import preset  # noqa: E402
 from training.distill import teacher_velocity  # noqa: E402
 from training.flow import sample_i2v  # noqa: E402
-from training.graphs import WARMUP, BlockGraphs  # noqa: E402
+from training.graphs import BlockGraphs, capture  # noqa: E402
 from training.memory import MemoryConfig, view_tokens  # noqa: E402
 from training.model import VideoDiT, forward_flops  # noqa: E402
 from training.runtime import autocast  # noqa: E402
@@ -230,65 +229,13 @@ def speed_section(student: Student, args: argparse.Namespace, device: torch.devi
             for cfg in cfgs:
                 def teacher(cfg: float = cfg) -> torch.Tensor:
                     return sample_i2v(field, first, args.teacher_frames, args.teacher_steps, 3.0, cfg)
-                row[f"teacher_cfg{cfg:g}"] = frames_per_second(captured(teacher, device) if args.graphs else teacher,
-                                                               batch * gen, device, 3)
+                run = capture(teacher, device)[0].replay if args.graphs else teacher
+                row[f"teacher_cfg{cfg:g}"] = frames_per_second(run, batch * gen, device, 3)
         for cfg in cfgs:
             row[f"ratio_cfg{cfg:g}"] = row["student"] / row[f"teacher_cfg{cfg:g}"]
         results["speed"]["by_batch"][batch] = row
         print(f"  batch {batch:3d}: student {row['student']:8.1f}  " + "  ".join(
             f"teacher CFG {cfg:g} {row[f'teacher_cfg{cfg:g}']:8.1f} ({row[f'ratio_cfg{cfg:g}']:.1f}x)" for cfg in cfgs))
-
-
-def captured(fn, device: torch.device):
-    """fn() (no inputs: closure tensors stay put) captured as one CUDA graph; returns its replay.
-    Warm-up on a side stream first; autocast without its weight cache, as capture requires."""
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    ctx = (torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False)
-           if torch.is_autocast_enabled("cuda") else contextlib.nullcontext())
-    with ctx:
-        with torch.cuda.stream(side):
-            for _ in range(WARMUP):
-                fn()
-        torch.cuda.current_stream(device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            fn()
-    return graph.replay
-
-
-def profile_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:
-    """Where the GPU time goes: torch.profiler over one student rollout and one teacher sample (CFG 1)
-    at the largest batch of `--batches`, the top kernels by device time for each."""
-    from torch.profiler import ProfilerActivity, profile
-
-    batch = max(int(b) for b in args.batches.split(","))
-    model = student.model
-    model.eval()
-    first, actions, poses, noise = inputs(model, args.teacher_frames, device, batch=batch)
-    field = teacher_velocity(model, actions, poses)
-    runs = {"student": lambda: student.rollout(first, actions, poses, noise, keep_store=False),
-            "teacher": lambda: sample_i2v(field, first, args.teacher_frames, args.teacher_steps, 3.0, 1.0)}
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    results["profile"] = {}
-    for name, fn in runs.items():
-        with torch.no_grad(), autocast(device, args.precision):
-            fn()
-            sync(device)
-            with profile(activities=activities) as prof:
-                fn()
-                sync(device)
-        key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-        events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
-        total = sum(getattr(e, key) for e in events)
-        print(f"\nprofile, {name}, batch {batch}: {total / 1e3:.1f} ms of {'device' if device.type == 'cuda' else 'CPU'} "
-              f"time; top ops by self time")
-        rows = []
-        for e in events[:args.profile_rows]:
-            t = getattr(e, key)
-            rows.append({"op": e.key, "ms": t / 1e3, "share": t / total, "calls": e.count})
-            print(f"  {t / 1e3:9.2f} ms {100 * t / total:5.1f}% {e.count:6d}x  {e.key[:90]}")
-        results["profile"][name] = {"batch": batch, "total_ms": total / 1e3, "top": rows}
 
 
 def analytic_flops(student: Student, frames: int, teacher_steps: int) -> dict[str, float]:

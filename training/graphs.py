@@ -114,16 +114,7 @@ class BlockGraphs:
         if not self.capture:
             outputs = program()
             return _Graph(inputs, outputs, lambda: _assign(outputs, program()))
-        with _capture_autocast(x.device):
-            side = torch.cuda.Stream(x.device)
-            side.wait_stream(torch.cuda.current_stream(x.device))
-            with torch.cuda.stream(side):
-                for _ in range(WARMUP):
-                    program()
-            torch.cuda.current_stream(x.device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool):
-                outputs = program()
+        graph, outputs = capture(program, x.device, self._pool)
         if self._pool is None:
             self._pool = graph.pool()
         return _Graph(inputs, outputs, graph.replay)
@@ -156,6 +147,23 @@ def _assign(outputs: tuple[torch.Tensor, torch.Tensor, list[LayerKV]],
     for kv, fresh in zip(outputs[2], new[2]):
         kv.k.copy_(fresh.k)
         kv.v.copy_(fresh.v)
+
+
+def capture(fn: Callable[[], Any], device: torch.device, pool: Any = None) -> tuple[torch.cuda.CUDAGraph, Any]:
+    """fn() captured as one CUDA graph: WARMUP runs on a side stream first (lazy initialisation and
+    autotuning stay out of the graph), then the capture, under the caller's autocast without its
+    weight cache. Returns the graph and fn's outputs (static tensors each replay overwrites)."""
+    with _capture_autocast(device):
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP):
+                fn()
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=pool):
+            outputs = fn()
+    return graph, outputs
 
 
 def _capture_autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
