@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-FIXED_MTIME = 0.0  # 1970-01-01: members carry no build time
+FIXED_MTIME = 0  # 1970-01-01: members carry no build time. An int: a float mtime makes Python's tarfile
+# write a PAX extended header (1 KiB) before every member to hold its fractional value
 TMP_SUFFIX = ".tmp"
 
 

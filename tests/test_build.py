@@ -169,3 +169,16 @@ def test_the_trajectory_task_module_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          cwd=pathlib.Path(__file__).resolve().parents[1]).stdout
     assert out.strip() == "[]", out
+
+
+def test_shard_members_are_plain_ustar_entries_with_a_fixed_mtime(built):
+    """No per-member PAX header: a float mtime made tarfile write one (1 KiB) before every member."""
+    import tarfile
+
+    out, _ = built
+    for shard in sorted((out / "shards").iterdir()):
+        data = shard.read_bytes()
+        assert b"PaxHeader" not in data, shard.name
+        with tarfile.open(shard) as tar:
+            members = tar.getmembers()
+        assert members and all(m.mtime == 0 and not m.pax_headers and m.type == tarfile.REGTYPE for m in members)
