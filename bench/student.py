@@ -238,6 +238,40 @@ def speed_section(student: Student, args: argparse.Namespace, device: torch.devi
             f"teacher CFG {cfg:g} {row[f'teacher_cfg{cfg:g}']:8.1f} ({row[f'ratio_cfg{cfg:g}']:.1f}x)" for cfg in cfgs))
 
 
+def profile_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:
+    """Where the GPU time goes: torch.profiler over one student rollout and one teacher sample (CFG 1)
+    at the largest batch of `--batches`, the top kernels by device time for each."""
+    from torch.profiler import ProfilerActivity, profile
+
+    batch = max(int(b) for b in args.batches.split(","))
+    model = student.model
+    model.eval()
+    first, actions, poses, noise = inputs(model, args.teacher_frames, device, batch=batch)
+    field = teacher_velocity(model, actions, poses)
+    runs = {"student": lambda: student.rollout(first, actions, poses, noise, keep_store=False),
+            "teacher": lambda: sample_i2v(field, first, args.teacher_frames, args.teacher_steps, 3.0, 1.0)}
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    results["profile"] = {}
+    for name, fn in runs.items():
+        with torch.no_grad(), autocast(device, args.precision):
+            fn()
+            sync(device)
+            with profile(activities=activities) as prof:
+                fn()
+                sync(device)
+        key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
+        total = sum(getattr(e, key) for e in events)
+        print(f"\nprofile, {name}, batch {batch}: {total / 1e3:.1f} ms of {'device' if device.type == 'cuda' else 'CPU'} "
+              f"time; top ops by self time")
+        rows = []
+        for e in events[:args.profile_rows]:
+            t = getattr(e, key)
+            rows.append({"op": e.key, "ms": t / 1e3, "share": t / total, "calls": e.count})
+            print(f"  {t / 1e3:9.2f} ms {100 * t / total:5.1f}% {e.count:6d}x  {e.key[:90]}")
+        results["profile"][name] = {"batch": batch, "total_ms": total / 1e3, "top": rows}
+
+
 def analytic_flops(student: Student, frames: int, teacher_steps: int) -> dict[str, float]:
     """Matmul GFLOP per generated frame: the teacher's Euler steps over the whole clip (x2 with CFG),
     the student's steps + commit per block over its memory view (frame 0's commit included)."""

@@ -3,6 +3,11 @@ and replayed back-propagation vs full-graph back-propagation."""
 
 from __future__ import annotations
 
+import json
+import pathlib
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -339,3 +344,18 @@ def test_captured_block_graphs_match_eager_on_gpu():
         assert graphs is not None and len(graphs) == 1
         tol = 1e-5 if precision == torch.float32 else 2e-2
         assert torch.allclose(results[0], results[1], atol=tol), (results[0] - results[1]).abs().max()
+
+
+@pytest.mark.slow
+def test_student_bench_runs_every_section_on_the_cpu(tmp_path):
+    """bench/student.py is run on a GPU machine whose time is scarce: a broken section (a helper
+    lost in a refactor) must fail here first. Tiny model, quick sizes; figures are not checked."""
+    out = tmp_path / "bench.json"
+    root = pathlib.Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "bench" / "student.py"), "--quick", "--preset", "tiny", "--device",
+                           "cpu", "--batches", "1", "--sections", "memory,speed,latency,profile", "--json", str(out)],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert {"memory_mib", "speed", "latency_ms", "profile"} <= set(figures)
+    assert figures["profile"]["student"]["top"] and figures["profile"]["teacher"]["top"]
