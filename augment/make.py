@@ -18,6 +18,7 @@ import numpy as np
 
 from annotate.actions import ActionSpec
 from annotate.readers import ReaderConfig, read_ue_csv
+from annotate.trajectory import Trajectory
 from augment.clips import (PalindromeConfig, WindowConfig, clip_labels, forward_length, frame_step, palindrome_frames,
                            palindrome_times, windows)
 from capture.staging import frame_files
@@ -49,6 +50,7 @@ class ClipJob:
     spans: tuple[tuple[int, int], ...]  # kept frame spans (start, end exclusive)
     scores: Mapping[str, np.ndarray]  # per-frame filter scores, for the per-clip `filter` summary
     seed: int
+    read: Trajectory | None = None  # its poses.csv already read (the filter's); None: read it here
 
 
 def encode_jpeg(bgr: np.ndarray, quality: int) -> bytes:
@@ -62,9 +64,8 @@ def encode_jpeg(bgr: np.ndarray, quality: int) -> bytes:
 def make_clips(job: ClipJob, config: ClipConfig, spec: ActionSpec, jpegs: Mapping[int, bytes] | None = None) -> list[Clip]:
     """`jpegs`: frames already encoded (source index -> JPEG bytes at `config.jpeg_quality`); the
     others are read from the staged files and encoded here."""
-    traj = read_ue_csv(job.folder / "poses.csv", ReaderConfig())
+    traj = job.read if job.read is not None else read_ue_csv(job.folder / "poses.csv", ReaderConfig())
     meta = json.loads((job.folder / "meta.json").read_text()) if (job.folder / "meta.json").is_file() else {}
-    files = frame_files(job.folder, len(traj.poses))
     fps = float(meta["fps"]) if meta.get("fps") else 1.0 / float(np.median(np.diff(traj.timestamps)))
     step = frame_step(fps, config.window.fps, str(job.folder))
     forward = windows(job.spans, step, config.window)
@@ -72,8 +73,12 @@ def make_clips(job: ClipJob, config: ClipConfig, spec: ActionSpec, jpegs: Mappin
     want_palindrome = rng.random(len(forward)) < config.palindrome.share
     cache: dict[int, bytes] = dict(jpegs or {})
 
+    files: list[pathlib.Path] = []  # listed when a frame is not in `jpegs`
+
     def jpeg(i: int) -> bytes:
         if i not in cache:
+            if not files:
+                files.extend(frame_files(job.folder, len(traj.poses)))
             image = cv2.imread(str(files[i]), cv2.IMREAD_COLOR)
             if image is None:
                 raise ValueError(f"{files[i]}: cannot decode image (poses.csv row {i})")

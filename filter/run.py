@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from annotate.trajectory import Trajectory
 from capture.staging import PARTIAL
 from filter.config import FilterConfig
 from filter.image_checks import IMAGE_SCORES
@@ -53,11 +54,13 @@ def staged_trajectories(staging: str | pathlib.Path) -> list[tuple[str, str, pat
 
 
 def filter_one(args: tuple[pathlib.Path, str, str, FilterConfig],
-               sink: Callable[[int, np.ndarray], None] | None = None) -> TrajectoryFilter | Failed:
-    """Filter one staged trajectory; a bad one comes back as `Failed` naming the file (for pool maps)."""
+               sink: Callable[[int, np.ndarray], None] | None = None,
+               traj: Trajectory | None = None) -> TrajectoryFilter | Failed:
+    """Filter one staged trajectory; a bad one comes back as `Failed` naming the file (for pool maps).
+    `traj`: its poses.csv already read (filter.stage.read_staged)."""
     folder, scene, trajectory, config = args
     try:
-        return filter_trajectory(folder, config, scene, trajectory, sink)
+        return filter_trajectory(folder, config, scene, trajectory, sink, traj)
     except (FilterError, OSError) as exc:
         return Failed(scene, trajectory, str(exc))
 

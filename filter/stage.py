@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from annotate.readers import ReaderConfig, read_ue_csv
-from annotate.trajectory import TrajectoryError
+from annotate.trajectory import Trajectory, TrajectoryError
 from annotate.ue import fov_to_intrinsics
 from capture.staging import LayoutError, frame_files
 from filter.config import FilterConfig
@@ -51,19 +51,26 @@ def camera_matrix(meta: dict, width: int, height: int, where: pathlib.Path) -> n
     raise FilterError(f"{where}: meta.json has neither intrinsics nor fov")
 
 
+def read_staged(folder: pathlib.Path) -> Trajectory:
+    """A staged trajectory's poses.csv (read-back poses, times), or a FilterError naming file and row."""
+    try:
+        return read_ue_csv(folder / "poses.csv", ReaderConfig())
+    except (TrajectoryError, OSError) as exc:
+        raise FilterError(str(exc)) from exc
+
+
 def filter_trajectory(folder: str | pathlib.Path, config: FilterConfig, scene: str | None = None,
-                      trajectory: str | None = None,
-                      sink: Callable[[int, np.ndarray], None] | None = None) -> TrajectoryFilter:
+                      trajectory: str | None = None, sink: Callable[[int, np.ndarray], None] | None = None,
+                      traj: Trajectory | None = None) -> TrajectoryFilter:
     """Score every frame and cut segments. `sink(i, bgr)`, when given, sees each decoded frame (the
-    build encodes its clip JPEGs there, so that a frame is decoded once per build)."""
+    build encodes its clip JPEGs there, so that a frame is decoded once per build). `traj`: the
+    folder's poses.csv already read (read_staged), so a caller that needs it too reads it once."""
     start_time = time.perf_counter()
     folder = pathlib.Path(folder)
     scene = scene or folder.parent.name
     trajectory = trajectory or folder.name
-    try:
-        traj = read_ue_csv(folder / "poses.csv", ReaderConfig())
-    except (TrajectoryError, OSError) as exc:
-        raise FilterError(str(exc)) from exc
+    if traj is None:
+        traj = read_staged(folder)
     meta_path = folder / "meta.json"
     try:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
@@ -103,12 +110,9 @@ def filter_trajectory(folder: str | pathlib.Path, config: FilterConfig, scene: s
     reasons = frame_reasons(flags, n, config.segments, config.disabled)
     segments = make_segments(scene, trajectory, reasons)
     table = pd.DataFrame({"scene": scene, "trajectory": trajectory, "frame": np.arange(n), "time": traj.timestamps,
-                          **poses, **images})
-    for reason in CHECK_REASONS:
-        table[f"flag_{reason.value}"] = flags[reason]
-    table["reasons"] = [list(r) for r in reasons]
-    table["kept"] = [not r for r in reasons]
-    table["segment_id"] = [s.segment_id for s in segments for _ in range(s.frames)]
+                          **poses, **images, **{f"flag_{reason.value}": flags[reason] for reason in CHECK_REASONS},
+                          "reasons": [list(r) for r in reasons], "kept": [not r for r in reasons],
+                          "segment_id": [s.segment_id for s in segments for _ in range(s.frames)]})
     return TrajectoryFilter(scene, trajectory, folder, table, tuple(segments), time.perf_counter() - start_time, decode)
 
 

@@ -22,6 +22,7 @@ from common.config import to_dict
 from common.files import atomic_path
 from filter.run import SCORES, Failed, filter_one, review_result
 from filter.segments import ReviewVerdict, kept_spans
+from filter.stage import FilterError, read_staged
 from pipelines.config import BuildConfig
 
 CACHE_VERSION = 2  # bump when the cached clip or filter content changes meaning
@@ -64,12 +65,17 @@ def trajectory_task(item: TrajectoryItem, config: BuildConfig, work: pathlib.Pat
     def encode(i: int, bgr: np.ndarray) -> None:
         jpegs[i] = encode_jpeg(bgr, config.clips.jpeg_quality)
 
-    outcome = filter_one((item.folder, item.scene, item.trajectory, config.filter), sink=encode)
+    try:  # read once: the filter and the clips both use it
+        traj = read_staged(item.folder)
+    except FilterError as exc:
+        return {"failed": Failed(item.scene, item.trajectory, str(exc))}
+    outcome = filter_one((item.folder, item.scene, item.trajectory, config.filter), sink=encode, traj=traj)
     if isinstance(outcome, Failed):
         return {"failed": outcome}
     result, changed = review_result(outcome, verdicts)
     scores = {name: result.frames[name].to_numpy(float) for name in SCORES}
-    job = ClipJob(item.folder, item.scene, item.trajectory, item.split, tuple(kept_spans(result.segments)), scores, seed)
+    job = ClipJob(item.folder, item.scene, item.trajectory, item.split, tuple(kept_spans(result.segments)), scores, seed,
+                  traj)
     try:
         clips = make_clips(job, config.clips, config.capture.actions, jpegs)
     except (OSError, ValueError) as exc:
