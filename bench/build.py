@@ -6,8 +6,9 @@ frames (decode the input PNG + encode the JPEG that goes into the shards), same 
 Pre-rendered footage (stand-in planner paths, PNG, formats.md 1.2) is made first, untimed. Then
 (a) the codec baseline: every frame decoded with cv2.imread and encoded to JPEG at the build's
 quality, one core, one pass before the build and one after (their mean: the VM's speed drifts);
-(b) the whole build on a one-CPU local Ray (ingest with its image checks, filter, windows + palindromes, annotation, JPEG, shards, manifest, report), after the Ray worker has
-started and imported the task's code (a fixed cost per worker, printed). Prints frames/s of input
+(b) the whole build on a one-CPU local Ray (ingest with its image checks, filter, windows +
+palindromes, annotation, JPEG, shards, manifest, report), after the Ray worker has started and
+imported the task's code (a fixed cost per worker, printed). Prints frames/s of input
 frames for both and their ratio (target >= 0.6).
 """
 
