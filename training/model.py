@@ -232,7 +232,11 @@ class VideoDiT(nn.Module):
             raise ValueError(f"context has {len(context)} layers, model has {cfg.depth}")
         h = self.patch_in(patchify(x, cfg.patch).to(self.patch_in.weight.dtype))
         c = self.time_embed(timestep_embedding(sigma).to(h.dtype))
-        action, pose = self.condition(actions, poses, origin, keep)
+        # contiguous: a block's actions/poses are often strided slices of a longer clip's, and a strided
+        # operand can take another BLAS path and change the last bits (an AMD EPYC host did: a graphed
+        # student block, fed contiguous copies, differed from the eager block by 1 ulp)
+        action, pose = self.condition(actions.contiguous(), poses.contiguous(),
+                                      None if origin is None else origin.contiguous(), keep)
         rot = rotation(self.angles(f, first_frame, x.device))  # once for all layers
         if context is not None and context[0].valid is not None:  # padded view: no query attends to the padding
             keys = torch.cat([context[0].valid, context[0].valid.new_ones(h.shape[2] * f)])[None, :]
