@@ -1,9 +1,10 @@
 """Loader throughput per worker next to raw JPEG decoding of the same frames, same run.
 
-    python bench/loader.py [--out out/demo] [--batch 4] [--workers 1 2]
+    python bench/loader.py [--out out/demo] [--batch 4] [--workers 0 1 2] [--pool-slots 8 0]
 
 Streams the build's train+val shards through `datasets.loader` (decode, tensors, batching) in
-process and with N DataLoader workers, and decodes every JPEG member of the same shards with
+process and with N DataLoader workers (each with its pool of reused shared batch buffers, or with
+`--pool-slots 0` a fresh one per batch), and decodes every JPEG member of the same shards with
 cv2.imdecode in a plain loop (the baseline: the decode a loader cannot avoid). Prints frames/s per
 worker and the ratio (target >= 0.8). Build the shards first (python pipelines/build_dataset.py).
 """
@@ -48,12 +49,12 @@ def raw_decode_rate(shards: list[str]) -> float:
     return frames / (time.perf_counter() - start)
 
 
-def loader_rate(shards: list[str], workers: int, batch: int, frames_per_worker: int) -> float:
+def loader_rate(shards: list[str], workers: int, batch: int, frames_per_worker: int, pool_slots: int = 8) -> float:
     """Frames/s per worker (0 workers: the whole pipeline in this process). Endless resampled mode
     sized to ~`frames_per_worker`; the clock starts at the first batch, so worker start-up is not counted."""
     t = int(batch_frames(shards))
     config = LoaderConfig(urls=tuple(shards), batch_size=batch, shuffle_buffer=0, resampled=True,
-                          epoch_samples=frames_per_worker // t)
+                          epoch_samples=frames_per_worker // t, pool_slots=pool_slots)
     seen = 0
     start = time.perf_counter()
     for i, item in enumerate(make_loader(config, num_workers=workers)):
@@ -71,21 +72,24 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--frames-per-worker", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3, help="alternating raw/loader runs; medians reported")
+    parser.add_argument("--pool-slots", type=int, nargs="*", default=[8],
+                        help="LoaderConfig.pool_slots to measure (0: a fresh shared buffer per batch)")
     args = parser.parse_args()
     print(machine())
     torch.set_num_threads(1)
     shards = sorted(str(p) for p in (args.out / "shards").glob("*.tar"))
     if not shards:
         raise SystemExit(f"no shards under {args.out / 'shards'}: run python pipelines/build_dataset.py first")
-    print(f"{len(shards)} shards of {batch_frames(shards)}-frame clips; each loader run is measured right after "
-          f"a raw JPEG decode of the same shards on one core (this VM's speed drifts); medians of {args.repeats}\n")
-    for workers in args.workers:
-        raws, rates = [], []
-        for _ in range(args.repeats):
+    print(f"{len(shards)} shards of {batch_frames(shards)}-frame clips; each loader run sits between two raw JPEG "
+          f"decodes of the same shards on one core (this VM's speed drifts); medians of {args.repeats}\n")
+    runs = [(w, p) for w in args.workers for p in (args.pool_slots if w else args.pool_slots[:1])]
+    for workers, pool_slots in runs:
+        raws, rates = [raw_decode_rate(shards)], []
+        for _ in range(args.repeats):  # raw decode on either side of each loader run; ratio to their mean
+            rates.append(loader_rate(shards, workers, args.batch, args.frames_per_worker, pool_slots))
             raws.append(raw_decode_rate(shards))
-            rates.append(loader_rate(shards, workers, args.batch, args.frames_per_worker))
-        ratio = statistics.median(r / w for r, w in zip(rates, raws))
-        label = "in process (0 workers)" if workers == 0 else f"{workers} worker(s)"
+        ratio = statistics.median(r / ((a + b) / 2) for r, a, b in zip(rates, raws, raws[1:]))
+        label = "in process (0 workers)" if workers == 0 else f"{workers} worker(s), pool_slots {pool_slots}"
         print(f"loader, {label}: {statistics.median(rates):.0f} frames/s per worker; raw decode "
               f"{statistics.median(raws):.0f}; ratio {ratio:.2f} (target >= 0.8)")
 

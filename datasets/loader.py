@@ -20,7 +20,7 @@ compressed samples before decoding (webdataset's advice: shuffle before decode).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import webdataset as wds
 
+from datasets.pool import BufferPool
 from datasets.samples import frame_members, npy_load
 
 
@@ -42,10 +43,13 @@ class LoaderConfig:
     epoch_samples: int | None = None  # with resampled, samples per epoch (per worker: divided by workers)
     partial_batches: bool = False  # keep a short final batch
     crop_frames: int | None = None  # decode only a random window of this many frames per sample
+    # shared frame buffers each DataLoader worker reuses once the main process has dropped a batch
+    # (datasets.pool); 0: a fresh buffer per batch (needed if batches are sent on to other processes)
+    pool_slots: int = 8
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.shuffle_buffer < 0:
-            raise ValueError("loader: batch_size must be >= 1 and shuffle_buffer >= 0")
+        if self.batch_size < 1 or self.shuffle_buffer < 0 or self.pool_slots < 0:
+            raise ValueError("loader: batch_size must be >= 1, shuffle_buffer and pool_slots >= 0")
         if self.crop_frames is not None and self.crop_frames < 2:
             raise ValueError(f"loader: crop_frames must be >= 2 or None, got {self.crop_frames}")
 
@@ -125,11 +129,16 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
                   torch.stack([s["frames"].permute(0, 2, 3, 1) for s in samples]))
 
 
+ARRAYS = ("actions", "motion", "poses", "intrinsics")  # per-sample tensors, stacked into the batch
+
+
 def decode_batch(samples: Sequence[dict[str, Any]], crop_frames: int | None = None,
-                 rng: np.random.Generator | None = None) -> dict[str, Any]:
-    """Raw samples -> a batch, decoding every frame straight into the batch's (B, T, H, W, 3) buffer.
-    Inside a DataLoader worker the buffer is allocated in shared memory, so handing the batch to the
-    main process copies nothing. Frames come out as a (B, T, 3, H, W) view.
+                 rng: np.random.Generator | None = None,
+                 buffer: Callable[[int], torch.Tensor] | None = None) -> dict[str, Any]:
+    """Raw samples -> a batch whose tensors all live in one flat uint8 buffer, `buffer(nbytes)`
+    (default: ordinary memory). Every frame is decoded straight into the batch's (B, T, H, W, 3)
+    region and comes out as a (B, T, 3, H, W) view; a DataLoader worker passes a shared buffer
+    (datasets.pool), so the whole batch reaches the main process as one shared-memory file.
 
     With `crop_frames`, each sample contributes a random window of that many frames (drawn from
     `rng`): only those JPEGs are decoded, and actions, motion and poses are cut to match;
@@ -148,51 +157,82 @@ def decode_batch(samples: Sequence[dict[str, Any]], crop_frames: int | None = No
         assert rng is not None
         start = int(rng.integers(0, len(names) - crop_frames + 1))
         windows.append((start, names[start:start + crop_frames]))
-    first = _decode(samples[0], windows[0][1][0])
-    frames = _batch_buffer((len(samples), len(windows[0][1]), *first.shape))
-    array = frames.numpy()
     fields = []
-    for b, (sample, (start, names)) in enumerate(zip(samples, windows)):
-        decode_frames_into(array[b], sample, first if b == 0 else None, names)
+    for sample, (start, _) in zip(samples, windows):
         f = decode_fields(sample)
         if crop_frames is not None:
             stop = start + crop_frames
             f.update(actions=f["actions"][start:stop - 1], motion=f["motion"][start:stop - 1],
                      poses=f["poses"][start:stop])
         fields.append(f)
-    out = _batch(fields, frames)
+    first = _decode(samples[0], windows[0][1][0])
+    arrays = {name: _stack_shape(fields, name) for name in ARRAYS}
     if crop_frames is not None:
-        out["crop_start"] = torch.tensor([start for start, _ in windows])
+        arrays["crop_start"] = ((len(samples),), torch.int64)
+    specs = {"frames": ((len(samples), len(windows[0][1]), *first.shape), torch.uint8), **arrays}
+    views = _carve((buffer or _plain_buffer), specs)
+    frames = views["frames"].numpy()
+    for b, (sample, (_, names)) in enumerate(zip(samples, windows)):
+        decode_frames_into(frames[b], sample, first if b == 0 else None, names)
+    for name in ARRAYS:
+        torch.stack([f[name] for f in fields], out=views[name])
+    out: dict[str, Any] = {name: views[name] for name in ARRAYS}
+    out["frames"] = views["frames"].permute(0, 1, 4, 2, 3)  # (B, T, 3, H, W) view of channels-last memory
+    out["key"] = [f["key"] for f in fields]
+    out["meta"] = [f["meta"] for f in fields]
+    if crop_frames is not None:
+        views["crop_start"].copy_(torch.tensor([start for start, _ in windows]))
+        out["crop_start"] = views["crop_start"]
     return out
 
 
-class _CropDecoder:
-    """decode_batch with random crops; the generator is made in the process that runs it (seeded by
-    the loader seed and torch's per-worker seed), so workers draw different windows."""
+def _stack_shape(fields: Sequence[dict[str, Any]], name: str) -> tuple[tuple[int, ...], torch.dtype]:
+    """(B, *shape), dtype of the samples' `name` tensors stacked (a clear error if they differ)."""
+    kinds = {(tuple(f[name].shape), f[name].dtype) for f in fields}
+    if len(kinds) > 1:
+        raise ValueError(f"a batch mixes {name} of shapes/dtypes {sorted(map(str, kinds))} "
+                         f"(keys {[f['key'] for f in fields][:4]} ...)")
+    shape, dtype = kinds.pop()
+    return (len(fields), *shape), dtype
 
-    def __init__(self, crop_frames: int, seed: int):
+
+def _carve(buffer: Callable[[int], torch.Tensor],
+           specs: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> dict[str, torch.Tensor]:
+    """One flat uint8 buffer cut into a tensor per spec (name -> shape, dtype), each 64-byte aligned."""
+    offsets, nbytes = {}, 0
+    for name, (shape, dtype) in specs.items():
+        offsets[name] = nbytes
+        nbytes += -(-math.prod(shape) * dtype.itemsize // 64) * 64
+    flat = buffer(nbytes)
+    return {name: flat[offsets[name]:offsets[name] + math.prod(shape) * dtype.itemsize].view(dtype).view(shape)
+            for name, (shape, dtype) in specs.items()}
+
+
+def _plain_buffer(nbytes: int) -> torch.Tensor:
+    return torch.empty(nbytes, dtype=torch.uint8)
+
+
+class _BatchDecoder:
+    """decode_batch as the loader's collation. Random crops come from a generator made in the process
+    that runs it (seeded by the loader seed and torch's per-worker seed, so workers draw different
+    windows). In a DataLoader worker, each batch is decoded into one of the worker's pooled shared
+    buffers (datasets.pool)."""
+
+    def __init__(self, crop_frames: int | None, seed: int, pool_slots: int):
         self.crop_frames, self.seed = crop_frames, seed
+        self.pool = BufferPool(pool_slots)
         self.rng: np.random.Generator | None = None
 
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        if self.rng is None:
+        if self.crop_frames is not None and self.rng is None:
             self.rng = np.random.default_rng([self.seed, torch.initial_seed()])
-        return decode_batch(samples, self.crop_frames, self.rng)
-
-
-def _batch_buffer(shape: tuple[int, ...]) -> torch.Tensor:
-    """uint8 buffer for a batch's frames; in a DataLoader worker it is created in shared memory,
-    which is where the batch must go anyway (`share_memory_()` on a new tensor would allocate twice
-    and copy; `UntypedStorage._new_shared` is how torch's own worker reductions allocate)."""
-    if torch.utils.data.get_worker_info() is None:
-        return torch.empty(shape, dtype=torch.uint8)
-    storage = torch.UntypedStorage._new_shared(math.prod(shape))
-    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+        if torch.utils.data.get_worker_info() is None:
+            return decode_batch(samples, self.crop_frames, self.rng)
+        return self.pool.fill(lambda buffer: decode_batch(samples, self.crop_frames, self.rng, buffer))
 
 
 def _batch(fields: Sequence[dict[str, Any]], frames: torch.Tensor) -> dict[str, Any]:
-    out: dict[str, Any] = {name: torch.stack([f[name] for f in fields])
-                           for name in ("actions", "motion", "poses", "intrinsics")}
+    out: dict[str, Any] = {name: torch.stack([f[name] for f in fields]) for name in ARRAYS}
     out["frames"] = frames.permute(0, 1, 4, 2, 3)  # (B, T, 3, H, W) view of channels-last memory
     out["key"] = [f["key"] for f in fields]
     out["meta"] = [f["meta"] for f in fields]
@@ -207,7 +247,7 @@ def make_dataset(config: LoaderConfig) -> wds.WebDataset:
     if config.shuffle_buffer:
         dataset = dataset.shuffle(config.shuffle_buffer, initial=config.shuffle_buffer // 2)
     # batch the raw (compressed) samples, then decode each batch into one buffer
-    decode = decode_batch if config.crop_frames is None else _CropDecoder(config.crop_frames, config.seed)
+    decode = _BatchDecoder(config.crop_frames, config.seed, config.pool_slots)
     dataset = dataset.batched(config.batch_size, collation_fn=decode, partial=config.partial_batches)
     if config.epoch_samples is not None:
         dataset = dataset.with_epoch(max(1, config.epoch_samples // config.batch_size))
@@ -216,6 +256,12 @@ def make_dataset(config: LoaderConfig) -> wds.WebDataset:
 
 def make_loader(config: LoaderConfig, num_workers: int = 2) -> wds.WebLoader:
     """A DataLoader over `make_dataset` (batching happens in the workers)."""
-    return wds.WebLoader(make_dataset(config), batch_size=None, num_workers=num_workers,
+    # batches are ready as they come: DataLoader's default_convert would walk every meta dict, and
+    # copy a worker's SharedBatch into a plain dict that travels as one shared file per tensor
+    return wds.WebLoader(make_dataset(config), batch_size=None, num_workers=num_workers, collate_fn=_as_is,
                          persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+def _as_is(batch: dict[str, Any]) -> dict[str, Any]:
+    return batch
 

@@ -10,7 +10,7 @@ import torch
 import webdataset as wds
 
 from datasets.loader import LoaderConfig, collate, decode_batch, decode_rgb, decode_sample, make_loader
-from datasets.samples import npy_load
+from datasets.samples import npy_bytes, npy_load
 from tests.training_helpers import write_tiny_shards
 
 
@@ -59,6 +59,30 @@ def test_batch_decode_equals_per_sample_decode_and_rejects_mixed_clips(tmp_path)
     broken["0002.jpg"] = b"not a jpeg"
     with pytest.raises(ValueError, match=r"\.0002\.jpg: cannot decode JPEG"):
         decode_batch([raw[0], broken])
+    odd = dict(raw[1])
+    odd["actions.npy"] = npy_bytes(npy_load(odd["actions.npy"])[:2])
+    with pytest.raises(ValueError, match=r"a batch mixes actions of shapes.*\(2, 13\)"):
+        decode_batch([raw[0], odd])
+
+
+def test_a_batch_lives_in_one_buffer_with_aligned_tensors(tmp_path):
+    pattern = write_tiny_shards(tmp_path, clips=3, frames=5, height=16, width=24)
+    raw = list(wds.WebDataset(pattern, shardshuffle=False, empty_check=False))
+    buffers = []
+
+    def buffer(nbytes):
+        buffers.append(torch.full((nbytes,), 255, dtype=torch.uint8))  # garbage that must be overwritten
+        return buffers[-1]
+
+    batch = decode_batch(raw, 3, np.random.default_rng(1), buffer)
+    assert len(buffers) == 1
+    base = buffers[0].data_ptr()
+    for name in ("frames", "actions", "motion", "poses", "intrinsics", "crop_start"):
+        tensor = batch[name]
+        assert tensor.untyped_storage().data_ptr() == base and (tensor.data_ptr() - base) % 64 == 0, name
+    plain = decode_batch(raw, 3, np.random.default_rng(1))
+    for name in ("frames", "actions", "motion", "poses", "intrinsics", "crop_start"):
+        assert torch.equal(batch[name], plain[name]), name
 
 
 def _ddp_rank(rank: int, world: int, init: str, pattern: str, out: str) -> None:
