@@ -121,3 +121,32 @@ def test_worker_batches_reuse_buffers_and_batches_held_by_the_trainer_stay_intac
     assert len(files) < count  # buffers were reused
     for key, frames in held:  # and none that was still held
         assert np.array_equal(frames.permute(0, 2, 3, 1).numpy(), expected(key))
+
+
+@pytest.mark.parametrize("pin", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="pin_memory needs CUDA"))])
+def test_buffers_come_back_through_the_pin_memory_thread_too(tmp_path, monkeypatch, pin):
+    """With pin_memory the DataLoader's pin thread receives each batch, copies it into pinned memory
+    and drops it: the release must still reach the worker, or every batch would take a new buffer."""
+    pattern = write_tiny_shards(tmp_path, clips=6, frames=4, height=16, width=24)
+    truth = members(pattern, tmp_path)
+    allocated = multiprocessing.get_context("fork").Value("i", 0)
+    new_shared = torch.UntypedStorage._new_shared
+
+    def counted(size, *args, **kwargs):
+        with allocated.get_lock():
+            allocated.value += 1
+        return new_shared(size, *args, **kwargs)
+
+    monkeypatch.setattr(torch.UntypedStorage, "_new_shared", counted)  # inherited by the forked worker
+    config = LoaderConfig(urls=pattern, batch_size=2, shuffle_buffer=0, resampled=True, epoch_samples=60)
+    loader = make_loader(config, num_workers=1)
+    loader.pin_memory = pin
+    count = 0
+    for batch in loader:
+        count += 1
+        assert batch["frames"].is_pinned() == pin
+        for j, key in enumerate(batch["key"]):
+            expected = np.stack([decode_rgb(truth[key][f"{t:04d}.jpg"]) for t in range(4)])
+            assert np.array_equal(batch["frames"][j].permute(0, 2, 3, 1).numpy(), expected)
+    assert count == 30 and allocated.value <= 8  # the pool's buffers, not one per batch
