@@ -2,6 +2,8 @@
 
 Scripts here are named after the packages they measure (bench/annotate.py measures `annotate`), so
 the script folder is taken off sys.path: `import annotate` must find the package, not the script.
+The checkout's root goes first instead, so the scripts run from a plain checkout (no install), and
+`datasets` is this project's package even where Hugging Face's is installed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 _HERE = pathlib.Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != _HERE]
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if pathlib.Path(p or ".").resolve() not in (_HERE, _HERE.parent)]
 
 T = TypeVar("T")
 

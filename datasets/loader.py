@@ -254,12 +254,14 @@ def make_dataset(config: LoaderConfig) -> wds.WebDataset:
     return dataset
 
 
-def make_loader(config: LoaderConfig, num_workers: int = 2) -> wds.WebLoader:
-    """A DataLoader over `make_dataset` (batching happens in the workers)."""
+def make_loader(config: LoaderConfig, num_workers: int = 2, pin_memory: bool | None = None) -> wds.WebLoader:
+    """A DataLoader over `make_dataset` (batching happens in the workers); batches come in pinned
+    memory when `pin_memory` (default: when CUDA is available)."""
     # batches are ready as they come: DataLoader's default_convert would walk every meta dict, and
     # copy a worker's SharedBatch into a plain dict that travels as one shared file per tensor
     return wds.WebLoader(make_dataset(config), batch_size=None, num_workers=num_workers, collate_fn=_as_is,
-                         persistent_workers=False, pin_memory=torch.cuda.is_available())
+                         persistent_workers=False,
+                         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory)
 
 
 def _as_is(batch: dict[str, Any]) -> dict[str, Any]:

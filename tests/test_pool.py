@@ -109,7 +109,8 @@ def test_worker_batches_reuse_buffers_and_batches_held_by_the_trainer_stay_intac
     def expected(key):
         return np.stack([decode_rgb(truth[key][f"{t:04d}.jpg"]) for t in range(4)])
 
-    for i, batch in enumerate(make_loader(config, num_workers=1)):
+    # pin_memory off: the batches as they arrive from the worker (on a GPU machine too)
+    for i, batch in enumerate(make_loader(config, num_workers=1, pin_memory=False)):
         count += 1
         files.add(_inode(batch["frames"]))
         for j, key in enumerate(batch["key"]):
@@ -140,10 +141,8 @@ def test_buffers_come_back_through_the_pin_memory_thread_too(tmp_path, monkeypat
 
     monkeypatch.setattr(torch.UntypedStorage, "_new_shared", counted)  # inherited by the forked worker
     config = LoaderConfig(urls=pattern, batch_size=2, shuffle_buffer=0, resampled=True, epoch_samples=60)
-    loader = make_loader(config, num_workers=1)
-    loader.pin_memory = pin
     count = 0
-    for batch in loader:
+    for batch in make_loader(config, num_workers=1, pin_memory=pin):
         count += 1
         assert batch["frames"].is_pinned() == pin
         for j, key in enumerate(batch["key"]):
