@@ -141,10 +141,13 @@ def receive(fd_wrapper: Any, size: int, views: dict[str, tuple[torch.dtype, tupl
     for name, (dtype, shape, stride, offset) in views.items():
         batch[name] = torch.empty(0, dtype=dtype).set_(storage, offset, shape, stride)
     if flag is not None:
-        weakref.finalize(storage, _return, flag).atexit = False
+        weakref.finalize(storage, _return, flag, os.getpid()).atexit = False
     return batch
 
 
-def _return(flag: mmap.mmap) -> None:
-    flag[0] = 0
+def _return(flag: mmap.mmap, pid: int) -> None:
+    """Free the slot, from the receiving process only: a process forked from it (a DataLoader worker
+    of another loader) that drops its inherited copy of the batch must not free the slot under it."""
+    if os.getpid() == pid:
+        flag[0] = 0
     flag.close()

@@ -77,6 +77,36 @@ def test_a_buffer_is_reused_only_after_the_receiver_drops_every_view():
         worker.join(timeout=30)
 
 
+_HELD: list = []  # a batch the parent holds, inherited by a forked child
+
+
+def _drop_held() -> None:
+    _HELD.clear()
+    gc.collect()
+
+
+def test_a_child_forked_by_the_receiver_does_not_free_the_receivers_slot():
+    ctx = multiprocessing.get_context("fork")
+    commands, replies = ctx.Queue(), ctx.Queue()
+    worker = ctx.Process(target=_lender, args=(commands, replies), daemon=True)
+    worker.start()
+    try:
+        commands.put(1)
+        _HELD.append(replies.get(timeout=30)[0])
+        child = ctx.Process(target=_drop_held)  # e.g. a worker of another DataLoader, forked while we hold it
+        child.start()
+        child.join(timeout=30)
+        assert child.exitcode == 0
+        commands.put(1)
+        _, before, _ = replies.get(timeout=30)
+        assert before == [True]  # still lent: the parent holds the batch
+        assert int(_HELD[0]["frames"].max()) == 0
+    finally:
+        _HELD.clear()
+        commands.put(None)
+        worker.join(timeout=30)
+
+
 def test_a_failed_batch_frees_its_slot_and_a_copy_is_a_plain_dict():
     pool = BufferPool(1)
 
