@@ -6,7 +6,8 @@ Streams the build's train+val shards through `datasets.loader` (decode, tensors,
 process and with N DataLoader workers (each with its pool of reused shared batch buffers, or with
 `--pool-slots 0` a fresh one per batch), and decodes every JPEG member of the same shards with
 cv2.imdecode in a plain loop (the baseline: the decode a loader cannot avoid). Prints frames/s per
-worker and the ratio (target >= 0.8). Build the shards first (python pipelines/build_dataset.py).
+worker and the ratio (target >= 0.8); for N > 1 workers also the raw decode of N processes at once,
+what the machine itself gives N decoders. Build the shards first (python pipelines/build_dataset.py).
 """
 
 from __future__ import annotations
@@ -47,6 +48,15 @@ def raw_decode_rate(shards: list[str]) -> float:
                     decode_rgb(data)
                     frames += 1
     return frames / (time.perf_counter() - start)
+
+
+def parallel_raw_rate(shards: list[str], processes: int) -> float:
+    """Raw decode frames/s per process with `processes` of them decoding at once: what this machine
+    gives N decoders side by side (shared cores, memory bandwidth), next to the loader's N workers."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        return statistics.mean(pool.map(raw_decode_rate, [shards] * processes))
 
 
 def loader_rate(shards: list[str], workers: int, batch: int, frames_per_worker: int, pool_slots: int = 8) -> float:
@@ -92,6 +102,11 @@ def main() -> None:
         label = "in process (0 workers)" if workers == 0 else f"{workers} worker(s), pool_slots {pool_slots}"
         print(f"loader, {label}: {statistics.median(rates):.0f} frames/s per worker; raw decode "
               f"{statistics.median(raws):.0f}; ratio {ratio:.2f} (target >= 0.8)")
+        if workers > 1 and (workers, pool_slots) == next(r for r in runs if r[0] == workers):
+            side = statistics.median(parallel_raw_rate(shards, workers) for _ in range(args.repeats))
+            print(f"  raw decode in {workers} processes at once: {side:.0f} frames/s per process "
+                  f"({side / statistics.median(raws):.2f} of one alone; the loader per worker is "
+                  f"{statistics.median(rates) / side:.2f} of it)")
 
 
 if __name__ == "__main__":
