@@ -190,7 +190,12 @@ def test_real_client_times_out_then_reconnects_cleanly():
         client = connect_real_client(srv.port)
         with pytest.raises(TimeoutError):
             client.request("vget /camera/0/location", timeout=0.2)
-        client.disconnect()  # the stream is out of step after a timeout: never reuse it
+        # the late reply still arrives: the stream is out of step after a timeout, so never reuse it.
+        # Waiting for it also lets the client's receive thread go idle before the disconnect; cut off
+        # mid-read, it would retry for ~55 s and then raise in its thread (a warning in a later test)
+        late = client.recv_data_q.get(timeout=5)
+        assert isinstance(late, str) and len(late.split()) == 3
+        client.disconnect()
         client = connect_real_client(srv.port)
         assert client.request("vset /camera/0/location 1.000 2.000 3.000", timeout=5) == "ok"
         assert client.request("vget /camera/0/location", timeout=5) == "1.000 2.000 3.000"
