@@ -9,7 +9,8 @@ quality, one core, one pass before the build and one after (their mean: the VM's
 (b) the whole build on a one-CPU local Ray (ingest with its image checks, filter, windows +
 palindromes, annotation, JPEG, shards, manifest, report), after the Ray worker has started and
 imported the task's code (a fixed cost per worker, printed). Prints frames/s of input
-frames for both and their ratio (target >= 0.6).
+frames for both and their ratio (target >= 0.6); then (c) the per-trajectory task alone, run again
+in this process on the staged frames: the ratio the filter's image checks leave, before the rest.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def main() -> None:
             whole = time.perf_counter() - start
         finally:
             ray.shutdown()
+        task = task_seconds(out / "staging", pathlib.Path(tmp) / "task_work", config)
         codec_after = codec_seconds()  # this VM's speed drifts: the baseline is the mean of one pass either side
         codec = (codec_before + codec_after) / 2
         shutil.rmtree(root)
@@ -97,8 +99,25 @@ def main() -> None:
     print(f"whole build, ingest -> shards:         {n / whole:8.0f} frames/s  "
           f"({stats['samples']} samples, {stats['bytes'] / 1e6:.1f} MB)")
     print(f"ratio build / codec:                   {codec / whole:8.2f}  (target >= 0.6)")
+    print(f"the trajectory task alone, in process:  {n / task:8.0f} frames/s  (ratio {codec / task:.2f}: the ceiling "
+          f"with the filter's image checks, before Ray, capture, shards and the report)")
     print(f"stage seconds: {stats['stage_seconds']}")
     print(f"left out: worker start-up + imports and the shard writer's import, {fixed:.1f} s")
+
+
+def task_seconds(staging: pathlib.Path, work: pathlib.Path, config: BuildConfig) -> float:
+    """The build's per-trajectory task (decode, image checks, filter, clips, JPEG) run again in this
+    process over the staged trajectories, with an empty clip cache: its seconds."""
+    from pipelines.trajectory import TrajectoryItem, trajectory_task
+
+    items = [TrajectoryItem(folder.parent.name, folder.name, folder, "train", None)
+             for folder in sorted(p.parent for p in staging.glob("*/*/poses.csv"))]
+    start = time.perf_counter()
+    for item in items:
+        outcome = trajectory_task(item, config, work, {})
+        if "failed" in outcome or "error" in outcome.get("summary", {}):
+            raise SystemExit(f"{item.scene}/{item.trajectory}: the task failed in process: {outcome}")
+    return time.perf_counter() - start
 
 
 if __name__ == "__main__":
