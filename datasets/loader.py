@@ -174,12 +174,7 @@ def decode_batch(samples: Sequence[dict[str, Any]], crop_frames: int | None = No
     frames = views["frames"].numpy()
     for b, (sample, (_, names)) in enumerate(zip(samples, windows)):
         decode_frames_into(frames[b], sample, first if b == 0 else None, names)
-    for name in ARRAYS:
-        torch.stack([f[name] for f in fields], out=views[name])
-    out: dict[str, Any] = {name: views[name] for name in ARRAYS}
-    out["frames"] = views["frames"].permute(0, 1, 4, 2, 3)  # (B, T, 3, H, W) view of channels-last memory
-    out["key"] = [f["key"] for f in fields]
-    out["meta"] = [f["meta"] for f in fields]
+    out = _batch(fields, views["frames"], views)
     if crop_frames is not None:
         views["crop_start"].copy_(torch.tensor([start for start, _ in windows]))
         out["crop_start"] = views["crop_start"]
@@ -231,12 +226,16 @@ class _BatchDecoder:
         return self.pool.fill(lambda buffer: decode_batch(samples, self.crop_frames, self.rng, buffer))
 
 
-def _batch(fields: Sequence[dict[str, Any]], frames: torch.Tensor) -> dict[str, Any]:
-    out: dict[str, Any] = {name: torch.stack([f[name] for f in fields]) for name in ARRAYS}
-    out["frames"] = frames.permute(0, 1, 4, 2, 3)  # (B, T, 3, H, W) view of channels-last memory
-    out["key"] = [f["key"] for f in fields]
-    out["meta"] = [f["meta"] for f in fields]
-    return out
+def _batch(fields: Sequence[dict[str, Any]], frames: torch.Tensor,
+           out: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """The batch dict: frames (B, T, H, W, 3) as a (B, T, 3, H, W) view, the samples' arrays stacked
+    (into `out[name]` where given), keys and metas."""
+    batch: dict[str, Any] = {name: torch.stack([f[name] for f in fields], out=None if out is None else out[name])
+                             for name in ARRAYS}
+    batch["frames"] = frames.permute(0, 1, 4, 2, 3)  # (B, T, 3, H, W) view of channels-last memory
+    batch["key"] = [f["key"] for f in fields]
+    batch["meta"] = [f["meta"] for f in fields]
+    return batch
 
 
 def make_dataset(config: LoaderConfig) -> wds.WebDataset:
