@@ -37,6 +37,23 @@ def test_rope_scores_depend_only_on_relative_position(a, b, shift, seed):
     assert torch.allclose(score(0.0), score(shift), atol=1e-9)
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 9), st.sampled_from([12, 24, 64]), st.integers(0, 2**31 - 1))
+def test_rope_rotates_each_interleaved_pair_by_its_angle(batch, tokens, head_dim, seed):
+    """Known answer: pair (x[2i], x[2i+1]) -> (x·cos - y·sin, x·sin + y·cos); bf16 in, bf16 out,
+    rotated in fp32; a strided input (a slice of a longer sequence) gives the same."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 2, tokens + 2, head_dim, generator=g, dtype=torch.float64)[:, :, 1:-1]
+    angles = rope_angles(torch.rand(tokens, 3, generator=g, dtype=torch.float64) * 40 - 20, head_dim)
+    even, odd = x[..., 0::2], x[..., 1::2]
+    want = torch.stack([even * angles.cos() - odd * angles.sin(), even * angles.sin() + odd * angles.cos()], dim=-1)
+    assert torch.allclose(apply_rope(x, angles), want.flatten(-2), rtol=0, atol=1e-12)
+    low = x.to(torch.bfloat16)
+    got = apply_rope(low, angles)
+    assert got.dtype == torch.bfloat16
+    assert torch.equal(got, apply_rope(low.float(), angles).to(torch.bfloat16))
+
+
 def test_rope_position_interpolation_and_ntk():
     pos = torch.tensor([[8.0, 1.0, 2.0]], dtype=torch.float64)
     half = pos.clone()
