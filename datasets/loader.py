@@ -15,6 +15,11 @@ across DDP ranks (`split_by_node`) and DataLoader workers (`split_by_worker`); w
 `resampled=True` shards are drawn with replacement forever (use `epoch_samples` to size an epoch),
 which keeps every rank busy however the shards divide. Samples go through a shuffle buffer of
 compressed samples before decoding (webdataset's advice: shuffle before decode).
+
+Workers decode each batch into one shared buffer that holds all its tensors, reused once the main
+process has dropped every tensor of that batch (datasets.pool; `pool_slots`). A batch's tensors are
+views of that buffer: keep them as long as needed, but clone before sending them to another process,
+or set `pool_slots=0`.
 """
 
 from __future__ import annotations
