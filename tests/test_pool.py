@@ -7,13 +7,14 @@ import copy
 import gc
 import multiprocessing
 import os
+from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 import pytest
 import torch
 
 from datasets.loader import LoaderConfig, decode_rgb, make_loader
-from datasets.pool import BufferPool, SharedBatch
+from datasets.pool import HEADER, BufferPool, SharedBatch
 from datasets.samples import npy_load
 from tests.test_loader import members
 from tests.training_helpers import write_tiny_shards
@@ -122,6 +123,33 @@ def test_a_failed_batch_frees_its_slot_and_a_copy_is_a_plain_dict():
     assert type(copy.copy(batch)) is dict and type(copy.deepcopy(batch)) is dict
     with pytest.raises(RuntimeError, match="one buffer"):
         pool.fill(lambda buffer: {"a": buffer(8), "b": buffer(8)})
+
+
+def _sized(nbytes: int, value: int):
+    def make(buffer):
+        flat = buffer(nbytes)
+        flat.fill_(value)
+        return {"frames": flat}
+    return make
+
+
+def test_a_free_buffer_of_another_size_is_replaced_and_the_same_size_reused():
+    """A partial batch or a new crop size: the free buffer is replaced, not kept beside it. The
+    receiver is this process here (pickled and unpickled through the same path as a worker's batch)."""
+    pool = BufferPool(1)
+    received = ForkingPickler.loads(ForkingPickler.dumps(pool.fill(_sized(128, 1))))
+    assert type(received) is dict and int(received["frames"].sum()) == 128 and pool.lent() == [True]
+    first = pool._buffers[0]
+    del received
+    gc.collect()
+    assert pool.lent() == [False]
+    again = ForkingPickler.loads(ForkingPickler.dumps(pool.fill(_sized(128, 2))))
+    assert pool._buffers[0] is first and int(again["frames"].sum()) == 256  # same size: reused
+    del again
+    gc.collect()
+    bigger = pool.fill(_sized(4096, 3))
+    assert pool._buffers[0] is not first and pool._buffers[0].nbytes() == 4096 + HEADER and pool.lent() == [True]
+    assert int(bigger["frames"].sum()) == 3 * 4096
 
 
 def _inode(tensor: torch.Tensor) -> int:
