@@ -93,6 +93,7 @@ def main() -> None:
     print(f"{len(shards)} shards of {batch_frames(shards)}-frame clips; each loader run sits between two raw JPEG "
           f"decodes of the same shards on one core (this VM's speed drifts); medians of {args.repeats}\n")
     runs = [(w, p) for w in args.workers for p in (args.pool_slots if w else args.pool_slots[:1])]
+    side_by_side: set[int] = set()  # worker counts whose N-decoders-at-once baseline is printed
     for workers, pool_slots in runs:
         raws, rates = [raw_decode_rate(shards)], []
         for _ in range(args.repeats):  # raw decode on either side of each loader run; ratio to their mean
@@ -102,7 +103,8 @@ def main() -> None:
         label = "in process (0 workers)" if workers == 0 else f"{workers} worker(s), pool_slots {pool_slots}"
         print(f"loader, {label}: {statistics.median(rates):.0f} frames/s per worker; raw decode "
               f"{statistics.median(raws):.0f}; ratio {ratio:.2f} (target >= 0.8)")
-        if workers > 1 and (workers, pool_slots) == next(r for r in runs if r[0] == workers):
+        if workers > 1 and workers not in side_by_side:
+            side_by_side.add(workers)
             side = statistics.median(parallel_raw_rate(shards, workers) for _ in range(args.repeats))
             print(f"  raw decode in {workers} processes at once: {side:.0f} frames/s per process "
                   f"({side / statistics.median(raws):.2f} of one alone; the loader per worker is "

@@ -199,13 +199,13 @@ def _stack_shape(fields: Sequence[dict[str, Any]], name: str) -> tuple[tuple[int
 def _carve(buffer: Callable[[int], torch.Tensor],
            specs: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> dict[str, torch.Tensor]:
     """One flat uint8 buffer cut into a tensor per spec (name -> shape, dtype), each 64-byte aligned."""
-    offsets, nbytes = {}, 0
+    spans, nbytes = {}, 0
     for name, (shape, dtype) in specs.items():
-        offsets[name] = nbytes
-        nbytes += -(-math.prod(shape) * dtype.itemsize // 64) * 64
+        size = math.prod(shape) * dtype.itemsize
+        spans[name] = (nbytes, nbytes + size)
+        nbytes += -(-size // 64) * 64
     flat = buffer(nbytes)
-    return {name: flat[offsets[name]:offsets[name] + math.prod(shape) * dtype.itemsize].view(dtype).view(shape)
-            for name, (shape, dtype) in specs.items()}
+    return {name: flat[slice(*spans[name])].view(dtype).view(shape) for name, (shape, dtype) in specs.items()}
 
 
 def _plain_buffer(nbytes: int) -> torch.Tensor:
