@@ -40,7 +40,7 @@ class PoseChecks:
 
 @dataclass(frozen=True)
 class ImageChecks:
-    work_width: int = 256  # frames are scored at most this wide (px), downscaled with INTER_AREA
+    work_width: int = 256  # frames are scored at most this wide (px), downscaled by image_checks.shrink
     flow_width: int = 128  # image motion (phase correlation) is measured at most this wide (px)
     black_luma: float = 12.0  # mean luma (0-255) below this: black
     blank_std: float = 2.0  # luma standard deviation below this: blank (uniform) image

@@ -16,7 +16,7 @@ from annotate.readers import ReaderConfig, read_trajectory
 from annotate.ue import fov_to_intrinsics, ue_to_pose
 from capture.standin.footage import inject_pose_fault
 from filter.config import ImageChecks, PoseChecks
-from filter.image_checks import FrameScorer, image_flags, image_scores, predicted_shift
+from filter.image_checks import FrameScorer, image_flags, image_scores, predicted_shift, shrink
 from filter.pose_checks import pose_flags, pose_scores
 from filter.reasons import Reason
 from tests.filter_helpers import planned
@@ -136,9 +136,9 @@ def score(frames: list[np.ndarray], poses: np.ndarray | None = None) -> tuple[di
     return s, image_flags(s, step, np.zeros(n), ImageChecks())
 
 
-def shifted_sequence(n: int = 15, step: int = 1) -> list[np.ndarray]:
-    big = texture(0, 256 + step * n, 144)
-    return [big[:, step * i:step * i + 256].copy() for i in range(n)]
+def shifted_sequence(n: int = 15, step: int = 1, width: int = 256, height: int = 144) -> list[np.ndarray]:
+    big = texture(0, width + step * n, height)
+    return [big[:, step * i:step * i + width].copy() for i in range(n)]
 
 
 def test_clean_sequence_raises_no_image_flag():
@@ -159,6 +159,59 @@ def test_single_frame_faults(fault, reason):
     _, flags = score(frames)
     assert flags[reason][7]
     assert not flags[reason][:6].any() and not flags[reason][9:].any()
+
+
+@pytest.mark.parametrize("fault,reason", [
+    (lambda f: cv2.convertScaleAbs(f, alpha=3.0), Reason.OVEREXPOSED),
+    (lambda f: cv2.GaussianBlur(f, (0, 0), 1.5 * 640 / 256), Reason.BLUR),  # 1.5 px on the 256-px working copy
+    (lambda f: cv2.convertScaleAbs(f, alpha=0.8), Reason.FLICKER),
+])
+def test_single_frame_faults_on_frames_scored_downscaled(fault, reason):
+    frames = shifted_sequence(width=640, height=480)
+    frames[7] = fault(frames[7])
+    _, flags = score(frames)
+    assert flags[reason][7]
+    assert not flags[reason][:6].any() and not flags[reason][9:].any()
+
+
+def test_phase_correlation_on_frames_scored_downscaled_is_in_full_size_px():
+    frames = shifted_sequence(6, step=10, width=640, height=480)  # 2 px on the 128-px flow copy
+    s, flags = score(frames)
+    np.testing.assert_allclose(s["shift_x"][1:], -10.0, atol=0.35 * 640 / 256)
+    np.testing.assert_allclose(s["shift_y"][1:], 0.0, atol=0.35 * 640 / 256)
+    assert not any(f.any() for r, f in flags.items() if r is not Reason.MOTION_MISMATCH)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(8, 700), st.integers(8, 500), st.floats(0.05, 1.0), st.floats(0.05, 1.0), st.sampled_from([1, 3]),
+       st.sampled_from([np.uint8, np.float32]), st.integers(0, 255))
+def test_shrink_gives_the_exact_size_and_keeps_a_flat_image_flat(width, height, fx, fy, channels, dtype, value):
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    size = (max(1, round(width * fx)), max(1, round(height * fy)))
+    out = shrink(np.full(shape, value, dtype), size)
+    assert out.shape == (size[1], size[0], *shape[2:]) and out.dtype == dtype
+    np.testing.assert_allclose(out, value, rtol=1e-6)
+
+
+def test_shrink_known_answers():
+    image = np.arange(4 * 6 * 3, dtype=np.float32).reshape(4, 6, 3)
+    expected = image.reshape(2, 2, 3, 2, 3).mean(axis=(1, 3))  # the mean of each 2x2 block
+    np.testing.assert_allclose(shrink(image, (3, 2)), expected)
+    frame = texture(1)  # an exact halving is INTER_AREA's own result, bit for bit (the 256 -> 128 flow copy)
+    assert np.array_equal(shrink(frame, (128, 72)), cv2.resize(frame, (128, 72), interpolation=cv2.INTER_AREA))
+    odd = texture(2, 257, 145)  # odd sizes: the last row and column are left out of the halving
+    assert np.array_equal(shrink(odd, (128, 72)), cv2.resize(odd[:144, :256], (128, 72), interpolation=cv2.INTER_AREA))
+    with pytest.raises(ValueError, match="cannot shrink"):
+        shrink(frame, (300, 100))
+
+
+def test_shrink_does_not_alias_fine_detail():
+    """A one-pixel checkerboard (the finest detail a frame holds) shrunk 2.5x averages out to grey;
+    sampled without the halvings it comes out as a strong pattern (the aliasing the checks would
+    read as sharpness)."""
+    board = ((np.indices((480, 640)).sum(axis=0) % 2) * 255).astype(np.uint8)
+    assert shrink(board, (256, 192)).std() < 3
+    assert cv2.resize(board, (256, 192), interpolation=cv2.INTER_LINEAR).std() > 30
 
 
 def test_frozen_frame_needs_pose_motion():
