@@ -18,6 +18,7 @@ from capture.standin.footage import inject_pose_fault
 from filter.config import ImageChecks, PoseChecks
 from filter.image_checks import FrameScorer, image_flags, image_scores, predicted_shift, shrink
 from filter.pose_checks import pose_flags, pose_scores
+from filter.stage import FilterError, depth_medians
 from filter.reasons import Reason
 from tests.filter_helpers import planned
 
@@ -246,3 +247,27 @@ def test_predicted_shift_known_answers():
     np.testing.assert_allclose(predicted_shift(yaw, K, np.array([4.0])), [[-128 * np.tan(np.deg2rad(5)), 0]], atol=1e-9)
     right = ue_to_pose(np.array([[0, 0, 0], [0, 10.0, 0]]), np.zeros((2, 3)))  # 10 cm right, depth 2 m
     np.testing.assert_allclose(predicted_shift(right, K, np.array([2.0])), [[-128 * 0.1 / 2.0, 0]], atol=1e-9)
+
+
+def test_depth_medians_known_answers_and_bad_files(tmp_path):
+    folder = tmp_path / "t0"
+    (folder / "depth").mkdir(parents=True)
+    near = np.full((480, 640), 2.0, np.float32)
+    near[:, 384:] = 6.0  # 60% of the pixels at 2 m, 40% at 6 m
+    near[::7, ::5] = np.nan  # invalid pixels (not finite, <= 0) are left out
+    near[100:110] = 0.0
+    far = np.full((480, 640), 9.0, np.float32)
+    far[:300] = 4.0  # 300 of 480 rows at 4 m
+    blank = np.full((480, 640), np.inf, np.float32)  # nothing valid: the trajectory's median
+    for i, d in enumerate([near, far, blank]):
+        np.save(folder / "depth" / f"{i:06d}.npy", d)
+    medians = depth_medians(folder, 3, 3.0, 256)
+    np.testing.assert_array_equal(medians, [2.0, 4.0, 3.0])  # the blank frame: the median of 2 and 4
+    assert depth_medians(folder, 4, 3.0, 256) is None  # a file missing: not captured
+    np.save(folder / "depth" / "000001.npy", np.zeros(5, np.float32))
+    with pytest.raises(FilterError, match="000001.npy: depth map must be 2-D"):
+        depth_medians(folder, 3, 3.0, 256)
+    (folder / "depth" / "000002.npy").write_bytes(b"not an npy file")
+    np.save(folder / "depth" / "000001.npy", far)
+    with pytest.raises(FilterError, match="000002.npy: unreadable depth map"):
+        depth_medians(folder, 3, 3.0, 256)
