@@ -25,7 +25,9 @@ from filter.segments import ReviewVerdict, kept_spans
 from filter.stage import FilterError, read_staged
 from pipelines.config import BuildConfig
 
-CACHE_VERSION = 2  # bump when the cached clip or filter content changes meaning
+# bump when the cached clip or filter content changes (3: frames wider than the filter's working copy
+# are scored on image_checks.shrink copies, depth medians over a sample)
+CACHE_VERSION = 3
 
 
 class CacheError(Exception):
