@@ -1,13 +1,15 @@
 """Loader throughput per worker next to raw JPEG decoding of the same frames, same run.
 
-    python bench/loader.py [--out out/demo] [--batch 4] [--workers 0 1 2] [--pool-slots 8 0]
+    python bench/loader.py [--out out/demo] [--batch 4] [--workers 0 1 2] [--pool-slots 8 0] [--pin-memory on off]
 
 Streams the build's train+val shards through `datasets.loader` (decode, tensors, batching) in
 process and with N DataLoader workers (each with its pool of reused shared batch buffers, or with
 `--pool-slots 0` a fresh one per batch), and decodes every JPEG member of the same shards with
 cv2.imdecode in a plain loop (the baseline: the decode a loader cannot avoid). Prints frames/s per
-worker and the ratio (target >= 0.8); for N > 1 workers also the raw decode of N processes at once,
-what the machine itself gives N decoders. Build the shards first (python pipelines/build_dataset.py).
+worker and the ratio (target >= 0.8), with the CPU seconds per second of the main process and of each
+worker (is a worker slower, or waiting?); for N > 1 workers also the raw decode of N processes at
+once, what the machine itself gives N decoders. `--pin-memory on off` measures DataLoader's
+pin-memory thread (on by default where CUDA is available). Build the shards first (python pipelines/build_dataset.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ _common.single_thread_env()
 
 import argparse  # noqa: E402
 import pathlib  # noqa: E402
+import resource  # noqa: E402
 import statistics  # noqa: E402
 import tarfile  # noqa: E402
 import time  # noqa: E402
@@ -37,16 +40,20 @@ def batch_frames(shards: list[str]) -> int:
         return sum(1 for m in tar.getmembers() if m.name.startswith(key + ".") and m.name.endswith(".jpg"))
 
 
-def raw_decode_rate(shards: list[str]) -> float:
+def raw_decode_rate(shards: list[str], min_seconds: float = 2.0) -> float:
+    """Frames/s of decoding every JPEG member of the shards, in whole passes until `min_seconds`
+    have gone by: one pass over the demo shards takes about 0.6 s on a fast core, too short to
+    average out a VM's drift next to a loader run of several seconds."""
     start = time.perf_counter()
     frames = 0
-    for shard in shards:
-        with tarfile.open(shard) as tar:
-            for member in tar:
-                if member.name.endswith(".jpg"):
-                    data = tar.extractfile(member).read()  # type: ignore[union-attr]
-                    decode_rgb(data)
-                    frames += 1
+    while not frames or time.perf_counter() - start < min_seconds:
+        for shard in shards:
+            with tarfile.open(shard) as tar:
+                for member in tar:
+                    if member.name.endswith(".jpg"):
+                        data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                        decode_rgb(data)
+                        frames += 1
     return frames / (time.perf_counter() - start)
 
 
@@ -59,20 +66,34 @@ def parallel_raw_rate(shards: list[str], processes: int) -> float:
         return statistics.mean(pool.map(raw_decode_rate, [shards] * processes))
 
 
-def loader_rate(shards: list[str], workers: int, batch: int, frames_per_worker: int, pool_slots: int = 8) -> float:
-    """Frames/s per worker (0 workers: the whole pipeline in this process). Endless resampled mode
-    sized to ~`frames_per_worker`; the clock starts at the first batch, so worker start-up is not counted."""
+def loader_rate(shards: list[str], workers: int, batch: int, frames_per_worker: int, pool_slots: int = 8,
+                pin_memory: bool | None = None) -> tuple[float, float, float]:
+    """(frames/s per worker, the main process's CPU seconds per wall second, the workers' CPU
+    seconds per worker and wall second). Endless resampled mode sized to ~`frames_per_worker`; the
+    rate's clock starts at the first batch, so worker start-up is not counted in it. The main
+    process's share covers its own thread and DataLoader's pin-memory thread (near 1: the main
+    process is the limit). The workers' share runs from the loader's start to its last worker's
+    exit, start-up included (well under 1: workers waited for the main process or for each other).
+    0 workers: the whole pipeline in this process, shares NaN."""
     t = int(batch_frames(shards))
     config = LoaderConfig(urls=tuple(shards), batch_size=batch, shuffle_buffer=0, resampled=True,
                           epoch_samples=frames_per_worker // t, pool_slots=pool_slots)
     seen = 0
-    start = time.perf_counter()
-    for i, item in enumerate(make_loader(config, num_workers=workers)):
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    opened = start = time.perf_counter()
+    cpu = time.process_time()
+    for i, item in enumerate(make_loader(config, num_workers=workers, pin_memory=pin_memory)):
         if i == 0:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             continue
         seen += item["frames"].shape[0] * item["frames"].shape[1]
-    return seen / (time.perf_counter() - start) / max(workers, 1)
+    end = time.perf_counter()
+    main_cpu = (time.process_time() - cpu) / (end - start)
+    # the exhausted iterator has joined its workers, so their CPU time is in RUSAGE_CHILDREN now
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    worker_cpu = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
+    busy = worker_cpu / (workers * (time.perf_counter() - opened)) if workers else float("nan")
+    return seen / (end - start) / max(workers, 1), main_cpu if workers else float("nan"), busy
 
 
 def main() -> None:
@@ -84,6 +105,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternating raw/loader runs; medians reported")
     parser.add_argument("--pool-slots", type=int, nargs="*", default=[8],
                         help="LoaderConfig.pool_slots to measure (0: a fresh shared buffer per batch)")
+    parser.add_argument("--pin-memory", choices=("auto", "on", "off"), nargs="*", default=["auto"],
+                        help="make_loader's pin_memory to measure (auto: its default, on when CUDA is available)")
     args = parser.parse_args()
     print(machine())
     torch.set_num_threads(1)
@@ -91,18 +114,28 @@ def main() -> None:
     if not shards:
         raise SystemExit(f"no shards under {args.out / 'shards'}: run python pipelines/build_dataset.py first")
     print(f"{len(shards)} shards of {batch_frames(shards)}-frame clips; each loader run sits between two raw JPEG "
-          f"decodes of the same shards on one core (this VM's speed drifts); medians of {args.repeats}\n")
-    runs = [(w, p) for w in args.workers for p in (args.pool_slots if w else args.pool_slots[:1])]
+          f"decodes of the same shards on one core, 2 s or more each (this VM's speed drifts); medians of {args.repeats}\n")
+    pins = {"auto": None, "on": True, "off": False}
+    print(f"pin_memory auto: {'on' if torch.cuda.is_available() else 'off'} here (on where CUDA is available)")
+    runs = [(w, p, pin) for w in args.workers for p in (args.pool_slots if w else args.pool_slots[:1])
+            for pin in args.pin_memory]
     side_by_side: set[int] = set()  # worker counts whose N-decoders-at-once baseline is printed
-    for workers, pool_slots in runs:
-        raws, rates = [raw_decode_rate(shards)], []
+    for workers, pool_slots, pin in runs:
+        raws, rates, main_cpu, busy = [raw_decode_rate(shards)], [], [], []
         for _ in range(args.repeats):  # raw decode on either side of each loader run; ratio to their mean
-            rates.append(loader_rate(shards, workers, args.batch, args.frames_per_worker, pool_slots))
+            rate, cpu, worker_busy = loader_rate(shards, workers, args.batch, args.frames_per_worker, pool_slots,
+                                                 pins[pin])
+            rates.append(rate)
+            main_cpu.append(cpu)
+            busy.append(worker_busy)
             raws.append(raw_decode_rate(shards))
         ratio = statistics.median(r / ((a + b) / 2) for r, a, b in zip(rates, raws, raws[1:]))
-        label = "in process (0 workers)" if workers == 0 else f"{workers} worker(s), pool_slots {pool_slots}"
+        label = ("in process (0 workers)" if workers == 0 else f"{workers} worker(s), pool_slots {pool_slots}") + \
+            ("" if pin == "auto" else f", pin_memory {pin}")
+        main_busy = "" if workers == 0 else (f"; CPU s/s: main process {statistics.median(main_cpu):.2f}, "
+                                             f"per worker {statistics.median(busy):.2f}")
         print(f"loader, {label}: {statistics.median(rates):.0f} frames/s per worker; raw decode "
-              f"{statistics.median(raws):.0f}; ratio {ratio:.2f} (target >= 0.8)")
+              f"{statistics.median(raws):.0f}; ratio {ratio:.2f} (target >= 0.8){main_busy}")
         if workers > 1 and workers not in side_by_side:
             side_by_side.add(workers)
             side = statistics.median(parallel_raw_rate(shards, workers) for _ in range(args.repeats))
