@@ -8,6 +8,12 @@ action-bin level `--level` and `--fps`. Frames are generated block by block and 
 DIR/video.mp4 as they come; DIR/play.json records per-block latency, first-block latency and the
 steady-state frames/s (after `--warmup` blocks). With `--truth` the stand-in also renders the
 script's ground truth next to it (DIR/truth.mp4) and PSNR per frame is recorded.
+
+With `--keys` (instead of `--script`) a window shows the frames at `--fps` as they are generated and
+the keyboard steers (training.keys: W/S/A/D/R/F move, J/L/I/K/U/O and the arrows turn, space stops,
+Q or Esc quits); each block takes the keys held when it starts. play.json then records the
+session as a script (`static` where no key was held) that `--script` replays with the same seed.
+It needs a display; on a headless GPU machine use `--script`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from training.conditioning import frame_actions
 from training.data import to_uint8, to_unit
 from training.eval.metrics import psnr
 from training.eval.scripts import channel_rate, out_and_back
+from training import keys
 from training.graphs import BlockGraphs
 from training.runtime import autocast, pick_device
 from training.student import Student
@@ -46,6 +53,9 @@ def parse_script(text: str, fps: float, level: int, spec: ActionSpec) -> np.ndar
         frames = int(count) if count else 16
         if frames < 1:
             raise ValueError(f"script segment {item!r}: frames must be >= 1")
+        if name == "static":  # standing still (what a keys session records while no key is held)
+            parts.append(np.zeros((frames, 6)))
+            continue
         if name.endswith("~back"):
             parts.append(out_and_back(name[:-5], frames + frames % 2, dt, spec, level))
             continue
@@ -72,6 +82,9 @@ class RGBVideo:
         self.writer.release()
 
 
+DEFAULT_SCRIPT = "forward:24,yaw_right:16,forward~back:32"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.play", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", type=pathlib.Path, required=True, help="a training.student_train checkpoint")
@@ -79,7 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     first_from = parser.add_mutually_exclusive_group(required=True)
     first_from.add_argument("--scene", help="stand-in scene to render the first frame in")
     first_from.add_argument("--first", type=pathlib.Path, help="first frame image (model size)")
-    parser.add_argument("--script", default="forward:24,yaw_right:16,forward~back:32")
+    control = parser.add_mutually_exclusive_group()
+    control.add_argument("--script", help=f"action script (default {DEFAULT_SCRIPT})")
+    control.add_argument("--keys", action="store_true",
+                         help="steer with the keyboard in a window (training.keys lists the keys; Q or Esc quits)")
+    parser.add_argument("--hold", type=float, default=0.6, help="--keys: seconds a key press holds its channel")
+    parser.add_argument("--max-frames", type=int, help="--keys: stop after this many frames")
+    parser.add_argument("--scale", type=int, default=4, help="--keys: window size in model pixels")
     parser.add_argument("--fps", type=float, default=15.0)
     parser.add_argument("--level", type=int, default=1, help="action bin level of the script's rates")
     parser.add_argument("--seed", type=int, default=0)
@@ -91,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="replay each block as a CUDA graph (training.graphs; fixed-capacity memory views, so the "
                              "student's memory must be bounded); the first block of each size includes the capture")
     args = parser.parse_args(argv)
+    script = None if args.keys else args.script or DEFAULT_SCRIPT
     device = pick_device(args.device)
     student = student_from_checkpoint(args.checkpoint, device)
     if args.cuda_graphs:
@@ -106,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = student.model.cfg
     spec = ActionSpec()
     try:
-        motion = parse_script(args.script, args.fps, args.level, spec)
+        motion = parse_script(script, args.fps, args.level, spec) if script is not None else None
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -126,35 +146,55 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         first_rgb = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), (cfg.width_px, cfg.height))
         start = np.eye(4)
-    poses = integrate(start, motion)
-    actions = frame_actions(torch.from_numpy(encode_actions(motion, 1 / args.fps, spec)).float()[None]).to(device)
-    poses_t = torch.from_numpy(poses)[None].to(device)
     first = to_unit(torch.from_numpy(first_rgb).permute(2, 0, 1)[None].to(device))
+    generator = torch.Generator().manual_seed(args.seed)
+    window, steer = None, None
+    if motion is not None:
+        poses = integrate(start, motion)
+        actions = frame_actions(torch.from_numpy(encode_actions(motion, 1 / args.fps, spec)).float()[None]).to(device)
+        blocks = student.stream(first, actions, torch.from_numpy(poses)[None].to(device), generator)
+    else:
+        try:
+            window = keys.CvWindow(f"training.play: {args.checkpoint}", (cfg.width_px, cfg.height), args.scale)
+        except (RuntimeError, cv2.error) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        steer = keys.KeyControl(window, start, args.fps, args.level, spec, device, keys.HeldKeys(args.hold),
+                                args.max_frames)
+        blocks = student.stream_live(first, torch.from_numpy(start)[None].to(device), steer, generator)
+        window.show(first_rgb)
     args.out.mkdir(parents=True, exist_ok=True)
     writer = RGBVideo(args.out / "video.mp4", args.fps, (cfg.width_px, cfg.height))
     writer.write(first_rgb)
     latencies, frames_out = [], [first_rgb]
-    generator = torch.Generator().manual_seed(args.seed)
-    started = time.perf_counter()
-    t0 = started
+    shown = time.perf_counter()  # when the last frame went up (--keys: frames are shown at --fps)
+    t0 = shown
     with torch.no_grad(), autocast(device, args.precision):
-        for s, e, block in student.stream(first, actions, poses_t, generator):
+        for s, e, block in blocks:
             rgb = to_uint8(block[0]).permute(0, 2, 3, 1).cpu().numpy()  # .cpu() waits for the GPU
-            now = time.perf_counter()
-            latencies.append({"start": s, "end": e, "seconds": now - t0})
-            t0 = now
+            latencies.append({"start": s, "end": e, "seconds": time.perf_counter() - t0})
             for frame in rgb:
                 writer.write(frame)
                 frames_out.append(frame)
+                if window is not None and steer is not None:
+                    steer.wait(shown + 1 / args.fps)  # keys are read while the frame before is up
+                    window.show(frame)
+                    shown = time.perf_counter()
+            t0 = time.perf_counter()  # the next block's time starts here: display waits are not generation
     writer.release()
+    if window is not None and steer is not None:
+        window.close()
+        script = steer.script()
+        poses = np.concatenate([start[None], *steer.poses]) if steer.poses else start[None]
     steady = latencies[args.warmup:] or latencies
-    report = {"checkpoint": str(args.checkpoint), "script": args.script, "frames": len(frames_out),
-              "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "cuda_graphs": args.cuda_graphs,
-              "first_block_seconds": latencies[0]["seconds"],
-              "steady_fps": sum(b["end"] - b["start"] for b in steady) / sum(b["seconds"] for b in steady),
-              "median_frame_ms": 1e3 * statistics.median(b["seconds"] / (b["end"] - b["start"]) for b in steady),
-              "blocks": latencies}
+    report = {"checkpoint": str(args.checkpoint), "mode": "keys" if args.keys else "script", "script": script,
+              "frames": len(frames_out), "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "cuda_graphs": args.cuda_graphs}
+    if latencies:
+        report |= {"first_block_seconds": latencies[0]["seconds"],
+                   "steady_fps": sum(b["end"] - b["start"] for b in steady) / sum(b["seconds"] for b in steady),
+                   "median_frame_ms": 1e3 * statistics.median(b["seconds"] / (b["end"] - b["start"]) for b in steady)}
+    report["blocks"] = latencies
     if args.truth and renderer is not None:
         truth = np.stack([renderer.render(p, cfg.width_px, cfg.height, 90.0).lit for p in poses])
         truth_video = RGBVideo(args.out / "truth.mp4", args.fps, (cfg.width_px, cfg.height))
@@ -164,8 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         gen = torch.from_numpy(np.stack(frames_out)).permute(0, 3, 1, 2)
         report["psnr_by_frame"] = psnr(gen, torch.from_numpy(truth).permute(0, 3, 1, 2)).tolist()
     (args.out / "play.json").write_text(json.dumps(report, indent=2))
-    print(f"{len(frames_out)} frames -> {args.out / 'video.mp4'}; steady {report['steady_fps']:.1f} frames/s, "
-          f"first block {report['first_block_seconds'] * 1e3:.0f} ms")
+    speed = (f"steady {report['steady_fps']:.1f} frames/s, first block {report['first_block_seconds'] * 1e3:.0f} ms"
+             if latencies else "no block generated")
+    print(f"{len(frames_out)} frames -> {args.out / 'video.mp4'}; {speed}")
+    if args.keys:
+        print(f"replay this session: --script {script} --seed {args.seed} --fps {args.fps:g} --level {args.level}")
     return 0
 
 

@@ -17,13 +17,15 @@ left the window.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 
-from training.conditioning import static_first
+from annotate.actions import N_CHANNELS
+from training.conditioning import static_action, static_first
 from training.flow import add_noise, draw_device, x0_from_velocity
 from training.memory import MemoryConfig, MemoryStore, view, view_capacity
 from training.model import LayerContext, LayerKV, VideoDiT
@@ -181,8 +183,9 @@ class Student:
                              f"({blocks}), got {exits}")
         store = self.new_store()
         outputs, replay = [first[:, None]], []
-        for _, _, x0, state in self._blocks(first, actions, poses, lambda s, e: noise[:, s - 1:e - 1], exits, grad,
-                                            generator, store):
+        spans = block_spans(f, self.config.block_frames)[1:]
+        for _, _, x0, state in self._blocks(first, poses[:, 0], _slices(actions, poses), spans, exits,
+                                            lambda s, e: noise[:, s - 1:e - 1], grad, generator, store):
             outputs.append(x0)
             replay.append(state)
         return Rollout(torch.cat(outputs, dim=1), store if keep_store else None, tuple(replay))
@@ -192,30 +195,50 @@ class Student:
                generator: torch.Generator | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
         """Inference: yield (start, end, frames (B, end-start, C, H, W)) block by block as soon as
         each is generated (all steps, then the commit). Memory stays bounded with a bounded config."""
+        return self.stream_live(first, poses[:, 0], _slices(actions, poses), generator,
+                                frames=actions.shape[1])
+
+    @torch.no_grad()
+    def stream_live(self, first: torch.Tensor, first_pose: torch.Tensor, inputs: BlockInputs,
+                    generator: torch.Generator | None = None, frames: int | None = None
+                    ) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """Inference whose actions arrive as it runs (keys): before each block [start, end),
+        `inputs(start, end)` gives that block's per-frame actions (B, n, 13) (frame t's: the
+        transition into it) and camera-to-world poses (B, n, 4, 4), or None to stop. Yields as
+        `stream` does; with `frames` it stops after that many frames (first included), otherwise
+        when `inputs` returns None. `stream` is this over fixed tensors: same blocks, same draws."""
         b = first.shape[0]
-        exits = [len(self.config.steps) - 1] * (len(block_spans(actions.shape[1], self.config.block_frames)) - 1)
+        spans = (block_spans(frames, self.config.block_frames)[1:] if frames is not None
+                 else _open_spans(self.config.block_frames))
         for start, end, x0, _ in self._blocks(
-                first, actions, poses, lambda s, e: _randn((b, e - s, *first.shape[1:]), generator, first), exits,
-                False, generator, self.new_store()):
+                first, first_pose, inputs, spans, itertools.repeat(len(self.config.steps) - 1),
+                lambda s, e: _randn((b, e - s, *first.shape[1:]), generator, first), False, generator,
+                self.new_store()):
             yield start, end, x0
 
-    def _blocks(self, first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor,
-                initial: Callable[[int, int], torch.Tensor], exits: list[int], grad: bool,
-                generator: torch.Generator | None, store: MemoryStore
+    def _blocks(self, first: torch.Tensor, first_pose: torch.Tensor, inputs: BlockInputs,
+                spans: Iterable[tuple[int, int]], exits: Iterable[int], initial: Callable[[int, int], torch.Tensor],
+                grad: bool, generator: torch.Generator | None, store: MemoryStore
                 ) -> Iterator[tuple[int, int, torch.Tensor, ReplayState]]:
-        """The block loop of `rollout` and `stream`: commit the first frame, then per block denoise
-        from `initial(start, end)` down to its exit step (re-noising in between) and commit."""
+        """The block loop of `rollout` and the streams: commit the first frame (static action, pose
+        `first_pose`, the origin of every pose feature), then per block take its actions and poses
+        from `inputs` (stop at None), denoise from `initial(start, end)` down to its exit step
+        (re-noising in between) and commit."""
         steps = self.config.steps
-        origin = poses[:, 0]
-        actions = static_first(actions)
-        self.commit(first[:, None], 0, store, actions, poses, origin)
-        for (start, end), exit_step in zip(block_spans(actions.shape[1], self.config.block_frames)[1:], exits):
+        origin = first_pose
+        b = first.shape[0]
+        self.commit(first[:, None], 0, store, static_action(b, first.device)[:, None], first_pose[:, None], origin)
+        for (start, end), exit_step in zip(spans, exits):
+            given = inputs(start, end)
+            if given is None:
+                return
+            block_actions, block_poses = _check_inputs(given, b, start, end)
             x = initial(start, end)
             # the re-noising draws, in the order the steps use them (the same numbers as drawing each
             # one after its step: nothing else draws in between)
             renoise = [_randn(x.shape, generator, x) for _ in range(exit_step)]
             context = self.context(store, start, end - start)  # one view per block: every step and the commit read it
-            args = (x, renoise, self.time_index(start), context, actions[:, start:end], poses[:, start:end], origin)
+            args = (x, renoise, self.time_index(start), context, block_actions, block_poses, origin)
             if self.graphs is not None and not (grad and torch.is_grad_enabled()):
                 x, x0, kvs = self.graphs.run(*args)
             else:
@@ -249,6 +272,31 @@ class Student:
             del x0, loss
             self.commit(clean[:, state.start:state.end], state.start, store, actions, poses, origin, context)
         return loss_sum
+
+
+#: (start, end) -> the block's per-frame actions (B, n, 13) and poses (B, n, 4, 4), or None to stop
+BlockInputs = Callable[[int, int], "tuple[torch.Tensor, torch.Tensor] | None"]
+
+
+def _slices(actions: torch.Tensor, poses: torch.Tensor) -> BlockInputs:
+    """BlockInputs over whole-rollout tensors (B, F, 13) and (B, F, 4, 4)."""
+    return lambda start, end: (actions[:, start:end], poses[:, start:end])
+
+
+def _open_spans(block_frames: int) -> Iterator[tuple[int, int]]:
+    """block_spans without an end: (1, 1 + n), (1 + n, 1 + 2n), ..."""
+    for start in itertools.count(1, block_frames):
+        yield start, start + block_frames
+
+
+def _check_inputs(given: tuple[torch.Tensor, torch.Tensor], batch: int, start: int,
+                  end: int) -> tuple[torch.Tensor, torch.Tensor]:
+    actions, poses = given
+    n = end - start
+    if tuple(actions.shape) != (batch, n, N_CHANNELS) or tuple(poses.shape) != (batch, n, 4, 4):
+        raise ValueError(f"block [{start}, {end}): inputs must be actions ({batch}, {n}, {N_CHANNELS}) and poses "
+                         f"({batch}, {n}, 4, 4), got {tuple(actions.shape)} and {tuple(poses.shape)}")
+    return actions, poses
 
 
 def _randn(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
