@@ -4,6 +4,11 @@ recorded script, and a steered session that its recorded script replays."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import time
 from dataclasses import asdict
 
 import cv2
@@ -174,3 +179,43 @@ def _frames(path):
         if not ok:
             return
         yield frame
+
+
+def test_play_keys_in_a_real_window(tmp_path):
+    """The OpenCV window itself on a virtual X display: keys typed into it (a letter and an arrow)
+    steer the stream."""
+    if not (shutil.which("Xvfb") and shutil.which("xdotool")):
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Xvfb and xdotool for the --keys window test: apt-get install xvfb xdotool")
+        pytest.skip("needs Xvfb and xdotool (apt-get install xvfb xdotool)")
+    config = tiny_config()
+    ckpt = tmp_path / "student.pt"
+    save_checkpoint(ckpt, {"model": randomized_model(config).state_dict(), "ema": None, "model_config": asdict(config),
+                           "student_config": {"block_frames": 2}, "config": {}})
+    display = f":{90 + os.getpid() % 500}"
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "640x480x24"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    env = {**os.environ, "DISPLAY": display}
+    try:
+        out = tmp_path / "keys"
+        play = subprocess.Popen([sys.executable, "-m", "training.play", "--checkpoint", str(ckpt), "--scene", "room_0001",
+                                 "--device", "cpu", "--precision", "fp32", "--out", str(out), "--keys", "--fps", "10",
+                                 "--hold", "100", "--max-frames", "21"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        window = ""
+        deadline = time.monotonic() + 60
+        while not window and time.monotonic() < deadline and play.poll() is None:
+            found = subprocess.run(["xdotool", "search", "--name", "training.play"], env=env, capture_output=True,
+                                   text=True)
+            window = found.stdout.split()[0] if found.stdout.split() else ""
+            time.sleep(0.2)
+        assert window, f"no window appeared: {play.communicate(timeout=30)[0]}"
+        subprocess.run(["xdotool", "key", "--window", window, "w", "Right"], env=env, check=True, capture_output=True)
+        log = play.communicate(timeout=120)[0]
+        assert play.returncode == 0, log
+    finally:
+        xvfb.terminate()
+        xvfb.wait(timeout=10)
+    report = json.loads((out / "play.json").read_text())
+    assert report["frames"] == 21 and "forward+yaw_right:" in report["script"], report["script"]
+    assert "replay this session: --script" in log
