@@ -210,8 +210,11 @@ def test_play_keys_in_a_real_window(tmp_path):
             window = found.stdout.split()[0] if found.stdout.split() else ""
             time.sleep(0.2)
         assert window, f"no window appeared: {play.communicate(timeout=30)[0]}"
-        subprocess.run(["xdotool", "key", "--window", window, "w", "Right"], env=env, check=True, capture_output=True)
-        log = play.communicate(timeout=120)[0]
+        # typed until the stream ends: a window just mapped may not take keys yet (held 100 s, a repeat changes nothing)
+        while play.poll() is None and time.monotonic() < deadline + 60:
+            subprocess.run(["xdotool", "key", "--window", window, "w", "Right"], env=env, capture_output=True)
+            time.sleep(0.3)
+        log = play.communicate(timeout=60)[0]
         assert play.returncode == 0, log
     finally:
         xvfb.terminate()
