@@ -104,6 +104,10 @@ def test_a_steered_session_equals_its_recorded_script_streamed():
             window.show(np.zeros((2, 2, 3), np.uint8))
     assert control.script() == "forward:2,forward+yaw_right:2,backward+yaw_right:2,static:2"
     assert len(live) == 4  # q was read before the fifth block
+    # a session cut inside its third block (Ctrl-C) keeps the frames that came out
+    cut_script, cut_poses = control.recorded(6)
+    assert cut_script == "forward:2,forward+yaw_right:2,backward+yaw_right:1" and cut_poses.shape == (6, 4, 4)
+    np.testing.assert_array_equal(cut_poses, np.concatenate([start[None], *control.poses])[:6])
     motion = parse_script(control.script(), fps, 1, spec)
     poses = integrate(start, motion)
     np.testing.assert_allclose(np.concatenate([start[None], *control.poses]), poses, atol=1e-12)
@@ -113,6 +117,15 @@ def test_a_steered_session_equals_its_recorded_script_streamed():
     assert len(replayed) == len(live)
     for a, b in zip(live, replayed):
         torch.testing.assert_close(a, b, atol=1e-9, rtol=0)
+
+
+def test_ctrl_c_ends_a_keys_session_but_not_a_script_run():
+    from training.play import _until_interrupted
+
+    with _until_interrupted(True):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), _until_interrupted(False):
+        raise KeyboardInterrupt
 
 
 def test_stream_live_names_a_block_with_wrong_inputs():

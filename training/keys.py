@@ -120,7 +120,10 @@ class CvWindow:
         self.cv2.imshow(self.title, self.cv2.cvtColor(big, self.cv2.COLOR_RGB2BGR))
 
     def poll(self, ms: int) -> int:
-        return self.cv2.waitKeyEx(max(1, ms))
+        key = self.cv2.waitKeyEx(max(1, ms))
+        if key == -1 and self.cv2.getWindowProperty(self.title, self.cv2.WND_PROP_VISIBLE) < 1:
+            return QUIT[0]  # the window was closed: as Esc
+        return key
 
     def close(self) -> None:
         self.cv2.destroyWindow(self.title)
@@ -134,7 +137,8 @@ class KeyControl:
     def __init__(self, window: Window, start_pose: np.ndarray, fps: float, level: int, spec: ActionSpec,
                  device: torch.device, held: HeldKeys, max_frames: int | None = None,
                  clock: Callable[[], float] = time.perf_counter):
-        self.window, self.pose, self.dt, self.level, self.spec = window, np.asarray(start_pose, np.float64), 1 / fps, level, spec
+        self.window, self.dt, self.level, self.spec = window, 1 / fps, level, spec
+        self.start = self.pose = np.asarray(start_pose, np.float64)
         self.device, self.held, self.max_frames, self.clock = device, held, max_frames, clock
         self.blocks: list[tuple[tuple[str, ...], int]] = []  # (channels held, transitions) per block
         self.poses: list[np.ndarray] = []  # each block's (n, 4, 4) camera-to-world poses
@@ -161,6 +165,18 @@ class KeyControl:
         self.poses.append(poses)
         actions = torch.from_numpy(encode_actions(motion, self.dt, self.spec))[None].to(self.device)
         return actions, torch.from_numpy(poses)[None].to(self.device)
+
+    def recorded(self, frames: int) -> tuple[str, np.ndarray]:
+        """The session's first `frames` frames (first included) as a script and their (frames, 4, 4)
+        poses: a session interrupted inside a block keeps only the frames that came out."""
+        kept, left = [], frames - 1
+        for channels, n in self.blocks:
+            if left <= 0:
+                break
+            kept.append((channels, min(n, left)))
+            left -= n
+        poses = np.concatenate([self.start[None], *self.poses])[:frames]
+        return script_text(kept), poses
 
     def script(self) -> str:
         return script_text(self.blocks)

@@ -19,12 +19,13 @@ It needs a display; on a headless GPU machine use `--script`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import pathlib
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import cv2
@@ -80,6 +81,17 @@ class RGBVideo:
 
     def release(self) -> None:
         self.writer.release()
+
+
+@contextlib.contextmanager
+def _until_interrupted(catch: bool) -> Iterator[None]:
+    """With `catch` (a --keys session), Ctrl-C ends the session like Q: what was generated is kept."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not catch:
+            raise
+        print("interrupted: ending the session", file=sys.stderr)
 
 
 DEFAULT_SCRIPT = "forward:24,yaw_right:16,forward~back:32"
@@ -169,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     latencies, frames_out = [], [first_rgb]
     shown = time.perf_counter()  # when the last frame went up (--keys: frames are shown at --fps)
     t0 = shown
-    with torch.no_grad(), autocast(device, args.precision):
+    with torch.no_grad(), autocast(device, args.precision), _until_interrupted(args.keys):
         for s, e, block in blocks:
             rgb = to_uint8(block[0]).permute(0, 2, 3, 1).cpu().numpy()  # .cpu() waits for the GPU
             latencies.append({"start": s, "end": e, "seconds": time.perf_counter() - t0})
@@ -184,8 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     writer.release()
     if window is not None and steer is not None:
         window.close()
-        script = steer.script()
-        poses = np.concatenate([start[None], *steer.poses]) if steer.poses else start[None]
+        script, poses = steer.recorded(len(frames_out))
     steady = latencies[args.warmup:] or latencies
     report = {"checkpoint": str(args.checkpoint), "mode": "keys" if args.keys else "script", "script": script,
               "frames": len(frames_out), "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
