@@ -3,7 +3,7 @@ block's actions and poses, as the student streams (Student.stream_live).
 
     W / S  forward / backward        A / D  left / right          R / F  up / down
     J / L  yaw left / right          I / K  pitch up / down       U / O  roll left / right
-    arrow keys: yaw and pitch        space: stop (release every key)   Q / Esc: quit
+    arrow keys: yaw and pitch        space: stop (release every key)   Q / Esc / closing the window: quit
 
 A press holds its channel for `hold_s`, longer than a keyboard's auto-repeat delay, so a key held
 down stays held between its repeats and a tap moves for about that long; pressing the opposite

@@ -10,8 +10,8 @@ steady-state frames/s (after `--warmup` blocks). With `--truth` the stand-in als
 script's ground truth next to it (DIR/truth.mp4) and PSNR per frame is recorded.
 
 With `--keys` (instead of `--script`) a window shows the frames at `--fps` as they are generated and
-the keyboard steers (training.keys: W/S/A/D/R/F move, J/L/I/K/U/O and the arrows turn, space stops,
-Q or Esc quits); each block takes the keys held when it starts. play.json then records the
+the keyboard steers (training.keys: W/S/A/D/R/F move, J/L/I/K/U/O and the arrows turn, space stops;
+Q, Esc, closing the window or Ctrl-C ends it); each block takes the keys held when it starts. play.json then records the
 session as a script (`static` where no key was held) that `--script` replays with the same seed.
 It needs a display; on a headless GPU machine use `--script`.
 """
