@@ -102,13 +102,14 @@ def test_a_steered_session_equals_its_recorded_script_streamed():
         live.append(block)
         for _ in range(e - s):
             window.show(np.zeros((2, 2, 3), np.uint8))
-    assert control.script() == "forward:2,forward+yaw_right:2,backward+yaw_right:2,static:2"
+    script, _ = control.recorded(9)
+    assert script == "forward:2,forward+yaw_right:2,backward+yaw_right:2,static:2"
     assert len(live) == 4  # q was read before the fifth block
     # a session cut inside its third block (Ctrl-C) keeps the frames that came out
     cut_script, cut_poses = control.recorded(6)
     assert cut_script == "forward:2,forward+yaw_right:2,backward+yaw_right:1" and cut_poses.shape == (6, 4, 4)
     np.testing.assert_array_equal(cut_poses, np.concatenate([start[None], *control.poses])[:6])
-    motion = parse_script(control.script(), fps, 1, spec)
+    motion = parse_script(script, fps, 1, spec)
     poses = integrate(start, motion)
     np.testing.assert_allclose(np.concatenate([start[None], *control.poses]), poses, atol=1e-12)
     actions = frame_actions(torch.from_numpy(encode_actions(motion, 1 / fps, spec)).double()[None])

@@ -73,8 +73,8 @@ class HeldKeys:
 
 
 def block_motion(channels: Sequence[str], transitions: int, dt: float, spec: ActionSpec, level: int) -> np.ndarray:
-    """(transitions, 6) relative motion holding `channels` (none: standing still), as
-    training.play.parse_script computes a `a+b:n` segment."""
+    """(transitions, 6) relative motion holding `channels` (none: standing still): a keys block, and
+    a script's `a+b:n` segment (training.play.parse_script)."""
     rate = sum((channel_rate(c, spec, level) for c in channels), np.zeros(6))
     return np.tile(rate * dt, (transitions, 1))
 
@@ -177,6 +177,3 @@ class KeyControl:
             left -= n
         poses = np.concatenate([self.start[None], *self.poses])[:frames]
         return script_text(kept), poses
-
-    def script(self) -> str:
-        return script_text(self.blocks)

@@ -37,7 +37,7 @@ from annotate.geometry import integrate
 from training.conditioning import frame_actions
 from training.data import to_uint8, to_unit
 from training.eval.metrics import psnr
-from training.eval.scripts import channel_rate, out_and_back
+from training.eval.scripts import out_and_back
 from training import keys
 from training.graphs import BlockGraphs
 from training.runtime import autocast, pick_device
@@ -54,17 +54,15 @@ def parse_script(text: str, fps: float, level: int, spec: ActionSpec) -> np.ndar
         frames = int(count) if count else 16
         if frames < 1:
             raise ValueError(f"script segment {item!r}: frames must be >= 1")
-        if name == "static":  # standing still (what a keys session records while no key is held)
-            parts.append(np.zeros((frames, 6)))
-            continue
         if name.endswith("~back"):
             parts.append(out_and_back(name[:-5], frames + frames % 2, dt, spec, level))
             continue
+        # "static": standing still (what a keys session records while no key is held)
+        channels = () if name == "static" else tuple(name.split("+"))
         try:
-            rate = sum((channel_rate(c, spec, level) for c in name.split("+")), np.zeros(6))
+            parts.append(keys.block_motion(channels, frames, dt, spec, level))
         except (KeyError, ValueError) as exc:
             raise ValueError(f"script segment {item!r}: unknown channel in {name!r}") from exc
-        parts.append(np.tile(rate * dt, (frames, 1)))
     if not parts:
         raise ValueError("empty script")
     return np.concatenate(parts)
@@ -107,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     control = parser.add_mutually_exclusive_group()
     control.add_argument("--script", help=f"action script (default {DEFAULT_SCRIPT})")
     control.add_argument("--keys", action="store_true",
-                         help="steer with the keyboard in a window (training.keys lists the keys; Q or Esc quits)")
+                         help="steer with the keyboard in a window (training.keys lists the keys; Q, Esc or closing "
+                              "the window ends the session)")
     parser.add_argument("--hold", type=float, default=0.6, help="--keys: seconds a key press holds its channel")
     parser.add_argument("--max-frames", type=int, help="--keys: stop after this many frames")
     parser.add_argument("--scale", type=int, default=4, help="--keys: window size in model pixels")
@@ -160,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = np.eye(4)
     first = to_unit(torch.from_numpy(first_rgb).permute(2, 0, 1)[None].to(device))
     generator = torch.Generator().manual_seed(args.seed)
-    window, steer = None, None
+    steer = None
     if motion is not None:
         poses = integrate(start, motion)
         actions = frame_actions(torch.from_numpy(encode_actions(motion, 1 / args.fps, spec)).float()[None]).to(device)
@@ -174,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         steer = keys.KeyControl(window, start, args.fps, args.level, spec, device, keys.HeldKeys(args.hold),
                                 args.max_frames)
         blocks = student.stream_live(first, torch.from_numpy(start)[None].to(device), steer, generator)
-        window.show(first_rgb)
+        steer.window.show(first_rgb)
     args.out.mkdir(parents=True, exist_ok=True)
     writer = RGBVideo(args.out / "video.mp4", args.fps, (cfg.width_px, cfg.height))
     writer.write(first_rgb)
@@ -188,14 +187,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             for frame in rgb:
                 writer.write(frame)
                 frames_out.append(frame)
-                if window is not None and steer is not None:
+                if steer is not None:
                     steer.wait(shown + 1 / args.fps)  # keys are read while the frame before is up
-                    window.show(frame)
+                    steer.window.show(frame)
                     shown = time.perf_counter()
             t0 = time.perf_counter()  # the next block's time starts here: display waits are not generation
     writer.release()
-    if window is not None and steer is not None:
-        window.close()
+    if steer is not None:
+        steer.window.close()
         script, poses = steer.recorded(len(frames_out))
     steady = latencies[args.warmup:] or latencies
     report = {"checkpoint": str(args.checkpoint), "mode": "keys" if args.keys else "script", "script": script,
