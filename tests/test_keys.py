@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 
 import cv2
 import numpy as np
@@ -18,12 +17,11 @@ import torch
 
 from annotate.actions import ActionSpec, encode_actions
 from annotate.geometry import integrate
-from tests.training_helpers import randomized_model, tiny_config
+from tests.training_helpers import randomized_model, tiny_config, tiny_student_checkpoint
 from training import keys
 from training.conditioning import frame_actions
 from training.keys import HeldKeys, KeyControl, block_motion, script_text
 from training.play import main as play_main, parse_script
-from training.runtime import save_checkpoint
 from training.student import Student, StudentConfig
 
 
@@ -141,9 +139,7 @@ def test_stream_live_names_a_block_with_wrong_inputs():
 
 def test_play_keys_records_a_session_and_its_script(tmp_path, monkeypatch):
     config = tiny_config()
-    ckpt = tmp_path / "student.pt"
-    save_checkpoint(ckpt, {"model": randomized_model(config).state_dict(), "ema": None, "model_config": asdict(config),
-                           "student_config": {"block_frames": 2}, "config": {}})
+    ckpt = tiny_student_checkpoint(tmp_path / "student.pt", config)
     windows: list[ScriptedWindow] = []
 
     def scripted(title, size, scale):
@@ -172,10 +168,7 @@ def test_play_keys_records_a_session_and_its_script(tmp_path, monkeypatch):
 
 
 def test_play_keys_without_a_display_says_so(tmp_path, monkeypatch, capsys):
-    config = tiny_config()
-    ckpt = tmp_path / "student.pt"
-    save_checkpoint(ckpt, {"model": randomized_model(config).state_dict(), "ema": None, "model_config": asdict(config),
-                           "student_config": {"block_frames": 2}, "config": {}})
+    ckpt = tiny_student_checkpoint(tmp_path / "student.pt")
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert play_main(["--checkpoint", str(ckpt), "--scene", "room_0001", "--device", "cpu", "--out",
@@ -202,10 +195,7 @@ def test_play_keys_in_a_real_window(tmp_path):
         if os.environ.get("CI"):
             pytest.fail("CI needs Xvfb and xdotool for the --keys window test: apt-get install xvfb xdotool")
         pytest.skip("needs Xvfb and xdotool (apt-get install xvfb xdotool)")
-    config = tiny_config()
-    ckpt = tmp_path / "student.pt"
-    save_checkpoint(ckpt, {"model": randomized_model(config).state_dict(), "ema": None, "model_config": asdict(config),
-                           "student_config": {"block_frames": 2}, "config": {}})
+    ckpt = tiny_student_checkpoint(tmp_path / "student.pt")
     display = f":{90 + os.getpid() % 500}"
     xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "640x480x24"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

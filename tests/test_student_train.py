@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 import torch
 
-from tests.training_helpers import randomized_model, tiny_config, write_tiny_shards
+from tests.training_helpers import randomized_model, tiny_config, tiny_student_checkpoint, write_tiny_shards
 from training.runtime import load_checkpoint, save_checkpoint
 from training.student_train import main, student_from_checkpoint
 
@@ -63,11 +63,7 @@ def test_play_streams_a_script_into_a_video(tmp_path):
 
     motion = parse_script("forward:4,yaw_right+forward:2,left~back:3", 15.0, 1, ActionSpec())
     assert motion.shape == (4 + 2 + 4, 6)  # out-and-back rounds to an even count
-    config = tiny_config()
-    model = randomized_model(config)
-    ckpt = tmp_path / "student.pt"
-    save_checkpoint(ckpt, {"model": model.state_dict(), "ema": None, "model_config": asdict(config),
-                           "student_config": {"block_frames": 2}, "config": {}})
+    ckpt = tiny_student_checkpoint(tmp_path / "student.pt")
     out = tmp_path / "play"
     assert play_main(["--checkpoint", str(ckpt), "--out", str(out), "--scene", "room_0001", "--script",
                       "forward:4,yaw_right:3", "--device", "cpu", "--precision", "fp32", "--truth"]) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from training.conditioning import frame_actions
 from training.config import ModelConfig, preset
 from training.data import ClipBatch
 from training.model import VideoDiT
+from training.runtime import save_checkpoint
 
 
 def random_motion(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -45,6 +47,14 @@ def randomized_model(config: ModelConfig, seed: int = 0, dtype: torch.dtype = to
             if p.abs().sum() == 0:
                 p.normal_(0, 0.05)
     return model.eval()
+
+
+def tiny_student_checkpoint(path: pathlib.Path, config: ModelConfig | None = None) -> pathlib.Path:
+    """A student checkpoint (training.student_train's layout) of a randomized tiny model, blocks of 2."""
+    config = config or tiny_config()
+    save_checkpoint(path, {"model": randomized_model(config).state_dict(), "ema": None, "model_config": asdict(config),
+                           "student_config": {"block_frames": 2}, "config": {}})
+    return path
 
 
 def clip_batch(config: ModelConfig, batch: int, frames: int, seed: int = 0, dtype: torch.dtype = torch.float32
