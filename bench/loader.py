@@ -9,7 +9,8 @@ cv2.imdecode in a plain loop (the baseline: the decode a loader cannot avoid). P
 worker and the ratio (target >= 0.8), with the CPU seconds per second of the main process and of each
 worker (is a worker slower, or waiting?); for N > 1 workers also the raw decode of N processes at
 once, what the machine itself gives N decoders. `--pin-memory on off` measures DataLoader's
-pin-memory thread (on by default where CUDA is available). Build the shards first (python pipelines/build_dataset.py).
+pin-memory thread (on by default where CUDA is available). Build the shards first
+(python pipelines/build_dataset.py).
 """
 
 from __future__ import annotations

@@ -190,11 +190,11 @@ class Student:
             replay.append(state)
         return Rollout(torch.cat(outputs, dim=1), store if keep_store else None, tuple(replay))
 
-    @torch.no_grad()
     def stream(self, first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor,
                generator: torch.Generator | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
         """Inference: yield (start, end, frames (B, end-start, C, H, W)) block by block as soon as
-        each is generated (all steps, then the commit). Memory stays bounded with a bounded config."""
+        each is generated (all steps, then the commit), without grad (stream_live over the fixed
+        tensors). Memory stays bounded with a bounded config."""
         return self.stream_live(first, poses[:, 0], _slices(actions, poses), generator,
                                 frames=actions.shape[1])
 
