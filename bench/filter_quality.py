@@ -36,11 +36,11 @@ from filter.reasons import CHECK_REASONS  # noqa: E402
 from _common import machine  # noqa: E402
 
 
-REAL = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "real_trajectories"
+REAL = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "real_trajectories"
 
 
 def real_jitter() -> None:
-    """Jitter scores of the real trajectories in shared/data next to planner paths."""
+    """Jitter scores of the real trajectories in tests/data next to planner paths."""
     print("\nJitter on real trajectories vs planner paths (median / 90th percentile over frames):\n")
     print(f"{'trajectory':40} {'frames':>6} {'fps':>5} {'rotation deg/s':>16} {'translation m/s':>17}")
 

@@ -34,18 +34,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    import ray
+    from common.raysession import ray_session
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "capture_config.yaml").write_text(dump_yaml(config))
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
     try:
-        results = run(config, args.out, progress=not args.no_progress)
+        with ray_session(num_cpus=args.num_cpus):
+            results = run(config, args.out, progress=not args.no_progress)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        ray.shutdown()
     report = write_report(results, args.out / REPORT)
     for r in results:
         if r.status == "failed":

@@ -1,6 +1,6 @@
 """Engine client: the official `unrealcv.Client` (1.3.2) with bounded waits and error checks.
 
-What it adds to the plain client (see ../shared/reference/unrealcv.md):
+What it adds to the plain client (docs/unrealcv.md has the protocol facts it relies on):
 - every wait is bounded: connect + greeting (`connect_timeout_s`) and each frame's batch
   (`request_timeout_s`; the client's own `request_batch` waits forever);
 - a lost connection is noticed at once (the client's 55 s re-read loop is turned off) and any
@@ -14,11 +14,14 @@ What it adds to the plain client (see ../shared/reference/unrealcv.md):
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import queue
+import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -29,6 +32,35 @@ from capture.config import CameraConfig, ClientConfig
 from capture.standin.protocol import pack
 
 log = logging.getLogger(__name__)
+
+# The unrealcv package's own chatter, silenced at its source and no wider:
+# - its logger prints every greeting at INFO ("Got connection confirm"); warnings and errors still show;
+logging.getLogger("unrealcv").setLevel(logging.WARNING)
+# - the 4.27 and 5.x plugins cannot list their commands (docs/unrealcv.md), so the 1.3.2 client warns on
+#   every connect that the server is "too old"; this client never relies on that list;
+warnings.filterwarnings("ignore", message="The connected UnrealCV server is too old to report its supported commands",
+                        category=UserWarning)
+# - and `connect()` prints which socket type it uses (_QuietConnect drops that line, nothing else).
+_SOCKET_NOTICES = frozenset({"=>Info: using ip-port socket", "=>Info: using uds socket"})
+
+
+class _QuietConnect(io.TextIOBase):
+    """Standard output during `unrealcv.Client.connect`: its socket-type notice is dropped, every
+    other line passes through to the real stream."""
+
+    def __init__(self, target):
+        self.target = target
+        self._dropped = False  # the last write was a dropped notice: its line end goes too
+
+    def write(self, text: str) -> int:
+        notice = text.strip() in _SOCKET_NOTICES
+        if not notice and not (self._dropped and text == "\n"):
+            self.target.write(text)
+        self._dropped = notice
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
 
 
 class EngineError(Exception):
@@ -56,6 +88,10 @@ class _Client(unrealcv.Client):
     and passes a failure of its receive thread to the waiting caller."""
 
     RECONNECT_ATTEMPTS = 0
+
+    def connect(self, timeout=1, start_receive_thread=True) -> bool:
+        with contextlib.redirect_stdout(_QuietConnect(sys.stdout)):
+            return super().connect(timeout, start_receive_thread)
 
     def receive_loop_queue(self) -> None:
         try:

@@ -208,7 +208,8 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{source}: {key}: expected a string, got {value!r}")
+            hint = f" (quote it: '{value}')" if isinstance(value, (bool, int, float)) else ""
+            raise ConfigError(f"{source}: {key}: expected a string, got {value!r}{hint}")
         return value
     if tp is pathlib.Path:
         if not isinstance(value, (str, pathlib.PurePath)):

@@ -50,21 +50,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (VerdictError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    import ray
-
     from common.raymap import ray_map
+    from common.raysession import ray_session
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "filter_config.yaml").write_text(dump_yaml(config))
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
     try:
-        run = filter_staging(args.staging, config, verdicts, str(verdicts_path),
-                             functools.partial(ray_map, progress=not args.no_progress, desc="filter"))
+        with ray_session(num_cpus=args.num_cpus):
+            run = filter_staging(args.staging, config, verdicts, str(verdicts_path),
+                                 functools.partial(ray_map, progress=not args.no_progress, desc="filter"))
     except ValueError as exc:  # a verdict for an unknown segment
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        ray.shutdown()
     report = write_report(run, config, args.out / "report")
     for failed in run.failed:
         print(f"failed: {failed.scene}/{failed.trajectory}: {failed.reason}", file=sys.stderr)

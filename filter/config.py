@@ -1,7 +1,7 @@
 """Filter settings: every threshold with its unit; the build's config nests this under `filter`.
 
 Defaults were tuned on stand-in footage with injected faults (bench/filter_quality.py) and on the
-real trajectories in shared/data; README's "Filter" section lists them with their meaning.
+real trajectories in tests/data; README's "Filter" section lists them with their meaning.
 """
 
 from __future__ import annotations

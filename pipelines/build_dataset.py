@@ -47,22 +47,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from common.raysession import ray_session
     from pipelines.stages import BuildError, build
 
-    import ray
-
-    if args.ray_address:
-        ray.init(address=args.ray_address, logging_level=logging.WARNING)
-    else:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
     start = time.perf_counter()
     try:
-        stats = build(config, args.out, progress=not args.no_progress)
+        with ray_session(args.ray_address, args.num_cpus):
+            stats = build(config, args.out, progress=not args.no_progress)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        ray.shutdown()
     t, f = stats["trajectories"], stats["frames"]
     print(f"{t['in']} trajectories: {t['captured']} captured, {t['cached']} cached, {t['failed']} failed "
           f"{t['failed_by_stage'] or ''}; frames kept {f['kept']}, dropped {f['dropped']}; "

@@ -1,4 +1,4 @@
-"""Shared test helpers: the real trajectories in ../shared/data and small pose generators."""
+"""Shared test helpers: the real trajectories in tests/data (see its README) and small pose generators."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED = pathlib.Path(os.environ.get("RELIC_SHARED", ROOT.parent / "shared"))
-REAL_TRAJECTORIES = SHARED / "data" / "real_trajectories"
+REAL_TRAJECTORIES = ROOT / "tests" / "data" / "real_trajectories"
 
 settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=100, deadline=None)
@@ -19,12 +18,8 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 def real_trajectory_files() -> list[pathlib.Path]:
-    """Every pose file in shared/data/real_trajectories (README excluded). Fails loudly if absent."""
-    if not REAL_TRAJECTORIES.is_dir():
-        raise FileNotFoundError(
-            f"{REAL_TRAJECTORIES} not found: tests need ../shared beside the checkout (or RELIC_SHARED)"
-        )
-    files = sorted(p for p in REAL_TRAJECTORIES.iterdir() if p.suffix != ".md")
+    """Every pose file in tests/data/real_trajectories. Fails loudly if absent."""
+    files = sorted(REAL_TRAJECTORIES.iterdir())
     assert files, f"no pose files in {REAL_TRAJECTORIES}"
     return files
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pathlib
 
 import cv2
 import numpy as np
@@ -20,9 +19,9 @@ from filter.image_checks import FrameScorer, image_flags, image_scores, predicte
 from filter.pose_checks import pose_flags, pose_scores
 from filter.reasons import Reason
 from filter.stage import FilterError, depth_medians
+from tests.conftest import REAL_TRAJECTORIES as REAL
 from tests.filter_helpers import planned
 
-REAL = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "real_trajectories"
 FPS = 30.0
 
 

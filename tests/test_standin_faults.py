@@ -134,7 +134,7 @@ def test_slow_reply_and_fault_log(tmp_path):
     with StandinServer(EngineConfig(**SMALL, faults=FaultConfig(slow_reply=1.0, slow_reply_seconds=0.3)), fault_log=log) as srv:
         raw = RawClient(srv.port)
         start = time.perf_counter()
-        assert raw.request(0, "vget /unrealcv/version") == b"0:1.1.0-standin"
+        assert raw.request(0, "vget /unrealcv/version") == b"0:1.1.0"
         assert time.perf_counter() - start >= 0.3
         raw.close()
     records = [json.loads(line) for line in log.read_text().splitlines()]
@@ -153,7 +153,7 @@ def test_process_crash_after_n_requests():
     with standin_process("--scene", "room-1", "--width", "64", "--height", "36", "--set", "faults.crash_after=3") as (proc, port):
         raw = RawClient(port)
         for i in range(3):
-            assert raw.request(i, "vget /unrealcv/version") == f"{i}:1.1.0-standin".encode()
+            assert raw.request(i, "vget /unrealcv/version") == f"{i}:1.1.0".encode()
         raw.send_raw(pack(b"3:vget /unrealcv/version"))
         assert read_message(raw.sock) is None
         assert proc.wait(timeout=10) == 3

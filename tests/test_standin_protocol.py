@@ -92,7 +92,7 @@ def test_a_frame_split_into_single_bytes_is_read(server):
     raw = RawClient(server.port)
     for byte in pack(b"3:vget /unrealcv/version"):
         raw.send_raw(bytes([byte]))
-    assert read_message(raw.sock) == b"3:1.1.0-standin"
+    assert read_message(raw.sock) == b"3:1.1.0"
     raw.close()
 
 
@@ -104,7 +104,7 @@ def test_broken_framing_closes_the_connection_and_the_server_goes_on(server, fra
     assert read_message(raw.sock) is None  # closed by the server
     raw.close()
     again = RawClient(server.port)
-    assert again.request(0, "vget /unrealcv/version") == b"0:1.1.0-standin"
+    assert again.request(0, "vget /unrealcv/version") == b"0:1.1.0"
     again.close()
 
 
@@ -113,7 +113,7 @@ def test_payload_without_id_gets_no_reply(server):
     raw.send_raw(pack(b"vget /unrealcv/version"))
     with pytest.raises(socket.timeout):
         read_message(raw.sock)
-    assert raw.request(1, "vget /unrealcv/version") == b"1:1.1.0-standin"
+    assert raw.request(1, "vget /unrealcv/version") == b"1:1.1.0"
     raw.close()
 
 
@@ -180,7 +180,7 @@ def test_second_client_waits_for_the_first(server):
     first.close()
     second.sock.settimeout(5)
     assert read_message(second.sock).startswith(b"connected to")
-    assert second.request(0, "vget /unrealcv/version") == b"0:1.1.0-standin"
+    assert second.request(0, "vget /unrealcv/version") == b"0:1.1.0"
     second.close()
 
 
@@ -208,5 +208,5 @@ def test_commands_error_mode_like_ue_4_27_is_the_default():
         client = unrealcv.Client(("127.0.0.1", srv.port))
         with pytest.warns(UserWarning, match="too old to report its supported commands"):
             assert client.connect()
-        assert client.request("vget /unrealcv/version") == "1.1.0-standin"
+        assert client.request("vget /unrealcv/version") == "1.1.0"
         client.disconnect()

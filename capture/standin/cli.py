@@ -7,6 +7,7 @@ process launched with `--port 0` can read the port it got.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import pathlib
 import sys
@@ -33,11 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s standin %(levelname)s %(message)s")
 
-    flags = [f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}"
-             for k, v in (("scene", args.scene), ("width", args.width), ("height", args.height), ("fov", args.fov))
-             if v is not None]
+    # typed flags replace the file's and --set's values as they are (not re-parsed as YAML: `--scene 7`
+    # is the scene named "7", not the integer 7)
+    flags = {k: v for k, v in (("scene", args.scene), ("width", args.width), ("height", args.height),
+                               ("fov", args.fov)) if v is not None}
     try:
-        config = load_config(EngineConfig, args.config, [*args.overrides, *flags])
+        config = dataclasses.replace(load_config(EngineConfig, args.config, args.overrides), **flags)
         server = StandinServer(config, args.host, args.port, args.fault_log, exit_on_crash=True)
     except (ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -23,7 +23,7 @@ from capture.standin.render import Frame, Renderer
 from capture.standin.scene import Scene, make_scene, parse_scene_spec
 
 log = logging.getLogger(__name__)
-VERSION = "1.1.0-standin"
+VERSION = "1.1.0"  # dotted integers, as the plugin reports: clients split it on dots and parse each part
 PROJECT = "RelicStandin"
 
 
