@@ -12,6 +12,7 @@ from annotate.config import AnnotateConfig
 from annotate.readers import PoseFormat, read_trajectory
 from annotate.resample import Interpolation, resample
 from annotate.trajectory import TrajectoryError
+from common.cli import add_dry_run, dry_run
 from common.config import ConfigError, load_config, to_dict
 
 
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a setting, e.g. actions.rotation.dead_zone=3 (repeatable)",
     )
     parser.add_argument("--out", type=pathlib.Path, required=True, help="output parquet file")
-    return parser
+    return add_dry_run(parser)
 
 
 def resolve_config(args: argparse.Namespace) -> AnnotateConfig:
@@ -53,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = resolve_config(args)
+        if args.dry_run:
+            return dry_run(path=args.path, out=args.out, config=config)
         traj = read_trajectory(args.path, args.format, config.reader, times=args.times)
         if config.resample.fps is not None:
             traj = resample(traj, config.resample.fps, config.resample.method)

@@ -26,6 +26,7 @@ from annotate.annotation import annotate  # noqa: E402
 from annotate.geometry import integrate  # noqa: E402
 from annotate.trajectory import Trajectory  # noqa: E402
 from _common import best_of, machine, pin_to_one_core  # noqa: E402
+from common.cli import add_dry_run, dry_run  # noqa: E402
 
 
 def synthetic_trajectory(n: int, fps: float, seed: int) -> Trajectory:
@@ -61,7 +62,10 @@ def main() -> None:
     parser.add_argument("--poses", type=int, default=1_000_000)
     parser.add_argument("--loop-transitions", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args = add_dry_run(parser).parse_args()
+    if args.dry_run:
+        dry_run(arguments=args)
+        return
     pin_to_one_core()
 
     fps, spec = 30.0, ActionSpec()

@@ -39,6 +39,7 @@ from capture.standin.scene import make_scene  # noqa: E402
 from common.config import from_dict  # noqa: E402
 from pipelines.config import BuildConfig  # noqa: E402
 from _common import machine, pin_to_one_core  # noqa: E402
+from common.cli import add_dry_run, dry_run  # noqa: E402
 
 SCENES = ("room-1", "street-4", "courtyard-3", "corridor-2")
 
@@ -48,7 +49,10 @@ def main() -> None:
     parser.add_argument("--trajectories", type=int, default=6)
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--sizes", nargs="+", default=["256x144", "640x480"])
-    args = parser.parse_args()
+    args = add_dry_run(parser).parse_args()
+    if args.dry_run:
+        dry_run(arguments=args)
+        return
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes]
     print(machine())
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,6 +32,7 @@ from capture.records import CaptureJob  # noqa: E402
 from capture.scheduler import run_capture  # noqa: E402
 from capture.worker import CaptureWorker, StandinEndpoint  # noqa: E402
 from _common import machine  # noqa: E402
+from common.cli import add_dry_run, dry_run  # noqa: E402
 
 
 def main() -> None:
@@ -40,7 +41,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--size", default="256x144")
     parser.add_argument("--long", type=int, default=3000)
-    args = parser.parse_args()
+    args = add_dry_run(parser).parse_args()
+    if args.dry_run:
+        dry_run(arguments=args)
+        return
     width, height = (int(v) for v in args.size.split("x"))
     print(f"machine: {machine()}")
     camera = CameraConfig(width=width, height=height)

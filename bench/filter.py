@@ -28,6 +28,7 @@ from filter.config import FilterConfig  # noqa: E402
 from capture.staging import frame_files  # noqa: E402
 from filter.stage import filter_trajectory  # noqa: E402
 from _common import best_of, machine, pin_to_one_core  # noqa: E402
+from common.cli import add_dry_run, dry_run  # noqa: E402
 
 
 def main() -> None:
@@ -36,7 +37,10 @@ def main() -> None:
     parser.add_argument("--trajectories", type=int, default=2)
     parser.add_argument("--sizes", nargs="*", default=["256x144", "640x480"])
     parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
+    args = add_dry_run(parser).parse_args()
+    if args.dry_run:
+        dry_run(arguments=args)
+        return
     print(machine())
     pin_to_one_core()
     config = FilterConfig()

@@ -34,6 +34,7 @@ from filter.pose_checks import pose_scores  # noqa: E402
 from filter.evaluate import FAULTS, SetSpec, evaluate, make_labelled_set  # noqa: E402
 from filter.reasons import CHECK_REASONS  # noqa: E402
 from _common import machine  # noqa: E402
+from common.cli import add_dry_run, dry_run  # noqa: E402
 
 
 REAL = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "real_trajectories"
@@ -67,7 +68,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--faults", nargs="*", default=list(FAULTS))
-    args = parser.parse_args()
+    args = add_dry_run(parser).parse_args()
+    if args.dry_run:
+        dry_run(arguments=args)
+        return
     print(machine())
     spec = SetSpec(per_magnitude=args.per_magnitude, clean_per_scene=args.clean_per_scene, frames=args.frames,
                    faults=tuple(args.faults))

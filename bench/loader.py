@@ -30,6 +30,7 @@ import torch  # noqa: E402
 
 from datasets.loader import LoaderConfig, decode_rgb, make_loader  # noqa: E402
 from _common import machine  # noqa: E402
+from common.cli import add_dry_run, dry_run  # noqa: E402
 
 
 def batch_frames(shards: list[str]) -> int:
@@ -108,7 +109,10 @@ def main() -> None:
                         help="LoaderConfig.pool_slots to measure (0: a fresh shared buffer per batch)")
     parser.add_argument("--pin-memory", choices=("auto", "on", "off"), nargs="*", default=["auto"],
                         help="make_loader's pin_memory to measure (auto: its default, on when CUDA is available)")
-    args = parser.parse_args()
+    args = add_dry_run(parser).parse_args()
+    if args.dry_run:
+        dry_run(arguments=args)
+        return
     print(machine())
     torch.set_num_threads(1)
     shards = sorted(str(p) for p in (args.out / "shards").glob("*.tar"))

@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 from capture.standin.render import Renderer  # noqa: E402
 from capture.standin.scene import SceneKind, make_scene  # noqa: E402
 from _common import machine  # noqa: E402
+from common.cli import add_dry_run, dry_run  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -122,7 +123,10 @@ def main() -> None:
                         help="sys.setswitchinterval of this (client) process: the unrealcv client hands every reply "
                         "from its receive thread to the caller; Python's default 5 ms interval delays that handoff")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each is kept")
-    args = parser.parse_args()
+    args = add_dry_run(parser).parse_args()
+    if args.dry_run:
+        dry_run(arguments=args)
+        return
     sys.setswitchinterval(args.switch_interval)
     print(f"machine: {machine()}")
     print(f"{args.frames} frames per scene, lit {args.format} + depth npy over the protocol; "

@@ -28,6 +28,7 @@ from dataclasses import replace
 import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+from common.cli import add_dry_run, dry_run  # noqa: E402
 
 from training.config import preset  # noqa: E402
 from training.distill import teacher_velocity  # noqa: E402
@@ -143,7 +144,9 @@ def main() -> int:
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--sections", default="memory,speed,latency",
                         help="comma-separated subset to run (also: profile, top kernels at the largest batch)")
-    args = parser.parse_args()
+    args = add_dry_run(parser).parse_args()
+    if args.dry_run:
+        return dry_run(arguments=args)
     device = torch.device(args.device)
     if args.quick:
         args.base_frames, args.teacher_frames, args.stream_frames, args.teacher_steps = 5, 9, 41, 4

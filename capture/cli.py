@@ -14,6 +14,7 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
+from common.cli import add_dry_run, dry_run
 from common.config import ConfigError, dump_yaml, load_config
 
 
@@ -24,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=pathlib.Path, required=True, help="staging folder")
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count(), help="Ray CPUs (default: all)")
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    args = add_dry_run(parser).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     from capture.run import REPORT, CaptureRunConfig, run, write_report
@@ -34,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        return dry_run(out=args.out, config=config)
     from common.raysession import ray_session
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ annotator's dead zone, so it never shows up as an action.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,13 +26,32 @@ import numpy as np
 from annotate.actions import CHANNELS, PAIRS, STATIC, ActionSpec, BinSpec, encode_actions
 from annotate.geometry import integrate
 from annotate.ue import pose_to_ue, ue_to_pose
+from capture.pose_faults import POSE_FAULTS, inject_pose_fault
 from capture.records import CaptureJob
-from capture.standin.scene import Scene, make_scene, parse_scene_spec
+from capture.standin.scene import Scene, level_name, make_scene, parse_scene_spec
 
 # channel index -> (motion column, sign): forward is +dz, up is -dy, yaw_left is -yaw, ...
 AXIS = {pos: (col, 1.0) for col, pos, _ in PAIRS} | {neg: (col, -1.0) for col, _, neg in PAIRS}
 TRANSLATION = tuple(c for c, (col, _) in AXIS.items() if col < 3)
 ROTATION = tuple(c for c, (col, _) in AXIS.items() if col >= 3)
+
+
+@dataclass(frozen=True)
+class PlannedFault:
+    """Damage put into one planned path on purpose, as a bad recording would have it (the demo build
+    uses it to show the filter at work). `kind` and `magnitude` as in capture.pose_faults."""
+
+    scene: str  # one of the planner's `scenes`
+    path: int  # which of that scene's paths (0-based: trajectory plan0000, plan0001, ...)
+    kind: str
+    magnitude: float
+    at_s: float  # when it starts, seconds from the path's start
+
+    def __post_init__(self) -> None:
+        if self.kind not in POSE_FAULTS:
+            raise ValueError(f"planner.faults: unknown kind {self.kind!r}; kinds are {list(POSE_FAULTS)}")
+        if self.path < 0 or self.at_s < 0 or not self.magnitude > 0:
+            raise ValueError(f"planner.faults: path and at_s must be >= 0 and magnitude > 0, got {self}")
 
 
 @dataclass(frozen=True)
@@ -51,8 +71,17 @@ class PlannerConfig:
     max_roll_deg: float = 25.0
     eye_height_m: float = 1.6
     clearance_m: float = 0.35
+    faults: tuple[PlannedFault, ...] = ()
 
     def __post_init__(self) -> None:
+        levels = {level_name(spec) for spec in self.scenes}
+        for fault in self.faults:
+            if level_name(fault.scene) not in levels or fault.path >= self.trajectories_per_scene:
+                raise ValueError(f"planner.faults: {fault.scene} path {fault.path} is not planned "
+                                 f"(scenes {list(self.scenes)}, {self.trajectories_per_scene} paths each)")
+            if fault.at_s >= (self.frames - 1) / self.fps:
+                raise ValueError(f"planner.faults: at_s {fault.at_s:g} is past the paths' "
+                                 f"{(self.frames - 1) / self.fps:g} s")
         unknown = sorted(set(self.mix) - set(CHANNELS))
         if unknown:
             raise ValueError(f"planner.mix: unknown channel(s) {unknown}; channels are {list(CHANNELS)}")
@@ -76,10 +105,13 @@ class PlannedPath:
     times: np.ndarray  # (N,)
     segments: tuple[dict[str, Any], ...]  # start, end (frames), channels, rates
     revisits: tuple[dict[str, Any], ...]  # kind, start, end (frames), distance_m
+    injected: tuple[dict[str, Any], ...] = ()  # faults put in on purpose: kind, magnitude, frames
 
     def to_job(self, trajectory: str, source: str, seed: int) -> CaptureJob:
         locations, rotations = pose_to_ue(self.poses)
         meta = {"planner": {"seed": seed, "segments": list(self.segments), "revisits": list(self.revisits)}}
+        if self.injected:
+            meta["planner"]["injected"] = list(self.injected)
         return CaptureJob(self.scene, trajectory, locations, rotations, self.times, source, meta=meta)
 
 
@@ -278,6 +310,19 @@ def plan_jobs(config: PlannerConfig, spec: ActionSpec) -> list[CaptureJob]:
         for k in range(config.trajectories_per_scene):
             seed = int(np.random.SeedSequence([config.seed, parse_scene_spec(scene_spec)[1], k]).generate_state(1)[0])
             path = plan_path(scene, config, spec, seed, counts)
-            jobs.append(path.to_job(f"plan{k:04d}", f"planner:{config.seed}:{scene.name}:{k}", seed))
+            faults = [f for f in config.faults if level_name(f.scene) == scene.name and f.path == k]
+            jobs.append(_damaged(path, faults, seed).to_job(f"plan{k:04d}", f"planner:{config.seed}:{scene.name}:{k}", seed))
     return jobs
+
+
+def _damaged(path: PlannedPath, faults: list[PlannedFault], seed: int) -> PlannedPath:
+    """The path with `faults` put into it (capture.pose_faults), each recorded with the frames it
+    affects under `injected`."""
+    poses, times, injected = path.poses, path.times, []
+    rng = np.random.default_rng(seed)
+    for fault in faults:
+        at = int(np.searchsorted(times, fault.at_s))
+        poses, times, frames = inject_pose_fault(poses, times, fault.kind, fault.magnitude, at, rng)
+        injected.append({"kind": fault.kind, "magnitude": fault.magnitude, "frames": frames})
+    return dataclasses.replace(path, poses=poses, times=times, injected=tuple(injected)) if faults else path
 

@@ -17,6 +17,7 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
+from common.cli import add_dry_run, dry_run
 from common.config import ConfigError, dump_yaml, load_config
 
 
@@ -29,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--verdicts", type=pathlib.Path, help="verdicts.csv (default: OUT/verdicts.csv if present)")
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count(), help="Ray CPUs (default: all)")
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    args = add_dry_run(parser).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     from filter.config import FilterConfig
@@ -42,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        return dry_run(staging=args.staging, out=args.out, config=config)
     verdicts_path = args.verdicts or (args.out / "verdicts.csv")
     verdicts = {}
     if args.verdicts is not None or verdicts_path.is_file():

@@ -18,8 +18,9 @@ import pandas as pd
 
 from annotate.actions import ActionSpec
 from capture.planner import PlannerConfig, plan_path
+from capture.pose_faults import POSE_FAULTS, inject_pose_fault
 from capture.standin.engine import FaultConfig
-from capture.standin.footage import POSE_FAULTS, inject_pose_fault, render_footage
+from capture.standin.footage import render_footage
 from capture.standin.scene import make_scene
 from filter.config import FilterConfig
 from filter.reasons import CHECK_REASONS, Reason

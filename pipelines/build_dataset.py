@@ -25,6 +25,7 @@ from collections.abc import Sequence
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from common.cli import add_dry_run, dry_run  # noqa: E402
 from common.config import ConfigError  # noqa: E402
 from pipelines.config import resolve_config  # noqa: E402
 
@@ -40,13 +41,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray")
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    args = add_dry_run(parser).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         config = resolve_config(args.config, args.overrides, args.ingest, args.trajectories)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        return dry_run(out=args.out, config=config)
     from common.raysession import ray_session
     from pipelines.stages import BuildError, build
 
@@ -57,12 +60,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    t, f = stats["trajectories"], stats["frames"]
-    print(f"{t['in']} trajectories: {t['captured']} captured, {t['cached']} cached, {t['failed']} failed "
-          f"{t['failed_by_stage'] or ''}; frames kept {f['kept']}, dropped {f['dropped']}; "
-          f"samples {stats['samples']} in shards {stats['shards']}; {time.perf_counter() - start:.0f} s")
+    print(summary_line(stats, time.perf_counter() - start))
     print(f"review page: {args.out / 'report' / 'index.html'}; stats: {args.out / 'stats.json'}")
     return 0
+
+
+def summary_line(stats: dict, seconds: float) -> str:
+    """One line for the console from stats.json's content."""
+    t, f = stats["trajectories"], stats["frames"]
+    failed = ", ".join(f"{stage} {n}" for stage, n in sorted(t["failed_by_stage"].items()))
+    reasons = sorted(((n, r) for r, n in f["dropped_per_reason"].items() if n), reverse=True)
+    dropped = ", ".join(f"{r} {n}" for n, r in reasons)
+    samples = ", ".join(f"{split} {n}" for split, n in stats["samples"].items())
+    return (f"{t['in']} trajectories: {t['captured']} captured, {t['cached']} cached, {t['failed']} failed"
+            f"{f' ({failed})' if failed else ''}; frames: {f['kept']} kept, {f['dropped']} dropped"
+            f"{f' ({dropped})' if dropped else ''}; samples: {samples} in {sum(stats['shards'].values())} shards; "
+            f"{seconds:.0f} s")
 
 
 if __name__ == "__main__":

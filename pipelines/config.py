@@ -36,12 +36,21 @@ class BuildConfig:
     staging: str | None = None  # default: <out>/staging
 
 
-#: the demo build (no --config): 8 planned paths in the four stand-in scene kinds, 256x144
+#: the demo build (no --config): 8 planned paths in the four stand-in scene kinds, 256x144. Two of
+#: them are damaged on purpose so the filter has something to show: corridor_0002/plan0001 shakes
+#: (rotation jitter) for a second, street_0004/plan0000 jumps 1 m sideways and back, and the engines
+#: blur the two frames after any jump of 50 cm or more (texture streaming, as UE does after a teleport).
 DEMO: dict[str, Any] = {
     "capture": {
-        "capture": {"camera": {"width": 256, "height": 144, "fov": 90.0}, "standin": {"instances": 2}},
+        "capture": {"camera": {"width": 256, "height": 144, "fov": 90.0},
+                    "standin": {"instances": 2, "settings": ["faults.streaming_blur_jump_cm=50",
+                                                             "faults.streaming_blur_frames=2"]}},
         "sources": {"planner": {"scenes": ["room-1", "corridor-2", "courtyard-3", "street-4"],
-                                "trajectories_per_scene": 2, "frames": 150}},
+                                "trajectories_per_scene": 2, "frames": 150,
+                                "faults": [{"scene": "corridor-2", "path": 1, "kind": "jitter_rotation",
+                                            "magnitude": 0.8, "at_s": 2.0},
+                                           {"scene": "street-4", "path": 0, "kind": "teleport",
+                                            "magnitude": 1.0, "at_s": 2.5}]}},
     },
     "clips": {"window": {"frames": 33, "stride": 16}, "palindrome": {"share": 0.25}},
     "shards": {"max_samples": 64},
@@ -67,5 +76,5 @@ def resolve_config(config_path: pathlib.Path | None, overrides: Sequence[str], i
             files = sorted(pathlib.Path(path).glob("*.csv")) if pathlib.Path(path).is_dir() else [pathlib.Path(path)]
             replay.extend({"path": str(f), "scene": scene} for f in files)
     if (ingest or trajectories) and config_path is None:
-        sources.get("planner", {})["trajectories_per_scene"] = 0  # given inputs replace the demo's paths
+        sources.get("planner", {}).update(trajectories_per_scene=0, faults=[])  # given inputs replace the demo's paths
     return from_dict(BuildConfig, data, source=str(config_path or "demo"))

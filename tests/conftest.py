@@ -50,3 +50,28 @@ def random_poses(rng: np.random.Generator, n: int, step_deg: float = 20.0, step_
         rotations.append(rot.as_matrix())
     positions = np.cumsum(rng.normal(size=(n, 3)) * step_m, axis=0)
     return make_pose(np.array(rotations), positions)
+
+
+@pytest.fixture(scope="session")
+def user_tree(tmp_path_factory) -> pathlib.Path:
+    """A working directory laid out like the checkout (its top-level entries linked in, out/ and
+    runs/ left out), where documented commands run as a user runs them, from the root, without
+    touching the checkout's own out/."""
+    tree = tmp_path_factory.mktemp("user_tree")
+    for entry in ROOT.iterdir():
+        if entry.name not in ("out", "runs", ".git") and not entry.name.startswith(".ci-venv"):
+            (tree / entry.name).symlink_to(entry)
+    return tree
+
+
+@pytest.fixture(scope="session")
+def demo_build(user_tree):
+    """README's command 1 (its build part): `python pipelines/build_dataset.py`, as it is, in the
+    user tree. Returns (out folder, the finished process with its stdout and stderr)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    done = subprocess.run([sys.executable, "pipelines/build_dataset.py"], cwd=user_tree, env=env,
+                          capture_output=True, text=True, timeout=900)
+    return user_tree / "out" / "demo", done

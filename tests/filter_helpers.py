@@ -8,8 +8,9 @@ import numpy as np
 
 from annotate.actions import ActionSpec
 from capture.planner import PlannerConfig, plan_path
+from capture.pose_faults import inject_pose_fault
 from capture.standin.engine import FaultConfig
-from capture.standin.footage import inject_pose_fault, render_footage
+from capture.standin.footage import render_footage
 from capture.standin.scene import make_scene
 
 

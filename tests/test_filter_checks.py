@@ -13,7 +13,7 @@ from scipy.spatial.transform import Rotation
 from annotate.geometry import integrate, make_pose
 from annotate.readers import ReaderConfig, read_trajectory
 from annotate.ue import fov_to_intrinsics, ue_to_pose
-from capture.standin.footage import inject_pose_fault
+from capture.pose_faults import inject_pose_fault
 from filter.config import ImageChecks, PoseChecks
 from filter.image_checks import FrameScorer, image_flags, image_scores, predicted_shift, shrink
 from filter.pose_checks import pose_flags, pose_scores

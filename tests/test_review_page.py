@@ -4,9 +4,7 @@ honours, and renders hostile names as text."""
 
 from __future__ import annotations
 
-import os
 import pathlib
-import shutil
 import time
 from dataclasses import replace
 
@@ -17,18 +15,11 @@ from filter.report import write_report
 from filter.run import filter_staging
 from filter.segments import Verdict
 from filter.verdicts import read_verdicts
+from tests.browser_helpers import chromium, console_problems, require_chromium
 from tests.filter_helpers import small_staging
 
 HOSTILE = "<script>alert(1)</script>"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-DRIVER = shutil.which("chromedriver")
-
-if not (CHROMIUM and DRIVER):
-    if os.environ.get("CI"):
-        raise RuntimeError("CI needs Chromium for the review-page test: apt-get install chromium chromium-driver")
-    pytest.skip("no chromium/chromedriver here (apt-get install chromium chromium-driver)", allow_module_level=True)
-
-webdriver = pytest.importorskip("selenium.webdriver")
+require_chromium()
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
@@ -49,15 +40,7 @@ def build(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     downloads = tmp_path_factory.mktemp("downloads")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver = chromium(downloads)
     yield driver, downloads
     driver.quit()
 
@@ -70,8 +53,7 @@ def test_page_loads_cleanly_and_shows_flagged_segments(build, browser):
     _, run, out = build
     driver, _ = browser
     open_page(driver, out)
-    errors = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
-    assert errors == []
+    assert console_problems(driver) == []
     dropped = [s for r in run.results for s in r.segments if s.verdict is Verdict.DROP]
     assert dropped
     for segment in dropped:

@@ -33,7 +33,9 @@ import numpy as np
 import torch
 
 from annotate.actions import ActionSpec, encode_actions
+from common.cli import add_dry_run, dry_run
 from annotate.geometry import integrate
+from capture.standin.scene import parse_scene_spec
 from training.conditioning import frame_actions
 from training.data import to_uint8, to_unit
 from training.eval.metrics import psnr
@@ -120,8 +122,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="replay each block as a CUDA graph (training.graphs; fixed-capacity memory views, so the "
                              "student's memory must be bounded); the first block of each size includes the capture")
-    args = parser.parse_args(argv)
+    args = add_dry_run(parser).parse_args(argv)
     script = None if args.keys else args.script or DEFAULT_SCRIPT
+    spec = ActionSpec()
+    try:
+        motion = parse_script(script, args.fps, args.level, spec) if script is not None else None
+        if args.scene:
+            parse_scene_spec(args.scene)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        return dry_run(arguments=args, script=script, frames=None if motion is None else len(motion) + 1)
     device = pick_device(args.device)
     student = student_from_checkpoint(args.checkpoint, device)
     if args.cuda_graphs:
@@ -135,12 +147,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         student.graphs = BlockGraphs(student)
     cfg = student.model.cfg
-    spec = ActionSpec()
-    try:
-        motion = parse_script(script, args.fps, args.level, spec) if script is not None else None
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     renderer = None
     if args.scene:
         from capture.standin.render import Renderer

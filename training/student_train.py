@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import torch
 
+from common.cli import add_dry_run, dry_run
 from common.config import ConfigError, dump_yaml, from_dict, load_config, to_dict
 from training.config import DataConfig
 from training.data import ClipBatch, crop, stream
@@ -236,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float)
     parser.add_argument("--steps", type=int)
     parser.add_argument("--device")
-    args = parser.parse_args(argv)
+    args = add_dry_run(parser).parse_args(argv)
     overrides = list(args.set)
     for key, value in (("teacher", args.teacher), ("data.shards", args.shards), ("stage", args.stage),
                        ("init", args.init), ("max_minutes", args.minutes), ("max_steps", args.steps)):
@@ -247,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        return dry_run(out=args.out, config=config)
     print(json.dumps(train(config, args.out, pick_device(args.device)), indent=2))
     return 0
 

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from common.cli import add_dry_run, dry_run
 from common.config import ConfigError, dump_yaml, load_config, to_dict
 from training.config import FlowConfig, ModelConfig, TrainConfig
 from training.data import ClipBatch, crop, stream
@@ -193,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--device", help="torch device (default: cuda if available)")
     parser.add_argument("--progress-every", type=int, default=200, help="print a log record every N steps")
-    args = parser.parse_args(argv)
+    args = add_dry_run(parser).parse_args(argv)
     overrides = list(args.set)
     for key, value in (("data.shards", args.shards), ("preset", args.preset), ("max_minutes", args.minutes),
                        ("max_steps", args.steps), ("init", args.init)):
@@ -207,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        return dry_run(out=args.out, config=config)
     device = pick_device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True

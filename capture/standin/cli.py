@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from capture.standin.engine import EngineConfig
 from capture.standin.server import StandinServer
+from common.cli import add_dry_run, dry_run
 from common.config import ConfigError, load_config
 
 
@@ -31,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="override a setting, e.g. faults.black_frame=0.05 (repeatable)")
     parser.add_argument("--fault-log", type=pathlib.Path, help="append a JSON line per injected fault")
     parser.add_argument("--log-level", default="WARNING")
-    args = parser.parse_args(argv)
+    args = add_dry_run(parser).parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s standin %(levelname)s %(message)s")
 
     # typed flags replace the file's and --set's values as they are (not re-parsed as YAML: `--scene 7`
@@ -40,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                ("fov", args.fov)) if v is not None}
     try:
         config = dataclasses.replace(load_config(EngineConfig, args.config, args.overrides), **flags)
+        if args.dry_run:
+            return dry_run(host=args.host, port=args.port, config=config)
         server = StandinServer(config, args.host, args.port, args.fault_log, exit_on_crash=True)
     except (ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -89,6 +89,7 @@ class EngineConfig:
             raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
         if not 0 < self.fov < 180:
             raise ValueError(f"fov must be in (0, 180), got {self.fov}")
+        parse_scene_spec(self.scene)  # a clear error for an unknown scene, before anything starts
 
 
 class EngineCrash(Exception):

@@ -22,6 +22,7 @@ from typing import Any
 from dataclasses import asdict, replace
 
 
+from common.cli import add_dry_run, dry_run
 from common.config import to_dict
 from training.eval.evaluate import (SamplerConfig, frame_metrics, revisit, run_method, shuffled_scripts,
                                     student_generator, summarize, teacher_generator)
@@ -69,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes rendering ground truth")
     parser.add_argument("--device")
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
-    args = parser.parse_args(argv)
+    args = add_dry_run(parser).parse_args(argv)
+    if args.dry_run:
+        return dry_run(arguments=args)
 
     scenes = val_scenes(args.manifest) if args.manifest else tuple(s for s in args.scenes.split(",") if s)
     device = pick_device(args.device)

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from common.cli import add_dry_run, dry_run
+
 
 class CompareError(ValueError):
     pass
@@ -58,7 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--method", default="model", help="method of A (model, shuffled, copy_first)")
     parser.add_argument("--method-b", help="method of B (default: --method)")
     parser.add_argument("--json", type=pathlib.Path, help="also write the figures here")
-    args = parser.parse_args(argv)
+    args = add_dry_run(parser).parse_args(argv)
+    if args.dry_run:
+        return dry_run(arguments=args)
     try:
         a, b = (json.loads(p.read_text()) for p in (args.a, args.b))
         result = compare(a, b, method_a=args.method, method_b=args.method_b or args.method,
