@@ -97,3 +97,43 @@ def test_bad_planner_settings_are_named():
         PlannerConfig(mix={"sideways": 1.0})
     with pytest.raises(ValueError, match="not all zero"):
         PlannerConfig(mix={c: 0.0 for c in CHANNELS})
+
+
+def test_planned_faults_damage_only_the_chosen_path():
+    """planner.faults: the chosen path carries the fault (recorded with its frames), the others are
+    the same paths as without it, and the filter's pose checks flag the damaged frames."""
+    from capture.planner import PlannedFault
+    from filter.config import PoseChecks
+    from filter.pose_checks import pose_flags, pose_scores
+
+    base = PlannerConfig(scenes=("room-1", "street-4"), trajectories_per_scene=2, frames=150)
+    fault = PlannedFault(scene="street-4", path=0, kind="teleport", magnitude=1.0, at_s=2.5)
+    clean = {j.key: j for j in plan_jobs(base, SPEC)}
+    damaged = {j.key: j for j in plan_jobs(PlannerConfig(**{**base.__dict__, "faults": (fault,)}), SPEC)}
+    assert set(clean) == set(damaged)
+    for key, job in damaged.items():
+        if key != "street_0004/plan0000":
+            np.testing.assert_array_equal(job.locations, clean[key].locations)
+            assert "injected" not in job.meta["planner"]
+    job = damaged["street_0004/plan0000"]
+    (injected,) = job.meta["planner"]["injected"]
+    assert injected["kind"] == "teleport" and injected["frames"] == [75, 90]
+    jump = np.linalg.norm(np.diff(job.locations, axis=0), axis=1)
+    assert jump[74] > 90 and jump[89] > 90  # cm: out and back
+    poses = ue_to_pose(job.locations, job.rotations)
+    flags = pose_flags(pose_scores(poses, job.times, PoseChecks()), PoseChecks())
+    assert flags["teleport"][[75, 90]].all()
+
+
+@pytest.mark.parametrize("fault,message", [
+    ({"scene": "corridor-9", "path": 0}, "is not planned"),
+    ({"path": 2}, "is not planned"),
+    ({"at_s": 99.0}, "past the paths"),
+    ({"kind": "wobble"}, "unknown kind"),
+])
+def test_planned_fault_config_errors(fault, message):
+    from capture.planner import PlannedFault
+
+    with pytest.raises(ValueError, match=message):
+        spec = {"scene": "room-1", "path": 0, "kind": "jitter_rotation", "magnitude": 0.5, "at_s": 1.0, **fault}
+        PlannerConfig(scenes=("room-1",), trajectories_per_scene=2, frames=90, faults=(PlannedFault(**spec),))

@@ -208,5 +208,6 @@ def test_commands_error_mode_like_ue_4_27_is_the_default():
         client = unrealcv.Client(("127.0.0.1", srv.port))
         with pytest.warns(UserWarning, match="too old to report its supported commands"):
             assert client.connect()
-        assert client.request("vget /unrealcv/version") == "1.1.0"
+        version = client.request("vget /unrealcv/version")
+        assert version == "1.1.0" and tuple(int(part) for part in version.split(".")) == (1, 1, 0)
         client.disconnect()
