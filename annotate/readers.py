@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import enum
+import io
 import pathlib
 from dataclasses import dataclass
 from typing import Literal
@@ -111,28 +112,11 @@ def read_ue_csv(path: str | pathlib.Path, config: ReaderConfig = ReaderConfig())
     """UE pose CSV (formats.md 1.1): cm and degrees in UE's left-handed world; extra columns kept."""
     path = pathlib.Path(path)
     source = str(path)
-    with _open(path) as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise TrajectoryError(source, f"empty file: expected a header {','.join(UE_COLUMNS)}")
-        header = [name.strip() for name in header]
-        missing = [c for c in UE_COLUMNS if c not in header]
-        if missing:
-            raise TrajectoryError(source, f"missing column(s) {', '.join(missing)} in header {header}", 1)
-        duplicated = sorted({c for c in header if header.count(c) > 1})
-        if duplicated:
-            raise TrajectoryError(source, f"duplicated column(s) {', '.join(duplicated)}", 1)
-        lines, rows = [], []
-        for row in reader:
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # a blank line is not a row
-            if len(row) != len(header):
-                raise TrajectoryError(
-                    source, f"{len(row)} fields, but the header has {len(header)} ({','.join(header)})", reader.line_num
-                )
-            lines.append(reader.line_num)
-            rows.append(row)
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    try:
+        header, lines, rows = _csv_rows(source, reader)
+    except csv.Error as exc:  # a field over csv's size limit, a broken quote
+        raise TrajectoryError(source, f"not a readable CSV line: {exc}", reader.line_num) from None
     table = np.array(rows, dtype=str).reshape(len(rows), len(header))
     lines_arr = np.array(lines, dtype=np.int64)
     index = {name: i for i, name in enumerate(header)}
@@ -156,6 +140,31 @@ def read_ue_csv(path: str | pathlib.Path, config: ReaderConfig = ReaderConfig())
         extras=extras,
         meta={"format": PoseFormat.UE_CSV.value},
     )
+
+
+def _csv_rows(source: str, reader) -> tuple[list[str], list[int], list[list[str]]]:
+    """A UE pose CSV's header, and the line number and fields of every data row."""
+    header = next(reader, None)
+    if header is None:
+        raise TrajectoryError(source, f"empty file: expected a header {','.join(UE_COLUMNS)}")
+    header = [name.strip() for name in header]
+    missing = [c for c in UE_COLUMNS if c not in header]
+    if missing:
+        raise TrajectoryError(source, f"missing column(s) {', '.join(missing)} in header {header}", 1)
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        raise TrajectoryError(source, f"duplicated column(s) {', '.join(duplicated)}", 1)
+    lines, rows = [], []
+    for row in reader:
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue  # a blank line is not a row
+        if len(row) != len(header):
+            raise TrajectoryError(
+                source, f"{len(row)} fields, but the header has {len(header)} ({','.join(header)})", reader.line_num
+            )
+        lines.append(reader.line_num)
+        rows.append(row)
+    return header, lines, rows
 
 
 def read_tum(path: str | pathlib.Path, config: ReaderConfig = ReaderConfig()) -> Trajectory:
@@ -262,24 +271,28 @@ def _trajectory(config: ReaderConfig, *args, **kwargs) -> Trajectory:
     )
 
 
-def _open(path: pathlib.Path):
+def _read_text(path: pathlib.Path) -> str:
+    """A pose file's text: UTF-8 (a BOM is dropped), no NUL bytes; else an error naming the line."""
     try:
-        return open(path, newline="", encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise TrajectoryError(str(path), f"cannot open: {exc.strerror}") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        offset = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        raise TrajectoryError(str(path), f"not UTF-8 text ({exc.reason} at byte {offset}); a binary file?",
+                              data.count(b"\n", 0, offset) + 1) from None
+    nul = text.find("\0")
+    if nul >= 0:
+        raise TrajectoryError(str(path), "NUL byte in the text; a binary file?", text.count("\n", 0, nul) + 1)
+    return text
 
 
 def _data_lines(path: pathlib.Path) -> list[tuple[int, str]]:
     """(line number, text) of every non-blank, non-`#` line."""
-    try:
-        with _open(path) as handle:
-            return [
-                (number, text.strip())
-                for number, text in enumerate(handle, start=1)
-                if text.strip() and not text.lstrip().startswith("#")
-            ]
-    except UnicodeDecodeError as exc:
-        raise TrajectoryError(str(path), f"not a text file ({exc.reason} at byte {exc.start})") from exc
+    return [(number, text.strip()) for number, text in enumerate(_read_text(path).splitlines(), start=1)
+            if text.strip() and not text.lstrip().startswith("#")]
 
 
 def _read_table(path: pathlib.Path, columns: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:

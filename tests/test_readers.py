@@ -152,7 +152,13 @@ BAD = [
     ("nothing.tum", "# only a comment\n\n", {}, r"nothing.tum: no poses"),
     ("one.csv", HEADER + "0,0.0,1,2,3,0,0,0\n", {}, r"one.csv:2: only one pose: a trajectory needs at least 2"),
     ("one.tum", "\n\n0 0 0 0 0 0 0 1\n", {}, r"one.tum:3: only one pose"),
-    ("binary.tum", None, {}, r"binary.tum: not a text file"),
+    ("binary.tum", None, {}, r"binary.tum:1: not UTF-8 text \(invalid start byte at byte 1\); a binary file\?"),
+    ("binary.csv", None, {}, r"binary.csv:1: not UTF-8 text"),
+    ("latin1.csv", (HEADER + "0,0.0,1,2,3,0,0,0\n1,0.1,1,2,3,0,0,\xe9\n").encode("latin-1"), {},
+     r"latin1.csv:3: not UTF-8 text \(invalid continuation byte"),
+    ("long.csv", HEADER + "0,0.0," + "1" * 200_000 + ",2,3,0,0,0\n", {},
+     r"long.csv:2: not a readable CSV line: field larger than field limit"),
+    ("nul.csv", HEADER + "0,0.0,1,2\x003,0,0,0\n", {}, r"nul.csv:2: NUL byte in the text"),
 ]
 
 
@@ -161,10 +167,18 @@ def test_bad_input_names_file_and_line(tmp_path, name, content, kwargs, message)
     path = tmp_path / name
     if content is None:
         path.write_bytes(b"\x00\xff\xfe\x89PNG")
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
     else:
         path.write_text(content)
     with pytest.raises(TrajectoryError, match="^" + str(tmp_path).replace("\\", "\\\\") + "/" + message):
         read_trajectory(path, **kwargs)
+
+
+def test_a_utf8_bom_is_not_part_of_the_header(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + (HEADER + UE_ROWS).encode())
+    assert len(read_ue_csv(path).poses) == 3
 
 
 def test_missing_file_is_named(tmp_path):
