@@ -46,7 +46,8 @@ class CaptureWorker:
         self.staging = pathlib.Path(staging)
         self.process: StandinProcess | None = None
         self.client: EngineClient | None = None
-        self.failures = 0  # consecutive engine failures
+        self.failures = 0  # consecutive engine failures (a trajectory's repeated losses count once)
+        self.lost_on: set[str] = set()  # trajectories the engine was lost on since the last success
         self.restarts = 0
         self.retired_reason: str | None = None
         self.level: str | None = None
@@ -123,6 +124,7 @@ class CaptureWorker:
         if self.retired_reason is not None:
             return Attempt(job.key, False, self.describe(), f"engine retired: {self.retired_reason}", retired=True)
         writer: StagingWriter | None = None
+        row: int | None = None  # the pose being captured, once the engine is ready
         try:
             client = self._ensure_engine()
             if self.level != job.scene:
@@ -130,10 +132,12 @@ class CaptureWorker:
                 self.level = job.scene
                 client.setup_camera(self.config.camera)
             writer = StagingWriter(self.staging, job.scene, job.trajectory, self.config.staging)
+            row = 0
             for _ in range(self.config.client.warmup_frames):
                 client.capture(job.locations[0], job.rotations[0])
             worst = np.zeros(2)
             for i in range(len(job)):
+                row = i
                 frame = client.capture(job.locations[i], job.rotations[i])
                 worst = np.maximum(worst, self._check_readback(job, i, frame.location, frame.rotation))
                 writer.add(float(job.times[i]), frame.lit, frame.location, frame.rotation,
@@ -143,26 +147,35 @@ class CaptureWorker:
         except EngineError as exc:
             if writer is not None:
                 writer.abort()
-            return self._failed(job, exc, time.perf_counter() - start)
+            return self._failed(job, exc, time.perf_counter() - start, row)
         except BaseException:
             if writer is not None:
                 writer.abort()
             raise
         self.failures = 0
+        self.lost_on.clear()
         return Attempt(job.key, True, self.describe(), path=str(path), frames=len(job), seconds=time.perf_counter() - start)
 
-    def _failed(self, job: CaptureJob, exc: EngineError, seconds: float) -> Attempt:
+    def _failed(self, job: CaptureJob, exc: EngineError, seconds: float, row: int | None) -> Attempt:
+        """An attempt that failed. An engine lost while capturing counts towards retiring it only
+        once per trajectory: poses that kill the engine every time (a log far outside the level)
+        are that trajectory's failure, and the engine, relaunched, serves the next one; losses on
+        different trajectories in a row, or an engine that cannot start, retire it."""
         lost = isinstance(exc, (EngineConnectionLost, EngineUnavailable))
         where = self.describe()
+        at = f" (at pose row {row} of {job.source})" if row is not None else ""
         if lost:
-            self.failures += 1
+            if row is None or job.key not in self.lost_on:
+                self.failures += 1
+            if row is not None:
+                self.lost_on.add(job.key)
             self._drop_engine()
             if self.failures >= self.config.retry.max_engine_failures:
-                self.retired_reason = f"{self.failures} engine failures in a row, last: {exc}"
+                self.retired_reason = f"{self.failures} engine failures in a row, last: {exc}{at}"
                 log.error("%s: retired: %s", where, self.retired_reason)
                 self.close()
-        log.warning("%s: %s: %s", where, job.key, exc)
-        return Attempt(job.key, False, where, f"{type(exc).__name__}: {exc}", engine_lost=lost,
+        log.warning("%s: %s: %s%s", where, job.key, exc, at)
+        return Attempt(job.key, False, where, f"{type(exc).__name__}: {exc}{at}", engine_lost=lost,
                        retired=self.retired_reason is not None, seconds=seconds)
 
     def _check_readback(self, job: CaptureJob, i: int, location: np.ndarray, rotation: np.ndarray) -> np.ndarray:
@@ -173,7 +186,7 @@ class CaptureWorker:
         tol = self.config.client
         if cm > tol.readback_tolerance_cm or deg > tol.readback_tolerance_deg:
             raise EngineDataError(
-                f"{job.source}: row {i}: the engine used pose {location.round(3).tolist()} {rotation.round(3).tolist()}, "
+                f"the engine used pose {location.round(3).tolist()} {rotation.round(3).tolist()}, "
                 f"commanded {job.locations[i].round(3).tolist()} {job.rotations[i].round(3).tolist()}")
         return np.array([cm, deg])
 

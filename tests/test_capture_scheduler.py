@@ -86,14 +86,33 @@ def test_a_dead_endpoint_yields_failed_records_not_a_hang(tmp_path):
 
 
 def test_an_engine_that_keeps_dying_is_restarted_then_retired(tmp_path):
+    """Lost on three different trajectories in a row: retired (a trajectory's own repeated losses
+    count once, so the first two trajectories used up their attempts first)."""
     config = small_config(standin=StandinPoolConfig(instances=1, scene="room-1", settings=("faults.crash_after=30",)),
-                          retry=RetryConfig(max_attempts=5, max_engine_failures=3, actor_cpus=0.5))
-    results = run_capture([walk_job(40, "doomed"), walk_job(3, "after")], config, tmp_path, progress=False)
-    doomed, after = results
-    assert doomed.status == "failed" and len(doomed.attempts) == 3, doomed
-    assert all("EngineConnectionLost" in a for a in doomed.attempts)
+                          retry=RetryConfig(max_attempts=2, max_engine_failures=3, actor_cpus=0.5))
+    jobs = [walk_job(40, name) for name in ("a", "b", "c", "after")]
+    a, b, c, after = run_capture(jobs, config, tmp_path, progress=False)
+    for doomed in (a, b):
+        assert doomed.status == "failed" and len(doomed.attempts) == 2, doomed
+        assert all("EngineConnectionLost" in x and f"of test:{doomed.trajectory})" in x for x in doomed.attempts)
+    assert c.status == "failed" and len(c.attempts) == 1 and "no live engine" in c.reason
     assert after.status == "failed" and "no live engine" in after.reason
-    assert not (tmp_path / "room_0001" / "doomed").exists()
+    assert not (tmp_path / "room_0001" / "a").exists()
+
+
+def test_poses_that_kill_the_engine_fail_their_trajectory_not_the_engine(tmp_path):
+    """A log far outside the level kills the engine on every attempt; it fails, naming the row, and
+    the relaunched engine captures the rest."""
+    config = small_config(standin=StandinPoolConfig(instances=1, scene="room-1",
+                                                   settings=("faults.crash_outside_cm=100000",)),
+                          retry=RetryConfig(max_attempts=3, max_engine_failures=2, actor_cpus=0.5))
+    far = walk_job(10, "far")
+    far = type(far)(far.scene, "far", far.locations + [5e6, 0, 0], far.rotations, far.times, "logs/far.csv")
+    results = run_capture([walk_job(5, "before"), far, walk_job(5, "next", seed=1)], config, tmp_path, progress=False)
+    before, far_result, after = results
+    assert before.status == "captured" and after.status == "captured", results
+    assert far_result.status == "failed" and len(far_result.attempts) == 3
+    assert "at pose row 0 of logs/far.csv" in far_result.reason
 
 
 def test_more_actors_than_the_cluster_can_place_is_a_clear_error(tmp_path):

@@ -43,6 +43,7 @@ class FaultConfig:
     slow_reply_seconds: float = 2.0
     drop_connection: float = 0.0  # a request gets no reply: the connection is closed instead
     crash_after: int | None = None  # the engine dies on request number crash_after + 1
+    crash_outside_cm: float | None = None  # the engine dies when a camera is placed farther than this from the origin
     ignore_size: bool = False  # `vset /camera/N/size` answers ok but keeps the configured size
     flicker: float = 0.0  # lit capture's brightness is scaled by `flicker_gain` (lighting flicker)
     flicker_gain: float = 1.4
@@ -81,7 +82,9 @@ class EngineConfig:
     # template list, as UnrealCV+ >= 2.0 does (the client then checks every request against it,
     # ~0.1 ms per request on its side).
     report_commands: bool = False
-    output_dir: pathlib.Path = pathlib.Path(".")  # where `vget ... lit name.png` saves files
+    output_dir: pathlib.Path = pathlib.Path(".")  # where `vget ... lit name.png` saves files (never outside it)
+    idle_timeout_s: float | None = 300.0  # a client silent this long is disconnected (None: never)
+    message_timeout_s: float | None = 10.0  # ... or one stalled this long inside a message
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
@@ -90,6 +93,10 @@ class EngineConfig:
         if not 0 < self.fov < 180:
             raise ValueError(f"fov must be in (0, 180), got {self.fov}")
         parse_scene_spec(self.scene)  # a clear error for an unknown scene, before anything starts
+        for name in ("idle_timeout_s", "message_timeout_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 (or null: no limit), got {value}")
 
 
 class EngineCrash(Exception):
@@ -223,7 +230,12 @@ class Engine:
         return fn(self.cameras[int(index)])
 
     def _set_location(self, i, x, y, z):
-        return self._camera(i, lambda c: _assign(c, "location", np.array([float(x), float(y), float(z)])))
+        location = np.array([float(x), float(y), float(z)])
+        limit = self.faults.crash_outside_cm
+        if limit is not None and not np.linalg.norm(location) <= limit:  # as UE can at its world bounds
+            self._log_fault("crash_outside", None, location=location.tolist())
+            raise EngineCrash()
+        return self._camera(i, lambda c: _assign(c, "location", location))
 
     def _set_rotation(self, i, p, y, r):
         return self._camera(i, lambda c: _assign(c, "rotation", np.array([float(p), float(y), float(r)])))
@@ -266,10 +278,21 @@ class Engine:
             data = encode_bmp(image, self.config.ue_bmp_quirk)
         if "." not in arg:
             return data
-        path = self.config.output_dir / arg
+        path = self._output_path(arg)
+        if path is None:
+            return f"error Invalid filename {arg}: files are saved inside the engine's output folder only"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         return arg
+
+    def _output_path(self, name: str) -> pathlib.Path | None:
+        """Where `vget ... lit NAME` saves: NAME relative to output_dir, as UE saves relative names
+        under its own folder; None for an absolute name or one that leaves the folder (`..`, links)."""
+        root = self.config.output_dir.resolve()
+        if pathlib.PurePath(name).is_absolute():
+            return None
+        path = (root / name).resolve()
+        return path if path.is_relative_to(root) and path != root else None
 
     def _render(self, camera: Camera) -> Frame:
         """Render once per pose/settings: lit, depth and mask of one pose come from one frame."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import select
 import socket
 import struct
 from collections.abc import Callable
@@ -70,20 +71,31 @@ def _check_header(data: bytes | bytearray) -> int:
     return size
 
 
-class MessageReader:
-    """Buffered framed-message reader: one recv can bring several requests (a client's batch)."""
+class IdleTimeout(ConnectionError):
+    """The peer sent nothing for too long (or stopped inside a message); the connection must close."""
 
-    def __init__(self, sock: socket.socket):
+
+class MessageReader:
+    """Buffered framed-message reader: one recv can bring several requests (a client's batch).
+
+    `idle_timeout`: the longest wait for the next message; `message_timeout`: for the rest of a
+    message once its first bytes arrived. Past either, `next` raises IdleTimeout. None: no limit."""
+
+    def __init__(self, sock: socket.socket, idle_timeout: float | None = None, message_timeout: float | None = None):
         self.sock = sock
         self.buffer = bytearray()
+        self.idle_timeout, self.message_timeout = idle_timeout, message_timeout
 
     def next(self, block: bool = True) -> bytes | None:
         """The next complete payload. Without `block`, None when none is complete yet; with it,
-        None only on a clean close. Raises ProtocolError on broken framing."""
+        None only on a clean close. Raises ProtocolError on broken framing, IdleTimeout when the
+        peer is silent too long."""
         while True:
             message = self._parse()
             if message is not None:
                 return message
+            if block:
+                self._wait()
             try:
                 chunk = self.sock.recv(1 << 20, 0 if block else socket.MSG_DONTWAIT)
             except BlockingIOError:
@@ -93,6 +105,12 @@ class MessageReader:
                     raise ProtocolError(f"connection closed inside a message ({len(self.buffer)} bytes pending)")
                 return None
             self.buffer += chunk
+
+    def _wait(self) -> None:
+        limit = self.message_timeout if self.buffer else self.idle_timeout
+        if limit is not None and not select.select([self.sock], [], [], limit)[0]:
+            where = f"inside a message ({len(self.buffer)} bytes pending)" if self.buffer else "between messages"
+            raise IdleTimeout(f"nothing received for {limit:g} s {where}")
 
     def _parse(self) -> bytes | None:
         if len(self.buffer) < HEADER.size:

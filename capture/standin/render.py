@@ -54,12 +54,14 @@ class Renderer:
         scene = self.scene
         cam_dirs = _camera_rays(width, height, float(fov))  # (N, 3), z = 1
         rotation = pose[:3, :3].astype(np.float32)
-        origin = pose[:3, 3].astype(np.float32)
+        with np.errstate(over="ignore"):  # an absurd coordinate becomes inf: the camera sees nothing
+            origin = pose[:3, 3].astype(np.float32)
         dirs = cam_dirs @ rotation.T
         keep = self._visible_boxes(pose, width, height, fov)
         hits = cast(origin, dirs, scene.box_min[keep], scene.box_max[keep])
         hit = hits.box >= 0
-        box = np.where(hit, keep[np.maximum(hits.box, 0)], -1)
+        # a camera that sees no box (far outside the scene, or at an absurd coordinate) sees the sky
+        box = np.where(hit, keep[np.maximum(hits.box, 0)], -1) if len(keep) else np.full(len(dirs), -1)
 
         rgb = np.empty((len(dirs), 3), dtype=np.float32)
         if hit.any():

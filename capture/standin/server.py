@@ -1,7 +1,9 @@
 """The stand-in's TCP server: UnrealCV framing, one client at a time, in-order replies, faults.
 
 Like UE's listener it serves a single connection; a second client's TCP connect succeeds (backlog)
-but gets its greeting only when the first disconnects. Malformed request payloads (no `id:`) are
+but gets its greeting only when the first disconnects. Unlike UE, a client silent for
+`idle_timeout_s`, or stalled inside a message for `message_timeout_s`, is disconnected, so a dead
+or careless one cannot hold the only slot forever. Malformed request payloads (no `id:`) are
 logged and get no reply, as in UnrealCV 1.x; bad magic or an empty payload closes the connection.
 """
 
@@ -15,7 +17,7 @@ import threading
 import time
 
 from capture.standin.engine import PROJECT, Engine, EngineConfig, EngineCrash
-from capture.standin.protocol import REQUEST, MessageReader, ProtocolError, pack
+from capture.standin.protocol import REQUEST, IdleTimeout, MessageReader, ProtocolError, pack
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ class StandinServer:
         log.info("client %s connected", peer)
         self.engine.client_connected = True
         conn.sendall(pack(f"connected to {PROJECT} {self.engine.scene.name}".encode()))
-        reader = MessageReader(conn)
+        reader = MessageReader(conn, self.engine.config.idle_timeout_s, self.engine.config.message_timeout_s)
         pending: list[bytes] = []
         while not self._stop.is_set():
             try:
@@ -93,7 +95,7 @@ class StandinServer:
                     if not _send(conn, pending):
                         return
                     continue
-            except ProtocolError as exc:
+            except (ProtocolError, IdleTimeout) as exc:
                 log.warning("client %s: %s; closing the connection", peer, exc)
                 return
             except OSError:
@@ -119,7 +121,13 @@ class StandinServer:
                 text = body.decode("utf-8")
             except UnicodeDecodeError:
                 text = body.decode("latin-1")
-            result = self.engine.handle(text.strip("\r\n"))
+            try:
+                result = self.engine.handle(text.strip("\r\n"))
+            except EngineCrash:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one bad request must not take the engine down
+                log.exception("client %s: %r failed", peer, text[:200])
+                result = f"error Internal error: {type(exc).__name__}: {exc}"
             pending.append(pack(request_id + b":" + (result if isinstance(result, bytes) else result.encode("utf-8"))))
 
     def _crash(self) -> None:
