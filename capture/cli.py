@@ -43,11 +43,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "capture_config.yaml").write_text(dump_yaml(config))
     try:
         with ray_session(num_cpus=args.num_cpus):
-            results = run(config, args.out, progress=not args.no_progress)
+            outcome = run(config, args.out, progress=not args.no_progress)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    results = outcome.results
     report = write_report(results, args.out / REPORT)
+    for skip in outcome.skipped:
+        print(f"skipped: {skip.path}: {skip.reason}", file=sys.stderr)
     for r in results:
         if r.status == "failed":
             print(f"failed: {r.scene}/{r.trajectory}: {r.reason}", file=sys.stderr)

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import pathlib
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,7 +32,7 @@ import PIL.Image
 from annotate.readers import ReaderConfig, read_ue_csv
 from annotate.trajectory import TrajectoryError
 from capture.config import StagingConfig
-from capture.records import CaptureResult, safe_name
+from capture.records import CaptureResult
 from capture.staging import LayoutError, StagingWriter, frame_files, intrinsics, staged_fingerprint, trajectory_dir
 
 @dataclass(frozen=True)
@@ -42,23 +44,24 @@ class IngestConfig:
     # "header": read each image's header (format and size) only; the filter stage decodes every frame
     # anyway and fails the trajectory on an undecodable one, with file and row. "decode": decode here too.
     check: Literal["header", "decode"] = "header"
+    # an image whose header claims more pixels than this fails its sequence (a decompression bomb
+    # costs gigabytes to decode); 50 MP is above 8K (7680x4320 = 33 MP)
+    max_pixels: int = 50_000_000
+
+    def __post_init__(self) -> None:
+        if self.max_pixels < 1:
+            raise ValueError(f"ingest.max_pixels must be >= 1, got {self.max_pixels}")
+        if self.default_fov is not None and not 0 < self.default_fov < 180:
+            raise ValueError(f"ingest.default_fov must be in (0, 180), got {self.default_fov}")
 
 
 @dataclass(frozen=True)
 class Sequence:
+    """One `<root>/<scene>/<trajectory>/` folder; scene and trajectory are its ids (capture/inputs.py)."""
+
     scene: str
     trajectory: str
     folder: pathlib.Path
-
-
-def find_sequences(root: str | pathlib.Path) -> list[Sequence]:
-    """Every `<root>/<scene>/<trajectory>/` folder (hidden ones skipped), sorted."""
-    root = pathlib.Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"ingest root {root} is not a folder")
-    return [Sequence(scene.name, trajectory.name, trajectory)
-            for scene in sorted(root.iterdir()) if scene.is_dir() and not scene.name.startswith(".")
-            for trajectory in sorted(scene.iterdir()) if trajectory.is_dir() and not trajectory.name.startswith(".")]
 
 
 class IngestError(Exception):
@@ -68,7 +71,7 @@ class IngestError(Exception):
 def ingest_sequence(sequence: Sequence, staging: str | pathlib.Path, config: IngestConfig) -> CaptureResult:
     """Check one sequence and stage it; the result says captured, cached or failed (with why)."""
     start = time.perf_counter()
-    scene, trajectory = safe_name(sequence.scene), safe_name(sequence.trajectory)
+    scene, trajectory = sequence.scene, sequence.trajectory
     folder, staging = sequence.folder, pathlib.Path(staging)
 
     def result(status, reason="", frames=0, path=None) -> CaptureResult:
@@ -76,26 +79,38 @@ def ingest_sequence(sequence: Sequence, staging: str | pathlib.Path, config: Ing
                              path, str(folder))
 
     try:
-        poses_path = folder / "poses.csv"
-        if not poses_path.is_file():
-            raise IngestError(f"{poses_path}: missing (every sequence needs poses.csv)")
-        traj = read_ue_csv(poses_path, config.reader)
-        frames = frame_files(folder, len(traj.poses))
-        meta = _read_meta(folder / "meta.json", config)
-        fingerprint = _fingerprint(poses_path, frames, meta)
-        if config.resume and staged_fingerprint(staging, scene, trajectory) == fingerprint:
-            return result("cached", frames=len(frames), path=str(trajectory_dir(staging, scene, trajectory)))
-        width, height = _check_images(frames, poses_path, config.check)
+        return _ingest(sequence, staging, config, result)
     except (IngestError, LayoutError, TrajectoryError, OSError) as exc:
         return result("failed", str(exc))
+    except Exception as exc:  # one input's failure, of any kind, is that input's failed row
+        return result("failed", f"{folder}: unexpected {type(exc).__name__}: {exc}")
+
+
+def _ingest(sequence: Sequence, staging: pathlib.Path, config: IngestConfig, result) -> CaptureResult:
+    scene, trajectory, folder = sequence.scene, sequence.trajectory, sequence.folder
+    poses_path = folder / "poses.csv"
+    if not poses_path.is_file():
+        raise IngestError(f"{poses_path}: missing (every sequence needs poses.csv)")
+    traj = read_ue_csv(poses_path, config.reader)
+    dropped = {int(d["line"]) for d in traj.meta.get("dropped", ())}  # reader.duplicate_times=keep_first
+    assert traj.lines is not None  # read_ue_csv records each row's file line
+    rows = sorted([*map(int, traj.lines), *dropped])  # the file lines of every data row, in order
+    frames = [f for f, line in zip(frame_files(folder, len(rows)), rows) if line not in dropped]
+    meta = _read_meta(folder / "meta.json", config)
+    fingerprint = _fingerprint(poses_path, frames, meta)
+    if config.resume and staged_fingerprint(staging, scene, trajectory) == fingerprint:
+        return result("cached", frames=len(frames), path=str(trajectory_dir(staging, scene, trajectory)))
+    width, height = _check_images(frames, poses_path, config)
     staged_meta = {
         **{k: v for k, v in meta.items() if k not in ("fov", "fps", "caption")},
         "scene": scene, "trajectory": trajectory, "source": str(folder), "caption": meta.get("caption", ""),
         "fov": float(meta["fov"]), "fov_source": meta.get("fov_source", "meta.json"), "fps": meta.get("fps"),
         "width": width, "height": height, "modalities": ["lit"], "fingerprint": fingerprint,
         "intrinsics": intrinsics(float(meta["fov"]), width, height),
+        "source_frames": [str(f.relative_to(folder)) for f in frames],
+        "source_rows_dropped": sorted(dropped),
     }
-    path = _stage(folder, frames, staging, scene, trajectory, staged_meta)
+    path = _stage(folder, frames, staging, scene, trajectory, staged_meta, dropped)
     return result("captured", frames=len(frames), path=str(path))
 
 
@@ -112,34 +127,58 @@ def _read_meta(path: pathlib.Path, config: IngestConfig) -> dict:
         if config.default_fov is None:
             raise IngestError(f"{path}: no fov given (and ingest.default_fov is not set)")
         meta["fov"], meta["fov_source"] = config.default_fov, "ingest.default_fov"
-    try:
-        fov = float(meta["fov"])
-    except (TypeError, ValueError):
-        raise IngestError(f"{path}: fov {meta['fov']!r} is not a number") from None
+    fov = _number(path, "fov", meta["fov"])
     if not 0 < fov < 180:
-        raise IngestError(f"{path}: fov {fov} is not in (0, 180)")
+        raise IngestError(f"{path}: key 'fov': {fov:g} is not in (0, 180) degrees")
+    if meta.get("fps") is not None:
+        fps = _number(path, "fps", meta["fps"])
+        if not 0 < fps <= MAX_FPS:
+            raise IngestError(f"{path}: key 'fps': {fps:g} is not in (0, {MAX_FPS}] frames per second")
+        meta["fps"] = fps
+    if not isinstance(meta.get("caption", ""), str):
+        raise IngestError(f"{path}: key 'caption': expected a string, got {type(meta['caption']).__name__}")
     return meta
 
 
-def _image_size(path: pathlib.Path, check: str) -> tuple[int, int] | None:
-    """(height, width), or None when the image cannot be read (decoded, or its header parsed)."""
-    if check == "decode":
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        return None if image is None else image.shape[:2]
+MAX_FPS = 240.0  # meta.json fps above this is a mistake (ms given as fps, frame counts), not footage
+
+
+def _number(path: pathlib.Path, key: str, value: object) -> float:
+    """A meta.json value that must be a finite number (a bool or a string is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise IngestError(f"{path}: key {key!r}: {json.dumps(value)} is not a number")
+    return float(value)
+
+
+def _image_size(path: pathlib.Path, where: str, config: IngestConfig) -> tuple[int, int]:
+    """(height, width) from the header (checked against max_pixels before anything is decoded), then,
+    with check: decode, from the decoded image; IngestError when unreadable or too large."""
     try:
-        with PIL.Image.open(path) as image:  # parses the header only
-            return image.size[1], image.size[0]
-    except (OSError, ValueError):
-        return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+            with PIL.Image.open(path) as image:  # parses the header only
+                width, height = image.size
+    except PIL.Image.DecompressionBombError:
+        raise IngestError(f"{where}: the header claims more pixels than Pillow opens (a decompression bomb; "
+                          f"ingest.max_pixels is {config.max_pixels:,})") from None
+    except (OSError, ValueError, SyntaxError):
+        raise IngestError(f"{where}: unreadable image") from None
+    if width * height > config.max_pixels:
+        raise IngestError(f"{where}: {width}x{height} is {width * height:,} pixels, over ingest.max_pixels "
+                          f"({config.max_pixels:,})")
+    if config.check == "decode":
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise IngestError(f"{where}: unreadable image")
+        return image.shape[:2]
+    return height, width
 
 
-def _check_images(frames: list[pathlib.Path], poses_path: pathlib.Path, check: str) -> tuple[int, int]:
+def _check_images(frames: list[pathlib.Path], poses_path: pathlib.Path, config: IngestConfig) -> tuple[int, int]:
     size = None
     for row, path in enumerate(frames):
-        shape = _image_size(path, check)
         where = f"{path} (row {row} of {poses_path.name})"
-        if shape is None:
-            raise IngestError(f"{where}: unreadable image")
+        shape = _image_size(path, where, config)
         if size is None:
             size = shape
         elif shape != size:
@@ -157,11 +196,17 @@ def _fingerprint(poses_path: pathlib.Path, frames: list[pathlib.Path], meta: dic
     return digest.hexdigest()[:20]
 
 
-def _stage(folder: pathlib.Path, frames: list[pathlib.Path], staging, scene: str, trajectory: str, meta: dict) -> pathlib.Path:
+def _stage(folder: pathlib.Path, frames: list[pathlib.Path], staging, scene: str, trajectory: str, meta: dict,
+           dropped: set[int]) -> pathlib.Path:
+    """Publish the sequence under staging: poses.csv (less the `dropped` file lines), frames linked."""
     writer = StagingWriter(pathlib.Path(staging), scene, trajectory, StagingConfig())
     try:
         writer.close_poses()
-        shutil.copyfile(folder / "poses.csv", writer.tmp / "poses.csv")
+        if dropped:
+            lines = (folder / "poses.csv").read_bytes().splitlines(keepends=True)
+            (writer.tmp / "poses.csv").write_bytes(b"".join(l for n, l in enumerate(lines, 1) if n not in dropped))
+        else:
+            shutil.copyfile(folder / "poses.csv", writer.tmp / "poses.csv")
         for row, src in enumerate(frames):
             dst = writer.tmp / "frames" / f"{row:06d}{'.jpg' if src.suffix.lower() == '.jpeg' else src.suffix.lower()}"
             try:

@@ -18,12 +18,12 @@ import ray
 from annotate.actions import ActionSpec
 from annotate.trajectory import TrajectoryError
 from capture.config import CaptureConfig
-from capture.ingest import IngestConfig, find_sequences, ingest_sequence
-from capture.planner import PlannerConfig, plan_jobs
-from capture.records import CaptureJob, CaptureResult, safe_name
-from capture.replay import ReplayConfig, replay_job, stand_in_spec
+from capture.ingest import IngestConfig, ingest_sequence
+from capture.inputs import Inputs, Skipped, discover, replay_scene
+from capture.planner import PlannerConfig
+from capture.records import CaptureJob, CaptureResult
+from capture.replay import ReplayConfig, replay_job
 from capture.scheduler import run_capture
-from capture.standin.scene import level_name
 
 log = logging.getLogger(__name__)
 REPORT = "capture_report.parquet"
@@ -43,33 +43,40 @@ class CaptureRunConfig:
     actions: ActionSpec = field(default_factory=ActionSpec)
 
 
-def collect_jobs(sources: SourcesConfig, actions: ActionSpec) -> tuple[list[CaptureJob], list[CaptureResult]]:
-    """Capture jobs from replayed logs and the planner; logs that cannot be read become failures."""
+def collect_jobs(sources: SourcesConfig, actions: ActionSpec) -> tuple[Inputs, list[CaptureJob], list[CaptureResult]]:
+    """Every input named (capture/inputs.py), then capture jobs from the replayed logs and the
+    planner; logs that cannot be read become failures (the reader's `file:line: ...`)."""
+    inputs = discover(sources.replay, sources.planner, sources.ingest, actions)
     jobs: list[CaptureJob] = []
-    failed: list[CaptureResult] = []
-    for source in sources.replay.sources:
+    failed: list[CaptureResult] = list(inputs.failed)
+    for source in inputs.replay:
         try:
             jobs.append(replay_job(source, sources.replay))
         except (TrajectoryError, OSError, ValueError) as exc:
-            name = source.name or safe_name(pathlib.Path(source.path).stem)
-            scene = level_name(source.scene) if stand_in_spec(source.scene) else safe_name(source.scene)
-            failed.append(CaptureResult(scene, name, "failed", str(exc), 0, (), "", 0.0, None, source.path))
-    if sources.planner.trajectories_per_scene > 0:
-        jobs.extend(plan_jobs(sources.planner, actions))
-    return jobs, failed
+            failed.append(CaptureResult(replay_scene(source), str(source.name), "failed", str(exc), 0, (), "", 0.0,
+                                        None, source.path))
+    return inputs, jobs + list(inputs.planned), failed
 
 
-def run(config: CaptureRunConfig, staging: str | pathlib.Path, progress: bool = True) -> list[CaptureResult]:
-    """Capture and ingest everything the sources name into `staging`; Ray must be initialised."""
+@dataclass(frozen=True)
+class CaptureOutcome:
+    results: list[CaptureResult]  # one per input, in the order: replay failures, captures, ingest
+    skipped: tuple[Skipped, ...]  # what was found among the inputs but is none (capture/inputs.py)
+
+
+def run(config: CaptureRunConfig, staging: str | pathlib.Path, progress: bool = True) -> CaptureOutcome:
+    """Capture and ingest everything the sources name into `staging`; Ray must be initialised.
+    Raises InputError (a ValueError) before any capture when the inputs cannot be named or found."""
     staging = pathlib.Path(staging)
-    jobs, results = collect_jobs(config.sources, config.actions)
+    inputs, jobs, results = collect_jobs(config.sources, config.actions)
+    for skip in inputs.skipped:
+        log.warning("skipped %s: %s", skip.path, skip.reason)
     if jobs:
         results += run_capture(jobs, config.capture, staging, progress)
-    sequences = [seq for root in config.sources.ingest.roots for seq in find_sequences(root)]
-    if sequences:
+    if inputs.sequences:
         task = ray.remote(num_cpus=1)(ingest_sequence)
-        results += ray.get([task.remote(seq, str(staging), config.sources.ingest) for seq in sequences])
-    return results
+        results += ray.get([task.remote(seq, str(staging), config.sources.ingest) for seq in inputs.sequences])
+    return CaptureOutcome(results, inputs.skipped)
 
 
 def write_report(results: list[CaptureResult], path: str | pathlib.Path) -> pd.DataFrame:

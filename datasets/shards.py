@@ -5,6 +5,7 @@ members with a fixed mtime so that the same samples give byte-identical shards.
 
 from __future__ import annotations
 
+import itertools
 import os
 import pathlib
 from collections.abc import Iterable, Mapping
@@ -47,10 +48,17 @@ def clear_shards(folder: pathlib.Path, split: str) -> None:
 
 def write_shards(samples: Iterable[Mapping[str, Any]], folder: pathlib.Path, split: str,
                  config: ShardConfig) -> list[Written]:
-    """Write `samples` (webdataset dicts of bytes, in the order given) as `<split>-NNNNNN.tar`."""
+    """Write `samples` (webdataset dicts of bytes, in the order given) as `<split>-NNNNNN.tar`; no
+    shard at all when there are none. A key given twice is an error (ValueError): it would be two
+    samples under one name."""
     folder.mkdir(parents=True, exist_ok=True)
     clear_shards(folder, split)
     written: list[Written] = []
+    stream = iter(samples)
+    first = next(stream, None)
+    if first is None:
+        return written
+    keys: set[str] = set()
 
     def publish(tmp_name: str) -> None:
         tmp = pathlib.Path(tmp_name)
@@ -63,7 +71,10 @@ def write_shards(samples: Iterable[Mapping[str, Any]], folder: pathlib.Path, spl
 
     with wds.ShardWriter(pattern, maxcount=config.max_samples, maxsize=config.max_bytes, post=publish, verbose=0,
                          mtime=FIXED_MTIME) as sink:
-        for sample in samples:
+        for sample in itertools.chain([first], stream):
+            if sample["__key__"] in keys:
+                raise ValueError(f"sample key {sample['__key__']!r} given twice (split {split})")
+            keys.add(str(sample["__key__"]))
             sink.write(dict(sample))
             name = pathlib.Path(sink.fname).name[1:-len(TMP_SUFFIX)]
             size = sum(len(v) for k, v in sample.items() if not k.startswith("__"))

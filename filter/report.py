@@ -15,7 +15,9 @@ FRAMES = "frames.parquet"
 PAGE = "index.html"
 
 
-def write_report(run: FilterRun, config: FilterConfig, folder: str | pathlib.Path, title: str = "Filter review") -> pathlib.Path:
+def write_report(run: FilterRun, config: FilterConfig, folder: str | pathlib.Path, title: str = "Filter review",
+                 base: str | pathlib.Path | None = None) -> pathlib.Path:
+    """The three files into `folder`; the page shows paths under `base` (default: folder's parent) relative to it."""
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / SEGMENTS) as tmp:
@@ -23,5 +25,5 @@ def write_report(run: FilterRun, config: FilterConfig, folder: str | pathlib.Pat
     with atomic_path(folder / FRAMES) as tmp:
         frames_table(run).to_parquet(tmp, index=False)
     with atomic_path(folder / PAGE) as tmp:
-        write_review_page(run, config, tmp, title)
+        write_review_page(run, config, tmp, title, base if base is not None else folder.parent)
     return folder

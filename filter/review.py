@@ -81,8 +81,12 @@ document.addEventListener('DOMContentLoaded', () => {
 """
 
 
-def write_review_page(run: FilterRun, config: FilterConfig, path: str | pathlib.Path, title: str = "Filter review") -> None:
+def write_review_page(run: FilterRun, config: FilterConfig, path: str | pathlib.Path, title: str = "Filter review",
+                      base: str | pathlib.Path | None = None) -> None:
+    """The page at `path`. Paths under `base` (the output folder; default: the page's folder's
+    parent) are shown relative to it, so the page names no folder of the build machine."""
     stats = totals(run)
+    relative = Relative(pathlib.Path(base) if base is not None else pathlib.Path(path).parent.parent)
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>",
              f"<style>{_CSS}</style><script>{_JS}</script></head><body>",
              f"<h1>{_e(title)}</h1>",
@@ -90,9 +94,9 @@ def write_review_page(run: FilterRun, config: FilterConfig, path: str | pathlib.
              "<button id='export' type='button'>Export verdicts.csv</button> ",
              "<label><input id='flagged' type='checkbox'> only trajectories with drops</label> ",
              "<span id='count'></span> <span id='status'></span></div>",
-             _summary(run, stats), _distributions(run)]
+             _summary(run, stats, relative), _distributions(run)]
     for result in sorted(run.results, key=lambda r: (r.scene, r.trajectory)):
-        parts.append(_trajectory(result, config))
+        parts.append(_trajectory(result, config, relative))
     parts.append("</body></html>")
     pathlib.Path(path).write_text("".join(parts), encoding="utf-8")
 
@@ -101,11 +105,26 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _summary(run: FilterRun, stats: dict) -> str:
+class Relative:
+    """Rewrites paths under a base folder (as given and resolved) in a text to paths relative to it."""
+
+    def __init__(self, base: pathlib.Path) -> None:
+        forms = {str(base), str(base.absolute()), str(base.resolve())}
+        self.prefixes = sorted((f.rstrip("/") + "/" for f in forms if f not in ("", ".")), key=len, reverse=True)
+
+    def __call__(self, text: object) -> str:
+        out = str(text)
+        for prefix in self.prefixes:
+            out = out.replace(prefix, "")
+        return out
+
+
+def _summary(run: FilterRun, stats: dict, relative: Relative) -> str:
     frames = max(int(stats["frames"]), 1)
     rows = "".join(f"<tr><td>{_e(reason)}</td><td class='num'>{count}</td><td class='num'>{100 * count / frames:.1f}%</td></tr>"
                    for reason, count in stats["frames_dropped_per_reason"].items() if count)
-    failed = "".join(f"<li>{_e(f.scene)} / {_e(f.trajectory)}: {_e(f.reason)}</li>" for f in run.failed)
+    failed = "".join(f"<li>{_e(f.scene)} / {_e(f.trajectory)} ({_e(f.stage)}): {_e(relative(f.reason))}</li>"
+                     for f in run.failed)
     return (f"<h2>Totals</h2><p>{stats['trajectories_filtered']} trajectories filtered, "
             f"{stats['trajectories_failed']} failed; {stats['frames']} frames: "
             f"<span class='keep'>{stats['frames_kept']} kept</span>, "
@@ -185,13 +204,13 @@ def _svg_histogram(name: str, unit: str, values: np.ndarray, kept: np.ndarray, b
     return "".join(parts) + "</svg>"
 
 
-def _trajectory(result: TrajectoryFilter, config: FilterConfig) -> str:
+def _trajectory(result: TrajectoryFilter, config: FilterConfig, relative: Relative) -> str:
     frames = result.frames
     dropped = int((~frames["kept"].astype(bool)).sum())
     head = (f"<details class='trajectory' data-dropped='{dropped}'{' open' if dropped else ''}>"
             f"<summary>{_e(result.scene)} / {_e(result.trajectory)} — {len(frames)} frames, "
             f"<span class='drop'>{dropped} dropped</span>, {len(result.segments)} segments</summary>"
-            f"<p>{_e(result.folder)}</p>")
+            f"<p>{_e(relative(result.folder))}</p>")
     return head + _timeline(result) + _plots(result) + _thumbnails(result, config) + _segment_table(result) + "</details>"
 
 

@@ -33,6 +33,7 @@ class Failed:
     scene: str
     trajectory: str
     reason: str
+    stage: str = "filter"  # or "capture": the build lists capture failures on the review page too
 
 
 @dataclass(frozen=True, eq=False)

@@ -51,6 +51,15 @@ def camera_matrix(meta: dict, width: int, height: int, where: pathlib.Path) -> n
     raise FilterError(f"{where}: meta.json has neither intrinsics nor fov")
 
 
+def source_file(meta: dict, path: pathlib.Path, row: int) -> str:
+    """How a message names staged frame `row`: the user's own file when the trajectory was ingested
+    (meta.json's `source` and `source_frames`), with the staged copy's path after it."""
+    names = meta.get("source_frames")
+    if isinstance(meta.get("source"), str) and isinstance(names, list) and row < len(names):
+        return f"{pathlib.Path(meta['source']) / str(names[row])} (staged as {path})"
+    return str(path)
+
+
 def read_staged(folder: pathlib.Path) -> Trajectory:
     """A staged trajectory's poses.csv (read-back poses, times), or a FilterError naming file and row."""
     try:
@@ -88,13 +97,13 @@ def filter_trajectory(folder: str | pathlib.Path, config: FilterConfig, scene: s
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         decode += time.perf_counter() - t0
         if image is None:
-            raise FilterError(f"{path}: cannot decode image (poses.csv row {i})")
+            raise FilterError(f"{source_file(meta, path, i)}: cannot decode image (poses.csv row {i})")
         if sink is not None:
             sink(i, image)
         if scorer is None:
             scorer = FrameScorer(config.image, image.shape[1], image.shape[0])
         try:
-            scorer.add(image, where=str(path))
+            scorer.add(image, where=source_file(meta, path, i))
         except ValueError as exc:
             raise FilterError(str(exc)) from exc
     assert scorer is not None  # n >= 2: the reader requires it

@@ -72,9 +72,7 @@ def resolve_config(config_path: pathlib.Path | None, overrides: Sequence[str], i
     if trajectories:
         scene = data["capture"].get("capture", {}).get("standin", {}).get("scene", "room-1")
         replay = sources.setdefault("replay", {}).setdefault("sources", [])
-        for path in trajectories:
-            files = sorted(pathlib.Path(path).glob("*.csv")) if pathlib.Path(path).is_dir() else [pathlib.Path(path)]
-            replay.extend({"path": str(f), "scene": scene} for f in files)
+        replay.extend({"path": str(path), "scene": scene} for path in trajectories)  # a folder: its .csv logs
     if (ingest or trajectories) and config_path is None:
         sources.get("planner", {}).update(trajectories_per_scene=0, faults=[])  # given inputs replace the demo's paths
     return from_dict(BuildConfig, data, source=str(config_path or "demo"))

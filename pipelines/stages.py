@@ -6,10 +6,11 @@ a frame is decoded once, scored by the filter and encoded as the clips' JPEG.
 
 Resume and reproducibility:
 - capture skips trajectories already staged with the same fingerprint (capture/staging.py);
-- each trajectory's clips go to DIR/.work/clips/<scene>/<trajectory>.samples.pkl (atomic; the samples
-  as ShardWriter takes them, so the shard stage does no tar parsing; pipelines/trajectory.py) with its filter
-  result, next to a .json holding the fingerprint of everything they depend on (staged copy,
-  split, seed, its verdicts, the filter, clip and action settings); a matching cache is reused;
+- each trajectory's clips go to DIR/.work/clips/<scene>/<trajectory>.samples.tar (atomic; the shard
+  members themselves), its filter frames to .frames.parquet, next to a .json with the segments, the
+  fingerprint of everything they depend on (staged copy, split, seed, its verdicts, the filter, clip
+  and action settings) and the two files' SHA-256; a matching, intact cache is reused, anything else
+  recomputed (pipelines/trajectory.py). Caches are data only: reading one runs no code;
 - shards are rewritten on every run from the caches, trajectories in a seeded order, with a fixed
   mtime: the same inputs and seed give byte-identical shards, however often the build was stopped.
 Every input trajectory ends in DIR/trajectories.parquet and stats.json: failed (stage + reason),
@@ -23,6 +24,7 @@ import json
 import pathlib
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -38,7 +40,7 @@ from common.raymap import ray_map
 from datasets.samples import npy_load
 from datasets.shards import write_shards
 from filter.report import write_report as write_filter_report
-from filter.run import FilterRun, totals
+from filter.run import Failed, FilterRun, totals
 from filter.segments import check_known
 from filter.verdicts import VerdictError, read_verdicts
 from pipelines.config import BuildConfig
@@ -84,15 +86,21 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True) -> dict
         mark = now
 
     try:
-        captured = run_capture(config.capture, staging, progress=progress)
-    except ValueError as exc:  # settings the cluster cannot satisfy, duplicate trajectory names
+        capture_run = run_capture(config.capture, staging, progress=progress)
+    except ValueError as exc:  # settings the cluster cannot satisfy, inputs that cannot be named or found
         raise BuildError(str(exc)) from exc
+    captured = capture_run.results
     lap("capture")
     write_capture_report(captured, out / "capture_report.parquet")
-    rows = {(r.scene, r.trajectory): {"scene": r.scene, "trajectory": r.trajectory, "source": r.source,
-                                      "capture": r.status, "stage": "capture" if r.status == "failed" else "",
-                                      "reason": r.reason if r.status == "failed" else "", "frames": r.frames,
-                                      "kept_frames": 0, "clips": 0, "split": ""} for r in captured}
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in captured:
+        if (r.scene, r.trajectory) in rows:  # capture/inputs.py names every input once: a bug if not
+            raise BuildError(f"internal error: two inputs named {r.scene}/{r.trajectory} ({r.source}, "
+                             f"{rows[(r.scene, r.trajectory)]['source']})")
+        rows[(r.scene, r.trajectory)] = {
+            "scene": r.scene, "trajectory": r.trajectory, "source": r.source, "capture": r.status,
+            "stage": "capture" if r.status == "failed" else "", "reason": r.reason if r.status == "failed" else "",
+            "frames": r.frames, "kept_frames": 0, "clips": 0, "split": ""}
     ready = [r for r in captured if r.status != "failed" and r.path]
     scenes = sorted({r.scene for r in ready})
     items = [TrajectoryItem(r.scene, r.trajectory, pathlib.Path(str(r.path)), scene_split(r.scene, scenes, config),
@@ -107,7 +115,8 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True) -> dict
         check_known(verdicts, {s.segment_id for r in results for s in r.segments}, str(verdicts_path))
     except ValueError as exc:
         raise BuildError(str(exc)) from exc
-    write_filter_report(run, config.filter, out / "report")
+    capture_failed = tuple(Failed(r.scene, r.trajectory, r.reason, "capture") for r in captured if r.status == "failed")
+    write_filter_report(replace(run, failed=capture_failed + run.failed), config.filter, out / "report", base=out)
     lap("report")
     for failed in run.failed:
         rows[(failed.scene, failed.trajectory)].update(stage="filter", reason=failed.reason)
@@ -125,7 +134,7 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True) -> dict
 
     try:
         manifest, shard_counts = _write_all_shards(config, out, work, summaries)
-    except CacheError as exc:
+    except (CacheError, ValueError) as exc:
         raise BuildError(str(exc)) from exc
     lap("shards")
     with atomic_path(out / "manifest.parquet") as tmp:
@@ -135,6 +144,7 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True) -> dict
         table.to_parquet(tmp, index=False)
     stats = _stats(table, run, manifest, shard_counts, summaries, time.perf_counter() - start)
     stats["stage_seconds"] = seconds
+    stats["skipped"] = [{"path": k.path, "reason": k.reason} for k in capture_run.skipped]
     with atomic_path(out / "stats.json") as tmp:
         tmp.write_text(json.dumps(stats, indent=1, sort_keys=True))
     return stats

@@ -10,24 +10,27 @@ from __future__ import annotations
 import hashlib
 import json
 import pathlib
-import pickle
+import io
+import re
+import tarfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from augment.make import ClipJob, encode_jpeg, make_clips
 from common.config import to_dict
 from common.files import atomic_path
 from filter.run import SCORES, Failed, filter_one, review_result
-from filter.segments import ReviewVerdict, kept_spans
-from filter.stage import FilterError, read_staged
+from filter.segments import ReviewVerdict, Segment, Verdict, kept_spans
+from filter.stage import FilterError, TrajectoryFilter, read_staged
 from pipelines.config import BuildConfig
 
 # bump when the cached clip or filter content changes (3: frames wider than the filter's working copy
-# are scored on image_checks.shrink copies, depth medians over a sample)
-CACHE_VERSION = 3
+# are scored on image_checks.shrink copies, depth medians over a sample; 4: tar + parquet + json, no pickle)
+CACHE_VERSION = 4
 
 
 class CacheError(Exception):
@@ -47,21 +50,28 @@ def trajectory_task(item: TrajectoryItem, config: BuildConfig, work: pathlib.Pat
                     verdicts: Mapping[str, ReviewVerdict]) -> dict[str, Any]:
     """Filter one staged trajectory and make its clips in one pass over its frames (each decoded
     once: the filter scores it and the clip JPEG is encoded from it), or reuse the cache when nothing
-    it depends on changed. A Ray task; failures come back as data."""
-    samples_path = cache_path(work, item.scene, item.trajectory)
-    info_path = samples_path.with_name(f"{item.trajectory}.json")
-    filter_path = samples_path.with_name(f"{item.trajectory}.filter.pkl")
-    own = sorted((k, v.verdict.value) for k, v in verdicts.items() if k.startswith(f"{item.scene}-{item.trajectory}-"))
+    it depends on changed. A Ray task; failures come back as data, whatever raised them."""
+    try:
+        return _trajectory(item, config, work, verdicts)
+    except Exception as exc:  # one input's failure, of any kind, is that input's failed row
+        return {"failed": Failed(item.scene, item.trajectory,
+                                 f"{item.folder}: unexpected {type(exc).__name__}: {exc}")}
+
+
+def _trajectory(item: TrajectoryItem, config: BuildConfig, work: pathlib.Path,
+                verdicts: Mapping[str, ReviewVerdict]) -> dict[str, Any]:
+    paths = CachePaths.of(work, item.scene, item.trajectory)
+    prefix = re.compile(rf"{re.escape(item.scene)}-{re.escape(item.trajectory)}-\d{{6}}-\d{{6}}")
+    own = sorted((k, v.verdict.value) for k, v in verdicts.items() if prefix.fullmatch(k))
     seed = int(np.random.SeedSequence([config.seed, *item.scene.encode(), 0, *item.trajectory.encode()])
                .generate_state(1)[0])
     key = hashlib.sha256(json.dumps([CACHE_VERSION, item.staged, item.split, seed, own, to_dict(config.clips),
                                      to_dict(config.filter), to_dict(config.capture.actions)],
                                     sort_keys=True).encode()).hexdigest()[:24]
-    if samples_path.is_file() and info_path.is_file() and filter_path.is_file():
-        info = json.loads(info_path.read_text())
-        if info.get("fingerprint") == key:
-            cached = pickle.loads(filter_path.read_bytes())
-            return {"filter": cached["filter"], "changed": cached["changed"], "summary": {**info, "cached": True}}
+    cached = _read_info(paths, key)
+    if cached is not None:
+        info, result = cached
+        return {"filter": result, "changed": info["changed"], "summary": {**info["summary"], "cached": True}}
     jpegs: dict[int, bytes] = {}
 
     def encode(i: int, bgr: np.ndarray) -> None:
@@ -83,27 +93,102 @@ def trajectory_task(item: TrajectoryItem, config: BuildConfig, work: pathlib.Pat
     except (OSError, ValueError) as exc:
         return {"filter": result, "changed": changed,
                 "summary": {"scene": item.scene, "trajectory": item.trajectory, "error": str(exc)}}
-    samples_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(samples_path) as tmp:
-        tmp.write_bytes(pickle.dumps([clip.to_wds_sample() for clip in clips], protocol=pickle.HIGHEST_PROTOCOL))
-    with atomic_path(filter_path) as tmp:
-        tmp.write_bytes(pickle.dumps({"filter": result, "changed": changed}))
-    info = {"scene": item.scene, "trajectory": item.trajectory, "split": item.split, "fingerprint": key,
-            "clips": len(clips), "palindromes": sum(bool(c.meta["palindrome"]) for c in clips),
-            "frames": sum(len(c.frames_jpeg) for c in clips)}
-    with atomic_path(info_path) as tmp:  # last: its fingerprint vouches for the two files above
+    summary = {"scene": item.scene, "trajectory": item.trajectory, "split": item.split, "fingerprint": key,
+               "clips": len(clips), "palindromes": sum(bool(c.meta["palindrome"]) for c in clips),
+               "frames": sum(len(c.frames_jpeg) for c in clips)}
+    _write_cache(paths, [clip.to_wds_sample() for clip in clips], result, changed, summary)
+    return {"filter": result, "changed": changed, "summary": {**summary, "cached": False}}
+
+
+@dataclass(frozen=True)
+class CachePaths:
+    """A trajectory's cache: its samples as a tar of the shard members themselves, its filter
+    frames table as parquet, and a json (written last) with the rest, the fingerprint of what they
+    depend on and the SHA-256 of the two data files. Data only: reading a cache runs no code."""
+
+    samples: pathlib.Path
+    frames: pathlib.Path
+    info: pathlib.Path
+
+    @classmethod
+    def of(cls, work: pathlib.Path, scene: str, trajectory: str) -> CachePaths:
+        folder = work / scene
+        return cls(folder / f"{trajectory}.samples.tar", folder / f"{trajectory}.frames.parquet",
+                   folder / f"{trajectory}.json")
+
+
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_cache(paths: CachePaths, samples: list[dict[str, Any]], result: TrajectoryFilter, changed: int,
+                 summary: dict[str, Any]) -> None:
+    paths.samples.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(paths.samples) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        for sample in samples:
+            for ext, data in sample.items():
+                if ext != "__key__":
+                    member = tarfile.TarInfo(f"{sample['__key__']}.{ext}")
+                    member.size, member.mode = len(data), 0o444
+                    tar.addfile(member, io.BytesIO(data))
+    with atomic_path(paths.frames) as tmp:
+        result.frames.to_parquet(tmp, index=False)
+    info = {"version": CACHE_VERSION, "summary": summary, "changed": changed,
+            "filter": {"folder": str(result.folder), "seconds": result.seconds,
+                       "decode_seconds": result.decode_seconds,
+                       "segments": [{**asdict(s), "verdict": s.verdict.value, "auto_verdict": s.auto_verdict.value,
+                                     "reasons": list(s.reasons)} for s in result.segments]},
+            "sha256": {"samples": _sha256(paths.samples), "frames": _sha256(paths.frames)}}
+    with atomic_path(paths.info) as tmp:  # last: it vouches for the two files above
         tmp.write_text(json.dumps(info, sort_keys=True))
-    return {"filter": result, "changed": changed, "summary": {**info, "cached": False}}
+
+
+def _read_info(paths: CachePaths, key: str) -> tuple[dict[str, Any], TrajectoryFilter] | None:
+    """The cache's json and filter result when it is complete, intact and made with `key`; None
+    otherwise (the trajectory is then computed again)."""
+    try:
+        info = json.loads(paths.info.read_text())
+        if info.get("version") != CACHE_VERSION or info["summary"]["fingerprint"] != key:
+            return None
+        if info["sha256"] != {"samples": _sha256(paths.samples), "frames": _sha256(paths.frames)}:
+            return None
+        frames = pd.read_parquet(paths.frames)
+        frames["reasons"] = frames["reasons"].map(list)
+        spec = info["filter"]
+        segments = tuple(Segment(**{**s, "verdict": Verdict(s["verdict"]), "auto_verdict": Verdict(s["auto_verdict"]),
+                                    "reasons": tuple(s["reasons"])}) for s in spec["segments"])
+        summary = info["summary"]
+        result = TrajectoryFilter(summary["scene"], summary["trajectory"], pathlib.Path(spec["folder"]), frames,
+                                  segments, float(spec["seconds"]), float(spec["decode_seconds"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return info, result
 
 
 def cache_path(work: pathlib.Path, scene: str, trajectory: str) -> pathlib.Path:
-    """Where a trajectory's clip samples are cached between runs."""
-    return work / scene / f"{trajectory}.samples.pkl"
+    """Where a trajectory's clip samples are cached between runs (a tar of shard members)."""
+    return CachePaths.of(work, scene, trajectory).samples
 
 
 def read_cache(path: pathlib.Path) -> list[dict[str, Any]]:
-    """A trajectory's clip samples, in order, as webdataset dicts (`__key__` and bytes per extension)."""
+    """A trajectory's clip samples, in order, as webdataset dicts (`__key__` and bytes per extension).
+    Members are read into memory, never extracted; anything but regular files is an error."""
+    samples: list[dict[str, Any]] = []
     try:
-        return pickle.loads(path.read_bytes())
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                if not member.isreg() or "." not in member.name or "/" in member.name:
+                    raise CacheError(f"{path}: unexpected member {member.name!r}; delete it and re-run")
+                key, ext = member.name.split(".", 1)
+                if not samples or samples[-1]["__key__"] != key:
+                    samples.append({"__key__": key})
+                data = tar.extractfile(member)
+                assert data is not None
+                samples[-1][ext] = data.read()
+    except (OSError, tarfile.TarError) as exc:
         raise CacheError(f"{path}: unreadable clip cache ({exc}); delete it and re-run") from exc
+    return samples

@@ -12,7 +12,8 @@ import pytest
 from annotate.geometry import relative_motion
 from annotate.readers import ReaderConfig, read_trajectory, read_ue_csv, write_ue_csv
 from annotate.ue import ue_to_pose
-from capture.ingest import IngestConfig, find_sequences, ingest_sequence
+from capture.ingest import IngestConfig, ingest_sequence
+from capture.inputs import find_sequences
 from capture.replay import ReplayConfig, ReplaySource, replay_job
 from capture.run import SourcesConfig, collect_jobs
 from capture.planner import PlannerConfig
@@ -66,7 +67,7 @@ def test_unreadable_logs_are_failures_and_the_rest_goes_on(tmp_path):
     sources = SourcesConfig(
         replay=ReplayConfig(sources=(ReplaySource(str(bad), "room-1"), ReplaySource(str(tmp_path / "good.csv"), "room-1"))),
         planner=PlannerConfig(trajectories_per_scene=1, frames=20))
-    jobs, failed = collect_jobs(sources, ActionSpec())
+    _, jobs, failed = collect_jobs(sources, ActionSpec())
     assert [j.trajectory for j in jobs] == ["good", "plan0000"]
     assert len(failed) == 1 and failed[0].status == "failed" and failed[0].scene == "room_0001"
     assert "bad.csv:3: column 'time': 'nan' is not finite" in failed[0].reason
