@@ -133,7 +133,7 @@ def _read_meta(path: pathlib.Path, config: IngestConfig) -> dict:
     if meta.get("fps") is not None:
         fps = _number(path, "fps", meta["fps"])
         if not 0 < fps <= MAX_FPS:
-            raise IngestError(f"{path}: key 'fps': {fps:g} is not in (0, {MAX_FPS}] frames per second")
+            raise IngestError(f"{path}: key 'fps': {fps:g} is not in (0, {MAX_FPS:g}] frames per second")
         meta["fps"] = fps
     if not isinstance(meta.get("caption", ""), str):
         raise IngestError(f"{path}: key 'caption': expected a string, got {type(meta['caption']).__name__}")

@@ -5,14 +5,20 @@ shut down in one place.
 - Otherwise: start a local cluster with `num_cpus`, no dashboard. Ray turns token authentication on
   for a new local cluster and logs a notice saying so on every start; that one notice is dropped
   (its opposite, that authentication is disabled, still shows).
-- The runtime is shut down on the way out, also after an exception or Ctrl-C.
+- The runtime is shut down on the way out, also after an exception, Ctrl-C or SIGTERM (which
+  becomes SystemExit(143) while the session is open, so the shutdown runs).
+- A watchdog (common/reaper.py) ends whatever processes the session started that are still alive
+  when it ends, or when this process dies without shutting down (kill -9): no Ray agent or engine
+  outlives a killed build.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import signal
+import threading
+from collections.abc import Callable, Iterator
 
 AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 AUTH_ENABLED_NOTICE = "Token authentication is enabled for this Ray cluster."
@@ -33,17 +39,39 @@ class _DropNotice(logging.Filter):
 def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
     import ray
 
+    from common.reaper import Reaper
+
+    reaper = Reaper().start()
+    restore = _exit_on_sigterm()
     auth_log = logging.getLogger(AUTH_LOGGER)
     notice = _DropNotice(AUTH_ENABLED_NOTICE)
     auth_log.addFilter(notice)
     try:
-        if address:
-            ray.init(address=address, logging_level=logging.WARNING)
-        else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+        try:
+            if address:
+                ray.init(address=address, logging_level=logging.WARNING)
+            else:
+                ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+        finally:
+            auth_log.removeFilter(notice)
+        signal_restore = _exit_on_sigterm()  # again: ray.init installs its own SIGTERM handler
+        try:
+            yield
+        finally:
+            ray.shutdown()
+            signal_restore()
     finally:
-        auth_log.removeFilter(notice)
-    try:
-        yield
-    finally:
-        ray.shutdown()
+        restore()
+        reaper.stop()
+
+
+def _exit_on_sigterm() -> Callable[[], None]:
+    """SIGTERM raises SystemExit(143) in the main thread; returns what puts the old handler back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    old = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, old)
