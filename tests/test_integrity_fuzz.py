@@ -17,11 +17,15 @@ from hypothesis import strategies as st
 
 from tests.integrity_helpers import CLEAN, build, copy_sequence, shard_members, trajectories
 
-NAMES = st.text(st.characters(codec="utf-8", exclude_characters="/\x00", exclude_categories=("Cs",)),
-                min_size=1, max_size=8).filter(lambda s: not s.startswith(".") and s.strip() not in ("", "..")
-                                               and len(s.encode()) < 100)
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=5),
+# names users really give (spaces, umlauts, CJK, a dash, the clean inputs' own), then any text
+TRICKY_NAMES = ["my scene", "my_scene", "szene_ü", "szene_ö", "日本語", "中文", "a-b", "b-c", "t1", "hall", "walk1", "CON"]
+NAMES = st.one_of(st.sampled_from(TRICKY_NAMES), st.text(
+    st.characters(codec="utf-8", exclude_characters="/\x00", exclude_categories=("Cs",)), min_size=1, max_size=8)
+    .filter(lambda s: not s.startswith(".") and s.strip() not in ("", "..") and len(s.encode()) < 100))
+TRICKY_VALUES = [[30], "abc", "30", -30, 0, 1000, True, False, None, 1e308, {"a": 1}, ""]
+ANY_JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=5),
                     lambda inner: st.lists(inner, max_size=2), max_leaves=3)
+JSON = st.one_of(st.sampled_from(TRICKY_VALUES), ANY_JSON)
 DAMAGE = st.one_of(
     st.tuples(st.just("delete_row"), st.integers(1, 39)),
     st.tuples(st.just("repeat_row"), st.integers(1, 39)),
@@ -34,7 +38,7 @@ DAMAGE = st.one_of(
     st.tuples(st.just("meta"), st.sampled_from(["fps", "fov", "caption"]), JSON),
     st.tuples(st.just("meta_text"), st.binary(max_size=20)),
 )
-DAMAGED_INPUT = st.tuples(NAMES, NAMES, st.sampled_from([0, 1]), st.lists(DAMAGE, min_size=0, max_size=3))
+DAMAGED_INPUT = st.tuples(NAMES, NAMES, st.sampled_from([0, 1]), st.lists(DAMAGE, min_size=1, max_size=3))
 
 
 def damage(folder: pathlib.Path, what: tuple) -> None:
@@ -92,9 +96,9 @@ def clean(demo_build, tmp_path_factory):
     return base, samples
 
 
-@settings(max_examples=6, deadline=None, derandomize=True,
+@settings(max_examples=8, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(inputs=st.lists(DAMAGED_INPUT, min_size=1, max_size=3))
+@given(inputs=st.lists(DAMAGED_INPUT, min_size=2, max_size=4))
 def test_damaged_inputs_never_lose_duplicate_or_change_the_clean_ones(clean, tmp_path_factory, inputs):
     base, reference = clean
     work = tmp_path_factory.mktemp("fuzz")
