@@ -74,4 +74,8 @@ def _exit_on_sigterm() -> Callable[[], None]:
         raise SystemExit(128 + signum)
 
     old = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, old)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, old)
+
+    return restore
