@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 
 from capture.standin.protocol import Command, command, dispatch, encode_bmp, encode_npy, encode_png
+from capture.standin.game import HELP, GameState, sweep, view_image
+from capture.standin.objects import World
 from capture.standin.render import Frame, Renderer
 from capture.standin.scene import Scene, make_scene, parse_scene_spec
 
@@ -135,13 +137,27 @@ class Engine:
         self.commands = self._command_table()
 
     def _open(self, spec: str) -> None:
-        """Load a scene, as UE's `open <map>` does: spawned cameras are gone, the pawn camera
-        starts at the scene's start point."""
-        self.scene: Scene = make_scene(spec)
-        self.renderer = Renderer(self.scene, self.config.shadow_resolution)
-        start = self.scene.sample_free(np.random.default_rng(self.scene.seed), 1, height=1.7)[0]
+        """Load a scene, as UE's `open <map>` does: spawned cameras and actors and every edit are
+        gone, the pawn camera starts at the scene's start point, the game runs, the view is lit."""
+        template = make_scene(spec)
+        self.world = World(template)
+        self.game = GameState(self.config.width, self.config.height)
+        self._renderer: tuple[int, Renderer] | None = None
+        start = template.sample_free(np.random.default_rng(template.seed), 1, height=1.7)[0]
         self.start_location = np.array([start[0], -start[1], start[2]]) * 100.0  # internal m -> UE cm
         self.cameras = [self._new_camera("PawnSensor")]
+
+    @property
+    def scene(self) -> Scene:
+        """The open level as it is now, edits included."""
+        return self.world.scene()
+
+    @property
+    def renderer(self) -> Renderer:
+        """The renderer of the scene as it is now (rebuilt, shadow maps included, after an edit)."""
+        if self._renderer is None or self._renderer[0] != self.world.version:
+            self._renderer = (self.world.version, Renderer(self.scene, self.config.shadow_resolution))
+        return self._renderer[1]
 
     # -- requests --------------------------------------------------------------------------------
     def before_request(self) -> str | None:
@@ -170,8 +186,11 @@ class Engine:
             ("vget /unrealcv/echo [str]", lambda s: s),
             ("vget /scene/name", lambda: self.scene.name),
             ("vget /level/name", lambda: self.scene.name),
+            ("vget /unrealcv/help", self._help),
             ("vbatch [uint]", lambda n: "ok"),
             ("vrun open [str]", self._open_level),
+            ("vset /action/game/level [str]", self._open_level),
+            *self.game.table(),
             ("vget /cameras", lambda: "".join(f"{c.name} " for c in self.cameras)),
             ("vset /cameras/spawn", self._spawn),
             ("vget /camera/[uint]/location", lambda i: self._camera(i, lambda c: _fmt3(c.location))),
@@ -186,10 +205,10 @@ class Engine:
             ("vget /camera/[uint]/depth [str]", lambda i, arg: self._image(i, arg, "depth")),
             ("vget /camera/[uint]/object_mask [str]", lambda i, arg: self._image(i, arg, "object_mask")),
             ("vget /camera/[uint]/seg [str]", lambda i, arg: self._image(i, arg, "object_mask")),
-            ("vget /objects", lambda: "".join(f"{n} " for n in self.scene.names)),
-            ("vget /object/[str]/color", lambda n: self._object(n, self._color)),
-            ("vget /object/[str]/location", lambda n: self._object(n, self._object_location)),
-            ("vget /object/[str]/bounds", lambda n: self._object(n, self._bounds)),
+            ("vget /camera/[uint]/normal [str]", lambda i, arg: self._image(i, arg, "normal")),
+            ("vset /camera/[uint]/moveto [float] [float] [float]", self._move_to),
+            ("vget /screenshot [str]", self._screenshot),
+            *self.world.table(),
         ]
         return [command(template, handler) for template, handler in table]
 
@@ -205,6 +224,7 @@ class Engine:
         except ValueError:
             return f"error Can not open level {spec}"
         self._open(spec)
+        self.commands = self._command_table()  # handlers bound to the new level's world and game state
         return "ok"
 
     def _status(self) -> str:
@@ -266,10 +286,8 @@ class Engine:
         frame = self._render(camera)
         if kind == "lit":
             image = self._lit_with_faults(camera, self._offset_lit(camera, frame.lit))
-        elif kind == "object_mask":
-            image = frame.mask
         else:
-            image = frame.depth
+            image = view_image(frame, kind)
         if suffix == "npy":
             data = encode_npy(image)
         elif suffix == "png":
@@ -296,7 +314,8 @@ class Engine:
 
     def _render(self, camera: Camera) -> Frame:
         """Render once per pose/settings: lit, depth and mask of one pose come from one frame."""
-        key = (camera.location.tobytes(), camera.rotation.tobytes(), camera.fov, camera.width, camera.height)
+        key = (camera.location.tobytes(), camera.rotation.tobytes(), camera.fov, camera.width, camera.height,
+               self.world.version)
         if camera._frame_key != key or camera._frame is None:
             camera._frame = self.renderer.render_ue(
                 camera.location, camera.rotation, camera.width, camera.height, camera.fov, self.config.depth_fp16
@@ -351,25 +370,25 @@ class Engine:
             return cv2.GaussianBlur(out, (0, 0), f.blur_sigma)
         return out
 
-    def _object(self, name: str, fn) -> str:
-        try:
-            return fn(self.scene.names.index(name))
-        except ValueError:
-            return "error Can not find object"
+    def _move_to(self, index: str, x: str, y: str, z: str) -> str:
+        """`moveto`: the pawn sweeps toward the target and stops at the first contact (UE's
+        SetActorLocation with sweep on the pawn's collision sphere); camera 0 only."""
+        if index != "0":
+            return "error MoveTo only supports the player camera with id 0"
+        pawn = self.cameras[0]
+        pawn.location = sweep(self.scene, pawn.location, np.array([float(x), float(y), float(z)]))
+        return "ok"
 
-    def _color(self, i: int) -> str:
-        r, g, b = (int(v) for v in self.scene.mask_colors[i])
-        return f"(R={r},G={g},B={b},A=255)"
+    def _screenshot(self, arg: str) -> bytes | str:
+        """`vget /screenshot`: the player's viewport (camera 0 at the `setres` size) in the view mode."""
+        pawn = self.cameras[0]
+        width, height = self.game.viewport
+        viewport = Camera(pawn.name, pawn.location, pawn.rotation, pawn.fov, width, height)
+        mode = self.game.viewmode
+        return self._capture(viewport, arg, mode if mode in ("lit", "normal", "object_mask") else "lit")
 
-    def _object_location(self, i: int) -> str:
-        centre = (self.scene.box_min[i] + self.scene.box_max[i]) / 2.0
-        return _fmt3(np.array([centre[0], -centre[1], centre[2]]) * 100.0)
-
-    def _bounds(self, i: int) -> str:
-        lo, hi = self.scene.box_min[i], self.scene.box_max[i]
-        ue_lo = np.array([lo[0], -hi[1], lo[2]]) * 100.0
-        ue_hi = np.array([hi[0], -lo[1], hi[2]]) * 100.0
-        return f"{_fmt3(ue_lo)} {_fmt3(ue_hi)}"
+    def _help(self) -> str:
+        return "".join(f"{c.template}\n{HELP.get(c.template.split(' [')[0], '')}\n" for c in self.commands)
 
     def _log_fault(self, kind: str, camera: Camera | None, **extra) -> None:
         record = {"request": self.requests, "fault": kind, **extra}

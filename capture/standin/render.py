@@ -31,6 +31,18 @@ class Frame:
     depth: np.ndarray  # (H, W) float32 planar depth, cm
     mask: np.ndarray  # (H, W, 3) uint8 object colours (0 = nothing)
     object_index: np.ndarray  # (H, W) int, box index, -1 for nothing
+    normal: np.ndarray  # (H, W, 3) float32 unit surface normal, internal world axes (0 where nothing)
+
+
+@dataclass(frozen=True, eq=False)
+class Surface:
+    """Where rays meet the scene: the nearest shown box, axis-aligned or oriented."""
+
+    t: np.ndarray  # (N,) float32 ray parameter, inf for a miss
+    box: np.ndarray  # (N,) int box index, -1 for a miss
+    normal: np.ndarray  # (N, 3) float32 world normal of the face hit
+    texture: np.ndarray  # (N, 3) float32 the hit point in the box's texture frame (world for aligned boxes)
+    axis: np.ndarray  # (N,) int, the face's axis in that frame
 
 
 class Renderer:
@@ -39,11 +51,44 @@ class Renderer:
     def __init__(self, scene: Scene, shadow_resolution: int = 512):
         self.scene = scene
         self._corners = _box_corners(scene.box_min, scene.box_max)
+        shown = scene.shown
+        self._shown = np.flatnonzero(shown)
+        self._oriented = shown & scene.rotated
         light = scene.light
         if light.direction is not None:
-            self._shadow: _SunShadow | _PointShadow = _SunShadow(scene, np.asarray(light.direction, np.float32), shadow_resolution)
+            self._shadow: _SunShadow | _PointShadow = _SunShadow(self, np.asarray(light.direction, np.float32),
+                                                                 shadow_resolution)
         else:
-            self._shadow = _PointShadow(scene, np.asarray(light.position, np.float32), shadow_resolution // 2)
+            self._shadow = _PointShadow(self, np.asarray(light.position, np.float32), shadow_resolution // 2)
+
+    def surface(self, origins: np.ndarray, dirs: np.ndarray, boxes: np.ndarray | None = None) -> Surface:
+        """Nearest hit of each ray among `boxes` (indices; default every shown box): axis-aligned boxes in
+        one batched slab test, each oriented box in its own axes (rays turned into them: t is unchanged)."""
+        scene = self.scene
+        boxes = self._shown if boxes is None else boxes
+        aligned = boxes[~self._oriented[boxes]]
+        hits = cast(origins, dirs, scene.box_min[aligned], scene.box_max[aligned])
+        t, axis = hits.t, hits.axis
+        box = np.where(hits.box >= 0, aligned[np.maximum(hits.box, 0)], -1) if len(aligned) else hits.box
+        normal = _AXES[axis] * hits.sign[:, None]
+        with np.errstate(invalid="ignore", over="ignore"):
+            texture = np.broadcast_to(origins, dirs.shape) + np.where(np.isfinite(t), t, 0)[:, None] * dirs
+        for i in boxes[self._oriented[boxes]]:
+            assert scene.orientation is not None and scene.half_extent is not None
+            rotation = scene.orientation[i].astype(np.float32)
+            centre, half = scene.centre[i].astype(np.float32), scene.half_extent[i].astype(np.float32)
+            local_o, local_d = (origins - centre) @ rotation, dirs @ rotation
+            one = cast(local_o, local_d, -half[None], half[None])
+            nearer = one.t < t
+            if not nearer.any():
+                continue
+            t, box, axis = np.where(nearer, one.t, t), np.where(nearer, i, box), np.where(nearer, one.axis, axis)
+            local_n = _AXES[one.axis[nearer]] * one.sign[nearer, None]
+            normal = normal.copy()
+            normal[nearer] = local_n @ rotation.T
+            texture = texture.copy()
+            texture[nearer] = np.broadcast_to(local_o, local_d.shape)[nearer] + one.t[nearer, None] * local_d[nearer] + centre
+        return Surface(t, box, normal, texture, axis)
 
     def render_ue(self, location_cm, rotator, width: int, height: int, fov: float, depth_fp16: bool = True) -> Frame:
         """Render from a UE camera: location (cm) and rotator (pitch, yaw, roll in degrees)."""
@@ -57,15 +102,16 @@ class Renderer:
         with np.errstate(over="ignore"):  # an absurd coordinate becomes inf: the camera sees nothing
             origin = pose[:3, 3].astype(np.float32)
         dirs = cam_dirs @ rotation.T
-        keep = self._visible_boxes(pose, width, height, fov)
-        hits = cast(origin, dirs, scene.box_min[keep], scene.box_max[keep])
-        hit = hits.box >= 0
+        keep = np.intersect1d(self._visible_boxes(pose, width, height, fov), self._shown, assume_unique=True)
+        hits = self.surface(origin, dirs, keep)
         # a camera that sees no box (far outside the scene, or at an absurd coordinate) sees the sky
-        box = np.where(hit, keep[np.maximum(hits.box, 0)], -1) if len(keep) else np.full(len(dirs), -1)
+        box = hits.box
+        hit = box >= 0
 
         rgb = np.empty((len(dirs), 3), dtype=np.float32)
         if hit.any():
-            rgb[hit] = self._shade(origin + hits.t[hit, None] * dirs[hit], box[hit], hits.axis[hit], hits.sign[hit])
+            rgb[hit] = self._shade(origin + hits.t[hit, None] * dirs[hit], box[hit], hits.normal[hit],
+                                   hits.texture[hit], hits.axis[hit])
         if (~hit).any():
             rgb[~hit] = self._background(dirs[~hit])
         lit = (np.clip(rgb, 0.0, 1.0) ** (1 / 2.2) * 255.0 + 0.5).astype(np.uint8).reshape(height, width, 3)
@@ -75,7 +121,9 @@ class Renderer:
             depth = depth.astype(np.float16).astype(np.float32)
         colors = np.concatenate([scene.mask_colors, np.zeros((1, 3), np.uint8)])
         mask = colors[box].reshape(height, width, 3)
-        return Frame(lit=lit, depth=depth.reshape(height, width), mask=mask, object_index=box.reshape(height, width))
+        normal = np.where(hit[:, None], hits.normal, np.float32(0)).astype(np.float32).reshape(height, width, 3)
+        return Frame(lit=lit, depth=depth.reshape(height, width), mask=mask, object_index=box.reshape(height, width),
+                     normal=normal)
 
     def _visible_boxes(self, pose: np.ndarray, width: int, height: int, fov: float) -> np.ndarray:
         """Indices of boxes that may intersect the view frustum (conservative)."""
@@ -92,12 +140,12 @@ class Renderer:
         )
         return np.flatnonzero(front.any(axis=1) & ~(all_front & outside))
 
-    def _shade(self, points: np.ndarray, box: np.ndarray, axis: np.ndarray, sign: np.ndarray) -> np.ndarray:
+    def _shade(self, points: np.ndarray, box: np.ndarray, normal: np.ndarray, texture: np.ndarray,
+               axis: np.ndarray) -> np.ndarray:
         scene = self.scene
-        normal = _AXES[axis] * sign[:, None]
-        # Face coordinates: the two world axes in the face's plane.
-        u = np.where(axis == 0, points[:, 1], points[:, 0])
-        v = np.where(axis == 2, points[:, 1], points[:, 2])
+        # Face coordinates: the two axes of the box's texture frame in the face's plane.
+        u = np.where(axis == 0, texture[:, 1], texture[:, 0])
+        v = np.where(axis == 2, texture[:, 1], texture[:, 2])
         albedo = scene.tint[box] * shade_material(scene.material[box], u, v, scene.surface_seed[box])
         light = scene.light
         if light.direction is not None:
@@ -149,7 +197,8 @@ def _box_corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 class _SunShadow:
     """Orthographic shadow map along the sun direction, covering every box."""
 
-    def __init__(self, scene: Scene, direction: np.ndarray, resolution: int):
+    def __init__(self, renderer: Renderer, direction: np.ndarray, resolution: int):
+        scene = renderer.scene
         self.dir = direction / np.linalg.norm(direction)
         helper = np.array([1.0, 0.0, 0.0], np.float32) if abs(self.dir[0]) < 0.9 else np.array([0.0, 1.0, 0.0], np.float32)
         self.a = np.cross(self.dir, helper)
@@ -164,7 +213,7 @@ class _SunShadow:
         ia, ib = np.meshgrid((np.arange(resolution) + 0.5) * self.texel + self.lo[0],
                              (np.arange(resolution) + 0.5) * self.texel + self.lo[1], indexing="ij")
         origins = ia.reshape(-1, 1) * self.a + ib.reshape(-1, 1) * self.b + self.s0 * self.dir
-        hits = cast(origins, np.broadcast_to(self.dir, origins.shape), scene.box_min, scene.box_max)
+        hits = renderer.surface(origins.astype(np.float32), np.ascontiguousarray(np.broadcast_to(self.dir, origins.shape)))
         self.depth = hits.t.reshape(resolution, resolution)
 
     def visibility(self, points: np.ndarray) -> np.ndarray:
@@ -185,7 +234,7 @@ class _SunShadow:
 class _PointShadow:
     """Cube shadow map around a point light: distance to the nearest surface per direction."""
 
-    def __init__(self, scene: Scene, position: np.ndarray, resolution: int):
+    def __init__(self, renderer: Renderer, position: np.ndarray, resolution: int):
         self.pos, self.res = position, resolution
         grid = (np.arange(resolution) + 0.5) / resolution * 2 - 1
         a, b = np.meshgrid(grid, grid, indexing="ij")  # a -> column index, b -> row index
@@ -197,7 +246,7 @@ class _PointShadow:
                 grid_dirs[..., axis], grid_dirs[..., i], grid_dirs[..., j] = s, a, b
                 dirs = grid_dirs.reshape(-1, 3)
                 dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-                maps.append(cast(position, dirs, scene.box_min, scene.box_max).t.reshape(resolution, resolution))
+                maps.append(renderer.surface(position, dirs).t.reshape(resolution, resolution))
         self.maps = np.stack(maps)  # (6, R, R), face = 2 * axis + (sign > 0)
 
     def visibility(self, points: np.ndarray) -> np.ndarray:

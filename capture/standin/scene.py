@@ -53,6 +53,11 @@ class Scene:
     free_min: np.ndarray  # (3,) the region a camera may occupy (minus obstacles)
     free_max: np.ndarray
     ambient: float = 0.35
+    # Edits the engine makes (capture/standin/objects.py); a generated scene has none of them.
+    orientation: np.ndarray | None = None  # (B, 3, 3) world-from-local rotation per box; None: all axis-aligned
+    half_extent: np.ndarray | None = None  # (B, 3) half sizes along the local axes (with orientation)
+    visible: np.ndarray | None = None  # (B,) bool; a hidden box is not rendered (it still collides, as in UE)
+    colors: np.ndarray | None = None  # (B, 3) uint8 mask colours; None: object_colors(names)
     mask_colors: np.ndarray = field(init=False)  # (B, 3) uint8 object mask colour per box
 
     def __post_init__(self) -> None:
@@ -65,7 +70,27 @@ class Scene:
             raise ValueError(f"scene {self.name}: a box has max <= min")
         if len(set(self.names)) != b:
             raise ValueError(f"scene {self.name}: object names are not unique")
-        object.__setattr__(self, "mask_colors", object_colors(self.names))
+        if (self.orientation is None) != (self.half_extent is None):
+            raise ValueError(f"scene {self.name}: orientation and half_extent go together")
+        object.__setattr__(self, "mask_colors", object_colors(self.names) if self.colors is None else
+                           np.asarray(self.colors, dtype=np.uint8))
+
+    @property
+    def centre(self) -> np.ndarray:
+        """(B, 3) box centres (of the oriented box and of its bounds alike)."""
+        return (self.box_min.astype(np.float64) + self.box_max) / 2.0
+
+    @property
+    def rotated(self) -> np.ndarray:
+        """(B,) bool: boxes whose orientation is not the identity (rendered and tested as oriented boxes)."""
+        if self.orientation is None:
+            return np.zeros(len(self.names), dtype=bool)
+        return ~np.isclose(self.orientation, np.eye(3), atol=1e-9).all(axis=(1, 2))
+
+    @property
+    def shown(self) -> np.ndarray:
+        """(B,) bool: the boxes rendered."""
+        return np.ones(len(self.names), dtype=bool) if self.visible is None else np.asarray(self.visible, bool)
 
     @property
     def surface_seed(self) -> np.ndarray:
@@ -78,6 +103,12 @@ class Scene:
         inside = ((points >= self.free_min + radius) & (points <= self.free_max - radius)).all(axis=1)
         gap = np.maximum(self.box_min[None] - points[:, None], points[:, None] - self.box_max[None])
         distance = np.linalg.norm(np.maximum(gap, 0.0), axis=2)  # (N, B) point-to-box distance
+        rotated = np.flatnonzero(self.rotated)
+        if len(rotated):  # oriented boxes: the distance in the box's own axes (their bounds are larger)
+            assert self.orientation is not None and self.half_extent is not None
+            local = np.einsum("nbk,bkj->nbj", points[:, None] - self.centre[rotated][None], self.orientation[rotated])
+            gap = np.abs(local) - self.half_extent[rotated][None]
+            distance[:, rotated] = np.linalg.norm(np.maximum(gap, 0.0), axis=2)
         return inside & (distance > radius).all(axis=1)
 
     def sample_free(self, rng: np.random.Generator, n: int, radius: float = 0.25, height: float | None = None) -> np.ndarray:
