@@ -15,6 +15,7 @@ pawn's swept move, and the images of each view mode.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,7 +68,7 @@ class GameState:
     def viewport(self) -> tuple[int, int]:
         return self.width, self.height
 
-    def table(self) -> list[tuple[str, object]]:
+    def table(self) -> list[tuple[str, Callable[..., str]]]:
         runs = [(f"vrun {' '.join(['[str]'] * n)}", self._run) for n in range(1, 7)]
         return [
             ("vset /viewmode [str]", self._set_viewmode),

@@ -16,6 +16,7 @@ name given, or `<Class>_<n>`, as `SpawnActor` names them.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,7 +143,7 @@ class World:
         actor = self.actors.get(name)
         return "error Can not find object" if actor is None else fn(actor)
 
-    def table(self) -> list[tuple[str, object]]:
+    def table(self) -> list[tuple[str, Callable[..., str]]]:
         """(template, handler) pairs for the engine's command table."""
         number = float
         return [
