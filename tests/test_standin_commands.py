@@ -270,3 +270,26 @@ def test_a_level_change_resets_the_edits(api):
     assert "CubeActor_0" not in client.get_objects()
     assert client.get_obj_location(name)[2] < 5000.0
     time.sleep(0)  # nothing waits: the open is synchronous here
+
+
+def test_a_frame_rate_cap_makes_each_round_trip_wait_for_a_tick(api):
+    client, engine = api
+    req = client.client.request
+    start = time.perf_counter()
+    for _ in range(6):
+        req("vget /unrealcv/version")
+    uncapped = time.perf_counter() - start
+    assert req("vrun t.maxFPS 20") == "ok"
+    start = time.perf_counter()
+    for _ in range(6):  # each waits for its reply: six ticks at 20 per second
+        req("vget /unrealcv/version")
+    capped = time.perf_counter() - start
+    start = time.perf_counter()
+    req(["vget /unrealcv/version"] * 6)  # sent together: one tick
+    batch = time.perf_counter() - start
+    assert uncapped < 0.15 and 0.24 < capped < 1.0 and batch < 0.12, (uncapped, capped, batch)
+    req("vrun t.maxFPS 0")  # 0: no cap
+    start = time.perf_counter()
+    for _ in range(6):
+        req("vget /unrealcv/version")
+    assert time.perf_counter() - start < 0.15

@@ -12,6 +12,7 @@ import collections
 import json
 import logging
 import pathlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -133,6 +134,7 @@ class Engine:
         self.injected: collections.deque[dict] = collections.deque(maxlen=1024)
         self.client_connected = False
         self.port = 0
+        self._last_tick = 0.0
         self._open(config.scene)
         self.commands = self._command_table()
 
@@ -158,6 +160,17 @@ class Engine:
         if self._renderer is None or self._renderer[0] != self.world.version:
             self._renderer = (self.world.version, Renderer(self.scene, self.config.shadow_resolution))
         return self._renderer[1]
+
+    def game_tick(self) -> None:
+        """Start a game tick for requests that arrive while none is pending. UE runs queued requests
+        on the game thread once per tick, so under `t.maxFPS N` a synchronous round trip costs at
+        least 1/N s; requests that arrived together (a client's batch) share one tick."""
+        fps = self.game.max_fps
+        if fps:
+            wait = self._last_tick + 1.0 / fps - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        self._last_tick = time.monotonic()
 
     # -- requests --------------------------------------------------------------------------------
     def before_request(self) -> str | None:

@@ -5,8 +5,12 @@ pawn's swept move, and the images of each view mode.
   `error Can not set ViewMode to <mode>`) sets what the player's viewport shows, which is what
   `vget /screenshot` returns; `vget /viewmode` answers the mode.
 - `vrun <console command>` answers `ok`, as UE does for any console command. Those with a meaning
-  here take effect: `setres WxH[w|f]` sets the viewport size, `t.maxFPS N` the frame-rate cap,
-  `slomo X` the time dilation and `pause` toggles the pause; they are recorded in `console`.
+  here take effect: `setres WxH[w|f]` sets the viewport size; `t.maxFPS N` caps the game ticks, and
+  as UE runs queued requests once per tick, a synchronous round trip then costs at least 1/N s
+  (a batch shares one tick; the server thread waits, `Engine.game_tick`); `slomo X` sets the time
+  dilation and `pause` toggles the pause (recorded: the stand-in has no actor that moves with game
+  time, so neither changes an image; requests are served while paused, as UE's server ticks then too).
+  Every console command is recorded in `console`.
 - `vset /action/game/pause|resume`, `vget /action/game/is_paused` (`true`/`false`),
   `vset /action/input/enable|disable`, `vset /action/keyboard KEY SECONDS` (`ok`) and
   `vset /action/eyes_distance D`, which the 1.x plugin leaves unimplemented (`error Not Implemented`).

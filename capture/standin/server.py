@@ -90,7 +90,8 @@ class StandinServer:
         pending: list[bytes] = []
         while not self._stop.is_set():
             try:
-                payload = reader.next(block=not pending)
+                block = not pending
+                payload = reader.next(block=block)
                 if payload is None and pending:
                     if not _send(conn, pending):
                         return
@@ -108,6 +109,8 @@ class StandinServer:
                 log.warning("client %s: malformed request %r ignored (no 'id:' prefix)", peer, payload[:80])
                 continue
             request_id, body = match.group(1), match.group(2)
+            if block:  # it arrived with every reply sent: the client waited, this runs in a new game tick
+                self.engine.game_tick()
             fault = self.engine.before_request()
             if fault is not None and pending and not _send(conn, pending):
                 return
