@@ -37,13 +37,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.dry_run:
         return dry_run(out=args.out, config=config)
+    from capture.run import discover_inputs
     from common.raysession import ray_session
 
+    try:  # inputs found and named before Ray starts
+        inputs = discover_inputs(config.sources, config.actions)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "capture_config.yaml").write_text(dump_yaml(config))
     try:
         with ray_session(num_cpus=args.num_cpus):
-            outcome = run(config, args.out, progress=not args.no_progress)
+            outcome = run(config, args.out, progress=not args.no_progress, inputs=inputs)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

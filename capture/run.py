@@ -43,10 +43,16 @@ class CaptureRunConfig:
     actions: ActionSpec = field(default_factory=ActionSpec)
 
 
-def collect_jobs(sources: SourcesConfig, actions: ActionSpec) -> tuple[Inputs, list[CaptureJob], list[CaptureResult]]:
-    """Every input named (capture/inputs.py), then capture jobs from the replayed logs and the
-    planner; logs that cannot be read become failures (the reader's `file:line: ...`)."""
-    inputs = discover(sources.replay, sources.planner, sources.ingest, actions)
+def discover_inputs(sources: SourcesConfig, actions: ActionSpec) -> Inputs:
+    """Every input found and named (capture/inputs.py); InputError (a configuration error) if not."""
+    return discover(sources.replay, sources.planner, sources.ingest, actions)
+
+
+def collect_jobs(sources: SourcesConfig, actions: ActionSpec,
+                 inputs: Inputs | None = None) -> tuple[Inputs, list[CaptureJob], list[CaptureResult]]:
+    """Every input named (capture/inputs.py; `inputs`: already done), then capture jobs from the
+    replayed logs and the planner; logs that cannot be read become failures (`file:line: ...`)."""
+    inputs = inputs if inputs is not None else discover_inputs(sources, actions)
     jobs: list[CaptureJob] = []
     failed: list[CaptureResult] = list(inputs.failed)
     for source in inputs.replay:
@@ -64,11 +70,13 @@ class CaptureOutcome:
     skipped: tuple[Skipped, ...]  # what was found among the inputs but is none (capture/inputs.py)
 
 
-def run(config: CaptureRunConfig, staging: str | pathlib.Path, progress: bool = True) -> CaptureOutcome:
+def run(config: CaptureRunConfig, staging: str | pathlib.Path, progress: bool = True,
+        inputs: Inputs | None = None) -> CaptureOutcome:
     """Capture and ingest everything the sources name into `staging`; Ray must be initialised.
-    Raises InputError (a ValueError) before any capture when the inputs cannot be named or found."""
+    `inputs`: discover_inputs' result when the caller checked them before starting Ray; otherwise
+    found here, raising InputError (a ValueError) before any capture when they cannot be."""
     staging = pathlib.Path(staging)
-    inputs, jobs, results = collect_jobs(config.sources, config.actions)
+    inputs, jobs, results = collect_jobs(config.sources, config.actions, inputs)
     for skip in inputs.skipped:
         log.warning("skipped %s: %s", skip.path, skip.reason)
     if jobs:

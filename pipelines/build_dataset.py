@@ -50,13 +50,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.dry_run:
         return dry_run(out=args.out, config=config)
+    from capture.run import discover_inputs
     from common.raysession import ray_session
     from pipelines.stages import BuildError, build
 
     start = time.perf_counter()
+    try:  # the inputs are found and named before anything starts: a clash or a missing root stops here
+        inputs = discover_inputs(config.capture.sources, config.capture.actions)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         with ray_session(args.ray_address, args.num_cpus):
-            stats = build(config, args.out, progress=not args.no_progress)
+            stats = build(config, args.out, progress=not args.no_progress, inputs=inputs)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from annotate.actions import CHANNELS
+from capture.inputs import Inputs
 from capture.run import run as run_capture
 from capture.run import write_report as write_capture_report
 from capture.staging import staged_fingerprint
@@ -63,8 +64,9 @@ def scene_split(scene: str, scenes: list[str], config: BuildConfig) -> str:
     return "val" if scene in order[:n_val] else "train"
 
 
-def build(config: BuildConfig, out: pathlib.Path, progress: bool = True) -> dict[str, Any]:
-    """Run every stage into `out`; Ray must be initialised. Returns stats.json's content."""
+def build(config: BuildConfig, out: pathlib.Path, progress: bool = True, inputs: Inputs | None = None) -> dict[str, Any]:
+    """Run every stage into `out`; Ray must be initialised. Returns stats.json's content. `inputs`:
+    capture.run.discover_inputs' result, when the caller checked the inputs before starting Ray."""
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(config.staging) if config.staging else out / "staging"
@@ -86,7 +88,7 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True) -> dict
         mark = now
 
     try:
-        capture_run = run_capture(config.capture, staging, progress=progress)
+        capture_run = run_capture(config.capture, staging, progress=progress, inputs=inputs)
     except ValueError as exc:  # settings the cluster cannot satisfy, inputs that cannot be named or found
         raise BuildError(str(exc)) from exc
     captured = capture_run.results
