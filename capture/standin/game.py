@@ -132,8 +132,8 @@ def sweep(scene: Scene, start_cm: np.ndarray, target_cm: np.ndarray, radius_cm: 
     p0, p1 = S @ start_cm / 100.0, S @ target_cm / 100.0
     step = p1 - p0
     length = float(np.linalg.norm(step))
-    if not np.isfinite(length) or length == 0.0:
-        return np.asarray(target_cm, dtype=np.float64) if np.isfinite(length) else np.asarray(start_cm, np.float64)
+    if not length > 0.0:  # no move (or a target too far to sweep to: stay)
+        return np.asarray(target_cm if length == 0.0 else start_cm, dtype=np.float64)
     r = radius_cm / 100.0
     hit = cast(p0[None], step[None], scene.box_min - r, scene.box_max + r)
     t = float(hit.t[0])

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotate.ue import S, rotator_to_matrix
-from capture.standin.scene import Scene
+from annotate.ue import S, matrix_to_rotator, rotator_to_matrix
+from capture.standin.scene import Scene, object_colors
 from capture.standin.textures import Material
 
 CM = 100.0
@@ -96,14 +96,16 @@ def scene_of(template: Scene, actors: list[Actor]) -> Scene:
         visible=np.array([not a.hidden for a in actors]), colors=np.array([a.color for a in actors], np.uint8))
 
 
-def spawn(uclass: str, name: str, color: np.ndarray) -> Actor | None:
-    """A new actor of the class (matched case-insensitively) at the world origin; None: no such class."""
-    match = next((c for c in SPAWNABLE if c.lower() == uclass.lower()), None)
-    if match is None:
-        return None
-    size, material, tint = SPAWNABLE[match]
-    return Actor(name, match, np.zeros(3), np.array(size) / 2.0, int(material), np.array(tint, np.float32),
-                 np.asarray(color, np.uint8), spawned=True)
+def spawnable(uclass: str) -> str | None:
+    """The spawnable class a name means (matched case-insensitively, as UE's class lookup), or None."""
+    return next((c for c in SPAWNABLE if c.lower() == uclass.lower()), None)
+
+
+def spawn(uclass: str, name: str) -> Actor:
+    """A new actor of a spawnable class at the world origin, with its name's mask colour."""
+    size, material, tint = SPAWNABLE[uclass]
+    return Actor(name, uclass, np.zeros(3), np.array(size) / 2.0, int(material), np.array(tint, np.float32),
+                 object_colors((name,))[0], spawned=True)
 
 
 def _fmt(v: np.ndarray, digits: int = 3) -> str:
@@ -175,7 +177,7 @@ class World:
     def _spawn(self, uclass: str, name: str) -> str:
         if name and name in self.actors:
             return f"error Failed to spawn {name}, object exsit."  # sic: the plugin's spelling
-        match = next((c for c in SPAWNABLE if c.lower() == uclass.lower()), None)
+        match = spawnable(uclass)
         if match is None:
             return f"error Can not find a class with name '{uclass}'"
         if not name:
@@ -184,17 +186,13 @@ class World:
                 self._spawned += 1
                 name = f"{match}_{self._spawned}"
         self._spawned += 1
-        from capture.standin.scene import object_colors
-
-        actor = spawn(match, name, object_colors((name,))[0])
-        assert actor is not None
-        self.actors[name] = actor
+        self.actors[name] = spawn(match, name)
         self._changed()
         return name
 
     def _spawn_cube(self) -> str:
-        reply = self._spawn("CubeActor", "")
-        return "ok" if not reply.startswith("error") else reply
+        self._spawn("CubeActor", "")  # the plugin answers ok, not the name
+        return "ok"
 
     def _destroy(self, name: str) -> str:
         if name not in self.actors:
@@ -206,8 +204,6 @@ class World:
 
 def _canonical(rotator: np.ndarray) -> np.ndarray:
     """The rotator as UE reports it after storing the rotation as a quaternion."""
-    from annotate.ue import matrix_to_rotator
-
     out = matrix_to_rotator(rotator_to_matrix(rotator))
     return np.where(np.abs(out) < 5e-4, 0.0, out)  # no "-0.000"
 
