@@ -41,6 +41,26 @@ class StandinPoolConfig:
 
 
 @dataclass(frozen=True)
+class FleetConfig:
+    """Unreal Engine game instances the pipeline launches itself, one per capture actor (used when
+    `binary` is set and `endpoints` is empty): capture/game.py launches and supervises each."""
+
+    binary: str | None = None  # a packaged Linux build: <Project>.sh or <Project>/Binaries/Linux/<Project>
+    map: str | None = None  # the level each instance starts in; jobs switch it with `vrun open`
+    args: tuple[str, ...] = ()  # more command-line arguments for every instance
+    instances: int = 1
+    gpus_per_instance: float = 0.0  # Ray GPUs per capture actor; the first one is `-graphicsadapter`
+    startup_deadline_s: float = 180.0
+    log_dir: str | None = None  # default: <staging>/.engine_logs (an <instance>.<launch>.log each)
+    offscreen: bool = True  # -RenderOffScreen
+
+    def __post_init__(self) -> None:
+        if self.instances < 1 or self.gpus_per_instance < 0 or not self.startup_deadline_s > 0:
+            raise ValueError("fleet.instances must be >= 1, fleet.gpus_per_instance >= 0, "
+                             "fleet.startup_deadline_s > 0")
+
+
+@dataclass(frozen=True)
 class CameraConfig:
     """The spawned capture camera: image size, horizontal FOV (longer side), extra modalities."""
 
@@ -103,7 +123,8 @@ class RetryConfig:
 
 @dataclass(frozen=True)
 class CaptureConfig:
-    endpoints: tuple[EndpointConfig, ...] = ()  # empty: launch `standin.instances` stand-ins
+    endpoints: tuple[EndpointConfig, ...] = ()  # empty: launch the fleet's games, or else stand-ins
+    fleet: FleetConfig = field(default_factory=FleetConfig)
     standin: StandinPoolConfig = field(default_factory=StandinPoolConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     client: ClientConfig = field(default_factory=ClientConfig)

@@ -30,7 +30,8 @@ from capture.config import CaptureConfig, EndpointConfig
 from capture.records import Attempt, CaptureJob, CaptureResult
 from capture.staging import clear_partials, staged_fingerprint
 from capture.standin.scene import level_name
-from capture.worker import CaptureWorker, StandinEndpoint, capture_settings
+from capture.game import GameConfig, GameLaunchError
+from capture.worker import CaptureWorker, GameEndpoint, StandinEndpoint, capture_settings
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,17 @@ class _CaptureActor(CaptureWorker):
         return self.describe()
 
 
-def endpoints(config: CaptureConfig) -> list[EndpointConfig | StandinEndpoint]:
+def endpoints(config: CaptureConfig, staging: pathlib.Path | None = None) -> list[EndpointConfig | StandinEndpoint | GameEndpoint]:
     if config.endpoints:
         return list(config.endpoints)
+    fleet = config.fleet
+    if fleet.binary is not None:
+        cam = config.camera
+        game = GameConfig(fleet.binary, fleet.map, fleet.args, cam.width, cam.height, cam.fov, fleet.startup_deadline_s,
+                          fleet.log_dir, fleet.offscreen)
+        game.check_binary()  # a missing or non-executable binary is a configuration error, before any actor
+        logs = fleet.log_dir or str((staging or pathlib.Path(".")) / ".engine_logs")  # hidden: no scene folder
+        return [GameEndpoint(game, logs) for _ in range(fleet.instances)]
     pool = config.standin
     log_dir = pathlib.Path(pool.log_dir) if pool.log_dir else None
     if log_dir is not None:
@@ -101,13 +110,17 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
     if not queue:
         return [results[k] for k in keys]
 
-    specs = endpoints(config)[: max(1, len(queue))]
+    try:
+        specs = endpoints(config, staging)[: max(1, len(queue))]
+    except GameLaunchError as exc:
+        raise ValueError(str(exc)) from exc
     cpus = ray.cluster_resources().get("CPU", 0.0)
     if len(specs) * config.retry.actor_cpus > cpus:
         raise ValueError(f"{len(specs)} capture actors x retry.actor_cpus={config.retry.actor_cpus:g} need "
                          f"{len(specs) * config.retry.actor_cpus:g} CPUs but the Ray cluster has {cpus:g}: lower "
                          "capture.standin.instances (or the endpoints) or retry.actor_cpus, or add CPUs")
-    remote = ray.remote(_CaptureActor).options(num_cpus=config.retry.actor_cpus, max_restarts=0)
+    gpus = config.fleet.gpus_per_instance if any(isinstance(s, GameEndpoint) for s in specs) else 0
+    remote = ray.remote(_CaptureActor).options(num_cpus=config.retry.actor_cpus, num_gpus=gpus, max_restarts=0)
     actors = [_Actor(i, remote.remote(spec, config, str(staging), f"engine-{i}"), f"engine-{i}",
                      level_name(spec.scene) if isinstance(spec, StandinEndpoint) else None)
               for i, spec in enumerate(specs)]

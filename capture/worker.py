@@ -17,11 +17,20 @@ import numpy as np
 
 from capture.client import EngineClient, EngineConnectionLost, EngineDataError, EngineError, EngineUnavailable
 from capture.config import CaptureConfig, EndpointConfig
+from capture.game import GameConfig, GameInstance, GameLaunchError
 from capture.records import Attempt, CaptureJob
 from capture.staging import StagingWriter, intrinsics
 from capture.standin.launch import StandinLaunchError, StandinProcess
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GameEndpoint:
+    """An Unreal Engine game the worker launches and owns (capture/game.py)."""
+
+    game: GameConfig
+    log_dir: str
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,18 @@ class StandinEndpoint:
     log_path: str | None = None
 
 
+def _ray_gpu() -> int | None:
+    """The first GPU Ray gave this actor (its `-graphicsadapter`), or None outside Ray or without one."""
+    try:
+        import ray
+    except ImportError:
+        return None
+    if not ray.is_initialized():
+        return None
+    ids = ray.get_gpu_ids()
+    return int(ids[0]) if ids else None
+
+
 def capture_settings(config: CaptureConfig) -> dict:
     """The settings that shape a staged trajectory (part of its fingerprint)."""
     return {"camera": asdict(config.camera), "frame_format": config.staging.frame_format,
@@ -41,10 +62,12 @@ def capture_settings(config: CaptureConfig) -> dict:
 
 
 class CaptureWorker:
-    def __init__(self, endpoint: EndpointConfig | StandinEndpoint, config: CaptureConfig, staging: str, name: str = "worker"):
+    def __init__(self, endpoint: EndpointConfig | StandinEndpoint | GameEndpoint, config: CaptureConfig, staging: str,
+                 name: str = "worker"):
         self.endpoint, self.config, self.name = endpoint, config, name
         self.staging = pathlib.Path(staging)
         self.process: StandinProcess | None = None
+        self.game: GameInstance | None = None
         self.client: EngineClient | None = None
         self.failures = 0  # consecutive engine failures (a trajectory's repeated losses count once)
         self.lost_on: set[str] = set()  # trajectories the engine was lost on since the last success
@@ -56,6 +79,8 @@ class CaptureWorker:
     def describe(self) -> str:
         if isinstance(self.endpoint, EndpointConfig):
             return str(self.endpoint)
+        if isinstance(self.endpoint, GameEndpoint):
+            return f"{self.name} (game:{self.game.port})" if self.game is not None and self.game.port else self.name
         if self.process is not None:
             return f"standin:{self.process.port}"
         return f"standin({self.name})"
@@ -68,6 +93,11 @@ class CaptureWorker:
                 self._launch()  # a dead, hung or dropped stand-in is replaced, not reconnected
             assert self.process is not None
             host, port = self.process.host, self.process.port
+        elif isinstance(self.endpoint, GameEndpoint):
+            if self.game is None or not self.game.alive() or self.client is not None:
+                self._launch_game()  # a dead, hung or dropped game is relaunched on a fresh port
+            assert self.game is not None
+            host, port = "127.0.0.1", self.game.port
         else:
             host, port = self.endpoint.host, self.endpoint.port
         client = EngineClient(host, port, self.config.client)
@@ -92,8 +122,20 @@ class CaptureWorker:
             self.process = None
             raise EngineUnavailable(str(exc)) from exc
 
+    def _launch_game(self) -> None:
+        assert isinstance(self.endpoint, GameEndpoint)
+        if self.game is None:
+            self.game = GameInstance(self.endpoint.game, self.name, pathlib.Path(self.endpoint.log_dir), _ray_gpu())
+        else:
+            self.restarts += 1
+        try:
+            self.game.start()  # stops a previous launch's process group first
+        except GameLaunchError as exc:
+            raise EngineUnavailable(str(exc)) from exc
+
     def _connect(self, client: EngineClient) -> None:
-        attempts = 1 if isinstance(self.endpoint, StandinEndpoint) else self.config.client.connect_attempts
+        launched = isinstance(self.endpoint, (StandinEndpoint, GameEndpoint))
+        attempts = 1 if launched else self.config.client.connect_attempts
         wait = self.config.client.connect_backoff_s
         for attempt in range(attempts):
             try:
@@ -117,6 +159,8 @@ class CaptureWorker:
         if self.process is not None:
             self.process.close()
             self.process = None
+        if self.game is not None:
+            self.game.stop()
 
     # -- one trajectory --------------------------------------------------------------------------
     def capture(self, job: CaptureJob, fingerprint: str) -> Attempt:

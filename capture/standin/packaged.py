@@ -17,7 +17,9 @@ read it (docs/unrealcv.md):
 It logs UE-style lines (`LogUnrealCV: Warning: Overriding listening port to 9001`) and serves until
 killed. For tests of engine supervision, `RELIC_PACKAGED_FAULT` makes it misbehave as real builds
 do: `crash_at_start` (exit 1 before listening), `hang_at_start` (never listen), `ignore_port`
-(listen on another port), `exit_after=N` (die on request N + 1, code 3).
+(listen on another port), `exit_after=N` (die on request N + 1, code 3); `-RelicFault=...` on the
+command line does the same (it reaches instances that Ray workers launch, where a variable set in
+the test does not).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 
 DEFAULT_PORT = 9000  # unrealcv.ini's default
 FAULT_ENV = "RELIC_PACKAGED_FAULT"
+FAULT_FLAG = "-RelicFault"  # the same on the command line: -RelicFault=hang_at_start
 NAME_ENV = "RELIC_PACKAGED_NAME"  # the project's name, which the .sh passes as the first word
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -84,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     game = GameCommandLine.parse(os.environ.get(NAME_ENV, "RelicStandin"), args)
-    fault = os.environ.get(FAULT_ENV, "")
+    flagged = [f.split("=", 1)[1] for f in game.flags if f.lower().startswith(FAULT_FLAG.lower() + "=")]
+    fault = flagged[-1] if flagged else os.environ.get(FAULT_ENV, "")
     print(f"LogInit: Command Line: {shlex.join(args)}", flush=True)
     if fault == "crash_at_start":
         print("LogCore: Error: Fatal error: injected crash at start", flush=True)
