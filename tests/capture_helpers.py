@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import pathlib
 import signal
+import threading
+import time
 
 import numpy as np
 
@@ -65,3 +67,23 @@ def partial_frames(staging: pathlib.Path, trajectory: str | None = None) -> int:
     partial = staging / ".partial"
     pattern = f"*__{trajectory}__*" if trajectory else "*"
     return sum(len(list((d / "frames").glob("*"))) for d in partial.glob(pattern) if (d / "frames").is_dir()) if partial.is_dir() else 0
+
+
+def kill_one_when(ready, pids, before: set[int], timeout_s: float = 120.0) -> tuple[threading.Thread, list[int]]:
+    """A started thread that SIGKILLs the lowest-numbered process of `pids()` not in `before` as soon
+    as `ready()` holds (polling every 5 ms, for at most `timeout_s`); the list gets the pid killed."""
+    killed: list[int] = []
+
+    def killer() -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not killed:
+            if ready():
+                ours = sorted(set(pids()) - before)
+                if ours:
+                    killed.append(ours[0])
+                    kill(ours[0])
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    return thread, killed

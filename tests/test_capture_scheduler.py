@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
@@ -12,7 +11,7 @@ import ray
 from annotate.readers import read_ue_csv
 from capture.config import EndpointConfig, RetryConfig, StandinPoolConfig
 from capture.scheduler import run_capture
-from tests.capture_helpers import kill, partial_frames, small_config, standin_pids, walk_job
+from tests.capture_helpers import kill_one_when, partial_frames, small_config, standin_pids, walk_job
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,21 +42,9 @@ def test_killed_engine_costs_a_retry_on_the_other_actor_not_the_run(tmp_path):
     config = small_config(standin=StandinPoolConfig(instances=2, scene="room-1"))
     jobs = [walk_job(150, "long", seed=1), walk_job(100, "short", seed=2)]
     before = set(standin_pids())
-    killed: list[int] = []
-
-    def killer():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not killed:
-            # both engines busy (each job part-written), so whichever is killed interrupts one job
-            if partial_frames(tmp_path, "long") >= 20 and partial_frames(tmp_path, "short") >= 20:
-                ours = sorted(set(standin_pids()) - before)
-                if ours:
-                    killed.append(ours[0])
-                    kill(ours[0])
-            time.sleep(0.005)
-
-    thread = threading.Thread(target=killer)
-    thread.start()
+    # both engines busy (each job part-written), so whichever is killed interrupts one job
+    thread, killed = kill_one_when(lambda: partial_frames(tmp_path, "long") >= 20 and
+                                   partial_frames(tmp_path, "short") >= 20, standin_pids, before)
     results = run_capture(jobs, config, tmp_path, progress=False)
     thread.join()
     assert killed

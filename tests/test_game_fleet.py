@@ -5,7 +5,6 @@ trajectory retried; a build that never comes up is retired with its log named; n
 
 from __future__ import annotations
 
-import threading
 import time
 
 import psutil
@@ -15,7 +14,7 @@ import ray
 from capture.config import FleetConfig, RetryConfig
 from capture.scheduler import run_capture
 from capture.standin.packaged import write_packaged_game
-from tests.capture_helpers import kill, partial_frames, small_config, walk_job
+from tests.capture_helpers import kill_one_when, partial_frames, small_config, walk_job
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -37,20 +36,7 @@ def test_three_instances_capture_every_trajectory_once_and_a_killed_one_is_relau
     jobs = [walk_job(60, f"t{i}", scene=["room_0001", "street_0004"][i % 2], seed=i) for i in range(6)]
     staging = tmp_path / "staging"
     before = set(_game_pids())
-    killed: list[int] = []
-
-    def killer():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not killed:
-            if partial_frames(staging) >= 20:
-                ours = sorted(set(_game_pids()) - before)
-                if ours:
-                    killed.append(ours[0])
-                    kill(ours[0])
-            time.sleep(0.005)
-
-    thread = threading.Thread(target=killer)
-    thread.start()
+    thread, killed = kill_one_when(lambda: partial_frames(staging) >= 20, _game_pids, before)
     results = run_capture(jobs, config, staging, progress=False)
     thread.join()
     assert killed

@@ -51,7 +51,7 @@ def test_an_instance_comes_up_on_its_port_and_stops_with_its_group(game, tmp_pat
 ])
 def test_a_build_that_does_not_come_up_is_named_with_its_log(game, tmp_path, monkeypatch, fault, message):
     monkeypatch.setenv(FAULT_ENV, fault)
-    instance = GameInstance(GameConfig(str(game), startup_deadline_s=4), "engine-3", tmp_path / "logs")
+    instance = GameInstance(GameConfig(str(game), startup_deadline_s=2.5), "engine-3", tmp_path / "logs")
     with pytest.raises(GameLaunchError, match=message) as caught:
         instance.start()
     assert "engine-3" in str(caught.value) and str(instance.log_path) in str(caught.value)

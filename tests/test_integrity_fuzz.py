@@ -107,7 +107,7 @@ class Reference(dict):
         return f"<{len(self)} reference samples>"
 
 
-@settings(max_examples=5, deadline=None, derandomize=True, phases=(Phase.explicit, Phase.generate),  # a build a case: no shrinking
+@settings(max_examples=3, deadline=None, derandomize=True, phases=(Phase.explicit, Phase.generate),  # a build a case: no shrinking
          
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(inputs=st.lists(DAMAGED_INPUT, min_size=2, max_size=4))

@@ -95,7 +95,7 @@ def test_a_build_that_never_opens_its_port(tmp_path, fault, args):
     given = [a.replace("PORT", str(port)) for a in args] or ["-UnrealCVPort", str(port)]
     proc = _launch(script, "room_0001", *given, fault=fault)
     try:
-        assert not _wait_open(port, proc, 4.0)
+        assert not _wait_open(port, proc, 2.5)
         if fault == "crash_at_start":
             assert proc.wait(timeout=10) == 1
     finally:

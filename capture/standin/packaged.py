@@ -117,13 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"LogUnrealCV: Warning: Start listening on {server.port}", flush=True)
     print(f"LogLoad: Took 0.1 seconds to LoadMap({server.engine.scene.name})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
-    return 0
+    return server.serve_until_interrupted()
 
 
 def write_packaged_game(root: str | pathlib.Path, name: str = "RelicStandin") -> pathlib.Path:

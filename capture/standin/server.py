@@ -50,6 +50,16 @@ class StandinServer:
         self._thread.start()
         return self
 
+    def serve_until_interrupted(self) -> int:
+        """Serve in this thread until Ctrl-C (or an injected crash's exit); closes the server. 0."""
+        try:
+            self.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.close()
+        return 0
+
     def close(self) -> None:
         self._stop.set()
         conn = self._conn
