@@ -21,7 +21,7 @@ import numpy as np
 
 from capture.standin.protocol import Command, command, dispatch, encode_bmp, encode_npy, encode_png
 from capture.standin.game import HELP, GameState, sweep, view_image
-from capture.standin.objects import World
+from capture.standin.objects import World, fmt_vector
 from capture.standin.render import Frame, Renderer
 from capture.standin.scene import Scene, make_scene, parse_scene_spec
 
@@ -206,9 +206,9 @@ class Engine:
             *self.game.table(),
             ("vget /cameras", lambda: "".join(f"{c.name} " for c in self.cameras)),
             ("vset /cameras/spawn", self._spawn),
-            ("vget /camera/[uint]/location", lambda i: self._camera(i, lambda c: _fmt3(c.location))),
+            ("vget /camera/[uint]/location", lambda i: self._camera(i, lambda c: fmt_vector(c.location))),
             ("vset /camera/[uint]/location [float] [float] [float]", self._set_location),
-            ("vget /camera/[uint]/rotation", lambda i: self._camera(i, lambda c: _fmt3(_normalize(c.rotation)))),
+            ("vget /camera/[uint]/rotation", lambda i: self._camera(i, lambda c: fmt_vector(_normalize(c.rotation)))),
             ("vset /camera/[uint]/rotation [float] [float] [float]", self._set_rotation),
             ("vget /camera/[uint]/fov", lambda i: self._camera(i, lambda c: f"{c.fov:f}", "error Argument Invalid")),
             ("vset /camera/[uint]/fov [float]", self._set_fov),
@@ -438,10 +438,6 @@ def _glitch(image: np.ndarray, area: float, rng: np.random.Generator) -> np.ndar
     colours = rng.integers(0, 256, size=(-(-rows // block), -(-w // block), 3), dtype=np.uint8)
     out[top:top + rows] = np.repeat(np.repeat(colours, block, axis=0), block, axis=1)[:rows, :w]
     return out
-
-
-def _fmt3(v: np.ndarray) -> str:
-    return f"{v[0]:.3f} {v[1]:.3f} {v[2]:.3f}"
 
 
 def _normalize(rotator: np.ndarray) -> np.ndarray:

@@ -108,7 +108,8 @@ def spawn(uclass: str, name: str) -> Actor:
                  object_colors((name,))[0], spawned=True)
 
 
-def _fmt(v: np.ndarray, digits: int = 3) -> str:
+def fmt_vector(v: np.ndarray, digits: int = 3) -> str:
+    """A vector as the plugin's FStrFormatter prints it: `%.3f` values separated by spaces."""
     return " ".join(f"{x:.{digits}f}" for x in v)
 
 
@@ -154,13 +155,13 @@ class World:
             ("vset /objects/spawn_cube [str]", lambda _name: self._spawn_cube()),  # the plugin ignores the name
             ("vset /objects/spawn [str]", lambda uclass: self._spawn(uclass, "")),
             ("vset /objects/spawn [str] [str]", self._spawn),
-            ("vget /object/[str]/location", lambda n: self._read(n, lambda a: _fmt(a.location_cm))),
+            ("vget /object/[str]/location", lambda n: self._read(n, lambda a: fmt_vector(a.location_cm))),
             ("vset /object/[str]/location [float] [float] [float]",
              lambda n, x, y, z: self._edit(n, centre=S @ np.array([number(x), number(y), number(z)]) / CM)),
-            ("vget /object/[str]/rotation", lambda n: self._read(n, lambda a: _fmt(_canonical(a.rotator)))),
+            ("vget /object/[str]/rotation", lambda n: self._read(n, lambda a: fmt_vector(_canonical(a.rotator)))),
             ("vset /object/[str]/rotation [float] [float] [float]",
              lambda n, p, y, r: self._edit(n, rotator=np.array([number(p), number(y), number(r)]))),
-            ("vget /object/[str]/scale", lambda n: self._read(n, lambda a: _fmt(a.scale))),
+            ("vget /object/[str]/scale", lambda n: self._read(n, lambda a: fmt_vector(a.scale))),
             ("vset /object/[str]/scale [float] [float] [float]",
              lambda n, x, y, z: self._edit(n, scale=np.array([number(x), number(y), number(z)]))),
             ("vget /object/[str]/color", lambda n: self._read(n, _color)),
@@ -217,4 +218,4 @@ def _bounds(actor: Actor) -> str:
     """`%.2f` x 6, min then max corner in UE cm (GetActorBounds: the axis-aligned box)."""
     lo, hi = actor.bounds()
     ue_lo, ue_hi = S @ lo * CM, S @ hi * CM  # the flip swaps which corner has the smaller y
-    return _fmt(np.minimum(ue_lo, ue_hi), 2) + " " + _fmt(np.maximum(ue_lo, ue_hi), 2)
+    return fmt_vector(np.minimum(ue_lo, ue_hi), 2) + " " + fmt_vector(np.maximum(ue_lo, ue_hi), 2)
