@@ -27,13 +27,14 @@ class EndpointConfig:
 
 @dataclass(frozen=True)
 class StandinPoolConfig:
-    """Stand-in engines the pipeline launches itself (used when `endpoints` is empty)."""
+    """Stand-in engines the pipeline launches itself (used when `endpoints` is empty and no
+    `fleet.binary` is set): each is laid out as a packaged game and supervised as the fleet's are."""
 
     instances: int = 2
     scene: str = "room-1"  # the level each instance starts in; jobs switch it with `vrun open`
     settings: tuple[str, ...] = ()  # EngineConfig overrides, e.g. "faults.black_frame=0.02"
     startup_timeout_s: float = 60.0
-    log_dir: str | None = None  # a stderr log per instance, when set
+    log_dir: str | None = None  # default: <staging>/.engine_logs (an <instance>.<launch>.log each)
 
     def __post_init__(self) -> None:
         if self.instances < 1:
@@ -48,8 +49,10 @@ class FleetConfig:
     binary: str | None = None  # a packaged Linux build: <Project>.sh or <Project>/Binaries/Linux/<Project>
     map: str | None = None  # the level each instance starts in; jobs switch it with `vrun open`
     args: tuple[str, ...] = ()  # more command-line arguments for every instance
-    instances: int = 1
+    instances: int = 1  # in all, placed by Ray wherever the resources are free
+    instances_per_node: int | None = None  # instead: this many on every live node that has the resources
     gpus_per_instance: float = 0.0  # Ray GPUs per capture actor; the first one is `-graphicsadapter`
+    resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per instance, e.g. {ue: 1}
     startup_deadline_s: float = 180.0
     log_dir: str | None = None  # default: <staging>/.engine_logs (an <instance>.<launch>.log each)
     offscreen: bool = True  # -RenderOffScreen
@@ -58,6 +61,10 @@ class FleetConfig:
         if self.instances < 1 or self.gpus_per_instance < 0 or not self.startup_deadline_s > 0:
             raise ValueError("fleet.instances must be >= 1, fleet.gpus_per_instance >= 0, "
                              "fleet.startup_deadline_s > 0")
+        if self.instances_per_node is not None and self.instances_per_node < 1:
+            raise ValueError(f"fleet.instances_per_node must be >= 1, got {self.instances_per_node}")
+        if any(not v > 0 for v in self.resources.values()):
+            raise ValueError(f"fleet.resources: amounts must be > 0, got {self.resources}")
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,13 @@
 - `failed`: every attempt failed (reasons listed), or no engine was left to try it on.
 
 A failed attempt is retried on another actor where one is live (`retry.max_attempts` in all).
-Each actor restarts its stand-in (or reconnects to its UE instance) after the engine dies, and
-retires after `retry.max_engine_failures` failures in a row; an actor process that dies is retired
-too. When no actor is left, the remaining trajectories fail at once: nothing waits forever.
+Each actor relaunches its game or stand-in (or reconnects to its UE instance) after the engine
+dies, and retires after `retry.max_engine_failures` failures in a row; an actor process that dies
+is retired too, and a watchdog of its own (common/reaper.py) ends the engine it launched. When no
+actor is left, the remaining trajectories fail at once: nothing waits forever. Actors ask Ray for
+`retry.actor_cpus`, the fleet's `gpus_per_instance` and `resources`; a cluster that cannot hold
+them all is a configuration error at start, not a wait. With `fleet.instances_per_node`, every
+live node that has the resources runs that many, pinned to it.
 Ray must be initialised by the caller (`ray.init(...)`); the entry scripts do it.
 """
 
@@ -24,6 +28,7 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayActorError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tqdm import tqdm
 
 from capture.config import CaptureConfig, EndpointConfig
@@ -42,10 +47,19 @@ class _CaptureActor(CaptureWorker):
         # default 5 ms GIL switch interval delays each handoff (bench/render.py measures it).
         sys.setswitchinterval(1e-4)
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s capture %(levelname)s %(message)s")
+        from common.reaper import Reaper
+
+        self.reaper = Reaper().start()  # the engines this actor launches die with it, however it dies
         super().__init__(*args, **kwargs)
 
     def ready(self) -> str:
         return self.describe()
+
+    def stop_reaper(self) -> None:
+        self.reaper.stop()
+
+    def engine_pid(self) -> int | None:
+        return self.game.process.pid if self.game is not None and self.game.process is not None else None
 
 
 def endpoints(config: CaptureConfig, staging: pathlib.Path | None = None) -> list[EndpointConfig | StandinEndpoint | GameEndpoint]:
@@ -60,12 +74,8 @@ def endpoints(config: CaptureConfig, staging: pathlib.Path | None = None) -> lis
         logs = fleet.log_dir or str((staging or pathlib.Path(".")) / ".engine_logs")  # hidden: no scene folder
         return [GameEndpoint(game, logs) for _ in range(fleet.instances)]
     pool = config.standin
-    log_dir = pathlib.Path(pool.log_dir) if pool.log_dir else None
-    if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-    return [StandinEndpoint(pool.scene, pool.settings, pool.startup_timeout_s,
-                            str(log_dir / f"standin-{i}.log") if log_dir else None)
-            for i in range(pool.instances)]
+    return [StandinEndpoint(pool.scene, pool.settings, pool.startup_timeout_s, pool.log_dir)
+            for _ in range(pool.instances)]
 
 
 @dataclass
@@ -83,6 +93,7 @@ class _Actor:
     name: str
     level: str | None = None
     live: bool = True
+    retired: str = ""  # why it is not live: the attempt that retired it
 
 
 def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pathlib.Path,
@@ -114,16 +125,26 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
         specs = endpoints(config, staging)[: max(1, len(queue))]
     except GameLaunchError as exc:
         raise ValueError(str(exc)) from exc
-    cpus = ray.cluster_resources().get("CPU", 0.0)
-    if len(specs) * config.retry.actor_cpus > cpus:
-        raise ValueError(f"{len(specs)} capture actors x retry.actor_cpus={config.retry.actor_cpus:g} need "
-                         f"{len(specs) * config.retry.actor_cpus:g} CPUs but the Ray cluster has {cpus:g}: lower "
-                         "capture.standin.instances (or the endpoints) or retry.actor_cpus, or add CPUs")
-    gpus = config.fleet.gpus_per_instance if any(isinstance(s, GameEndpoint) for s in specs) else 0
-    remote = ray.remote(_CaptureActor).options(num_cpus=config.retry.actor_cpus, num_gpus=gpus, max_restarts=0)
-    actors = [_Actor(i, remote.remote(spec, config, str(staging), f"engine-{i}"), f"engine-{i}",
-                     level_name(spec.scene) if isinstance(spec, StandinEndpoint) else None)
-              for i, spec in enumerate(specs)]
+    fleet = any(isinstance(s, GameEndpoint) for s in specs)
+    need = {"CPU": config.retry.actor_cpus}
+    if fleet:
+        need |= {"GPU": config.fleet.gpus_per_instance, **config.fleet.resources}
+    need = {k: v for k, v in need.items() if v > 0}
+    nodes: list[str | None] = [None] * len(specs)
+    if fleet and config.fleet.instances_per_node is not None:
+        nodes = _nodes_for(need, config.fleet.instances_per_node)[: max(1, len(queue))]
+        specs = [specs[0]] * len(nodes)
+    else:
+        _check_room(need, len(specs), ray.cluster_resources())
+    remote = ray.remote(_CaptureActor)
+    options = {"num_cpus": need.get("CPU", 0), "num_gpus": need.get("GPU", 0), "max_restarts": 0,
+               "resources": {k: v for k, v in need.items() if k not in ("CPU", "GPU")}}
+    actors = []
+    for i, (spec, node) in enumerate(zip(specs, nodes)):
+        placed = remote.options(**options) if node is None else remote.options(
+            **options, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+        actors.append(_Actor(i, placed.remote(spec, config, str(staging), f"engine-{i}"), f"engine-{i}",
+                             level_name(spec.scene) if isinstance(spec, StandinEndpoint) else None))
     in_flight: dict[ray.ObjectRef, tuple[_Actor, _Pending]] = {}
     bar = tqdm(total=len(jobs), initial=len(results), unit="traj", desc="capture", disable=not progress)
     frames, start = 0, time.perf_counter()
@@ -139,9 +160,9 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
                     in_flight[ref] = (actor, pending)
                     actor.level = pending.job.scene
             if not in_flight:  # queue non-empty, no live actor
+                why = "; ".join(f"{a.name}: {a.retired}" for a in actors if a.retired) or "none started"
                 for pending in queue:
-                    reasons = pending.reasons or ["no engine left"]
-                    results[pending.job.key] = _failed(pending, "no live engine left to capture on; " + reasons[-1])
+                    results[pending.job.key] = _failed(pending, f"no live engine left to capture on ({why})")
                     bar.update(1)
                 queue.clear()
                 break
@@ -155,6 +176,7 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
                                       engine_lost=True, retired=True)
                 if attempt.retired:
                     actor.live = False
+                    actor.retired = attempt.reason
                 if attempt.ok:
                     frames += attempt.frames
                     results[pending.job.key] = _result(pending.job, "captured", "", tuple(pending.reasons),
@@ -174,10 +196,39 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
         for actor in actors:
             try:
                 ray.get(actor.handle.close.remote(), timeout=30)
+                ray.get(actor.handle.stop_reaper.remote(), timeout=30)
             except Exception:  # noqa: BLE001 - a dead actor has nothing left to close
                 pass
             ray.kill(actor.handle)
     return [results[k] for k in keys]
+
+
+def _check_room(need: dict[str, float], count: int, have: dict[str, float]) -> None:
+    """ValueError unless the cluster has `count` x `need` of every resource (Ray would wait forever)."""
+    for name, amount in need.items():
+        if count * amount > have.get(name, 0.0) + 1e-9:
+            raise ValueError(f"{count} capture actors x {amount:g} {name} need {count * amount:g} {name} but the Ray "
+                             f"cluster has {have.get(name, 0.0):g}: lower the instances (capture.fleet.instances, "
+                             "capture.standin.instances or the endpoints) or what each asks for "
+                             "(retry.actor_cpus, fleet.gpus_per_instance, fleet.resources), or add nodes")
+
+
+def _nodes_for(need: dict[str, float], per_node: int) -> list[str]:
+    """The ids of every live node whose resources hold `per_node` x `need`, `per_node` times each."""
+    chosen: list[str] = []
+    short: list[str] = []
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        have = node.get("Resources", {})
+        if all(per_node * amount <= have.get(name, 0.0) + 1e-9 for name, amount in need.items()):
+            chosen.append(node["NodeID"])
+        else:
+            short.append(f"{node.get('NodeManagerAddress', '?')} ({', '.join(f'{k} {have.get(k, 0):g}' for k in need)})")
+    if not chosen:
+        raise ValueError(f"fleet.instances_per_node={per_node}: no live node has {per_node} x "
+                         f"{', '.join(f'{k} {v:g}' for k, v in need.items())}; nodes: {'; '.join(short) or 'none'}")
+    return chosen * per_node  # node by node, so that a short queue still spreads over the nodes
 
 
 def _take(queue: deque[_Pending], actor: _Actor, live: list[_Actor]) -> _Pending | None:

@@ -1,7 +1,8 @@
 """A capture worker: one engine endpoint, its connection, and the capture loop for one trajectory.
 
 Ray-free, so it runs in-process in tests; `capture.scheduler` wraps it as a Ray actor (one per
-engine). A stand-in endpoint is launched by the worker and relaunched after it dies or hangs; a
+engine). A game endpoint (a packaged UE build, or the stand-in laid out as one) is launched by the
+worker through capture/game.py and relaunched on a fresh port after it dies, hangs or drops; a
 running UE endpoint is reconnected with backoff. After `retry.max_engine_failures` failures in a
 row the worker retires: every later job is answered with a failed attempt, at once.
 """
@@ -10,17 +11,19 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from capture.client import EngineClient, EngineConnectionLost, EngineDataError, EngineError, EngineUnavailable
-from capture.config import CaptureConfig, EndpointConfig
+from capture.config import CameraConfig, CaptureConfig, EndpointConfig
 from capture.game import GameConfig, GameInstance, GameLaunchError
 from capture.records import Attempt, CaptureJob
 from capture.staging import StagingWriter, intrinsics
-from capture.standin.launch import StandinLaunchError, StandinProcess
+from capture.standin.packaged import SET_FLAG, write_packaged_game
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +38,18 @@ class GameEndpoint:
 
 @dataclass(frozen=True)
 class StandinEndpoint:
-    """A stand-in engine the worker launches: `python -m capture.standin --scene S --set k=v ...`."""
+    """A stand-in engine the worker launches as a packaged game (capture/standin/packaged.py, laid
+    out in a folder of the worker's own), supervised exactly as a real game is: `scene` is its map,
+    `settings` engine settings (`-RelicSet=KEY=VALUE`)."""
 
     scene: str
     settings: tuple[str, ...] = ()
     startup_timeout_s: float = 60.0
-    log_path: str | None = None
+    log_dir: str | None = None  # default: <staging>/.engine_logs
+
+    def game(self, binary: str, camera: CameraConfig) -> GameConfig:
+        return GameConfig(binary, self.scene, tuple(f"{SET_FLAG}={item}" for item in self.settings), camera.width,
+                          camera.height, camera.fov, self.startup_timeout_s)
 
 
 def _ray_gpu() -> int | None:
@@ -66,8 +75,8 @@ class CaptureWorker:
                  name: str = "worker"):
         self.endpoint, self.config, self.name = endpoint, config, name
         self.staging = pathlib.Path(staging)
-        self.process: StandinProcess | None = None
         self.game: GameInstance | None = None
+        self.standin_root: pathlib.Path | None = None  # where a stand-in endpoint's packaged game is laid out
         self.client: EngineClient | None = None
         self.failures = 0  # consecutive engine failures (a trajectory's repeated losses count once)
         self.lost_on: set[str] = set()  # trajectories the engine was lost on since the last success
@@ -79,21 +88,13 @@ class CaptureWorker:
     def describe(self) -> str:
         if isinstance(self.endpoint, EndpointConfig):
             return str(self.endpoint)
-        if isinstance(self.endpoint, GameEndpoint):
-            return f"{self.name} (game:{self.game.port})" if self.game is not None and self.game.port else self.name
-        if self.process is not None:
-            return f"standin:{self.process.port}"
-        return f"standin({self.name})"
+        kind = "standin" if isinstance(self.endpoint, StandinEndpoint) else "game"
+        return f"{self.name} ({kind}:{self.game.port})" if self.game is not None and self.game.port else self.name
 
     def _ensure_engine(self) -> EngineClient:
         if self.client is not None and self.client.connected and self.client.camera_id is not None:
             return self.client
-        if isinstance(self.endpoint, StandinEndpoint):
-            if self.process is None or not self.process.alive() or self.client is not None:
-                self._launch()  # a dead, hung or dropped stand-in is replaced, not reconnected
-            assert self.process is not None
-            host, port = self.process.host, self.process.port
-        elif isinstance(self.endpoint, GameEndpoint):
+        if isinstance(self.endpoint, (StandinEndpoint, GameEndpoint)):
             if self.game is None or not self.game.alive() or self.client is not None:
                 self._launch_game()  # a dead, hung or dropped game is relaunched on a fresh port
             assert self.game is not None
@@ -107,25 +108,10 @@ class CaptureWorker:
         client.setup_camera(self.config.camera)
         return client
 
-    def _launch(self) -> None:
-        if self.process is not None:
-            self.process.close()
-            self.restarts += 1
-        assert isinstance(self.endpoint, StandinEndpoint)
-        args = ["--scene", self.endpoint.scene]
-        for item in self.endpoint.settings:
-            args += ["--set", item]
-        log_path = pathlib.Path(self.endpoint.log_path) if self.endpoint.log_path else None
-        try:
-            self.process = StandinProcess(args, self.endpoint.startup_timeout_s, log_path)
-        except StandinLaunchError as exc:
-            self.process = None
-            raise EngineUnavailable(str(exc)) from exc
-
     def _launch_game(self) -> None:
-        assert isinstance(self.endpoint, GameEndpoint)
         if self.game is None:
-            self.game = GameInstance(self.endpoint.game, self.name, pathlib.Path(self.endpoint.log_dir), _ray_gpu())
+            game, logs = self._game_config()
+            self.game = GameInstance(game, self.name, logs, _ray_gpu())
         else:
             self.restarts += 1
         try:
@@ -133,8 +119,18 @@ class CaptureWorker:
         except GameLaunchError as exc:
             raise EngineUnavailable(str(exc)) from exc
 
+    def _game_config(self) -> tuple[GameConfig, pathlib.Path]:
+        """The game to launch and its log folder; a stand-in is laid out as a packaged game first."""
+        if isinstance(self.endpoint, GameEndpoint):
+            return self.endpoint.game, pathlib.Path(self.endpoint.log_dir)
+        assert isinstance(self.endpoint, StandinEndpoint)
+        self.standin_root = pathlib.Path(tempfile.mkdtemp(prefix="relic-standin-"))
+        binary = write_packaged_game(self.standin_root, "RelicStandin")
+        logs = self.endpoint.log_dir or str(self.staging / ".engine_logs")
+        return self.endpoint.game(str(binary), self.config.camera), pathlib.Path(logs)
+
     def _connect(self, client: EngineClient) -> None:
-        launched = isinstance(self.endpoint, (StandinEndpoint, GameEndpoint))
+        launched = not isinstance(self.endpoint, EndpointConfig)
         attempts = 1 if launched else self.config.client.connect_attempts
         wait = self.config.client.connect_backoff_s
         for attempt in range(attempts):
@@ -156,11 +152,12 @@ class CaptureWorker:
         if self.client is not None:
             self.client.close()
             self.client = None
-        if self.process is not None:
-            self.process.close()
-            self.process = None
         if self.game is not None:
             self.game.stop()
+        if self.standin_root is not None:
+            shutil.rmtree(self.standin_root, ignore_errors=True)
+            self.standin_root = None
+            self.game = None  # its binary is gone: a later launch lays it out again
 
     # -- one trajectory --------------------------------------------------------------------------
     def capture(self, job: CaptureJob, fingerprint: str) -> Attempt:

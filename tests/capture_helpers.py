@@ -42,7 +42,8 @@ def walk_job(n: int, trajectory: str = "walk", scene: str = "room_0001", seed: i
 
 
 def standin_pids() -> list[int]:
-    """PIDs of running `python -m capture.standin` processes (Linux /proc)."""
+    """PIDs of running stand-in engines: `python -m capture.standin` or the stand-in as a packaged
+    game (capture/standin/packaged.py), from Linux /proc."""
     pids = []
     for entry in pathlib.Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -50,7 +51,7 @@ def standin_pids() -> list[int]:
                 cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"capture.standin" in cmdline:
+            if any(word == b"capture.standin" or b"capture.standin.packaged" in word for word in cmdline):
                 pids.append(int(entry.name))
     return pids
 

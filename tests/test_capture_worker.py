@@ -138,9 +138,10 @@ def test_engine_killed_mid_trajectory_leaves_nothing_and_the_retry_is_complete(t
     def killer():
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not killed:
-            if worker.process is not None and partial_frames(tmp_path) >= 20:
-                killed.append(worker.process.pid)
-                kill(worker.process.pid)
+            game = worker.game.process if worker.game is not None else None
+            if game is not None and partial_frames(tmp_path) >= 20:
+                killed.append(game.pid)
+                kill(game.pid)
             time.sleep(0.005)
 
     thread = threading.Thread(target=killer)

@@ -19,7 +19,10 @@ killed. For tests of engine supervision, `RELIC_PACKAGED_FAULT` makes it misbeha
 do: `crash_at_start` (exit 1 before listening), `hang_at_start` (never listen), `ignore_port`
 (listen on another port), `exit_after=N` (die on request N + 1, code 3); `-RelicFault=...` on the
 command line does the same (it reaches instances that Ray workers launch, where a variable set in
-the test does not).
+the test does not). `-RelicSet=KEY=VALUE` (repeatable) sets any stand-in engine setting, as
+`python -m capture.standin --set KEY=VALUE` does (e.g. `-RelicSet=faults.black_frame=0.05`); it is
+applied last, over the plugin's size and FOV overrides. The capture pool launches its stand-ins
+this way, through the same supervision as a real game (capture/game.py).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from dataclasses import dataclass
 DEFAULT_PORT = 9000  # unrealcv.ini's default
 FAULT_ENV = "RELIC_PACKAGED_FAULT"
 FAULT_FLAG = "-RelicFault"  # the same on the command line: -RelicFault=hang_at_start
+SET_FLAG = "-RelicSet"  # an engine setting: -RelicSet=faults.black_frame=0.05
 NAME_ENV = "RELIC_PACKAGED_NAME"  # the project's name, which the .sh passes as the first word
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -81,13 +85,14 @@ class GameCommandLine:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from capture.standin.engine import EngineConfig, FaultConfig
-    from capture.standin.server import StandinServer
-
     from capture.standin.scene import parse_scene_spec
+    from capture.standin.server import StandinServer
+    from common.config import ConfigError, apply_overrides, from_dict, to_dict
 
     args = list(sys.argv[1:] if argv is None else argv)
     game = GameCommandLine.parse(os.environ.get(NAME_ENV, "RelicStandin"), args)
     flagged = [f.split("=", 1)[1] for f in game.flags if f.lower().startswith(FAULT_FLAG.lower() + "=")]
+    sets = [f.split("=", 1)[1] for f in game.flags if f.lower().startswith(SET_FLAG.lower() + "=")]
     fault = flagged[-1] if flagged else os.environ.get(FAULT_ENV, "")
     print(f"LogInit: Command Line: {shlex.join(args)}", flush=True)
     if fault == "crash_at_start":
@@ -110,9 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     faults = FaultConfig(crash_after=int(fault.split("=", 1)[1])) if fault.startswith("exit_after=") else FaultConfig()
     try:
         config = EngineConfig(scene=level, faults=faults, **settings)  # type: ignore[arg-type]
+        if sets:
+            config = from_dict(EngineConfig, apply_overrides(to_dict(config), sets), source=SET_FLAG)
         port = 0 if fault == "ignore_port" else game.port
         server = StandinServer(config, "127.0.0.1", port, exit_on_crash=True)
-    except (ValueError, OSError) as exc:
+    except (ConfigError, ValueError, OSError) as exc:
         print(f"LogUnrealCV: Warning: Failed to start network server: {exc}", flush=True)
         return 1
     print(f"LogUnrealCV: Warning: Start listening on {server.port}", flush=True)
