@@ -1,0 +1,86 @@
+"""The demo build through a launched game fleet: three instances of the stand-in laid out as a
+packaged UE Linux build (`capture.fleet.binary`), as a data engineer runs it against their project.
+One instance SIGKILLed mid-build is relaunched and every trajectory is captured exactly once; a
+build interrupted with Ctrl-C (SIGINT) leaves no engine process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+
+from capture.standin.packaged import write_packaged_game
+from tests.capture_helpers import kill_one_when, partial_frames, standin_pids
+from tests.integrity_helpers import ROOT, shard_members
+
+
+def _build(out, game, *more: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    return subprocess.Popen([sys.executable, str(ROOT / "pipelines" / "build_dataset.py"), "--out", str(out),
+                             "--no-progress", "--num-cpus", "3", "--set", f"capture.capture.fleet.binary={game}",
+                             "--set", "capture.capture.fleet.instances=3", *more],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=out.parent)
+
+
+def _gone(pids: set[int], timeout_s: float = 15.0) -> set[int]:
+    deadline = time.monotonic() + timeout_s
+    while pids & set(standin_pids()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return pids & set(standin_pids())
+
+
+def test_demo_through_three_launched_instances_one_killed(tmp_path):
+    game = write_packaged_game(tmp_path / "LinuxNoEditor", "MyProject")
+    out = tmp_path / "out"
+    before = set(standin_pids())
+    seen: set[int] = set()
+
+    def ready() -> bool:
+        seen.update(set(standin_pids()) - before)
+        return partial_frames(out / "staging") >= 30
+
+    thread, killed = kill_one_when(ready, standin_pids, before, timeout_s=300)
+    build = _build(out, game)
+    try:
+        stdout, stderr = build.communicate(timeout=600)
+    finally:
+        thread.join()
+    assert build.returncode == 0, stderr[-3000:]
+    assert killed, "an engine should have been killed mid-build"
+    report = pd.read_parquet(out / "trajectories.parquet")
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["trajectories"]["in"] == 8 and stats["trajectories"]["captured"] == 8, stats["trajectories"]
+    assert len(report) == 8 and (report["stage"] == "").all()
+    staged = sorted(p.parent.relative_to(out / "staging") for p in (out / "staging").glob("*/*/meta.json"))
+    assert len(staged) == len(set(staged)) == 8  # each trajectory staged once
+    assert not list((out / "staging" / ".partial").iterdir())
+    shard_members(out)  # no sample key twice
+    logs = sorted(p.name for p in (out / "staging" / ".engine_logs").glob("*.log"))
+    assert {n.split(".")[0] for n in logs} == {"engine-0", "engine-1", "engine-2"} and len(logs) >= 4, logs
+    assert _gone(seen) == set()
+
+
+def test_ctrl_c_during_the_build_leaves_no_engine(tmp_path):
+    game = write_packaged_game(tmp_path / "LinuxNoEditor", "MyProject")
+    out = tmp_path / "out"
+    before = set(standin_pids())
+    build = _build(out, game)
+    ours: set[int] = set()
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not (len(ours) >= 3 and partial_frames(out / "staging") >= 10):
+            ours |= set(standin_pids()) - before
+            time.sleep(0.1)
+        assert len(ours) >= 3, "three engines should be running"
+        build.send_signal(signal.SIGINT)
+        build.communicate(timeout=120)
+    finally:
+        if build.poll() is None:
+            build.kill()
+    assert build.returncode != 0
+    assert _gone(ours) == set(), "engines outlived the interrupted build"
