@@ -83,6 +83,18 @@ class EngineDataError(EngineError):
     """The engine answered, but with unusable data (wrong image size, undecodable image, bad pose)."""
 
 
+class EngineLevelError(EngineError):
+    """A level the engine cannot open, or that never finished loading."""
+
+
+LEVEL_POLL_S = 0.1
+
+
+def level_short_name(level: str) -> str:
+    """What `vget /level/name` reports for a level: `/Game/Maps/Street.Street` and `Street` are `Street`."""
+    return level.strip().rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0]
+
+
 class _Client(unrealcv.Client):
     """unrealcv.Client that reports a closed connection at once instead of re-reading for ~55 s,
     and passes a failure of its receive thread to the waiting caller."""
@@ -205,12 +217,21 @@ class EngineClient:
         return self.text("vget /level/name").strip()
 
     def open_level(self, name: str) -> None:
-        """`vrun open <level>`, then check the engine reports it (spawned cameras are gone after)."""
-        self.text(f"vrun open {name}")
+        """`vrun open <level>`, then wait until `vget /level/name` reports it (map travel is
+        asynchronous in UE) for at most `level_load_timeout_s`; EngineLevelError naming the level
+        if the engine refuses it or never gets there. Spawned cameras are gone afterwards."""
+        try:
+            self.text(f"vrun open {name}")
+        except EngineReplyError as exc:
+            raise EngineLevelError(f"{self.endpoint}: level {name!r} cannot be opened: {exc}") from exc
         self.camera_id = None
-        now = self.level()
-        if now != name:
-            raise EngineDataError(f"{self.endpoint}: asked to open level {name!r}, engine is in {now!r}")
+        want, timeout = level_short_name(name), self.settings.level_load_timeout_s
+        deadline = time.monotonic() + timeout
+        while (now := self.level()) != want:
+            if time.monotonic() >= deadline:
+                raise EngineLevelError(f"{self.endpoint}: level {name!r} never loaded: the engine still reports "
+                                       f"{now!r} {timeout:g} s after `vrun open` (is the map in the packaged build?)")
+            time.sleep(LEVEL_POLL_S)
 
     def setup_camera(self, camera: CameraConfig) -> int:
         """Spawn a camera, find its id in `vget /cameras`, set size and FOV, read the FOV back."""

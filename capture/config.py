@@ -95,9 +95,10 @@ class ClientConfig:
     warmup_frames: int = 2  # frames rendered and discarded at a trajectory's first pose
     readback_tolerance_cm: float = 0.5  # read-back pose vs commanded: larger is an engine fault
     readback_tolerance_deg: float = 0.05
+    level_load_timeout_s: float = 120.0  # after `vrun open`: until `vget /level/name` reports the level
 
     def __post_init__(self) -> None:
-        if self.request_timeout_s <= 0 or self.connect_timeout_s <= 0:
+        if self.request_timeout_s <= 0 or self.connect_timeout_s <= 0 or self.level_load_timeout_s <= 0:
             raise ValueError("client timeouts must be > 0")
         if self.connect_attempts < 1 or self.warmup_frames < 0:
             raise ValueError("client.connect_attempts must be >= 1 and client.warmup_frames >= 0")

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from capture.client import EngineClient, EngineConnectionLost, EngineDataError, EngineError, EngineUnavailable
+from capture.client import (EngineClient, EngineConnectionLost, EngineDataError, EngineError, EngineUnavailable,
+                            level_short_name)
 from capture.config import CameraConfig, CaptureConfig, EndpointConfig
 from capture.game import GameConfig, GameInstance, GameLaunchError
 from capture.records import Attempt, CaptureJob
@@ -92,7 +93,9 @@ class CaptureWorker:
         return f"{self.name} ({kind}:{self.game.port})" if self.game is not None and self.game.port else self.name
 
     def _ensure_engine(self) -> EngineClient:
-        if self.client is not None and self.client.connected and self.client.camera_id is not None:
+        if self.client is not None and self.client.connected:
+            if self.client.camera_id is None:  # a level that failed to open took the camera with it
+                self.client.setup_camera(self.config.camera)
             return self.client
         if isinstance(self.endpoint, (StandinEndpoint, GameEndpoint)):
             if self.game is None or not self.game.alive() or self.client is not None:
@@ -168,9 +171,10 @@ class CaptureWorker:
         row: int | None = None  # the pose being captured, once the engine is ready
         try:
             client = self._ensure_engine()
-            if self.level != job.scene:
+            if self.level != level_short_name(job.scene):
+                self.level = None  # unknown until the engine reports the new level
                 client.open_level(job.scene)
-                self.level = job.scene
+                self.level = level_short_name(job.scene)
                 client.setup_camera(self.config.camera)
             writer = StagingWriter(self.staging, job.scene, job.trajectory, self.config.staging)
             row = 0
@@ -215,6 +219,9 @@ class CaptureWorker:
                 self.retired_reason = f"{self.failures} engine failures in a row, last: {exc}{at}"
                 log.error("%s: retired: %s", where, self.retired_reason)
                 self.close()
+        log_path = self.game.log_path if self.game is not None else None
+        if log_path is not None and str(log_path) not in str(exc):
+            at += f"; engine log: {log_path}"
         log.warning("%s: %s: %s%s", where, job.key, exc, at)
         return Attempt(job.key, False, where, f"{type(exc).__name__}: {exc}{at}", engine_lost=lost,
                        retired=self.retired_reason is not None, seconds=seconds)

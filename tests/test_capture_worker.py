@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -179,3 +180,30 @@ def test_memory_stays_flat_over_a_long_trajectory(tmp_path):
         worker.close()
     frame_bytes = 96 * 72 * 3
     assert peaks[1500] < peaks[100] + 1500 * 8 * 8 + 20 * frame_bytes, peaks  # not 1500 frames' worth
+
+
+def test_levels_load_asynchronously_and_one_that_never_loads_or_does_not_exist_is_named(tmp_path):
+    """`vrun open` is answered before the map has loaded (stand-in `level_load_s`, as UE's map
+    travel): the worker waits for `vget /level/name`. A level that never arrives, or that the
+    engine refuses, fails that trajectory naming the level and the engine's log; the engine goes
+    on serving the next one without a relaunch."""
+    config = small_config(client=dataclasses.replace(small_config().client, level_load_timeout_s=2.0))
+    worker = CaptureWorker(StandinEndpoint("room-1", ("level_load_s=0.5",)), config, str(tmp_path))
+    try:
+        street = worker.capture(walk_job(5, "s", scene="street_0004"), "fp")
+        missing = worker.capture(walk_job(5, "m", scene="NoSuchMap"), "fp")
+        back = worker.capture(walk_job(5, "r", scene="room_0001"), "fp")
+    finally:
+        worker.close()
+    assert street.ok and back.ok, (street.reason, back.reason)
+    assert not missing.ok and not missing.engine_lost
+    assert "EngineLevelError" in missing.reason and "level 'NoSuchMap' cannot be opened" in missing.reason
+    assert "engine log: " in missing.reason and ".engine_logs/worker.1.log" in missing.reason
+    assert worker.restarts == 0
+    slow = small_config(client=dataclasses.replace(small_config().client, level_load_timeout_s=0.5))
+    worker = CaptureWorker(StandinEndpoint("room-1", ("level_load_s=30",)), slow, str(tmp_path))
+    try:
+        never = worker.capture(walk_job(5, "n", scene="street_0004"), "fp")
+    finally:
+        worker.close()
+    assert not never.ok and "level 'street_0004' never loaded: the engine still reports 'room_0001'" in never.reason

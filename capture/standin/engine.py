@@ -88,6 +88,9 @@ class EngineConfig:
     output_dir: pathlib.Path = pathlib.Path(".")  # where `vget ... lit name.png` saves files (never outside it)
     idle_timeout_s: float | None = 300.0  # a client silent this long is disconnected (None: never)
     message_timeout_s: float | None = 10.0  # ... or one stalled this long inside a message
+    # `vrun open` is asynchronous, as UE's map travel is: the old level stays, and `vget /level/name`
+    # reports it, for this long after the command was answered `ok`
+    level_load_s: float = 0.0
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
@@ -96,6 +99,8 @@ class EngineConfig:
         if not 0 < self.fov < 180:
             raise ValueError(f"fov must be in (0, 180), got {self.fov}")
         parse_scene_spec(self.scene)  # a clear error for an unknown scene, before anything starts
+        if self.level_load_s < 0:
+            raise ValueError(f"level_load_s must be >= 0, got {self.level_load_s}")
         for name in ("idle_timeout_s", "message_timeout_s"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -135,6 +140,7 @@ class Engine:
         self.client_connected = False
         self.port = 0
         self._last_tick = 0.0
+        self._loading: tuple[str, float] | None = None  # a `vrun open` under way: level, when it is loaded
         self._open(config.scene)
         self.commands = self._command_table()
 
@@ -189,6 +195,10 @@ class Engine:
         return None
 
     def handle(self, text: str) -> bytes | str:
+        if self._loading is not None and time.monotonic() >= self._loading[1]:
+            spec, self._loading = self._loading[0], None
+            self._open(spec)
+            self.commands = self._command_table()  # handlers bound to the new level's world and game state
         return dispatch(self.commands, text)
 
     def _command_table(self) -> list[Command]:
@@ -236,6 +246,9 @@ class Engine:
             parse_scene_spec(spec)
         except ValueError:
             return f"error Can not open level {spec}"
+        if self.config.level_load_s > 0:
+            self._loading = (spec, time.monotonic() + self.config.level_load_s)
+            return "ok"
         self._open(spec)
         self.commands = self._command_table()  # handlers bound to the new level's world and game state
         return "ok"
