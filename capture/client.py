@@ -270,7 +270,7 @@ class EngineClient:
             commands.insert(0, f"vbatch {len(commands)}")
         replies = self.request(commands)[1 if self.settings.use_vbatch else 0:]
         where = f"{self.endpoint} camera {cid}"
-        loc, rot = _floats(replies[2], 3, where), _floats(replies[3], 3, where)
+        loc, rot = parse_floats(replies[2], 3, where), parse_floats(replies[3], 3, where)
         lit = decode_image(replies[4], cam.width, cam.height, f"{where} lit")
         rest = replies[5:]
         depth = decode_depth(rest.pop(0), cam.width, cam.height, f"{where} depth") if cam.depth else None
@@ -278,7 +278,7 @@ class EngineClient:
         return FrameCapture(lit, depth, mask, loc, rot)
 
 
-def _floats(reply: str | bytes, n: int, where: str) -> np.ndarray:
+def parse_floats(reply: str | bytes, n: int, where: str) -> np.ndarray:
     try:
         values = np.array([float(v) for v in (reply if isinstance(reply, str) else reply.decode()).split()])
     except (ValueError, UnicodeDecodeError):

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from annotate.actions import ActionSpec
 from capture.ingest import IngestConfig, Sequence
 from capture.planner import PlannerConfig, plan_jobs
+from capture.probe_planner import PlanRequest, plan_requests
 from capture.records import NAME, CaptureJob, CaptureResult, safe_name
 from capture.replay import ReplayConfig, ReplaySource, stand_in_spec
 from capture.standin.scene import level_name
@@ -58,9 +59,11 @@ class Inputs:
     sequences: tuple[Sequence, ...]  # scene and trajectory are ids
     failed: tuple[CaptureResult, ...]  # inputs that cannot even be opened (a dangling link)
     skipped: tuple[Skipped, ...]
+    plans: tuple[PlanRequest, ...] = ()  # paths planned on the engines first (planner mode `probe`)
 
     def __len__(self) -> int:
-        return len(self.replay) + len(self.planned) + len(self.sequences) + len(self.failed)
+        return (len(self.replay) + len(self.planned) + len(self.sequences) + len(self.failed)
+                + sum(len(r.trajectories) for r in self.plans))
 
 
 def name_id(raw: str) -> str:
@@ -186,12 +189,15 @@ def discover(replay: ReplayConfig, planner: PlannerConfig, ingest: IngestConfig,
     sequences, failed, skipped = scan_ingest(ingest.roots)
     logs, more = expand_replay(replay.sources)
     skipped += more
-    planned = plan_jobs(planner, actions) if planner.trajectories_per_scene > 0 else []
+    some = planner.trajectories_per_scene > 0
+    planned = plan_jobs(planner, actions) if some and planner.mode == "scene" else []
+    plans = plan_requests(planner, actions) if some and planner.mode == "probe" else []
     check_unique([(j.scene, j.trajectory, j.source) for j in planned]
+                 + [(r.level, t, s) for r in plans for t, s in zip(r.trajectories, r.sources)]
                  + [(replay_scene(s), str(s.name), s.path) for s in logs]
                  + [(s.scene, s.trajectory, str(s.folder)) for s in sequences]
                  + [(r.scene, r.trajectory, r.source) for r in failed])
-    inputs = Inputs(tuple(logs), tuple(planned), tuple(sequences), tuple(failed), tuple(skipped))
+    inputs = Inputs(tuple(logs), tuple(planned), tuple(sequences), tuple(failed), tuple(skipped), tuple(plans))
     if not len(inputs):
         where = [f"ingest root {r}" for r in ingest.roots] + [f"replay source {s.path}" for s in replay.sources]
         raise InputError("no inputs: " + (f"nothing found in {', '.join(where)}" if where else

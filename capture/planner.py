@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -55,8 +55,29 @@ class PlannedFault:
 
 
 @dataclass(frozen=True)
+class ProbeConfig:
+    """The protocol-only planner (`planner.mode: probe`)."""
+
+    size: int = 32  # probe views are size x size pixels, 90 degrees
+    reprobe_m: float = 1.0  # a new probe cube once the camera is this far from every probe
+    vertical_range_m: float = 1.5  # positions stay within this of the player start's height
+    waypoint_m: float = 0.2  # pawn moveto waypoints along a motion, at most this far apart
+    validate: bool = True  # walk each accepted motion with the pawn (moveto + read-back)
+    use_bounds: bool = True  # object bounds as obstacles too (off: depth probes and the pawn only)
+
+    def __post_init__(self) -> None:
+        if self.size < 4 or not self.reprobe_m > 0 or not self.vertical_range_m > 0 or not self.waypoint_m > 0:
+            raise ValueError("planner.probe: size >= 4, reprobe_m, vertical_range_m and waypoint_m > 0")
+
+
+@dataclass(frozen=True)
 class PlannerConfig:
-    scenes: tuple[str, ...] = ("room-1",)  # stand-in scene specs
+    # where and how to plan: `scene` plans in stand-in scenes from their own geometry (scene specs such
+    # as room-1); `probe` plans in any level through the UnrealCV protocol only (capture/probe_planner.py),
+    # on the capture engines, before they render (level names as the engine reports them, or scene specs)
+    mode: Literal["scene", "probe"] = "scene"
+    scenes: tuple[str, ...] = ("room-1",)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     trajectories_per_scene: int = 2
     frames: int = 300
     fps: float = 30.0
@@ -74,9 +95,9 @@ class PlannerConfig:
     faults: tuple[PlannedFault, ...] = ()
 
     def __post_init__(self) -> None:
-        levels = {level_name(spec) for spec in self.scenes}
+        levels = {self.level(spec) for spec in self.scenes}
         for fault in self.faults:
-            if level_name(fault.scene) not in levels or fault.path >= self.trajectories_per_scene:
+            if self.level(fault.scene) not in levels or fault.path >= self.trajectories_per_scene:
                 raise ValueError(f"planner.faults: {fault.scene} path {fault.path} is not planned "
                                  f"(scenes {list(self.scenes)}, {self.trajectories_per_scene} paths each)")
             if fault.at_s >= (self.frames - 1) / self.fps:
@@ -93,6 +114,17 @@ class PlannerConfig:
             raise ValueError(f"planner.segment_s must be 0 < min <= max, got {self.segment_s}")
         if self.max_accel <= 0 or self.max_angular_accel <= 0:
             raise ValueError("planner acceleration limits must be > 0")
+
+    def level(self, spec: str) -> str:
+        """The level a `scenes` entry names: a stand-in scene spec's level name; in `probe` mode any
+        other name is a map of the user's engine (`/Game/Maps/Street` or `Street`: `Street`, as
+        `vget /level/name` reports it, and `vrun open` finds it)."""
+        try:
+            return level_name(spec)
+        except ValueError:
+            if self.mode == "probe":
+                return spec.strip().rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0]
+            raise
 
     def weights(self) -> np.ndarray:
         return np.array([float(self.mix.get(c, 1.0)) for c in CHANNELS])
@@ -115,16 +147,34 @@ class PlannedPath:
         return CaptureJob(self.scene, trajectory, locations, rotations, self.times, source, meta=meta)
 
 
+class FreeSpace(Protocol):
+    """What the planner asks of a level: whether a motion from `start` (camera-to-world) through
+    `poses` (N, 4, 4) keeps `radius` metres from all geometry. `SceneSpace` answers from the
+    stand-in's own geometry; capture/probe_planner.py from depth probes and `moveto`, through the
+    protocol only."""
+
+    def clear(self, start: np.ndarray, poses: np.ndarray, radius: float) -> bool: ...
+
+
+@dataclass(frozen=True)
+class SceneSpace:
+    """Free space from a stand-in scene's own boxes (`Scene.is_free`)."""
+
+    scene: Scene
+
+    def clear(self, start: np.ndarray, poses: np.ndarray, radius: float) -> bool:
+        return bool(self.scene.is_free(poses[:, :3, 3], radius).all())
+
+
 class _Planner:
-    def __init__(self, scene: Scene, config: PlannerConfig, spec: ActionSpec, rng: np.random.Generator,
-                 counts: np.ndarray):
-        self.scene, self.config, self.spec, self.rng = scene, config, spec, rng
+    def __init__(self, space: FreeSpace, level: str, start: np.ndarray, config: PlannerConfig, spec: ActionSpec,
+                 rng: np.random.Generator, counts: np.ndarray):
+        """`start`: the first camera-to-world pose (internal metres)."""
+        self.space, self.level, self.config, self.spec, self.rng = space, level, config, spec, rng
         self.dt = 1.0 / config.fps
         self.target = config.weights() / config.weights().sum()
         self.counts = counts  # (13,) active transitions per channel so far, shared across paths
-        start = scene.sample_free(rng, 1, radius=config.clearance_m, height=config.eye_height_m)[0]
-        self.pose = ue_to_pose(np.array([start[0], -start[1], start[2]]) * 100.0,
-                               np.array([0.0, rng.uniform(-180, 180), 0.0]))
+        self.pose = start.copy()
         self.rate = np.zeros(6)  # current rates: dx dy dz (m/s), yaw pitch roll (deg/s), camera axes
         self.first_pose = self.pose.copy()
         self.motion: list[np.ndarray] = []
@@ -148,11 +198,11 @@ class _Planner:
         """The motion, and stopping right after it, stay clear of geometry and within attitude limits."""
         stop = self.profile(end_rate, np.zeros(6), 0.0)
         poses = integrate(self.pose, np.concatenate([motion, stop]))[1:]
-        if not self.scene.is_free(poses[:, :3, 3], self.config.clearance_m).all():
-            return False
         rot = pose_to_ue(poses)[1]
-        return bool((np.abs(rot[:, 0]) <= self.config.max_pitch_deg).all()
-                    and (np.abs(rot[:, 2]) <= self.config.max_roll_deg).all())
+        if not ((np.abs(rot[:, 0]) <= self.config.max_pitch_deg).all()
+                and (np.abs(rot[:, 2]) <= self.config.max_roll_deg).all()):
+            return False
+        return self.space.clear(self.pose, poses, self.config.clearance_m)
 
     def commit(self, motion: np.ndarray, end_rate: np.ndarray, channels: list[str]) -> tuple[int, int]:
         start = self.frames - 1
@@ -289,7 +339,7 @@ class _Planner:
         poses = integrate(self.first_pose, motion[: c.frames - 1])
         segments = tuple(s for s in self.segments if s["start"] < c.frames - 1)
         revisits = tuple(r for r in self.revisits if r["end"] <= c.frames - 1)
-        return PlannedPath(self.scene.name, poses, np.arange(c.frames) / c.fps, segments, revisits)
+        return PlannedPath(self.level, poses, np.arange(c.frames) / c.fps, segments, revisits)
 
 
 def plan_path(scene: Scene, config: PlannerConfig, spec: ActionSpec, seed: int,
@@ -298,7 +348,16 @@ def plan_path(scene: Scene, config: PlannerConfig, spec: ActionSpec, seed: int,
     `counts`: the (13,) channel counts of paths planned before it, which it updates, so that a set
     of paths is balanced as a whole (`plan_jobs`)."""
     counts = np.zeros(len(CHANNELS)) if counts is None else counts
-    return _Planner(scene, config, spec, np.random.default_rng(seed), counts).run()
+    rng = np.random.default_rng(seed)
+    start = scene.sample_free(rng, 1, radius=config.clearance_m, height=config.eye_height_m)[0]
+    pose = ue_to_pose(np.array([start[0], -start[1], start[2]]) * 100.0, np.array([0.0, rng.uniform(-180, 180), 0.0]))
+    return plan_in(SceneSpace(scene), scene.name, pose, config, spec, rng, counts)
+
+
+def plan_in(space: FreeSpace, level: str, start: np.ndarray, config: PlannerConfig, spec: ActionSpec,
+            rng: np.random.Generator, counts: np.ndarray) -> PlannedPath:
+    """One path from the camera-to-world pose `start` in any free space (`FreeSpace`)."""
+    return _Planner(space, level, start, config, spec, rng, counts).run()
 
 
 def plan_jobs(config: PlannerConfig, spec: ActionSpec) -> list[CaptureJob]:
@@ -311,11 +370,11 @@ def plan_jobs(config: PlannerConfig, spec: ActionSpec) -> list[CaptureJob]:
             seed = int(np.random.SeedSequence([config.seed, parse_scene_spec(scene_spec)[1], k]).generate_state(1)[0])
             path = plan_path(scene, config, spec, seed, counts)
             faults = [f for f in config.faults if level_name(f.scene) == scene.name and f.path == k]
-            jobs.append(_damaged(path, faults, seed).to_job(f"plan{k:04d}", f"planner:{config.seed}:{scene.name}:{k}", seed))
+            jobs.append(damaged(path, faults, seed).to_job(f"plan{k:04d}", f"planner:{config.seed}:{scene.name}:{k}", seed))
     return jobs
 
 
-def _damaged(path: PlannedPath, faults: list[PlannedFault], seed: int) -> PlannedPath:
+def damaged(path: PlannedPath, faults: list[PlannedFault], seed: int) -> PlannedPath:
     """The path with `faults` put into it (capture.pose_faults), each recorded with the frames it
     affects under `injected`."""
     poses, times, injected = path.poses, path.times, []

@@ -86,6 +86,8 @@ class Attempt:
     path: str | None = None
     frames: int = 0
     seconds: float = 0.0
+    planned: tuple[CaptureJob, ...] = ()  # a planning attempt's paths (capture/probe_planner.py)
+    plan_stats: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

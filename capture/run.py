@@ -79,8 +79,8 @@ def run(config: CaptureRunConfig, staging: str | pathlib.Path, progress: bool = 
     inputs, jobs, results = collect_jobs(config.sources, config.actions, inputs)
     for skip in inputs.skipped:
         log.warning("skipped %s: %s", skip.path, skip.reason)
-    if jobs:
-        results += run_capture(jobs, config.capture, staging, progress)
+    if jobs or inputs.plans:
+        results += run_capture(jobs, config.capture, staging, progress, plans=inputs.plans)
     if inputs.sequences:
         task = ray.remote(num_cpus=1)(ingest_sequence)
         results += ray.get([task.remote(seq, str(staging), config.sources.ingest) for seq in inputs.sequences])

@@ -23,15 +23,17 @@ import pathlib
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tqdm import tqdm
 
 from capture.config import CaptureConfig, EndpointConfig
+from capture.probe_planner import PlanRequest
 from capture.records import Attempt, CaptureJob, CaptureResult
 from capture.staging import clear_partials, staged_fingerprint
 from capture.standin.scene import level_name
@@ -80,10 +82,24 @@ def endpoints(config: CaptureConfig, staging: pathlib.Path | None = None) -> lis
 
 @dataclass
 class _Pending:
-    job: CaptureJob
-    fingerprint: str
+    """One piece of work: a trajectory to capture, or (`plan`) a level's paths to discover first."""
+
+    job: CaptureJob | None
+    fingerprint: str = ""
+    plan: PlanRequest | None = None
     tried: set[int] = field(default_factory=set)  # actor indices
     reasons: list[str] = field(default_factory=list)
+
+    @property
+    def level(self) -> str:
+        return self.plan.level if self.plan is not None else self.job.scene  # type: ignore[union-attr]
+
+    @property
+    def keys(self) -> list[str]:
+        """The results it stands for: the trajectory's, or every path of the plan."""
+        if self.plan is not None:
+            return [f"{self.plan.level}/{t}" for t in self.plan.trajectories]
+        return [self.job.key]  # type: ignore[union-attr]
 
 
 @dataclass
@@ -97,9 +113,11 @@ class _Actor:
 
 
 def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pathlib.Path,
-                progress: bool = True) -> list[CaptureResult]:
+                progress: bool = True, plans: Sequence[PlanRequest] = ()) -> list[CaptureResult]:
+    """One result per job, then one per path of each plan (in order). A plan (planner mode `probe`)
+    runs on an actor in its level first; its paths then join the queue like any job."""
     staging = pathlib.Path(staging)
-    keys = [job.key for job in jobs]
+    keys = [job.key for job in jobs] + [f"{r.level}/{t}" for r in plans for t in r.trajectories]
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:
         raise ValueError(f"trajectory names must be unique per scene; repeated: {', '.join(duplicates[:5])}")
@@ -110,19 +128,28 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
 
     settings = capture_settings(config)
     results: dict[str, CaptureResult] = {}
-    queue: deque[_Pending] = deque()
-    for job in jobs:
+    queue: deque[_Pending] = deque(_Pending(None, plan=r) for r in plans)
+
+    def enqueue(job: CaptureJob, first: bool = False) -> bool:
+        """Queue the job, or (True) take its staged copy when that has the same fingerprint."""
         fp = job.fingerprint(settings)
         if config.staging.resume and staged_fingerprint(staging, job.scene, job.trajectory) == fp:
             results[job.key] = _result(job, "cached", "", (), "", 0.0,
                                        str(staging / job.scene / job.trajectory), frames=len(job))
+            return True
+        if first:
+            queue.appendleft(_Pending(job, fp))
         else:
             queue.append(_Pending(job, fp))
+        return False
+
+    for job in jobs:
+        enqueue(job)
     if not queue:
         return [results[k] for k in keys]
 
     try:
-        specs = endpoints(config, staging)[: max(1, len(queue))]
+        specs = endpoints(config, staging)[: max(1, sum(len(p.keys) for p in queue))]
     except GameLaunchError as exc:
         raise ValueError(str(exc)) from exc
     fleet = any(isinstance(s, GameEndpoint) for s in specs)
@@ -132,7 +159,7 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
     need = {k: v for k, v in need.items() if v > 0}
     nodes: list[str | None] = [None] * len(specs)
     if fleet and config.fleet.instances_per_node is not None:
-        nodes = _nodes_for(need, config.fleet.instances_per_node)[: max(1, len(queue))]
+        nodes = _nodes_for(need, config.fleet.instances_per_node)[: max(1, sum(len(p.keys) for p in queue))]
         specs = [specs[0]] * len(nodes)
     else:
         _check_room(need, len(specs), ray.cluster_resources())
@@ -146,8 +173,8 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
         actors.append(_Actor(i, placed.remote(spec, config, str(staging), f"engine-{i}"), f"engine-{i}",
                              level_name(spec.scene) if isinstance(spec, StandinEndpoint) else None))
     in_flight: dict[ray.ObjectRef, tuple[_Actor, _Pending]] = {}
-    bar = tqdm(total=len(jobs), initial=len(results), unit="traj", desc="capture", disable=not progress)
-    frames, start = 0, time.perf_counter()
+    bar = tqdm(total=len(keys), initial=len(results), unit="traj", desc="capture", disable=not progress)
+    frames, planned_frames, start = 0, 0, time.perf_counter()
     try:
         while queue or in_flight:
             busy = {a.index for a, _ in in_flight.values()}
@@ -156,14 +183,17 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
                     pending = _take(queue, actor, [a for a in actors if a.live])
                     if pending is None:
                         continue
-                    ref = actor.handle.capture.remote(pending.job, pending.fingerprint)
+                    if pending.plan is not None:
+                        ref = actor.handle.plan.remote(pending.plan)
+                    else:
+                        ref = actor.handle.capture.remote(pending.job, pending.fingerprint)
                     in_flight[ref] = (actor, pending)
-                    actor.level = pending.job.scene
+                    actor.level = pending.level
             if not in_flight:  # queue non-empty, no live actor
                 why = "; ".join(f"{a.name}: {a.retired}" for a in actors if a.retired) or "none started"
                 for pending in queue:
-                    results[pending.job.key] = _failed(pending, f"no live engine left to capture on ({why})")
-                    bar.update(1)
+                    _fail(results, pending, f"no live engine left to capture on ({why})")
+                    bar.update(len(pending.keys))
                 queue.clear()
                 break
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
@@ -172,11 +202,20 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
                 try:
                     attempt: Attempt = ray.get(ref)
                 except RayActorError as exc:
-                    attempt = Attempt(pending.job.key, False, actor.name, f"capture actor died: {exc}",
+                    attempt = Attempt(pending.keys[0], False, actor.name, f"capture actor died: {exc}",
                                       engine_lost=True, retired=True)
+                except RayTaskError as exc:  # a bug on the actor's side: this work fails, the run goes on
+                    attempt = Attempt(pending.keys[0], False, actor.name, f"capture actor error: {exc.cause!r}")
                 if attempt.retired:
                     actor.live = False
                     actor.retired = attempt.reason
+                if attempt.ok and pending.plan is not None:
+                    planned_frames += attempt.frames
+                    log.info("%s: planned %d paths in %s (%s)", attempt.endpoint, len(attempt.planned),
+                             pending.plan.level, attempt.plan_stats)
+                    for job in reversed(attempt.planned):  # first in line, for the actor already in the level
+                        bar.update(enqueue(job, first=True))
+                    continue
                 if attempt.ok:
                     frames += attempt.frames
                     results[pending.job.key] = _result(pending.job, "captured", "", tuple(pending.reasons),
@@ -187,8 +226,8 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
                 pending.reasons.append(f"{attempt.endpoint}: {attempt.reason}")
                 pending.tried.add(actor.index)
                 if len(pending.reasons) >= config.retry.max_attempts:
-                    results[pending.job.key] = _failed(pending, f"{len(pending.reasons)} attempts failed; last: {attempt.reason}")
-                    bar.update(1)
+                    _fail(results, pending, f"{len(pending.reasons)} attempts failed; last: {attempt.reason}")
+                    bar.update(len(pending.keys))
                 else:
                     queue.appendleft(pending)
     finally:
@@ -240,7 +279,7 @@ def _take(queue: deque[_Pending], actor: _Actor, live: list[_Actor]) -> _Pending
     candidates = [p for p in queue if allowed(p)]
     if not candidates:
         return None
-    same = [p for p in candidates if p.job.scene == actor.level]
+    same = [p for p in candidates if p.level == actor.level]
     chosen = (same or candidates)[0]
     queue.remove(chosen)
     return chosen
@@ -255,5 +294,16 @@ def _result(job: CaptureJob, status, reason: str, attempts: tuple[str, ...], end
     return CaptureResult(job.scene, job.trajectory, status, reason, frames, attempts, endpoint, seconds, path, job.source)
 
 
-def _failed(pending: _Pending, reason: str) -> CaptureResult:
-    return _result(pending.job, "failed", reason, tuple(pending.reasons), "", 0.0, None)
+def _fail(results: dict[str, CaptureResult], pending: _Pending, reason: str) -> None:
+    """Every result `pending` stands for, failed; a plan's paths name the planning as the stage."""
+    attempts = tuple(pending.reasons)
+    if pending.plan is None:
+        job = pending.job
+        assert job is not None
+        results[job.key] = _result(job, "failed", reason, attempts, "", 0.0, None)
+        return
+    plan = pending.plan
+    for trajectory, source in zip(plan.trajectories, plan.sources):
+        results[f"{plan.level}/{trajectory}"] = CaptureResult(plan.level, trajectory, "failed",
+                                                              f"planning failed: {reason}", 0, attempts, "", 0.0,
+                                                              None, source)

@@ -22,6 +22,7 @@ from capture.client import (EngineClient, EngineConnectionLost, EngineDataError,
                             level_short_name)
 from capture.config import CameraConfig, CaptureConfig, EndpointConfig
 from capture.game import GameConfig, GameInstance, GameLaunchError
+from capture.probe_planner import PlanRequest, plan_level
 from capture.records import Attempt, CaptureJob
 from capture.staging import StagingWriter, intrinsics
 from capture.standin.packaged import SET_FLAG, write_packaged_game
@@ -162,6 +163,32 @@ class CaptureWorker:
             self.standin_root = None
             self.game = None  # its binary is gone: a later launch lays it out again
 
+    def _enter(self, level: str) -> EngineClient:
+        """The engine, ready, in `level` (opened with `vrun open` when it is elsewhere)."""
+        client = self._ensure_engine()
+        if self.level != level_short_name(level):
+            self.level = None  # unknown until the engine reports the new level
+            client.open_level(level)
+            self.level = level_short_name(level)
+            client.setup_camera(self.config.camera)
+        return client
+
+    # -- discovering paths (planner mode `probe`) -----------------------------------------------
+    def plan(self, request: PlanRequest) -> Attempt:
+        """Discover the request's paths in its level through the protocol (capture/probe_planner.py)."""
+        start = time.perf_counter()
+        key = f"{request.level}/planning"
+        if self.retired_reason is not None:
+            return Attempt(key, False, self.describe(), f"engine retired: {self.retired_reason}", retired=True)
+        try:
+            plan = plan_level(self._enter(request.level), request)
+        except EngineError as exc:
+            return self._failed(key, "planning", exc, time.perf_counter() - start, None)
+        self.failures = 0
+        self.lost_on.clear()
+        return Attempt(key, True, self.describe(), frames=plan.planned_frames, seconds=plan.seconds,
+                       planned=plan.jobs, plan_stats=plan.stats)
+
     # -- one trajectory --------------------------------------------------------------------------
     def capture(self, job: CaptureJob, fingerprint: str) -> Attempt:
         start = time.perf_counter()
@@ -170,12 +197,7 @@ class CaptureWorker:
         writer: StagingWriter | None = None
         row: int | None = None  # the pose being captured, once the engine is ready
         try:
-            client = self._ensure_engine()
-            if self.level != level_short_name(job.scene):
-                self.level = None  # unknown until the engine reports the new level
-                client.open_level(job.scene)
-                self.level = level_short_name(job.scene)
-                client.setup_camera(self.config.camera)
+            client = self._enter(job.scene)
             writer = StagingWriter(self.staging, job.scene, job.trajectory, self.config.staging)
             row = 0
             for _ in range(self.config.client.warmup_frames):
@@ -192,7 +214,7 @@ class CaptureWorker:
         except EngineError as exc:
             if writer is not None:
                 writer.abort()
-            return self._failed(job, exc, time.perf_counter() - start, row)
+            return self._failed(job.key, job.source, exc, time.perf_counter() - start, row)
         except BaseException:
             if writer is not None:
                 writer.abort()
@@ -201,19 +223,19 @@ class CaptureWorker:
         self.lost_on.clear()
         return Attempt(job.key, True, self.describe(), path=str(path), frames=len(job), seconds=time.perf_counter() - start)
 
-    def _failed(self, job: CaptureJob, exc: EngineError, seconds: float, row: int | None) -> Attempt:
+    def _failed(self, key: str, source: str, exc: EngineError, seconds: float, row: int | None) -> Attempt:
         """An attempt that failed. An engine lost while capturing counts towards retiring it only
         once per trajectory: poses that kill the engine every time (a log far outside the level)
         are that trajectory's failure, and the engine, relaunched, serves the next one; losses on
         different trajectories in a row, or an engine that cannot start, retire it."""
         lost = isinstance(exc, (EngineConnectionLost, EngineUnavailable))
         where = self.describe()
-        at = f" (at pose row {row} of {job.source})" if row is not None else ""
+        at = f" (at pose row {row} of {source})" if row is not None else ""
         if lost:
-            if row is None or job.key not in self.lost_on:
+            if row is None or key not in self.lost_on:
                 self.failures += 1
             if row is not None:
-                self.lost_on.add(job.key)
+                self.lost_on.add(key)
             self._drop_engine()
             if self.failures >= self.config.retry.max_engine_failures:
                 self.retired_reason = f"{self.failures} engine failures in a row, last: {exc}{at}"
@@ -222,8 +244,8 @@ class CaptureWorker:
         log_path = self.game.log_path if self.game is not None else None
         if log_path is not None and str(log_path) not in str(exc):
             at += f"; engine log: {log_path}"
-        log.warning("%s: %s: %s%s", where, job.key, exc, at)
-        return Attempt(job.key, False, where, f"{type(exc).__name__}: {exc}{at}", engine_lost=lost,
+        log.warning("%s: %s: %s%s", where, key, exc, at)
+        return Attempt(key, False, where, f"{type(exc).__name__}: {exc}{at}", engine_lost=lost,
                        retired=self.retired_reason is not None, seconds=seconds)
 
     def _check_readback(self, job: CaptureJob, i: int, location: np.ndarray, rotation: np.ndarray) -> np.ndarray:

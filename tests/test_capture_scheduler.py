@@ -105,5 +105,5 @@ def test_poses_that_kill_the_engine_fail_their_trajectory_not_the_engine(tmp_pat
 def test_more_actors_than_the_cluster_can_place_is_a_clear_error(tmp_path):
     config = small_config(standin=StandinPoolConfig(instances=3, scene="room-1"),
                           retry=RetryConfig(max_attempts=3, max_engine_failures=2, actor_cpus=1.0))
-    with pytest.raises(ValueError, match=r"3 capture actors x retry.actor_cpus=1 need 3 CPUs but the Ray cluster has 2"):
+    with pytest.raises(ValueError, match=r"3 capture actors x 1 CPU need 3 CPU but the Ray cluster has 2: .*retry.actor_cpus"):
         run_capture([walk_job(10, "a"), walk_job(10, "b"), walk_job(10, "c")], config, tmp_path, progress=False)
