@@ -275,7 +275,7 @@ def plan_level(client: EngineClient, request: PlanRequest) -> LevelPlan:
     space.ignore_boxes_holding(start)
     counts = np.zeros(len(CHANNELS))
     visited: list[np.ndarray] = []
-    jobs = []
+    jobs: list[CaptureJob] = []
     for name, seed, source in zip(request.trajectories, request.seeds, request.sources):
         rng = np.random.default_rng(seed)
         if visited:  # a position an earlier path walked (reachable from the player start), any heading

@@ -159,7 +159,7 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
     need = {k: v for k, v in need.items() if v > 0}
     nodes: list[str | None] = [None] * len(specs)
     if fleet and config.fleet.instances_per_node is not None:
-        nodes = _nodes_for(need, config.fleet.instances_per_node)[: max(1, sum(len(p.keys) for p in queue))]
+        nodes = list[str | None](_nodes_for(need, config.fleet.instances_per_node)[: max(1, sum(len(p.keys) for p in queue))])
         specs = [specs[0]] * len(nodes)
     else:
         _check_room(need, len(specs), ray.cluster_resources())
@@ -217,6 +217,7 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
                         bar.update(enqueue(job, first=True))
                     continue
                 if attempt.ok:
+                    assert pending.job is not None
                     frames += attempt.frames
                     results[pending.job.key] = _result(pending.job, "captured", "", tuple(pending.reasons),
                                                        attempt.endpoint, attempt.seconds, attempt.path, attempt.frames)

@@ -88,3 +88,17 @@ def kill_one_when(ready, pids, before: set[int], timeout_s: float = 120.0) -> tu
     thread = threading.Thread(target=killer)
     thread.start()
     return thread, killed
+
+
+def action_shares(jobs) -> np.ndarray:
+    """The share of each of the 13 action channels over the jobs' transitions, as the annotator sees them."""
+    from annotate.actions import CHANNELS, ActionSpec, encode_actions
+    from annotate.geometry import relative_motion
+    from annotate.ue import ue_to_pose
+
+    spec = ActionSpec()
+    counts = np.zeros(len(CHANNELS))
+    for job in jobs:
+        motion = relative_motion(ue_to_pose(job.locations, job.rotations))
+        counts += (encode_actions(motion, np.diff(job.times), spec) > 0).sum(axis=0)
+    return counts / counts.sum()

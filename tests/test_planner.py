@@ -11,6 +11,7 @@ from annotate.geometry import relative_motion
 from annotate.ue import pose_to_ue, ue_to_pose
 from capture.planner import PlannerConfig, plan_jobs, plan_path
 from capture.standin.scene import make_scene
+from tests.capture_helpers import action_shares
 
 SCENES = ("room-1", "corridor-2", "courtyard-3", "street-4")
 SPEC = ActionSpec()
@@ -20,13 +21,6 @@ SPEC = ActionSpec()
 def uniform_jobs():
     return plan_jobs(PlannerConfig(scenes=SCENES, trajectories_per_scene=3, frames=600), SPEC)
 
-
-def _shares(jobs) -> np.ndarray:
-    counts = np.zeros(len(CHANNELS))
-    for job in jobs:
-        motion = relative_motion(ue_to_pose(job.locations, job.rotations))
-        counts += (encode_actions(motion, np.diff(job.times), SPEC) > 0).sum(axis=0)
-    return counts / counts.sum()
 
 
 def test_paths_stay_in_free_space_within_limits(uniform_jobs):
@@ -52,7 +46,7 @@ def test_rates_change_no_faster_than_the_acceleration_limits(uniform_jobs):
 
 
 def test_uniform_mix_is_reached_as_measured_by_the_annotator(uniform_jobs):
-    shares = _shares(uniform_jobs)
+    shares = action_shares(uniform_jobs)
     target = 1.0 / len(CHANNELS)
     assert np.abs(shares - target).max() < 0.035, dict(zip(CHANNELS, shares.round(3)))
     combos = 0
@@ -65,7 +59,7 @@ def test_uniform_mix_is_reached_as_measured_by_the_annotator(uniform_jobs):
 def test_a_skewed_mix_is_followed():
     mix = {"forward": 4.0, "yaw_left": 2.0, "yaw_right": 2.0, "roll_left": 0.0, "roll_right": 0.0, "static": 2.0}
     config = PlannerConfig(scenes=SCENES, trajectories_per_scene=3, frames=600, mix=mix)
-    shares = _shares(plan_jobs(config, SPEC))
+    shares = action_shares(plan_jobs(config, SPEC))
     target = config.weights() / config.weights().sum()
     got = dict(zip(CHANNELS, shares.round(3)))
     assert shares[CHANNELS.index("roll_left")] == 0 and shares[CHANNELS.index("roll_right")] == 0, got

@@ -11,8 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from annotate.actions import ActionSpec, CHANNELS, encode_actions
-from annotate.geometry import relative_motion
+from annotate.actions import CHANNELS, ActionSpec
 from annotate.ue import ue_to_pose
 from capture.client import EngineClient, parse_floats
 from capture.config import ClientConfig
@@ -20,17 +19,11 @@ from capture.planner import PlannerConfig, ProbeConfig, plan_jobs
 from capture.probe_planner import plan_level, plan_requests
 from capture.standin.launch import StandinProcess
 from capture.standin.scene import make_scene
+from tests.capture_helpers import action_shares
 
 SPEC = ActionSpec()
 KINDS = ("room-1", "corridor-2", "courtyard-3", "street-4")
 
-
-def _shares(jobs) -> np.ndarray:
-    counts = np.zeros(len(CHANNELS))
-    for job in jobs:
-        motion = relative_motion(ue_to_pose(job.locations, job.rotations))
-        counts += (encode_actions(motion, np.diff(job.times), SPEC) > 0).sum(axis=0)
-    return counts / counts.sum()
 
 
 def _plan(scene: str, config: PlannerConfig, prepare=None):
@@ -62,7 +55,7 @@ def test_twenty_paths_per_scene_kind_clear_balanced_and_revisiting():
         probe_jobs += plan.jobs
         scene_jobs += plan_jobs(PlannerConfig(scenes=(scene,), trajectories_per_scene=20, frames=300), SPEC)
     target = np.full(len(CHANNELS), 1.0 / len(CHANNELS))
-    probe_dev, scene_dev = (float(np.abs(_shares(j) - target).max()) for j in (probe_jobs, scene_jobs))
+    probe_dev, scene_dev = (float(np.abs(action_shares(j) - target).max()) for j in (probe_jobs, scene_jobs))
     assert probe_dev <= scene_dev + 0.01, (probe_dev, scene_dev)
 
 
