@@ -26,6 +26,7 @@ import numpy as np
 from annotate.actions import CHANNELS, PAIRS, STATIC, ActionSpec, BinSpec, encode_actions
 from annotate.geometry import integrate
 from annotate.ue import pose_to_ue, ue_to_pose
+from capture.client import level_short_name
 from capture.pose_faults import POSE_FAULTS, inject_pose_fault
 from capture.records import CaptureJob
 from capture.standin.scene import Scene, level_name, make_scene, parse_scene_spec
@@ -123,7 +124,7 @@ class PlannerConfig:
             return level_name(spec)
         except ValueError:
             if self.mode == "probe":
-                return spec.strip().rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0]
+                return level_short_name(spec)
             raise
 
     def weights(self) -> np.ndarray:

@@ -31,7 +31,7 @@ from scipy.ndimage import minimum_filter
 from scipy.spatial import cKDTree
 
 from annotate.actions import CHANNELS, ActionSpec
-from annotate.ue import fov_to_intrinsics, ue_to_pose
+from annotate.ue import CM_PER_M, S, fov_to_intrinsics, ue_to_pose
 from capture.client import EngineClient, EngineDataError, decode_depth, fixed, parse_floats
 from capture.planner import PlannedPath, PlannerConfig, ProbeConfig, damaged, plan_in
 from capture.records import CaptureJob
@@ -108,8 +108,8 @@ class LevelProbe:
 
 
 def _internal(ue_cm: np.ndarray) -> np.ndarray:
-    """UE cm (..., 3) -> internal metres (y flipped): the same change of axes as annotate.ue."""
-    return ue_cm * np.array([1.0, -1.0, 1.0]) / 100.0
+    """UE cm (..., 3) -> internal metres: annotate.ue's change of axes, for locations alone."""
+    return np.asarray(ue_cm) @ S / CM_PER_M
 
 
 @dataclass
@@ -226,7 +226,8 @@ class ProbeSpace:
 
 
 def _internal_to_ue(points: np.ndarray) -> np.ndarray:
-    return np.asarray(points) * np.array([1.0, -1.0, 1.0]) * 100.0
+    """Internal metres (..., 3) -> UE cm (S is its own inverse)."""
+    return np.asarray(points) @ S * CM_PER_M
 
 
 @dataclass(frozen=True)
