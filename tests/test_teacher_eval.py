@@ -18,7 +18,7 @@ from training.eval.compare import CompareError, compare, main as compare_main
 from training.eval.evaluate import SamplerConfig, frame_metrics, run_method, shuffled_scripts, summarize
 from training.eval.groundtruth import EvalSetConfig, load_eval_set, save_eval_set, scene_clips
 from training.eval.metrics import psnr, ssim
-from training.eval.scripts import standard_scripts
+from training.eval.scripts import revisit_scripts, standard_scripts
 from training.runtime import save_checkpoint
 
 DT = 1 / 15
@@ -51,6 +51,24 @@ def test_scripts_cover_every_motion_and_out_and_back_returns():
         assert not np.allclose(poses[16], poses[0], atol=1e-3)
     with pytest.raises(ValueError, match="even number"):
         standard_scripts(31, DT)
+
+
+@pytest.mark.parametrize("transitions", [16, 32, 64])
+def test_revisit_scripts_return_to_the_first_pose_after_their_length(transitions):
+    scripts = revisit_scripts(transitions, DT)
+    assert {s.kind for s in scripts} == {"out_and_back", "loop"} and len(scripts) == 4
+    for script in scripts:
+        poses = script.poses(np.eye(4))
+        assert len(poses) == transitions + 1
+        assert np.allclose(poses[-1], poses[0], atol=1e-9), script.name
+        far = np.linalg.norm(poses[:, :3, 3] - poses[0, :3, 3], axis=1).max()
+        turned = max(np.degrees(np.arccos(np.clip((np.trace(poses[0, :3, :3].T @ p[:3, :3]) - 1) / 2, -1, 1)))
+                     for p in poses)
+        assert far > 0.2 or turned > 10, script.name  # it went somewhere before coming back
+    square = next(s for s in scripts if s.name == "square")
+    assert np.allclose(square.motion[:, 3:], 0.0)  # a loop without turning: same heading all the way
+    with pytest.raises(ValueError, match="multiple of 4"):
+        revisit_scripts(18, DT)
 
 
 def test_eval_clips_are_rendered_along_free_scripted_paths(tmp_path):
@@ -114,6 +132,14 @@ def test_eval_cli_writes_metrics_and_grid(tmp_path):
     assert set(report["methods"]) == {"model", "shuffled", "copy_first"}
     assert report["clips"] == 21 and report["sampler"]["frames"] == 5
     assert (out / "grid.png").stat().st_size > 1000
+    paths = report["paths"]
+    assert set(paths["methods"]) == {"model", "shuffled", "copy_first", "ground_truth"}
+    assert len(paths["methods"]["model"]["rpe_t_per_clip"]) == 21
+    assert set(paths["methods"]["model"]["rpe_r_by_kind"]) == {"single", "mix", "out_and_back"}
+    assert paths["paired"]["model-ground_truth"]["rpe_t"]["n"] == 21 and paths["steps"]["translation_m"] > 0
+    table = (out / "table.md").read_text()
+    assert "| ground-truth renders | — | — |" in table and "| copy first frame |" in table
+    assert "revisits" not in report  # a teacher has no memory window
 
 
 def test_eval_cli_on_a_student_with_memory_overrides(tmp_path):
@@ -125,9 +151,17 @@ def test_eval_cli_on_a_student_with_memory_overrides(tmp_path):
     out = tmp_path / "eval"
     rc = eval_main(["--checkpoint", str(ckpt), "--student", "--memory-pool", "0", "--scenes", "room_0001",
                     "--out", str(out), "--frames", "33", "--starts", "1", "--device", "cpu", "--precision", "fp32",
-                    "--workers", "1"])
+                    "--workers", "1", "--revisit", "2,4", "--no-rpe"])
     assert rc == 0
     report = json.loads((out / "metrics.json").read_text())
+    assert "paths" not in report
+    for multiple, frames in (("2x", 5), ("4x", 9)):  # window 2: back at the first pose after 4 and 8 steps
+        rev = report["revisits"][multiple]
+        assert rev["frames"] == frames and rev["window"] == 2 and rev["clips"] == 4
+        assert set(rev["methods"]) == {"model", "window_only"}
+        assert set(rev["methods"]["model"]["psnr_by_kind"]) == {"out_and_back", "loop"}
+        assert rev["paired"]["model-window_only"]["psnr_db"]["n"] == 4
+    assert "return PSNR @4x window" in (out / "table.md").read_text()
     assert report["student"]["memory"] == {"window": 2, "pool": [0], "max_old": None}
     revisit = report["revisit"]["model"]
     assert revisit["n"] == 3 and len(revisit["per_clip"]) == 3

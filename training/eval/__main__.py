@@ -7,6 +7,13 @@ DIR/grid.png. `--student` evaluates a distilled student streaming over its memor
 memory with --memory-window/--memory-pool/--memory-max-old, e.g. window-only: --memory-pool 0);
 metrics.json's "revisit" holds the last-frame PSNR of out-and-back clips per clip. `--rope-time-scale` / `--rope-time-ntk` evaluate a checkpoint at a longer context
 without retraining (RoPE extension before fine-tuning).
+
+Action following: metrics.json's "paths" holds the relative pose error of the camera path recovered
+from every video (training.eval.odometry) against the commanded path, for the model, the baselines
+and the ground-truth renders (the estimator's floor). Memory: with `--revisit 2,4,8` (a student's
+default) the revisit scripts (out-and-back walks and a square loop) that return to their first pose
+after 2x, 4x and 8x the memory window are rolled out, with the student's memory and window-only
+(pool 0), and "revisits" holds their return-frame PSNR/SSIM. DIR/table.md has every method in a row.
 """
 
 from __future__ import annotations
@@ -18,14 +25,18 @@ import pathlib
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 from dataclasses import asdict, replace
+from typing import Any
+
+import numpy as np
 
 
 from common.cli import add_dry_run, dry_run
 from common.config import to_dict
-from training.eval.evaluate import (SamplerConfig, frame_metrics, revisit, run_method, shuffled_scripts,
-                                    student_generator, summarize, teacher_generator)
+from training.eval.evaluate import (SamplerConfig, commanded_steps, frame_metrics, path_errors, return_frame_metrics,
+                                    revisit, run_method, shuffled_scripts, student_generator, summarize,
+                                    summarize_paths, summarize_returns, teacher_generator)
+from training.eval.table import markdown_table
 from training.eval.grid import pick_clips, save_grid
 from training.eval.groundtruth import EvalSetConfig, load_eval_set, make_eval_set, save_eval_set
 from training.runtime import autocast, load_checkpoint, pick_device
@@ -66,7 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rope-time-scale", type=float, help="override model.rope_time_scale")
     parser.add_argument("--rope-time-ntk", type=float, help="override model.rope_time_ntk")
-    parser.add_argument("--cache", type=pathlib.Path, help="eval-set cache (.npz), reused when its settings match")
+    parser.add_argument("--cache", type=pathlib.Path, help="eval-set cache (.npz), reused when its settings match; "
+                        "revisit sets are cached next to it")
+    parser.add_argument("--revisit", help="student: multiples of the memory window after which revisit scripts "
+                        "return, e.g. 2,4,8 (the student's default; 'none' skips)")
+    parser.add_argument("--no-rpe", action="store_true", help="skip the pose estimation (action following)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes rendering ground truth")
     parser.add_argument("--device")
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
@@ -117,12 +132,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = {name: frame_metrics(v, clips) for name, v in videos.items()}
     summary = summarize(metrics, clips)
     summary["revisit"] = revisit(metrics, clips)
+    if not args.no_rpe:
+        started = time.perf_counter()
+        truth = np.stack([c.frames[: args.frames] for c in clips]).transpose(0, 1, 4, 2, 3)
+        errors = {name: path_errors(v, clips, set_config.fov, args.workers)
+                  for name, v in {**videos, "ground_truth": truth}.items()}
+        summary["paths"] = {**summarize_paths(errors, clips), "steps": commanded_steps(clips, args.frames),
+                            "seconds": round(time.perf_counter() - started, 1)}
+    multiples = _revisit_multiples(args.revisit, student is not None)
+    if multiples:
+        if student is None:
+            raise SystemExit("--revisit needs --student (revisits are measured against the memory window)")
+        summary["revisits"] = _revisits(student, multiples, set_config, args, sampler, precision, device)
     report = {"checkpoint": str(args.checkpoint), "scenes": list(scenes), "sampler": asdict(sampler),
               "student": None if student is None else to_dict(student.config),
               "model_overrides": overrides, "render_seconds": round(render_s, 1),
               "sample_seconds": round(sample_s, 1), **summary}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps(report, indent=2))
+    (args.out / "table.md").write_text(markdown_table(report))
     save_grid(args.out / "grid.png", clips, {"model": videos["model"], "shuffled": videos["shuffled"]},
               pick_clips(clips, GRID_SCRIPTS))
     methods = summary["methods"]
@@ -131,7 +159,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, diff in summary["paired"].items():
         d = diff["psnr_db"]
         print(f"{name}: {d['mean']:+.2f} dB ± {d['se']:.2f} (z = {d['z']:.1f}, n = {d['n']})")
+    print(markdown_table(report))
     return 0
+
+
+def _revisit_multiples(option: str | None, is_student: bool) -> tuple[int, ...]:
+    if option is None:
+        return (2, 4, 8) if is_student else ()
+    if option.strip().lower() in ("", "none", "0"):
+        return ()
+    return tuple(int(m) for m in option.split(",") if m)
+
+
+def _revisits(student: Student, multiples: tuple[int, ...], set_config: EvalSetConfig, args: argparse.Namespace,
+              sampler: SamplerConfig, precision: Any, device: Any) -> dict[str, Any]:
+    """Return-frame PSNR/SSIM of the revisit scripts after each multiple of the memory window, with the
+    student's memory and window-only."""
+    window = student.config.memory.window
+    if not window:
+        raise SystemExit("--revisit needs a student memory window (memory.window >= 1)")
+    window_only = Student(student.model, replace(student.config, memory=replace(student.config.memory, pool=(0,))))
+    out: dict[str, Any] = {}
+    for multiple in multiples:
+        transitions = multiple * window
+        if transitions % 4:
+            raise SystemExit(f"--revisit {multiple}: {multiple} x window {window} must be a multiple of 4 steps")
+        config = replace(set_config, frames=transitions + 1, scripts="revisit")
+        cache = args.cache.with_name(f"{args.cache.stem}_revisit{transitions}.npz") if args.cache else None
+        clips = load_eval_set(cache, config) if cache else None
+        if clips is None:
+            clips = make_eval_set(config, workers=args.workers)
+            if cache:
+                save_eval_set(clips, config, cache)
+        long = replace(sampler, frames=transitions + 1)
+        videos = {"model": run_method(student_generator(student, precision), clips, long, device),
+                  "window_only": run_method(student_generator(window_only, precision), clips, long, device)}
+        out[f"{multiple}x"] = {"frames": transitions + 1, "window": window,
+                               **summarize_returns({k: return_frame_metrics(v, clips) for k, v in videos.items()},
+                                                   clips)}
+    return out
 
 
 if __name__ == "__main__":

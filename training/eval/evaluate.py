@@ -5,8 +5,12 @@ Methods, all on the same clips and the same sampling noise:
   shuffled       the same generator with another clip's script (a different script, from the same
                  start: actions and poses integrated from it) — does the model follow the actions?
   copy_first     every frame is the first frame — does it beat standing still?
+  ground_truth   (action following only) the stand-in's own renders: the pose estimator's floor
 Per clip the per-frame PSNR/SSIM of frames 1..F-1 is averaged; the summary gives mean ± standard
 error over clips, and the paired difference model − baseline with its SE and z = mean/SE.
+
+Action following is the field's relative pose error: the camera path recovered from each video by
+odometry.estimate_path, aligned to the commanded path by Sim(3) (rpe.path_rpe), per step.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from training.conditioning import frame_actions
 from training.data import to_uint8, to_unit
 from training.eval.groundtruth import EvalClip
 from training.eval.metrics import psnr, ssim
+from training.eval.odometry import OdometryConfig, estimate_path, opencv_intrinsics
+from training.eval.rpe import path_rpe
 from training.distill import teacher_velocity
 from training.flow import sample_i2v
 from training.model import VideoDiT
@@ -84,6 +90,34 @@ def revisit(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalClip]
     return out
 
 
+def return_frame_metrics(videos: np.ndarray, clips: Sequence[EvalClip]) -> dict[str, np.ndarray]:
+    """PSNR and SSIM (N,) of each video's last frame, where revisit scripts are back at the first pose,
+    against the ground truth's last frame."""
+    f = videos.shape[1]
+    truth = torch.from_numpy(np.stack([c.frames[f - 1] for c in clips])).permute(0, 3, 1, 2)
+    last = torch.from_numpy(np.ascontiguousarray(videos[:, -1]))
+    return {"psnr": psnr(last, truth).numpy(), "ssim": ssim(last, truth).numpy()}
+
+
+def summarize_returns(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalClip]) -> dict[str, Any]:
+    """Return-frame PSNR/SSIM per method (overall, per kind, per script, per clip), paired model − each."""
+    kind_of = np.array([c.kind for c in clips])
+    script_of = np.array([c.script for c in clips])
+    out: dict[str, Any] = {"clips": len(clips), "clip_ids": [clip_id(c) for c in clips], "methods": {}, "paired": {}}
+    for method, values in metrics.items():
+        entry: dict[str, Any] = {}
+        for name, v in values.items():
+            entry[name] = _mean_se(v)
+            entry[f"{name}_by_kind"] = {k: _mean_se(v[kind_of == k]) for k in sorted(set(kind_of))}
+            entry[f"{name}_by_script"] = {k: _mean_se(v[script_of == k]) for k in sorted(set(script_of))}
+            entry[f"{name}_per_clip"] = [round(float(x), 4) for x in v]
+        out["methods"][method] = entry
+    for method in metrics:
+        if method != "model" and "model" in metrics:
+            out["paired"][f"model-{method}"] = {"psnr_db": _z(_mean_se(metrics["model"]["psnr"] - metrics[method]["psnr"]))}
+    return out
+
+
 def shuffled_scripts(clips: Sequence[EvalClip], seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each clip, (actions, poses) of another clip's script (a different script name) played
     from this clip's start pose. Seeded."""
@@ -130,6 +164,78 @@ def frame_metrics(videos: np.ndarray, clips: Sequence[EvalClip], chunk: int = 16
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
+def _clip_rpe(job: tuple[np.ndarray, np.ndarray, np.ndarray, OdometryConfig]) -> tuple[float, float, float]:
+    video, poses, K, cfg = job
+    cv2_threads_off()
+    estimate, kinds = estimate_path(video, K, poses[0], cfg)
+    rpe = path_rpe(estimate, poses)
+    return rpe["rpe_t"], rpe["rpe_r"], kinds.count("lost") / max(len(kinds), 1)
+
+
+def cv2_threads_off() -> None:
+    """One OpenCV thread per process: the pose estimator runs one clip per worker process."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def path_errors(videos: np.ndarray, clips: Sequence[EvalClip], fov: float, workers: int = 1,
+                cfg: OdometryConfig = OdometryConfig()) -> dict[str, np.ndarray]:
+    """Per clip: RPE translation (m, RMSE over steps), rotation (degrees, mean over steps) and the
+    share of frames the estimator lost, of uint8 videos (N, F, 3, H, W) against each clip's
+    commanded poses."""
+    f, h, w = videos.shape[1], videos.shape[3], videos.shape[4]
+    K = opencv_intrinsics(fov, w, h)
+    jobs = [(np.ascontiguousarray(v.transpose(0, 2, 3, 1)), c.poses[:f], K, cfg) for v, c in zip(videos, clips)]
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as pool:
+            rows = list(pool.map(_clip_rpe, jobs, chunksize=8))
+    else:
+        rows = [_clip_rpe(job) for job in jobs]
+    t, r, lost = (np.array(col) for col in zip(*rows))
+    return {"rpe_t": t, "rpe_r": r, "lost": lost}
+
+
+def commanded_steps(clips: Sequence[EvalClip], frames: int) -> dict[str, float]:
+    """Mean commanded step of the clips' first `frames` frames: metres and degrees per step (what an
+    estimate that sees no motion scores)."""
+    from training.eval.rpe import relative_pose_error
+
+    still = [relative_pose_error(np.repeat(c.poses[:1], frames, axis=0), c.poses[:frames]) for c in clips]
+    return {"translation_m": float(np.mean([np.mean(t) for t, _ in still])),
+            "rotation_deg": float(np.mean([np.mean(r) for _, r in still]))}
+
+
+def summarize_paths(errors: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalClip], reference: str = "model"
+                    ) -> dict[str, Any]:
+    """RPE per method (overall, per script kind, per script) and paired differences vs `reference`."""
+    kind_of = np.array([c.kind for c in clips])
+    script_of = np.array([c.script for c in clips])
+    out: dict[str, Any] = {"methods": {}, "paired": {}}
+    for method, values in errors.items():
+        entry: dict[str, Any] = {}
+        for name in ("rpe_t", "rpe_r"):
+            v = values[name]
+            entry[name] = _mean_se(v)
+            entry[f"{name}_by_kind"] = {k: _mean_se(v[kind_of == k]) for k in sorted(set(kind_of))}
+            entry[f"{name}_by_script"] = {k: _mean_se(v[script_of == k]) for k in sorted(set(script_of))}
+            entry[f"{name}_per_clip"] = [round(float(x), 5) for x in v]
+        entry["lost_share"] = float(values["lost"].mean())
+        out["methods"][method] = entry
+    if reference in errors:
+        for method in errors:
+            if method != reference:
+                out["paired"][f"{reference}-{method}"] = {
+                    name: _z(_mean_se(errors[reference][name] - errors[method][name])) for name in ("rpe_t", "rpe_r")}
+    return out
+
+
+def _z(stats: dict[str, float]) -> dict[str, float]:
+    return {**stats, "z": stats["mean"] / stats["se"] if stats["se"] > 0 else math.inf}
+
+
 def clip_id(clip: EvalClip) -> str:
     """scene/start/script: names a clip across runs on the same eval set."""
     return f"{clip.scene}/{clip.start}/{clip.script}"
@@ -155,9 +261,7 @@ def summarize(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalCli
             if method == reference:
                 continue
             diff = metrics[reference]["psnr"].mean(axis=1) - metrics[method]["psnr"].mean(axis=1)
-            stats = _mean_se(diff)
-            stats["z"] = stats["mean"] / stats["se"] if stats["se"] > 0 else math.inf
-            out["paired"][f"{reference}-{method}"] = {"psnr_db": stats}
+            out["paired"][f"{reference}-{method}"] = {"psnr_db": _z(_mean_se(diff))}
     return out
 
 

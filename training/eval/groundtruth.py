@@ -15,6 +15,7 @@ import pathlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from annotate.actions import ActionSpec
@@ -22,7 +23,9 @@ from annotate.ue import pose_to_ue, ue_to_pose
 from capture.planner import PlannerConfig
 from capture.standin.render import Renderer
 from capture.standin.scene import Scene, make_scene
-from training.eval.scripts import ActionScript, standard_scripts
+from training.eval.scripts import ActionScript, revisit_scripts, standard_scripts
+
+SCRIPT_SETS = {"standard": standard_scripts, "revisit": revisit_scripts}
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class EvalSetConfig:
     fov: float = 90.0
     seed: int = 0
     clearance_m: float = 0.3
+    scripts: str = "standard"  # standard (scripts.standard_scripts) | revisit (scripts.revisit_scripts)
+    min_textured: float = 0.05  # a start whose first view is less textured (a blank wall) is drawn again
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +63,15 @@ def random_start(scene: Scene, rng: np.random.Generator, clearance_m: float,
     return ue_to_pose(np.array([p[0], -p[1], p[2]]) * 100.0, np.array([0.0, rng.uniform(-180, 180), 0.0]))
 
 
+def textured_share(frame: np.ndarray) -> float:
+    """Share of an RGB view's pixels where the image could be tracked in both directions: the
+    smaller eigenvalue of the 3x3 structure tensor above 50 (gray levels squared). A start facing
+    a blank wall (about 0) says nothing about motion, to a model or to the pose estimator; stand-in
+    views of textured surfaces have 0.1-0.3."""
+    gray = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float((cv2.cornerMinEigenVal(gray, 3) > 50.0).mean())
+
+
 def _fits(script: ActionScript, start: np.ndarray, scene, config: EvalSetConfig, limits: PlannerConfig) -> bool:
     poses = script.poses(start)
     if not scene.is_free(poses[:, :3, 3], config.clearance_m).all():
@@ -71,7 +85,9 @@ def scene_clips(scene_name: str, config: EvalSetConfig) -> list[EvalClip]:
     scene = make_scene(scene_name)
     renderer = Renderer(scene)
     spec, limits, dt = ActionSpec(), PlannerConfig(), 1.0 / config.fps
-    by_level = {level: standard_scripts(config.frames - 1, dt, spec, level) for level in (1, 0)}
+    if config.scripts not in SCRIPT_SETS:
+        raise ValueError(f"eval scripts must be one of {sorted(SCRIPT_SETS)}, got {config.scripts!r}")
+    by_level = {level: SCRIPT_SETS[config.scripts](config.frames - 1, dt, spec, level) for level in (1, 0)}
     seed = int.from_bytes(hashlib.sha256(f"{config.seed}:{scene_name}".encode()).digest()[:4], "little")
     rng = np.random.default_rng(seed)
     clips: list[EvalClip] = []
@@ -79,8 +95,16 @@ def scene_clips(scene_name: str, config: EvalSetConfig) -> list[EvalClip]:
         candidates: list[np.ndarray] = []  # start poses in draw order; each script takes the first that fits
 
         def candidate(j: int) -> np.ndarray:
+            draws = 0
             while len(candidates) <= j:
-                candidates.append(random_start(scene, rng, config.clearance_m, limits.eye_height_m))
+                start = random_start(scene, rng, config.clearance_m, limits.eye_height_m)
+                view = renderer.render(start, config.width, config.height, config.fov).lit
+                if textured_share(view) >= config.min_textured:
+                    candidates.append(start)
+                draws += 1
+                if draws > 1000:
+                    raise RuntimeError(f"{scene_name}: no textured start view (min_textured "
+                                       f"{config.min_textured}) in 1000 draws at {config.width}x{config.height}")
             return candidates[j]
 
         for i in range(len(by_level[1])):

@@ -1,4 +1,4 @@
-"""Action scripts for evaluation: every single motion, mixes, and out-and-back walks.
+"""Action scripts for evaluation: every single motion, mixes, out-and-back walks and a square loop.
 
 A script is a per-transition relative motion (conventions.md §2: dx dy dz in metres, yaw pitch
 roll in degrees, camera-t axes). Rates are the centre of a chosen action bin, so each script's
@@ -21,6 +21,7 @@ SINGLES = tuple(c for c in CHANNELS if c != "static")
 MIXES = (("forward", "yaw_right"), ("forward", "yaw_left"), ("backward", "yaw_left"), ("left", "pitch_up"),
          ("right", "pitch_down"), ("forward", "up"))
 OUT_AND_BACK = ("forward", "yaw_right", "left")
+SQUARE = ("forward", "right", "backward", "left")  # a loop of four strafes: back where it began, same heading
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,6 +62,23 @@ def out_and_back(channel: str, transitions: int, dt: float, spec: ActionSpec, le
     return relative_motion(np.concatenate([poses, poses[-2::-1]]))
 
 
+def square_loop(transitions: int, dt: float, spec: ActionSpec, level: int = 1) -> np.ndarray:
+    """Four equal legs along SQUARE without turning: the last pose is the first."""
+    if transitions % 4:
+        raise ValueError(f"a square loop needs a multiple of 4 transitions, got {transitions}")
+    return np.concatenate([_constant((c,), transitions // 4, dt, spec, level) for c in SQUARE])
+
+
+def revisit_scripts(transitions: int, dt: float, spec: ActionSpec | None = None, level: int = 1
+                    ) -> list[ActionScript]:
+    """Scripts whose last frame is back at the first pose: the 3 out-and-back walks and the square."""
+    spec = spec or ActionSpec()
+    scripts = [ActionScript(f"{c}~back", "out_and_back", out_and_back(c, transitions, dt, spec, level))
+               for c in OUT_AND_BACK]
+    return _moving(scripts + [ActionScript("square", "loop", square_loop(transitions, dt, spec, level))], dt, spec,
+                   level)
+
+
 def standard_scripts(transitions: int, dt: float, spec: ActionSpec | None = None, level: int = 1
                      ) -> list[ActionScript]:
     """12 single motions, 6 translation+rotation mixes and 3 out-and-back scripts."""
@@ -69,8 +87,12 @@ def standard_scripts(transitions: int, dt: float, spec: ActionSpec | None = None
     scripts += [ActionScript("+".join(m), "mix", _constant(m, transitions, dt, spec, level)) for m in MIXES]
     scripts += [ActionScript(f"{c}~back", "out_and_back", out_and_back(c, transitions, dt, spec, level))
                 for c in OUT_AND_BACK]
+    return _moving(scripts, dt, spec, level)
+
+
+def _moving(scripts: list[ActionScript], dt: float, spec: ActionSpec, level: int) -> list[ActionScript]:
+    """The scripts, checked: every transition must be a motion (none binned static)."""
     for script in scripts:
-        active = script.actions(dt, spec)
-        if active[:, STATIC].any():
+        if script.actions(dt, spec)[:, STATIC].any():
             raise ValueError(f"script {script.name}: bin level {level} is below the dead zone")
     return scripts

@@ -1,0 +1,44 @@
+"""One table per checkpoint, from its metrics.json: every method in a row, baselines included.
+
+Columns: PSNR and SSIM over frames 1..F-1 (mean ± SE over clips), RPE translation (m per step) and
+rotation (degrees per step) after Sim(3) alignment, and the return-frame PSNR of the revisit scripts
+after each multiple of the memory window that was evaluated. Methods a column does not apply to
+show "—" (PSNR of the ground truth itself; the return frame of copy-first, which is the first frame).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+METHOD_NAMES = {"model": "model", "window_only": "model, window only", "shuffled": "model, shuffled actions",
+                "copy_first": "copy first frame", "ground_truth": "ground-truth renders"}
+
+
+def _cell(stats: dict[str, Any] | None, digits: int) -> str:
+    if not stats:
+        return "—"
+    return f"{stats['mean']:.{digits}f} ± {stats['se']:.{digits}f}"
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The report's table in GitHub markdown, with a header line naming the checkpoint and clip count."""
+    methods = report.get("methods", {})
+    paths = report.get("paths", {}).get("methods", {})
+    revisits = report.get("revisits", {})
+    multiples = sorted(revisits, key=lambda m: int(m.rstrip("x")))
+    names = [m for m in METHOD_NAMES if m in methods or m in paths or any(m in r["methods"] for r in revisits.values())]
+    head = ["method", "PSNR dB", "SSIM", "RPE-t m", "RPE-r deg"] + [f"return PSNR @{m} window" for m in multiples]
+    rows = []
+    for m in names:
+        row = [METHOD_NAMES[m], _cell(methods.get(m, {}).get("psnr"), 2), _cell(methods.get(m, {}).get("ssim"), 3),
+               _cell(paths.get(m, {}).get("rpe_t"), 4), _cell(paths.get(m, {}).get("rpe_r"), 3)]
+        row += [_cell(revisits[x]["methods"].get(m, {}).get("psnr"), 2) for x in multiples]
+        rows.append(row)
+    frames = report.get("sampler", {}).get("frames")
+    title = f"{report.get('checkpoint', '?')}: {report.get('clips', '?')} clips of {frames} frames"
+    if "steps" in report.get("paths", {}):
+        cmd = report["paths"]["steps"]
+        title += f"; commanded step {cmd['translation_m']:.4f} m, {cmd['rotation_deg']:.3f} deg"
+    lines = [title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
