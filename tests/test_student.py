@@ -41,9 +41,10 @@ def test_block_spans_and_mask():
     assert torch.equal(mask, expected)
 
 
-@pytest.mark.parametrize("grad", [True, False])  # [view | own] concatenated, or own written into the view's room
-def test_cached_block_forwards_equal_one_block_causal_forward(grad):
-    config = tiny_config()
+@pytest.mark.parametrize("grad,camera", [(True, "pose"), (False, "pose"), (False, "pose+plucker")])
+def test_cached_block_forwards_equal_one_block_causal_forward(grad, camera):
+    # grad: [view | own] concatenated, or (no grad) own written into the view's room
+    config = tiny_config(camera=camera)
     model = randomized_model(config, dtype=torch.float64)
     batch = clip_batch(config, 2, 7, dtype=torch.float64)
     sigma = torch.rand(2, 7)

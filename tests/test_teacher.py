@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tests.training_helpers import clip_batch, randomized_model, random_pose, tiny_config, write_tiny_shards
 from training import teacher
-from training.conditioning import frame_actions, pose_features
+from training.conditioning import frame_actions, patch_rays, plucker, pose_features
 from training.data import crop
 from training.flow import add_noise, sample_i2v, schedule, velocity_target, x0_from_velocity
 from training.model import VideoDiT, patchify, unpatchify
@@ -101,10 +101,11 @@ def test_frame_actions_shift():
     assert per_frame[:, 0, 12].eq(1).all() and per_frame[:, 0, :12].eq(0).all()
 
 
-def test_pose_conditioning_is_invariant_to_moving_the_trajectory():
+@pytest.mark.parametrize("camera", ["pose", "plucker", "pose+plucker"])
+def test_pose_conditioning_is_invariant_to_moving_the_trajectory(camera):
     torch.set_default_dtype(torch.float64)
     try:
-        config = tiny_config()
+        config = tiny_config(camera=camera)
         model = randomized_model(config, dtype=torch.float64)
         batch = clip_batch(config, 2, 4, dtype=torch.float64)
         rng = np.random.default_rng(3)
@@ -123,8 +124,48 @@ def test_pose_conditioning_is_invariant_to_moving_the_trajectory():
         torch.set_default_dtype(torch.float32)
 
 
-def test_action_dropout_removes_the_motion_condition():
-    config = tiny_config()
+def test_plucker_rays_known_answer_and_invariance():
+    rays = patch_rays(90.0, 16, 32, 8)  # a 2x4 grid; f = 16, centres at x = 4, 12, 20, 28 and y = 4, 12
+    assert rays.shape == (8, 3)
+    assert torch.allclose(rays[0], torch.tensor([(4 - 16) / 16, (4 - 8) / 16, 1.0], dtype=torch.float64))
+    assert torch.allclose(rays[-1], torch.tensor([(28 - 16) / 16, (12 - 8) / 16, 1.0], dtype=torch.float64))
+    rng = np.random.default_rng(0)
+    poses = torch.from_numpy(np.stack([random_pose(rng) for _ in range(3)]))[None]
+    coords = plucker(poses, rays)
+    assert coords.shape == (1, 3, 8, 6)
+    d, m = coords[..., :3].double(), coords[..., 3:].double()
+    assert torch.allclose(d.norm(dim=-1), torch.ones(1, 3, 8, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(m[0, 0], torch.zeros(8, 3, dtype=torch.float64), atol=1e-6)  # the origin camera
+    rel = torch.linalg.inv(poses[0, 0]) @ poses[0, 2]  # moment = centre x direction, in the origin camera
+    assert torch.allclose(m[0, 2], torch.cross(rel[:3, 3].expand(8, 3), d[0, 2], dim=-1), atol=1e-5)
+    # relative to the origin camera: moving the whole trajectory rigidly changes nothing
+    world = torch.from_numpy(random_pose(rng))
+    assert torch.allclose(plucker(world @ poses, rays), coords, atol=1e-5)
+
+
+def test_a_plucker_model_starts_blind_to_the_camera_and_learns_to_see_it():
+    config = tiny_config(camera="plucker")
+    model = VideoDiT(config)
+    batch = clip_batch(config, 2, 4)
+    other = clip_batch(config, 2, 4, seed=5)
+    sigma = torch.full((2, 4), 0.5)
+    out = model(batch.frames, sigma, batch.actions, batch.poses)
+    assert torch.equal(out, model(batch.frames, sigma, batch.actions, other.poses))  # zero-initialised rays
+    with torch.no_grad():  # the output layers start at zero; open them so gradients reach the rays
+        model.patch_out.weight.normal_(0, 0.05)
+        for block in model.blocks:
+            block.ada.weight.normal_(0, 0.05)
+    loss = model(batch.frames, sigma, batch.actions, batch.poses).square().mean()
+    loss.backward()
+    assert model.ray_embed is not None and model.ray_embed[2].weight.grad.abs().sum() > 0
+    assert model.pose_embed[0].weight.grad is None or model.pose_embed[0].weight.grad.abs().sum() == 0
+    with pytest.raises(ValueError, match="model.camera"):
+        tiny_config(camera="rays")
+
+
+@pytest.mark.parametrize("camera", ["pose", "plucker"])
+def test_action_dropout_removes_the_motion_condition(camera):
+    config = tiny_config(camera=camera)
     model = randomized_model(config)
     batch = clip_batch(config, 2, 4)
     other = clip_batch(config, 2, 4, seed=9)

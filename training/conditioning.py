@@ -6,6 +6,10 @@
   clip or rollout): rel_t = origin^-1 · pose_t, as translation (3) plus the first two columns of
   the rotation (6, the continuous 6-d rotation representation). Moving the whole trajectory by a
   rigid transform leaves these features unchanged.
+* Rays: per patch token, the Plücker coordinates (d, o × d) of the ray through the patch centre,
+  in the origin camera's frame (o the camera centre, d the unit direction): six numbers that say
+  where each token looks from, the same for a cached key as for a new query (CameraCtrl, Cameras
+  as Rays).
 """
 
 from __future__ import annotations
@@ -48,6 +52,28 @@ def relative_poses(poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
     inverse[:, :3, 3] = -(rot.transpose(1, 2) @ trans[..., None])[..., 0]
     inverse[:, 3, 3] = 1.0
     return inverse[:, None] @ poses
+
+
+def patch_rays(fov_deg: float, height: int, width: int, patch: int) -> torch.Tensor:
+    """(N, 3) camera-frame directions (z = 1) through the patch centres, row-major like the tokens,
+    with the project's pinhole (annotate.ue.fov_to_intrinsics; pixel u's centre at u + 0.5)."""
+    from annotate.ue import fov_to_intrinsics
+
+    k = torch.from_numpy(fov_to_intrinsics(fov_deg, width, height))
+    v, u = torch.meshgrid(torch.arange(patch / 2, height, patch, dtype=torch.float64),
+                          torch.arange(patch / 2, width, patch, dtype=torch.float64), indexing="ij")
+    pixels = torch.stack([u.reshape(-1), v.reshape(-1), torch.ones(u.numel(), dtype=torch.float64)], dim=-1)
+    return pixels @ torch.linalg.inv(k).T
+
+
+def plucker(poses: torch.Tensor, rays: torch.Tensor, origin: torch.Tensor | None = None) -> torch.Tensor:
+    """Absolute poses (B, T, 4, 4) and camera rays (N, 3) -> (B, T, N, 6) Plücker coordinates (d, o × d)
+    relative to `origin` (default: frame 0), float32."""
+    rel = relative_poses(poses, poses[:, 0] if origin is None else origin)
+    d = torch.einsum("btij,nj->btni", rel[..., :3, :3], rays.to(rel))
+    d = d / d.norm(dim=-1, keepdim=True)
+    o = rel[..., None, :3, 3].expand_as(d)
+    return torch.cat([d, torch.cross(o, d, dim=-1)], dim=-1).to(torch.float32)
 
 
 def pose_features(poses: torch.Tensor, origin: torch.Tensor | None = None) -> torch.Tensor:

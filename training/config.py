@@ -12,6 +12,9 @@ from typing import Literal
 from annotate.actions import N_CHANNELS
 
 
+CAMERA_MODES = ("pose", "plucker", "pose+plucker")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     width: int = 384  # D, token width
@@ -29,8 +32,17 @@ class ModelConfig:
     # and the temporal base is rope_theta * rope_time_ntk (NTK-style extension: > 1).
     rope_time_scale: float = 1.0
     rope_time_ntk: float = 1.0
+    # how the camera enters the model: "pose" adds a per-frame pose embedding to q and k; "plucker"
+    # adds a per-token embedding of the Plücker coordinates of the token's centre ray (relative to
+    # the origin camera) to the tokens; "pose+plucker" does both
+    camera: str = "pose"
+    fov: float = 90.0  # horizontal FOV (degrees, on the longer side) of the frames, for the rays
 
     def __post_init__(self) -> None:
+        if self.camera not in CAMERA_MODES:
+            raise ValueError(f"model.camera must be one of {CAMERA_MODES}, got {self.camera!r}")
+        if not 0 < self.fov < 180:
+            raise ValueError(f"model.fov must be in (0, 180) degrees, got {self.fov}")
         if self.width % self.heads or (self.width // self.heads) % 2:
             raise ValueError(f"model.width {self.width} must split into {self.heads} heads of even size")
         if self.height % self.patch or self.width_px % self.patch:

@@ -11,6 +11,9 @@ Per block (DiT with adaLN-Zero):
     x    += gate1 · Attn(modulate(LN(x)), pose)                   q, k += per-layer pose projections
     x    += action_out(action_embedding)                          per frame, after self-attention (RELIC)
     x    += gate2 · MLP(modulate(LN(x)))
+With model.camera "plucker" (or "pose+plucker") every token also gets, before the first block, an
+embedding of its ray's Plücker coordinates relative to the origin camera (conditioning.plucker);
+its last layer starts at zero, so such a model starts out exactly as one without rays.
 Attention is `scaled_dot_product_attention` with 3D RoPE over (frame, row, col) and RMS-normed q/k;
 the pose embedding is added to q and k (not v) after the norm and before RoPE, so a cached key
 carries its frame's viewpoint. Sigma is per frame: the clean first frame of image-to-video has
@@ -29,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.conditioning import pose_features
+from training.conditioning import patch_rays, plucker, pose_features
 from training.config import ModelConfig
 from training.rope import Rotation, apply_rope, grid_positions, rope_angles, rotation
 
@@ -167,6 +170,12 @@ class VideoDiT(nn.Module):
         self.pose_embed = nn.Sequential(nn.Linear(cfg.pose_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.null_action = nn.Parameter(torch.zeros(d))  # the dropped-condition embeddings (CFG)
         self.null_pose = nn.Parameter(torch.zeros(d))
+        self.uses_pose = "pose" in cfg.camera.split("+")
+        self.ray_embed: nn.Sequential | None = None
+        if "plucker" in cfg.camera.split("+"):
+            self.ray_embed = nn.Sequential(nn.Linear(6, d), nn.SiLU(), _zero(nn.Linear(d, d)))
+            self.register_buffer("rays", patch_rays(cfg.fov, cfg.height, cfg.width_px, cfg.patch).float(),
+                                 persistent=False)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final_ada = _zero(nn.Linear(d, 2 * d))
@@ -189,12 +198,25 @@ class VideoDiT(nn.Module):
         """(action, pose) embeddings (B, F, D); where keep is False both become the null embeddings."""
         dtype = self.patch_in.weight.dtype
         action = self.action_embed(actions.to(dtype))
-        pose = self.pose_embed(pose_features(poses, origin).to(dtype))
+        if self.uses_pose:
+            pose = self.pose_embed(pose_features(poses, origin).to(dtype))
+        else:  # the attention's pose projections see the null embedding: the rays carry the camera
+            pose = self.null_pose.to(dtype).expand(*actions.shape[:2], -1)
         if keep is not None:
             k = keep.to(torch.bool)[:, None, None]
             action = torch.where(k, action, self.null_action.to(action.dtype))
             pose = torch.where(k, pose, self.null_pose.to(pose.dtype))
         return action, pose
+
+    def ray_tokens(self, poses: torch.Tensor, origin: torch.Tensor | None, keep: torch.Tensor | None
+                   ) -> torch.Tensor | None:
+        """(B, F, N, D) per-token ray embeddings (zero where keep is False), or None without rays."""
+        if self.ray_embed is None:
+            return None
+        rays = self.ray_embed(plucker(poses, self.rays, origin).to(self.patch_in.weight.dtype))
+        if keep is not None:
+            rays = rays * keep.to(rays.dtype)[:, None, None, None]
+        return rays
 
     def angles(self, frames: int, first_frame: int | float | torch.Tensor, device: torch.device) -> torch.Tensor:
         rows, cols = self.cfg.grid
@@ -235,8 +257,11 @@ class VideoDiT(nn.Module):
         # contiguous: a block's actions/poses are often strided slices of a longer clip's, and a strided
         # operand can take another BLAS path and change the last bits (an AMD EPYC host did: a graphed
         # student block, fed contiguous copies, differed from the eager block by 1 ulp)
-        action, pose = self.condition(actions.contiguous(), poses.contiguous(),
-                                      None if origin is None else origin.contiguous(), keep)
+        origin = None if origin is None else origin.contiguous()
+        action, pose = self.condition(actions.contiguous(), poses.contiguous(), origin, keep)
+        rays = self.ray_tokens(poses.contiguous(), origin, keep)
+        if rays is not None:
+            h = h + rays
         rot = rotation(self.angles(f, first_frame, x.device))  # once for all layers
         if context is not None and context[0].valid is not None:  # padded view: no query attends to the padding
             keys = torch.cat([context[0].valid, context[0].valid.new_ones(h.shape[2] * f)])[None, :]
