@@ -128,7 +128,7 @@ class OptimConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     preset: str = "small"
-    model: dict[str, float] = field(default_factory=dict)  # overrides of the preset's ModelConfig fields
+    model: dict[str, float | str] = field(default_factory=dict)  # overrides of the preset's ModelConfig fields
     data: DataConfig = field(default_factory=DataConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
