@@ -29,6 +29,7 @@ import numpy as np
 import unrealcv
 
 from capture.config import CameraConfig, ClientConfig
+from capture.levels import level_short_name  # noqa: F401  (re-exported: callers import it from here)
 from capture.standin.protocol import pack
 
 log = logging.getLogger(__name__)
@@ -88,11 +89,6 @@ class EngineLevelError(EngineError):
 
 
 LEVEL_POLL_S = 0.1
-
-
-def level_short_name(level: str) -> str:
-    """What `vget /level/name` reports for a level: `/Game/Maps/Street.Street` and `Street` are `Street`."""
-    return level.strip().rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0]
 
 
 class _Client(unrealcv.Client):

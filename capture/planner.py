@@ -26,7 +26,7 @@ import numpy as np
 from annotate.actions import CHANNELS, PAIRS, STATIC, ActionSpec, BinSpec, encode_actions
 from annotate.geometry import integrate
 from annotate.ue import pose_to_ue, ue_to_pose
-from capture.client import level_short_name
+from capture.levels import level_short_name
 from capture.pose_faults import POSE_FAULTS, inject_pose_fault
 from capture.records import CaptureJob
 from capture.standin.scene import Scene, level_name, make_scene, parse_scene_spec
