@@ -182,3 +182,24 @@ def test_eval_cli_on_a_student_with_memory_overrides(tmp_path):
         compare(report, other)
     with pytest.raises(CompareError, match="no per-clip PSNR"):
         compare(report, report, method_a="teacher")
+
+
+def test_trainers_and_eval_import_where_ray_and_unrealcv_are_missing():
+    """The GPU host has neither: training.* must import there (a planner import once pulled the
+    engine client in, and the eval died after a GPU run had trained its teacher)."""
+    import pathlib
+    import subprocess
+    import sys
+
+    probe = ("import builtins, sys\n"
+             "real = builtins.__import__\n"
+             "def guarded(name, *a, **k):\n"
+             "    if name.split('.')[0] in ('ray', 'unrealcv'):\n"
+             "        raise ModuleNotFoundError(name)\n"
+             "    return real(name, *a, **k)\n"
+             "builtins.__import__ = guarded\n"
+             "import training.eval.__main__, training.teacher, training.student_train, training.play\n"
+             "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=pathlib.Path(__file__).resolve().parents[1])
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
