@@ -5,22 +5,13 @@
 # estimator's floor on the ground-truth renders) next to copy-first and shuffled actions.
 #   ARMS      space-separated model.camera values, one teacher each (default: "pose plucker")
 #   TRAIN_MIN minutes per teacher (default 6)
-# Launch detached (a device command may run 10 minutes) and collect with short calls:
-#   setsid nohup env ARMS="pose plucker" bash bench/quality_gpu.sh > /tmp/quality.log 2>&1 &
-#   ... then: tar -C /tmp/quality -czf "$OUT/results.tgz" results
+# One arm per device call keeps each under the 10-minute command limit (about 7 minutes at TRAIN_MIN=5;
+# the device gives a machine back after 30 s idle, so a detached run cannot be collected later):
+#   ARMS=pose TRAIN_MIN=5 bash bench/quality_gpu.sh; cp -r /tmp/quality/results "$OUT/"
 set -euo pipefail
-DATA=${DATA:-.device/data}
-SHARDS=${SHARDS:-"$DATA/train-{000000..000008}.tar"}
-SCENES=${SCENES:-corridor_0007,courtyard_0001,courtyard_0008,room_0001,room_0002,room_0006,street_0005,street_0008}
 RUNS=${RUNS:-/tmp/quality}
-RES="$RUNS/results"
-export PYTHONUNBUFFERED=1
-mkdir -p "$RES"
-W=$(( $(nproc) - 2 ))
-ev=(--scenes "$SCENES" --workers "$(nproc)" --cache "$RUNS/evalset.npz")
-say() { echo "== $* $(date +%T)" | tee -a "$RES/stages.txt"; }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$RES/gpu.txt"
-python3 -c "import torch; print('torch', torch.__version__)" >> "$RES/gpu.txt"
+source "$(dirname "$0")/gpu_common.sh"
+SHARDS=${SHARDS:-"$DATA/train-{000000..000008}.tar"}
 for arm in ${ARMS:-pose plucker}; do
   say "teacher camera=$arm"
   python3 -m training.teacher --shards "$SHARDS" --preset "${PRESET:-small}" --set data.workers=$W \
@@ -30,6 +21,5 @@ for arm in ${ARMS:-pose plucker}; do
   say "eval camera=$arm"
   python3 -m training.eval --checkpoint "$RUNS/teacher_$arm/checkpoint.pt" "${ev[@]}" --out "$RES/eval_teacher_${arm}9" \
     --frames 9
-  rm -f "$RES/eval_teacher_${arm}9/grid.png.tmp"
 done
 say done

@@ -29,19 +29,10 @@
 set -euo pipefail
 STAGES=${STAGES:?set STAGES=all or a comma list of bench,compiled,graphs,teacher,ode,dmd,eval}
 [ "$STAGES" = all ] && STAGES=bench,teacher,ode,dmd,eval
-DATA=${DATA:-.device/data}
-SHARDS=${SHARDS:-"$DATA/train-{000000..000006}.tar"}
-SCENES=${SCENES:-corridor_0007,courtyard_0001,courtyard_0008,room_0001,room_0002,room_0006,street_0005,street_0008}
 RUNS=${RUNS:-/tmp/runs}
-RES="$RUNS/results"
-export PYTHONUNBUFFERED=1
-mkdir -p "$RES"
-W=$(( $(nproc) - 2 ))
-ev=(--scenes "$SCENES" --workers "$(nproc)" --cache "$RUNS/evalset.npz")
-say() { echo "== $* $(date +%T)" | tee -a "$RES/stages.txt"; }
+source "$(dirname "$0")/gpu_common.sh"
+SHARDS=${SHARDS:-"$DATA/train-{000000..000006}.tar"}
 has() { [[ ",$STAGES," == *",$1,"* ]]; }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$RES/gpu.txt"
-python3 -c "import torch; print('torch', torch.__version__)" >> "$RES/gpu.txt"
 if has bench; then
   say bench
   python3 bench/student.py --preset small --json "$RES/student_bench.json" | tee "$RES/student_bench.txt"
