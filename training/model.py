@@ -213,7 +213,8 @@ class VideoDiT(nn.Module):
         """(B, F, N, D) per-token ray embeddings (zero where keep is False), or None without rays."""
         if self.ray_embed is None:
             return None
-        rays = self.ray_embed(plucker(poses, self.rays, origin).to(self.patch_in.weight.dtype))
+        directions = self.get_buffer("rays")
+        rays = self.ray_embed(plucker(poses, directions, origin).to(self.patch_in.weight.dtype))
         if keep is not None:
             rays = rays * keep.to(rays.dtype)[:, None, None, None]
         return rays

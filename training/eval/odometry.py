@@ -29,6 +29,7 @@ x_j = R x_0 + t is camera j at [[Rᵀ, −Rᵀt], [0, 1]] in camera 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -83,8 +84,9 @@ def _track(a: np.ndarray, b: np.ndarray, points: np.ndarray, cfg: OdometryConfig
     lk = dict(winSize=(cfg.window_px, cfg.window_px), maxLevel=cfg.levels,
               criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
     p0 = points.reshape(-1, 1, 2).astype(np.float32)
-    p1, ok1, _ = cv2.calcOpticalFlowPyrLK(a, b, p0, None, **lk)
-    back, ok2, _ = cv2.calcOpticalFlowPyrLK(b, a, p1, None, **lk)
+    flow: Any = cv2.calcOpticalFlowPyrLK  # OpenCV's stubs have no overload for keyword settings
+    p1, ok1, _ = flow(a, b, p0, None, **lk)
+    back, ok2, _ = flow(b, a, p1, None, **lk)
     fb = np.linalg.norm(back.reshape(-1, 2) - points, axis=1)
     h, w = a.shape
     inside = (p1[:, 0, 0] >= 0) & (p1[:, 0, 0] <= w - 1) & (p1[:, 0, 1] >= 0) & (p1[:, 0, 1] <= h - 1)
@@ -232,12 +234,12 @@ def _window_poses(gray: list[np.ndarray], K: np.ndarray, cfg: OdometryConfig
     poses, kinds = [np.eye(4)], []
     for j in range(1, f):
         use = alive[j] & np.isfinite(points[:, 0])
-        if j == anchor or use.sum() < cfg.min_tracks:
-            rot, t = (step.rotation, step.direction) if j == anchor else (None, None)
-            if rot is None:
-                poses.append(poses[-1])
-                kinds.append("lost")
-                continue
+        if j == anchor:
+            rot, t = step.rotation, step.direction
+        elif use.sum() < cfg.min_tracks:
+            poses.append(poses[-1])
+            kinds.append("lost")
+            continue
         else:
             ok, rvec, tvec = cv2.solvePnP(points[use], positions[j][use], K, None,
                                           *_rvec_tvec(poses[-1]), useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
