@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from annotate.actions import N_CHANNELS, STATIC
+from annotate.ue import fov_to_intrinsics
 
 
 def static_action(batch: int, device: torch.device | str | None = None,
@@ -57,8 +58,6 @@ def relative_poses(poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
 def patch_rays(fov_deg: float, height: int, width: int, patch: int) -> torch.Tensor:
     """(N, 3) camera-frame directions (z = 1) through the patch centres, row-major like the tokens,
     with the project's pinhole (annotate.ue.fov_to_intrinsics; pixel u's centre at u + 0.5)."""
-    from annotate.ue import fov_to_intrinsics
-
     k = torch.from_numpy(fov_to_intrinsics(fov_deg, width, height))
     v, u = torch.meshgrid(torch.arange(patch / 2, height, patch, dtype=torch.float64),
                           torch.arange(patch / 2, width, patch, dtype=torch.float64), indexing="ij")

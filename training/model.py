@@ -170,9 +170,10 @@ class VideoDiT(nn.Module):
         self.pose_embed = nn.Sequential(nn.Linear(cfg.pose_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.null_action = nn.Parameter(torch.zeros(d))  # the dropped-condition embeddings (CFG)
         self.null_pose = nn.Parameter(torch.zeros(d))
-        self.uses_pose = "pose" in cfg.camera.split("+")
+        cameras = cfg.camera.split("+")
+        self.uses_pose = "pose" in cameras
         self.ray_embed: nn.Sequential | None = None
-        if "plucker" in cfg.camera.split("+"):
+        if "plucker" in cameras:
             self.ray_embed = nn.Sequential(nn.Linear(6, d), nn.SiLU(), _zero(nn.Linear(d, d)))
             self.register_buffer("rays", patch_rays(cfg.fov, cfg.height, cfg.width_px, cfg.patch).float(),
                                  persistent=False)
@@ -258,9 +259,9 @@ class VideoDiT(nn.Module):
         # contiguous: a block's actions/poses are often strided slices of a longer clip's, and a strided
         # operand can take another BLAS path and change the last bits (an AMD EPYC host did: a graphed
         # student block, fed contiguous copies, differed from the eager block by 1 ulp)
-        origin = None if origin is None else origin.contiguous()
-        action, pose = self.condition(actions.contiguous(), poses.contiguous(), origin, keep)
-        rays = self.ray_tokens(poses.contiguous(), origin, keep)
+        poses, origin = poses.contiguous(), None if origin is None else origin.contiguous()
+        action, pose = self.condition(actions.contiguous(), poses, origin, keep)
+        rays = self.ray_tokens(poses, origin, keep)
         if rays is not None:
             h = h + rays
         rot = rotation(self.angles(f, first_frame, x.device))  # once for all layers

@@ -38,7 +38,7 @@ from training.eval.evaluate import (SamplerConfig, commanded_steps, frame_metric
                                     summarize_paths, summarize_returns, teacher_generator)
 from training.eval.table import markdown_table
 from training.eval.grid import pick_clips, save_grid
-from training.eval.groundtruth import EvalSetConfig, load_eval_set, make_eval_set, save_eval_set
+from training.eval.groundtruth import EvalSetConfig, cached_eval_set
 from training.runtime import autocast, load_checkpoint, pick_device
 from training.student import Student
 from training.student_train import student_from_state
@@ -113,11 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_config = EvalSetConfig(scenes=scenes, starts=args.starts, frames=max(33, args.frames), width=cfg.width_px,
                                height=cfg.height)
     started = time.perf_counter()
-    clips = load_eval_set(args.cache, set_config) if args.cache else None
-    if clips is None:
-        clips = make_eval_set(set_config, workers=args.workers)
-        if args.cache:
-            save_eval_set(clips, set_config, args.cache)
+    clips = cached_eval_set(set_config, args.cache, args.workers)
     render_s = time.perf_counter() - started
     sampler = SamplerConfig(frames=args.frames, steps=args.steps, shift=shift, guidance=args.guidance,
                             batch=args.batch)
@@ -186,11 +182,7 @@ def _revisits(student: Student, multiples: tuple[int, ...], set_config: EvalSetC
             raise SystemExit(f"--revisit {multiple}: {multiple} x window {window} must be a multiple of 4 steps")
         config = replace(set_config, frames=transitions + 1, scripts="revisit")
         cache = args.cache.with_name(f"{args.cache.stem}_revisit{transitions}.npz") if args.cache else None
-        clips = load_eval_set(cache, config) if cache else None
-        if clips is None:
-            clips = make_eval_set(config, workers=args.workers)
-            if cache:
-                save_eval_set(clips, config, cache)
+        clips = cached_eval_set(config, cache, args.workers)
         long = replace(sampler, frames=transitions + 1)
         videos = {"model": run_method(student_generator(student, precision), clips, long, device),
                   "window_only": run_method(student_generator(window_only, precision), clips, long, device)}

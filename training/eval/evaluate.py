@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -29,7 +31,7 @@ from training.data import to_uint8, to_unit
 from training.eval.groundtruth import EvalClip
 from training.eval.metrics import psnr, ssim
 from training.eval.odometry import OdometryConfig, estimate_path, opencv_intrinsics
-from training.eval.rpe import path_rpe
+from training.eval.rpe import path_rpe, relative_pose_error
 from training.distill import teacher_velocity
 from training.flow import sample_i2v
 from training.model import VideoDiT
@@ -101,17 +103,9 @@ def return_frame_metrics(videos: np.ndarray, clips: Sequence[EvalClip]) -> dict[
 
 def summarize_returns(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalClip]) -> dict[str, Any]:
     """Return-frame PSNR/SSIM per method (overall, per kind, per script, per clip), paired model − each."""
-    kind_of = np.array([c.kind for c in clips])
-    script_of = np.array([c.script for c in clips])
     out: dict[str, Any] = {"clips": len(clips), "clip_ids": [clip_id(c) for c in clips], "methods": {}, "paired": {}}
     for method, values in metrics.items():
-        entry: dict[str, Any] = {}
-        for name, v in values.items():
-            entry[name] = _mean_se(v)
-            entry[f"{name}_by_kind"] = {k: _mean_se(v[kind_of == k]) for k in sorted(set(kind_of))}
-            entry[f"{name}_by_script"] = {k: _mean_se(v[script_of == k]) for k in sorted(set(script_of))}
-            entry[f"{name}_per_clip"] = [round(float(x), 4) for x in v]
-        out["methods"][method] = entry
+        out["methods"][method] = {k: v for name in values for k, v in _breakdown(name, values[name], clips, 4).items()}
     for method in metrics:
         if method != "model" and "model" in metrics:
             out["paired"][f"model-{method}"] = {"psnr_db": _z(_mean_se(metrics["model"]["psnr"] - metrics[method]["psnr"]))}
@@ -166,17 +160,10 @@ def frame_metrics(videos: np.ndarray, clips: Sequence[EvalClip], chunk: int = 16
 
 def _clip_rpe(job: tuple[np.ndarray, np.ndarray, np.ndarray, OdometryConfig]) -> tuple[float, float, float]:
     video, poses, K, cfg = job
-    cv2_threads_off()
+    cv2.setNumThreads(1)  # one OpenCV thread per process: the workers run one clip each
     estimate, kinds = estimate_path(video, K, poses[0], cfg)
     rpe = path_rpe(estimate, poses)
     return rpe["rpe_t"], rpe["rpe_r"], kinds.count("lost") / max(len(kinds), 1)
-
-
-def cv2_threads_off() -> None:
-    """One OpenCV thread per process: the pose estimator runs one clip per worker process."""
-    import cv2
-
-    cv2.setNumThreads(1)
 
 
 def path_errors(videos: np.ndarray, clips: Sequence[EvalClip], fov: float, workers: int = 1,
@@ -188,8 +175,6 @@ def path_errors(videos: np.ndarray, clips: Sequence[EvalClip], fov: float, worke
     K = opencv_intrinsics(fov, w, h)
     jobs = [(np.ascontiguousarray(v.transpose(0, 2, 3, 1)), c.poses[:f], K, cfg) for v, c in zip(videos, clips)]
     if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
         with ProcessPoolExecutor(workers) as pool:
             rows = list(pool.map(_clip_rpe, jobs, chunksize=8))
     else:
@@ -201,8 +186,6 @@ def path_errors(videos: np.ndarray, clips: Sequence[EvalClip], fov: float, worke
 def commanded_steps(clips: Sequence[EvalClip], frames: int) -> dict[str, float]:
     """Mean commanded step of the clips' first `frames` frames: metres and degrees per step (what an
     estimate that sees no motion scores)."""
-    from training.eval.rpe import relative_pose_error
-
     still = [relative_pose_error(np.repeat(c.poses[:1], frames, axis=0), c.poses[:frames]) for c in clips]
     return {"translation_m": float(np.mean([np.mean(t) for t, _ in still])),
             "rotation_deg": float(np.mean([np.mean(r) for _, r in still]))}
@@ -211,17 +194,9 @@ def commanded_steps(clips: Sequence[EvalClip], frames: int) -> dict[str, float]:
 def summarize_paths(errors: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalClip], reference: str = "model"
                     ) -> dict[str, Any]:
     """RPE per method (overall, per script kind, per script) and paired differences vs `reference`."""
-    kind_of = np.array([c.kind for c in clips])
-    script_of = np.array([c.script for c in clips])
     out: dict[str, Any] = {"methods": {}, "paired": {}}
     for method, values in errors.items():
-        entry: dict[str, Any] = {}
-        for name in ("rpe_t", "rpe_r"):
-            v = values[name]
-            entry[name] = _mean_se(v)
-            entry[f"{name}_by_kind"] = {k: _mean_se(v[kind_of == k]) for k in sorted(set(kind_of))}
-            entry[f"{name}_by_script"] = {k: _mean_se(v[script_of == k]) for k in sorted(set(script_of))}
-            entry[f"{name}_per_clip"] = [round(float(x), 5) for x in v]
+        entry = {k: v for name in ("rpe_t", "rpe_r") for k, v in _breakdown(name, values[name], clips, 5).items()}
         entry["lost_share"] = float(values["lost"].mean())
         out["methods"][method] = entry
     if reference in errors:
@@ -230,6 +205,16 @@ def summarize_paths(errors: dict[str, dict[str, np.ndarray]], clips: Sequence[Ev
                 out["paired"][f"{reference}-{method}"] = {
                     name: _z(_mean_se(errors[reference][name] - errors[method][name])) for name in ("rpe_t", "rpe_r")}
     return out
+
+
+def _breakdown(name: str, values: np.ndarray, clips: Sequence[EvalClip], digits: int) -> dict[str, Any]:
+    """One per-clip metric as `name` (mean ± SE), `name_by_kind`, `name_by_script` and `name_per_clip`."""
+    kind_of = np.array([c.kind for c in clips])
+    script_of = np.array([c.script for c in clips])
+    return {name: _mean_se(values),
+            f"{name}_by_kind": {k: _mean_se(values[kind_of == k]) for k in sorted(set(kind_of))},
+            f"{name}_by_script": {k: _mean_se(values[script_of == k]) for k in sorted(set(script_of))},
+            f"{name}_per_clip": [round(float(x), digits) for x in values]}
 
 
 def _z(stats: dict[str, float]) -> dict[str, float]:

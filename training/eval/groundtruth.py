@@ -150,3 +150,13 @@ def load_eval_set(path: pathlib.Path, config: EvalSetConfig) -> list[EvalClip] |
     return [EvalClip(str(data["scene"][i]), int(data["start"][i]), str(data["script"][i]), str(data["kind"][i]),
                      int(data["level"][i]), data["motion"][i], data["actions"][i], data["poses"][i], data["frames"][i])
             for i in range(len(data["scene"]))]
+
+
+def cached_eval_set(config: EvalSetConfig, cache: pathlib.Path | None, workers: int = 1) -> list[EvalClip]:
+    """The eval set from `cache` when it was made with `config`, else rendered (and cached)."""
+    clips = load_eval_set(cache, config) if cache else None
+    if clips is None:
+        clips = make_eval_set(config, workers=workers)
+        if cache:
+            save_eval_set(clips, config, cache)
+    return clips

@@ -73,8 +73,7 @@ def revisit_scripts(transitions: int, dt: float, spec: ActionSpec | None = None,
                     ) -> list[ActionScript]:
     """Scripts whose last frame is back at the first pose: the 3 out-and-back walks and the square."""
     spec = spec or ActionSpec()
-    scripts = [ActionScript(f"{c}~back", "out_and_back", out_and_back(c, transitions, dt, spec, level))
-               for c in OUT_AND_BACK]
+    scripts = _out_and_back_scripts(transitions, dt, spec, level)
     return _moving(scripts + [ActionScript("square", "loop", square_loop(transitions, dt, spec, level))], dt, spec,
                    level)
 
@@ -85,9 +84,12 @@ def standard_scripts(transitions: int, dt: float, spec: ActionSpec | None = None
     spec = spec or ActionSpec()
     scripts = [ActionScript(c, "single", _constant((c,), transitions, dt, spec, level)) for c in SINGLES]
     scripts += [ActionScript("+".join(m), "mix", _constant(m, transitions, dt, spec, level)) for m in MIXES]
-    scripts += [ActionScript(f"{c}~back", "out_and_back", out_and_back(c, transitions, dt, spec, level))
-                for c in OUT_AND_BACK]
-    return _moving(scripts, dt, spec, level)
+    return _moving(scripts + _out_and_back_scripts(transitions, dt, spec, level), dt, spec, level)
+
+
+def _out_and_back_scripts(transitions: int, dt: float, spec: ActionSpec, level: int) -> list[ActionScript]:
+    return [ActionScript(f"{c}~back", "out_and_back", out_and_back(c, transitions, dt, spec, level))
+            for c in OUT_AND_BACK]
 
 
 def _moving(scripts: list[ActionScript], dt: float, spec: ActionSpec, level: int) -> list[ActionScript]:
