@@ -8,6 +8,7 @@ Internal: right-handed Z-up world in metres (UE world Y flipped, divided by 100)
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 #: UE world -> internal world axis flip (applied to vectors).
 S = np.diag([1.0, -1.0, 1.0])
@@ -56,7 +57,7 @@ def ue_to_pose(location_cm: np.ndarray, rotator: np.ndarray) -> np.ndarray:
     pose[..., :3, 0] = right
     pose[..., :3, 1] = -up
     pose[..., :3, 2] = forward
-    pose[..., :3, 3] = (location_cm @ S) / CM_PER_M
+    pose[..., :3, 3] = location_from_ue(location_cm)
     pose[..., 3, 3] = 1.0
     return pose
 
@@ -68,8 +69,18 @@ def pose_to_ue(pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     up = -pose[..., :3, 1] @ S
     forward = pose[..., :3, 2] @ S
     rotator = matrix_to_rotator(np.stack([forward, right, up], axis=-2))
-    location = (pose[..., :3, 3] @ S) * CM_PER_M
+    location = location_to_ue(pose[..., :3, 3])
     return location, rotator
+
+
+def location_from_ue(location_cm: ArrayLike) -> np.ndarray:
+    """UE locations in cm (..., 3) -> internal points in metres (..., 3): Y flipped, scaled."""
+    return (np.asarray(location_cm, dtype=np.float64) @ S) / CM_PER_M
+
+
+def location_to_ue(points_m: ArrayLike) -> np.ndarray:
+    """Internal points in metres (..., 3) -> UE locations in cm (..., 3) (S is its own inverse)."""
+    return (np.asarray(points_m, dtype=np.float64) @ S) * CM_PER_M
 
 
 def fov_to_intrinsics(fov_deg: float, width: int, height: int) -> np.ndarray:

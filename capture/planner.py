@@ -25,7 +25,7 @@ import numpy as np
 
 from annotate.actions import CHANNELS, PAIRS, STATIC, ActionSpec, BinSpec, encode_actions
 from annotate.geometry import integrate
-from annotate.ue import pose_to_ue, ue_to_pose
+from annotate.ue import location_to_ue, pose_to_ue, ue_to_pose
 from capture.levels import level_short_name
 from capture.pose_faults import POSE_FAULTS, inject_pose_fault
 from capture.records import CaptureJob
@@ -351,7 +351,7 @@ def plan_path(scene: Scene, config: PlannerConfig, spec: ActionSpec, seed: int,
     counts = np.zeros(len(CHANNELS)) if counts is None else counts
     rng = np.random.default_rng(seed)
     start = scene.sample_free(rng, 1, radius=config.clearance_m, height=config.eye_height_m)[0]
-    pose = ue_to_pose(np.array([start[0], -start[1], start[2]]) * 100.0, np.array([0.0, rng.uniform(-180, 180), 0.0]))
+    pose = ue_to_pose(location_to_ue(start), np.array([0.0, rng.uniform(-180, 180), 0.0]))
     return plan_in(SceneSpace(scene), scene.name, pose, config, spec, rng, counts)
 
 

@@ -31,7 +31,7 @@ from scipy.ndimage import minimum_filter
 from scipy.spatial import cKDTree
 
 from annotate.actions import CHANNELS, ActionSpec
-from annotate.ue import CM_PER_M, S, fov_to_intrinsics, ue_to_pose
+from annotate.ue import fov_to_intrinsics, location_from_ue, location_to_ue, ue_to_pose
 from capture.client import EngineClient, EngineDataError, decode_depth, fixed, parse_floats
 from capture.planner import PlannedPath, PlannerConfig, ProbeConfig, damaged, plan_in
 from capture.records import CaptureJob
@@ -74,7 +74,7 @@ class LevelProbe:
             return np.empty((0, 3)), np.empty((0, 3))
         replies = self.client.request([f"vget /object/{n}/bounds" for n in names])
         ue = np.stack([parse_floats(r, 6, f"{self.client.endpoint} bounds of {n}") for n, r in zip(names, replies)])
-        a, b = _internal(ue[:, :3]), _internal(ue[:, 3:])
+        a, b = location_from_ue(ue[:, :3]), location_from_ue(ue[:, 3:])
         return np.minimum(a, b), np.maximum(a, b)
 
     def pawn(self) -> tuple[np.ndarray, float]:
@@ -105,11 +105,6 @@ class LevelProbe:
         self.stats.moves += len(waypoints_cm)
         reached = np.stack([parse_floats(r, 3, "pawn location") for r in replies[2::2]])
         return bool((np.abs(reached - waypoints_cm).max(axis=1) <= MOVE_TOLERANCE_CM).all())
-
-
-def _internal(ue_cm: np.ndarray) -> np.ndarray:
-    """UE cm (..., 3) -> internal metres: annotate.ue's change of axes, for locations alone."""
-    return np.asarray(ue_cm) @ S / CM_PER_M
 
 
 @dataclass
@@ -148,7 +143,7 @@ class ProbeSpace:
 
     def add_probe(self, centre: np.ndarray) -> None:
         views = []
-        for pose, depth in self.probe.cube(_internal_to_ue(centre)):
+        for pose, depth in self.probe.cube(location_to_ue(centre)):
             far = depth * 100.0 >= FAR_CM
             size = depth.shape[0]
             u, v = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5)
@@ -219,15 +214,10 @@ class ProbeSpace:
             return True  # a turn in place: nowhere to walk
         n = max(1, int(math.ceil(along[-1] / self.config.waypoint_m)))
         picks = np.unique(np.searchsorted(along, np.linspace(0, along[-1], n + 1)[1:]).clip(0, len(path) - 1))
-        if self.probe.walk(_internal_to_ue(here), _internal_to_ue(path[picks])):
+        if self.probe.walk(location_to_ue(here), location_to_ue(path[picks])):
             return True
         self.probe.stats.blocked += 1
         return False
-
-
-def _internal_to_ue(points: np.ndarray) -> np.ndarray:
-    """Internal metres (..., 3) -> UE cm (S is its own inverse)."""
-    return np.asarray(points) @ S * CM_PER_M
 
 
 @dataclass(frozen=True)
@@ -271,7 +261,7 @@ def plan_level(client: EngineClient, request: PlanRequest) -> LevelPlan:
     stats = ProbeStats()
     probe = LevelProbe(client, probe_config, stats)
     pawn_cm, pawn_yaw = probe.pawn()
-    start = _internal(pawn_cm)
+    start = location_from_ue(pawn_cm)
     space = ProbeSpace(probe, probe_config, float(start[2]))
     space.ignore_boxes_holding(start)
     counts = np.zeros(len(CHANNELS))
@@ -284,7 +274,7 @@ def plan_level(client: EngineClient, request: PlanRequest) -> LevelPlan:
             location, yaw = pool[int(rng.integers(len(pool)))], float(rng.uniform(-180, 180))
         else:
             location, yaw = start, pawn_yaw
-        pose = ue_to_pose(_internal_to_ue(location), np.array([0.0, yaw, 0.0]))
+        pose = ue_to_pose(location_to_ue(location), np.array([0.0, yaw, 0.0]))
         path: PlannedPath = plan_in(space, request.level, pose, config, request.spec, rng, counts)
         visited.append(path.poses[:, :3, 3])
         faults = [f for f in config.faults if config.level(f.scene) == request.level and f.path == len(jobs)]

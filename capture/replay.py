@@ -21,7 +21,7 @@ from scipy.spatial.transform import Rotation
 from annotate.readers import PoseFormat, ReaderConfig, read_trajectory
 from annotate.resample import Interpolation, resample
 from annotate.trajectory import Trajectory, TrajectoryError
-from annotate.ue import pose_to_ue
+from annotate.ue import location_from_ue, location_to_ue, pose_to_ue
 from capture.records import CaptureJob, safe_name
 from capture.standin.scene import level_name, make_scene
 
@@ -116,11 +116,11 @@ def place(traj: Trajectory, source: ReplaySource, config: ReplayConfig) -> tuple
         anchor, yaw, free = _best_placement(poses, heading, source, config)
     else:
         assert source.anchor_cm is not None and source.yaw_deg is not None
-        anchor, yaw, free = np.array(source.anchor_cm) * np.array([1, -1, 1]) / 100.0, float(source.yaw_deg), None
+        anchor, yaw, free = location_from_ue(source.anchor_cm), float(source.yaw_deg), None
     turn = Rotation.from_euler("z", -yaw - heading, degrees=True).as_matrix()  # UE yaw +d is internal -d
     poses[:, :3, :] = turn @ poses[:, :3, :]
     poses[:, :3, 3] += anchor
-    placement = {"scale": source.scale, "up": source.up, "anchor_cm": (anchor * [100, -100, 100]).round(2).tolist(),
+    placement = {"scale": source.scale, "up": source.up, "anchor_cm": location_to_ue(anchor).round(2).tolist(),
                  "yaw_deg": round(float(yaw), 3), "free_fraction": free}
     return poses, placement
 
@@ -130,7 +130,7 @@ def _best_placement(poses: np.ndarray, heading: float, source: ReplaySource, con
     scene = make_scene(source.scene)
     anchors = scene.sample_free(np.random.default_rng(0), 24, radius=config.clearance_m, height=config.eye_height_m)
     if source.anchor_cm is not None:
-        anchors = (np.array(source.anchor_cm) * np.array([1, -1, 1]) / 100.0)[None]
+        anchors = location_from_ue(source.anchor_cm)[None]
     yaws = [float(source.yaw_deg)] if source.yaw_deg is not None else list(np.arange(16) * 22.5)
     step = max(1, len(poses) // 400)
     points = poses[::step, :3, 3]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from annotate.ue import location_to_ue
 from capture.standin.protocol import Command, command, dispatch, encode_bmp, encode_npy, encode_png
 from capture.standin.game import HELP, GameState, sweep, view_image
 from capture.standin.objects import World, fmt_vector
@@ -152,7 +153,7 @@ class Engine:
         self.game = GameState(self.config.width, self.config.height)
         self._renderer: tuple[int, Renderer] | None = None
         start = template.sample_free(np.random.default_rng(template.seed), 1, height=1.7)[0]
-        self.start_location = np.array([start[0], -start[1], start[2]]) * 100.0  # internal m -> UE cm
+        self.start_location = location_to_ue(start)
         self.cameras = [self._new_camera("PawnSensor")]
 
     @property

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from annotate.actions import ActionSpec
-from annotate.ue import pose_to_ue, ue_to_pose
+from annotate.ue import location_to_ue, pose_to_ue, ue_to_pose
 from capture.planner import PlannerConfig
 from capture.standin.render import Renderer
 from capture.standin.scene import Scene, make_scene
@@ -60,7 +60,7 @@ def random_start(scene: Scene, rng: np.random.Generator, clearance_m: float,
                  eye_height_m: float = PlannerConfig().eye_height_m) -> np.ndarray:
     """A camera-to-world start pose at a free point at eye height, level, with a random heading."""
     p = scene.sample_free(rng, 1, radius=clearance_m, height=eye_height_m)[0]
-    return ue_to_pose(np.array([p[0], -p[1], p[2]]) * 100.0, np.array([0.0, rng.uniform(-180, 180), 0.0]))
+    return ue_to_pose(location_to_ue(p), np.array([0.0, rng.uniform(-180, 180), 0.0]))
 
 
 def textured_share(frame: np.ndarray) -> float:
