@@ -4,7 +4,8 @@ Pure pose math (`ue`, `geometry`, `actions`), the validated `Trajectory` record,
 resampling, and whole-trajectory annotation. `python -m annotate FILE --out actions.parquet`.
 """
 
-from annotate.actions import CHANNELS, N_CHANNELS, ActionSpec, BinSpec, decode_actions, encode_actions
+from annotate.actions import (CHANNELS, N_CHANNELS, ActionSpec, BinSpec, decode_actions, encode_actions,
+                              translation_scale)
 from annotate.annotation import Annotation, annotate, read_metadata, to_table, write_parquet
 from annotate.config import AnnotateConfig
 from annotate.geometry import MOTION_NAMES, integrate, invert_pose, make_pose, relative_motion
@@ -42,6 +43,7 @@ __all__ = [
     "relative_motion",
     "resample",
     "rotator_to_matrix",
+    "translation_scale",
     "to_table",
     "ue_to_pose",
     "write_parquet",

@@ -1,8 +1,9 @@
 """Whole-trajectory annotation: Trajectory -> per-transition motion and actions, and its table form.
 
 The table (formats.md section 6) has one row per transition t -> t+1: `frame` (t), `time` (s, of
-frame t), `dt` (s), `dx, dy, dz, yaw, pitch, roll`, then the 13 channels by name. The action spec
-and the source go into the parquet schema metadata (key `annotate`, JSON).
+frame t), `dt` (s), `dx, dy, dz, yaw, pitch, roll`, then the 13 channels by name. The action spec,
+the translation scale (clip_mean normalisation; null otherwise) and the source go into the parquet
+schema metadata (key `annotate`, JSON).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from annotate.actions import CHANNELS, ActionSpec, encode_actions
+from annotate.actions import CHANNELS, ActionSpec, encode_actions, translation_scale
 from annotate.geometry import MOTION_NAMES, relative_motion
 from annotate.trajectory import Trajectory
 from common.files import atomic_path
@@ -33,6 +34,7 @@ class Annotation:
     motion: np.ndarray  # (N-1, 6) float64: dx, dy, dz (m), yaw, pitch, roll (deg)
     actions: np.ndarray  # (N-1, 13) float32, channels in CHANNELS order
     spec: ActionSpec
+    scale: float | None = None  # translation.normalize clip_mean: the trajectory's mean moving speed, m/s
 
     def __len__(self) -> int:
         return len(self.motion)
@@ -46,9 +48,9 @@ def annotate(traj: Trajectory, spec: ActionSpec) -> Annotation:
     """Relative motion and binned actions of every transition of a (validated) trajectory."""
     motion = relative_motion(traj.poses, check=False)  # Trajectory guarantees proper rotations
     dt = traj.dt
-    return Annotation(
-        times=traj.timestamps[:-1], dt=dt, motion=motion, actions=encode_actions(motion, dt, spec), spec=spec
-    )
+    scale = translation_scale(motion, dt, spec)  # clip_mean: the whole trajectory is the clip
+    return Annotation(times=traj.timestamps[:-1], dt=dt, motion=motion, actions=encode_actions(motion, dt, spec, scale),
+                      spec=spec, scale=scale)
 
 
 def to_table(annotation: Annotation, metadata: dict[str, Any] | None = None) -> pa.Table:
@@ -61,7 +63,7 @@ def to_table(annotation: Annotation, metadata: dict[str, Any] | None = None) -> 
     columns.update({name: annotation.motion[:, i] for i, name in enumerate(MOTION_NAMES)})
     columns.update({name: annotation.actions[:, i] for i, name in enumerate(CHANNELS)})
     table = pa.table(columns)
-    info = {"action_spec": annotation.spec.to_metadata(), **(metadata or {})}
+    info = {"action_spec": annotation.spec.to_metadata(), "translation_scale": annotation.scale, **(metadata or {})}
     return table.replace_schema_metadata({METADATA_KEY: json.dumps(info).encode()})
 
 

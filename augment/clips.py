@@ -1,10 +1,13 @@
 """Training clips from clean segments: windows of T frames at the target fps, and palindromes.
 
 A window is a list of source frame indices (the trajectory's own numbering, so every sample says
-exactly which staged frames it holds). Palindromes follow conventions.md section 4: the forward
-frames f_0 ... f_{n-1} then f_{n-2} ... f_0 (2n - 1 frames, the turning frame not repeated), with
-poses in the same order; actions and motion are recomputed from the palindrome's own poses, never
-by reversing or negating the forward ones.
+exactly which staged frames it holds). Palindromes follow conventions.md section 4: a clip of T
+frames goes forward f_0 ... f_t to the turning frame t, then back f_{t-1}, f_{t-2}, ... until it
+has T frames (the turning frame not repeated). `turn: middle` turns at t = (T - 1) / 2 and comes
+all the way back to f_0; `turn: uniform_second_half` (RELIC's choice) draws t uniformly from the
+second half, ceil((T - 1) / 2) ... T - 2, so the return is partial. Poses follow the frames; actions
+and motion are recomputed from the palindrome's own poses, never by reversing or negating the
+forward ones.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotate.actions import ActionSpec, encode_actions
+from annotate.actions import ActionSpec, encode_actions, translation_scale
 from annotate.geometry import relative_motion
 
 
@@ -31,13 +34,35 @@ class WindowConfig:
             raise ValueError(f"window.fps must be > 0, got {self.fps}")
 
 
+TURNS = ("middle", "uniform_second_half")
+
+
 @dataclass(frozen=True)
 class PalindromeConfig:
     share: float = 0.25  # fraction of windows that also give a palindrome clip (seeded draw per window)
+    # where the clip turns back: `middle` (t = (T-1)/2, back to the first frame; needs odd T) or
+    # `uniform_second_half` (RELIC: t ~ U(T/2, T), seeded per window; the return is partial)
+    turn: str = "middle"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.share <= 1.0:
-            raise ValueError(f"augment.share must be in [0, 1], got {self.share}")
+            raise ValueError(f"palindrome.share must be in [0, 1], got {self.share}")
+        if self.turn not in TURNS:
+            raise ValueError(f"palindrome.turn must be one of {list(TURNS)}, got {self.turn!r}")
+
+    def check_frames(self, clip_frames: int) -> None:
+        """A clear error when T frames cannot make palindromes with this turn rule."""
+        if self.turn == "middle":
+            forward_length(clip_frames)
+        elif clip_frames < 3:
+            raise ValueError(f"window.frames must be >= 3 for palindromes turning in the second half, got {clip_frames}")
+
+    def turns(self, clip_frames: int, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n,) turning indices t for n palindromes of `clip_frames` frames."""
+        self.check_frames(clip_frames)
+        if self.turn == "middle":
+            return np.full(n, (clip_frames - 1) // 2, dtype=np.int64)
+        return rng.integers(-(-(clip_frames - 1) // 2), clip_frames - 1, size=n)
 
 
 def frame_step(source_fps: float, target_fps: float | None, where: str = "trajectory") -> int:
@@ -63,12 +88,15 @@ def windows(spans: Sequence[tuple[int, int]], step: int, config: WindowConfig) -
     return out
 
 
-def palindrome_frames(frames: np.ndarray) -> tuple[np.ndarray, int]:
-    """f_0 .. f_{n-1}, f_{n-2} .. f_0 and the turn index n - 1."""
+def palindrome_frames(frames: np.ndarray, length: int | None = None) -> tuple[np.ndarray, int]:
+    """Forward frames f_0 .. f_t (t = len(frames) - 1, the turn index), then back f_{t-1}, f_{t-2}, ...
+    until the clip has `length` frames (default 2t + 1: back to f_0). Returns (frames, t)."""
     frames = np.asarray(frames)
-    if len(frames) < 2:
-        raise ValueError("a palindrome needs at least 2 frames")
-    return np.concatenate([frames, frames[-2::-1]]), len(frames) - 1
+    turn = len(frames) - 1
+    length = 2 * turn + 1 if length is None else length
+    if turn < 1 or not turn + 1 < length <= 2 * turn + 1:
+        raise ValueError(f"a palindrome turning at frame {turn} has {turn + 2}..{2 * turn + 1} frames, asked {length}")
+    return np.concatenate([frames, frames[-2::-1][:length - turn - 1]]), turn
 
 
 def forward_length(clip_frames: int) -> int:
@@ -78,16 +106,21 @@ def forward_length(clip_frames: int) -> int:
     return (clip_frames + 1) // 2
 
 
-def clip_labels(poses: np.ndarray, times: np.ndarray, spec: ActionSpec) -> tuple[np.ndarray, np.ndarray]:
-    """(T, 4, 4) poses and (T,) times of a clip as it will be played -> (T-1, 6) motion and (T-1, 13)
-    actions, computed from these poses (conventions.md 2-3). For a palindrome, `times` are the
-    played times (forward frame times continued with the same intervals mirrored)."""
+def clip_labels(poses: np.ndarray, times: np.ndarray, spec: ActionSpec) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """(T, 4, 4) poses and (T,) times of a clip as it will be played -> (T-1, 6) motion, (T-1, 13)
+    actions and the translation scale (m/s, `clip_mean` normalisation; None otherwise), computed
+    from these poses (conventions.md 2-3). For a palindrome, `times` are the played times (forward
+    frame times continued with the same intervals mirrored)."""
     motion = relative_motion(poses)
-    return motion, encode_actions(motion, np.diff(times), spec)
-
-
-def palindrome_times(times: np.ndarray) -> np.ndarray:
-    """Played times of a palindrome of forward times t_0..t_{n-1}: the return leg repeats the
-    forward intervals in reverse order, so every transition keeps its own frame interval."""
     dt = np.diff(times)
-    return np.concatenate([times, times[-1] + np.cumsum(dt[::-1])])
+    scale = translation_scale(motion, dt, spec)
+    return motion, encode_actions(motion, dt, spec, scale), scale
+
+
+def palindrome_times(times: np.ndarray, length: int | None = None) -> np.ndarray:
+    """Played times of a palindrome of forward times t_0..t_t with `length` frames (as
+    `palindrome_frames`): the return leg repeats the forward intervals in reverse order, so every
+    transition keeps its own frame interval."""
+    dt = np.diff(times)
+    length = 2 * len(dt) + 1 if length is None else length
+    return np.concatenate([times, times[-1] + np.cumsum(dt[::-1])])[:length]

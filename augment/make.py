@@ -19,9 +19,11 @@ import numpy as np
 from annotate.actions import ActionSpec
 from annotate.readers import ReaderConfig, read_ue_csv
 from annotate.trajectory import Trajectory
-from augment.clips import (PalindromeConfig, WindowConfig, clip_labels, forward_length, frame_step, palindrome_frames,
+from capture.captions import CaptionConfig, SegmentCaption, clip_captions, trajectory_captions
+from augment.clips import (PalindromeConfig, WindowConfig, clip_labels, frame_step, palindrome_frames,
                            palindrome_times, windows)
 from capture.staging import frame_files
+from capture.standin.scene import make_scene
 from common.config import to_dict
 from datasets.samples import Clip, sample_key
 from filter.run import worst_scores  # the per-clip summary uses the report's rule
@@ -31,6 +33,7 @@ from filter.run import worst_scores  # the per-clip summary uses the report's ru
 class ClipConfig:
     window: WindowConfig = field(default_factory=WindowConfig)
     palindrome: PalindromeConfig = field(default_factory=PalindromeConfig)
+    captions: CaptionConfig = field(default_factory=CaptionConfig)
     jpeg_quality: int = 90
     depth: bool = False  # add <key>.depth.npy when the trajectory has depth maps
 
@@ -38,7 +41,7 @@ class ClipConfig:
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"clips.jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
         if self.palindrome.share > 0:
-            forward_length(self.window.frames)  # odd T, or a clear error
+            self.palindrome.check_frames(self.window.frames)  # e.g. odd T for `middle`, or a clear error
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,16 +64,48 @@ def encode_jpeg(bgr: np.ndarray, quality: int) -> bytes:
     return data.tobytes()
 
 
-def make_clips(job: ClipJob, config: ClipConfig, spec: ActionSpec, jpegs: Mapping[int, bytes] | None = None) -> list[Clip]:
+def read_meta(folder: pathlib.Path) -> dict:
+    """A staged trajectory's meta.json ({} when it has none)."""
+    return json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").is_file() else {}
+
+
+def staged_captions(job: ClipJob, traj: Trajectory, meta: Mapping, config: CaptionConfig) -> list[SegmentCaption]:
+    """The trajectory's segment captions (augment/captions.py): a stand-in capture is described
+    from its scene, which the level name rebuilds exactly."""
+    scene = make_scene(str(meta["scene"])) if meta.get("engine") == "standin" else None
+    return trajectory_captions(meta, traj.poses, traj.timestamps, config, str(job.folder / "meta.json"), scene)
+
+
+def clip_revisits(revisits: list[Mapping], source: np.ndarray) -> list[dict]:
+    """The planned revisits (loops, out-and-back walks: the planner's `revisits`, source frame
+    indices) that a clip holds whole, as clip frame indices."""
+    out = []
+    for r in revisits:
+        at = np.flatnonzero(source == r["start"])
+        back = np.flatnonzero(source == r["end"])
+        if len(at) and len(back) and at[0] < back[-1]:
+            out.append({"kind": r["kind"], "start": int(at[0]), "end": int(back[-1])})
+    return out
+
+
+def make_clips(job: ClipJob, config: ClipConfig, spec: ActionSpec, jpegs: Mapping[int, bytes] | None = None,
+               captions: list[SegmentCaption] | None = None) -> list[Clip]:
     """`jpegs`: frames already encoded (source index -> JPEG bytes at `config.jpeg_quality`); the
-    others are read from the staged files and encoded here."""
+    others are read from the staged files and encoded here. `captions`: the trajectory's segment
+    captions when the caller has them (default: `staged_captions`)."""
     traj = job.read if job.read is not None else read_ue_csv(job.folder / "poses.csv", ReaderConfig())
-    meta = json.loads((job.folder / "meta.json").read_text()) if (job.folder / "meta.json").is_file() else {}
+    meta = read_meta(job.folder)
+    if captions is None:
+        captions = staged_captions(job, traj, meta, config.captions)
+    t0 = float(traj.timestamps[0])
+    revisits = meta.get("job", {}).get("planner", {}).get("revisits", [])
     fps = float(meta["fps"]) if meta.get("fps") else 1.0 / float(np.median(np.diff(traj.timestamps)))
     step = frame_step(fps, config.window.fps, str(job.folder))
     forward = windows(job.spans, step, config.window)
     rng = np.random.default_rng(job.seed)
     want_palindrome = rng.random(len(forward)) < config.palindrome.share
+    turns = (config.palindrome.turns(config.window.frames, len(forward), np.random.default_rng([job.seed, 1]))
+             if config.palindrome.share > 0 else np.zeros(len(forward), dtype=np.int64))  # own stream: the share's draw stays
     cache: dict[int, bytes] = dict(jpegs or {})
 
     files: list[pathlib.Path] = []  # listed when a frame is not in `jpegs`
@@ -95,15 +130,19 @@ def make_clips(job: ClipJob, config: ClipConfig, spec: ActionSpec, jpegs: Mappin
     for index, frames in enumerate(forward):
         variants: list[tuple[np.ndarray, np.ndarray, bool, int | None]] = [(frames, traj.timestamps[frames], False, None)]
         if want_palindrome[index]:
-            half = frames[:forward_length(config.window.frames)]
-            pal, turn_index = palindrome_frames(half)
-            variants.append((pal, palindrome_times(traj.timestamps[half]), True, turn_index))
+            half = frames[:int(turns[index]) + 1]
+            pal, turn_index = palindrome_frames(half, len(frames))
+            variants.append((pal, palindrome_times(traj.timestamps[half], len(frames)), True, turn_index))
         for source, times, is_pal, turn in variants:
             poses = traj.poses[source]
-            motion, actions = clip_labels(poses, times, spec)
+            motion, actions, scale = clip_labels(poses, times, spec)
             summary = worst_scores({name: np.asarray(values)[source] for name, values in job.scores.items()})
+            seconds = traj.timestamps[source] - t0
             clip_meta = {**base, "clip": index, "source_frames": source.tolist(), "palindrome": is_pal,
-                         "turn_index": turn, "filter": {k: (None if np.isnan(v) else v) for k, v in summary.items()},
+                         "turn_index": turn, "translation_scale": scale,
+                         "captions": clip_captions(captions, float(seconds.min()), float(seconds.max())),
+                         "revisits": clip_revisits(revisits, source),
+                         "filter": {k: (None if np.isnan(v) else v) for k, v in summary.items()},
                          "modalities": ["rgb", "depth"] if with_depth else ["rgb"]}
             depth = np.stack([np.load(depth_dir / f"{i:06d}.npy") for i in source]) if with_depth else None
             clips.append(Clip(sample_key(job.scene, job.trajectory, index, is_pal), tuple(jpeg(int(i)) for i in source),

@@ -2,7 +2,8 @@
 
     <root>/<scene>/<trajectory>/poses.csv          UE pose CSV, one row per frame
     <root>/<scene>/<trajectory>/frames/000000.png  (or .jpg) one file per row, same (sorted) order
-    <root>/<scene>/<trajectory>/meta.json          optional {"fov": 90, "fps": 30, "caption": "..."}
+    <root>/<scene>/<trajectory>/meta.json          optional {"fov": 90, "fps": 30, "caption": "...",
+                                                   "captions": [{"start_s": 0, "end_s": 5, "text": "..."}, ...]}
 
 Every sequence is checked before anything is staged: poses (NaN, non-increasing time: the
 reader names the line), the frame count against the pose rows, and every image's header (or the
@@ -31,6 +32,7 @@ import PIL.Image
 
 from annotate.readers import ReaderConfig, read_ue_csv
 from annotate.trajectory import TrajectoryError
+from capture.captions import parse_captions
 from capture.config import StagingConfig
 from capture.records import CaptureResult
 from capture.staging import LayoutError, StagingWriter, frame_files, intrinsics, staged_fingerprint, trajectory_dir
@@ -137,6 +139,11 @@ def _read_meta(path: pathlib.Path, config: IngestConfig) -> dict:
         meta["fps"] = fps
     if not isinstance(meta.get("caption", ""), str):
         raise IngestError(f"{path}: key 'caption': expected a string, got {type(meta['caption']).__name__}")
+    if "captions" in meta:
+        try:
+            parse_captions(meta["captions"], str(path))
+        except ValueError as exc:
+            raise IngestError(str(exc)) from None
     return meta
 
 

@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from annotate.actions import CHANNELS, PAIRS, STATIC, ActionSpec, BinSpec, encode_actions
+from annotate.actions import CHANNELS, PAIRS, STATIC, ActionSpec, BinSpec, encode_actions, translation_scale
 from annotate.geometry import integrate
 from annotate.ue import location_to_ue, pose_to_ue, ue_to_pose
 from capture.levels import level_short_name
@@ -93,6 +93,9 @@ class PlannerConfig:
     max_roll_deg: float = 25.0
     eye_height_m: float = 1.6
     clearance_m: float = 0.35
+    # with `actions.translation.normalize: clip_mean` the translation bins are multiples of a clip's
+    # mean moving speed; planned rates are drawn as bin multiples of this speed (m/s)
+    reference_speed: float = 1.0
     faults: tuple[PlannedFault, ...] = ()
 
     def __post_init__(self) -> None:
@@ -115,6 +118,8 @@ class PlannerConfig:
             raise ValueError(f"planner.segment_s must be 0 < min <= max, got {self.segment_s}")
         if self.max_accel <= 0 or self.max_angular_accel <= 0:
             raise ValueError("planner acceleration limits must be > 0")
+        if not self.reference_speed > 0:
+            raise ValueError(f"planner.reference_speed must be > 0, got {self.reference_speed}")
 
     def level(self, spec: str) -> str:
         """The level a `scenes` entry names: a stand-in scene spec's level name; in `probe` mode any
@@ -211,21 +216,28 @@ class _Planner:
         self.rate = end_rate
         self.motion.append(motion)
         self.frames += len(motion)
-        active = encode_actions(motion, self.dt, self.spec) > 0
-        self.counts += active.sum(axis=0)
+        self.counts += self.active(motion).sum(axis=0)
         self.segments.append({"start": start, "end": self.frames - 1, "channels": channels,
                               "rates": [round(float(v), 4) for v in end_rate]})
         return start, self.frames - 1
 
+    def active(self, motion: np.ndarray) -> np.ndarray:
+        """(n, 13) channels the annotator sets on these transitions of the path. With `clip_mean`
+        translation the labels depend on the clip's mean speed: the path's so far stands for it."""
+        scale = translation_scale(np.concatenate(self.motion), self.dt, self.spec) if self.spec.scaled else None
+        return encode_actions(motion, self.dt, self.spec, scale) > 0
+
     # -- choosing segments -----------------------------------------------------------------------
     def rate_for(self, channel: int, bins: BinSpec) -> float:
-        """A rate inside one of the channel group's bins, the level drawn uniformly."""
+        """A rate inside one of the channel group's bins, the level drawn uniformly (bins that are
+        multiples of a clip's mean speed are drawn as multiples of `reference_speed`)."""
         level = int(self.rng.integers(bins.levels))
         lo = bins.dead_zone if level == 0 else bins.edges[level - 1]
         hi = bins.edges[level] if level < len(bins.edges) else bins.centers[-1] * 1.2
         centre = bins.centers[level]
         value = self.rng.uniform(max(lo, centre * 0.85) * 1.02, min(hi, centre * 1.15) * 0.98)
-        return AXIS[channel][1] * value
+        unit = self.config.reference_speed if bins.normalize == "clip_mean" else 1.0
+        return AXIS[channel][1] * value * unit
 
     def need(self, extra: float) -> np.ndarray:
         return self.target * (self.counts.sum() + extra) - self.counts + self.rng.uniform(0, 1e-3, len(CHANNELS))
@@ -336,7 +348,7 @@ class _Planner:
             else:
                 self.next_segment()
         motion = np.concatenate(self.motion)
-        self.counts -= (encode_actions(motion[c.frames - 1:], self.dt, self.spec) > 0).sum(axis=0)  # cut off
+        self.counts -= self.active(motion[c.frames - 1:]).sum(axis=0)  # cut off
         poses = integrate(self.first_pose, motion[: c.frames - 1])
         segments = tuple(s for s in self.segments if s["start"] < c.frames - 1)
         revisits = tuple(r for r in self.revisits if r["end"] <= c.frames - 1)

@@ -1,5 +1,6 @@
 """The build's stages wired on Ray: capture -> filter -> clips (window, palindrome, annotate, encode)
--> shards, plus manifest.parquet, stats.json, config.yaml and the filter report (formats.md 2).
+-> shards, plus manifest.parquet, stats.json, config.yaml, the filter report and the dataset card
+(report/dataset.html; formats.md 2).
 
 Each staged trajectory is filtered and cut into clips by one Ray task, in one pass over its frames:
 a frame is decoded once, scored by the filter and encoded as the clips' JPEG.
@@ -23,6 +24,7 @@ import hashlib
 import json
 import pathlib
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -44,6 +46,8 @@ from filter.report import write_report as write_filter_report
 from filter.run import Failed, FilterRun, totals
 from filter.segments import check_known
 from filter.verdicts import VerdictError, read_verdicts
+from pipelines.card import PAGE as CARD_PAGE
+from pipelines.card import card_numbers, combination, write_card
 from pipelines.config import BuildConfig
 from pipelines.trajectory import CacheError, TrajectoryItem, cache_path, read_cache, trajectory_task
 
@@ -135,7 +139,7 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True, inputs:
             row["clips"] = summary["clips"]
 
     try:
-        manifest, shard_counts = _write_all_shards(config, out, work, summaries)
+        manifest, shard_counts, combinations = _write_all_shards(config, out, work, summaries)
     except (CacheError, ValueError) as exc:
         raise BuildError(str(exc)) from exc
     lap("shards")
@@ -145,6 +149,10 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True, inputs:
     with atomic_path(out / "trajectories.parquet") as tmp:
         table.to_parquet(tmp, index=False)
     stats = _stats(table, run, manifest, shard_counts, summaries, time.perf_counter() - start)
+    stats["card"] = card_numbers(manifest, summaries, combinations, stats["frames"]["dropped_per_reason"],
+                                 table[table["stage"] != ""])
+    write_card(stats["card"], summaries, out / "report" / CARD_PAGE)
+    lap("card")
     stats["stage_seconds"] = seconds
     stats["skipped"] = [{"path": k.path, "reason": k.reason} for k in capture_run.skipped]
     with atomic_path(out / "stats.json") as tmp:
@@ -153,9 +161,12 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True, inputs:
 
 
 def _write_all_shards(config: BuildConfig, out: pathlib.Path, work: pathlib.Path,
-                      summaries: list[dict[str, Any]]) -> tuple[pd.DataFrame, dict[str, int]]:
+                      summaries: list[dict[str, Any]]) -> tuple[pd.DataFrame, dict[str, int], Counter]:
+    """The shards of both splits, their manifest, the shard count per split and the number of
+    transitions per active-channel combination over every written sample (for the dataset card)."""
     rows: list[dict[str, Any]] = []
     shard_counts = {}
+    combinations: Counter = Counter()
     for split in SPLITS:
         chosen = [s for s in summaries if s.get("split") == split and "error" not in s and s["clips"]]
         chosen.sort(key=lambda s: hashlib.sha256(f"{config.seed}:{s['scene']}:{s['trajectory']}".encode()).hexdigest())
@@ -177,10 +188,15 @@ def _write_all_shards(config: BuildConfig, out: pathlib.Path, work: pathlib.Path
                          "trajectory": meta["trajectory"], "clip": meta["clip"], "n_frames": len(source),
                          "palindrome": meta["palindrome"], "fps": meta["fps"], "width": meta["width"],
                          "height": meta["height"], "action_counts": (actions > 0).sum(axis=0).astype(int).tolist(),
-                         "source_start": int(min(source)), "source_end": int(max(source)) + 1, "bytes": w.bytes})
+                         "source_start": int(min(source)), "source_end": int(max(source)) + 1, "bytes": w.bytes,
+                         "turn_index": meta["turn_index"], "translation_scale": meta["translation_scale"],
+                         "captions": [c["text"] for c in meta["captions"]],
+                         "revisits": [r["kind"] for r in meta["revisits"]]})
+            combinations.update(combination(actions))
     columns = ["key", "shard", "split", "scene", "trajectory", "clip", "n_frames", "palindrome", "fps", "width",
-               "height", "action_counts", "source_start", "source_end", "bytes"]
-    return pd.DataFrame(rows, columns=columns), shard_counts
+               "height", "action_counts", "source_start", "source_end", "bytes", "turn_index", "translation_scale",
+               "captions", "revisits"]
+    return pd.DataFrame(rows, columns=columns), shard_counts, combinations
 
 
 def _stats(table: pd.DataFrame, run, manifest: pd.DataFrame, shard_counts: dict[str, int],

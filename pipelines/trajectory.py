@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from augment.make import ClipJob, encode_jpeg, make_clips
+from augment.make import ClipJob, encode_jpeg, make_clips, read_meta, staged_captions
 from common.config import to_dict
 from common.files import atomic_path
 from filter.run import SCORES, Failed, filter_one, review_result
@@ -29,8 +29,9 @@ from filter.stage import FilterError, TrajectoryFilter, read_staged
 from pipelines.config import BuildConfig
 
 # bump when the cached clip or filter content changes (3: frames wider than the filter's working copy
-# are scored on image_checks.shrink copies, depth medians over a sample; 4: tar + parquet + json, no pickle)
-CACHE_VERSION = 4
+# are scored on image_checks.shrink copies, depth medians over a sample; 4: tar + parquet + json, no pickle;
+# 5: samples carry translation_scale, captions and revisits)
+CACHE_VERSION = 5
 
 
 class CacheError(Exception):
@@ -88,14 +89,18 @@ def _trajectory(item: TrajectoryItem, config: BuildConfig, work: pathlib.Path,
     scores = {name: result.frames[name].to_numpy(float) for name in SCORES}
     job = ClipJob(item.folder, item.scene, item.trajectory, item.split, tuple(kept_spans(result.segments)), scores, seed,
                   traj)
+    meta = read_meta(item.folder)
     try:
-        clips = make_clips(job, config.clips, config.capture.actions, jpegs)
+        captions = staged_captions(job, traj, meta, config.clips.captions)
+        clips = make_clips(job, config.clips, config.capture.actions, jpegs, captions)
     except (OSError, ValueError) as exc:
         return {"filter": result, "changed": changed,
                 "summary": {"scene": item.scene, "trajectory": item.trajectory, "error": str(exc)}}
     summary = {"scene": item.scene, "trajectory": item.trajectory, "split": item.split, "fingerprint": key,
                "clips": len(clips), "palindromes": sum(bool(c.meta["palindrome"]) for c in clips),
-               "frames": sum(len(c.frames_jpeg) for c in clips)}
+               "frames": sum(len(c.frames_jpeg) for c in clips), "captions": [c.to_json() for c in captions],
+               "duration_s": len(traj.poses) * float(np.median(traj.dt)),  # N frames at the trajectory's rate
+               "planned_revisits": [r["kind"] for r in meta.get("job", {}).get("planner", {}).get("revisits", [])]}
     _write_cache(paths, [clip.to_wds_sample() for clip in clips], result, changed, summary)
     return {"filter": result, "changed": changed, "summary": {**summary, "cached": False}}
 

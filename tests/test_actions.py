@@ -135,5 +135,6 @@ def test_single_bin_is_binary():
 def test_spec_metadata_is_complete():
     meta = SPEC.to_metadata()
     assert meta["channels"] == list(CHANNELS)
-    assert meta["translation"] == {"dead_zone": 0.05, "edges": (0.75, 2.0), "centers": (0.4, 1.4, 3.0)}
+    assert meta["translation"] == {"dead_zone": 0.05, "edges": (0.75, 2.0), "centers": (0.4, 1.4, 3.0),
+                                   "normalize": "none", "moving_speed": 0.05}
     assert meta["units"] == {"translation": "m/s", "rotation": "deg/s"}

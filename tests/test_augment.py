@@ -52,7 +52,7 @@ def test_palindrome_actions_are_recomputed_not_reversed():
     times = np.arange(9) / 30.0
     frames, turn = palindrome_frames(np.arange(9))
     pal_poses, pal_times = poses[frames], palindrome_times(times)
-    pal_motion, pal_actions = clip_labels(pal_poses, pal_times, ActionSpec())
+    pal_motion, pal_actions, _ = clip_labels(pal_poses, pal_times, ActionSpec())
     np.testing.assert_allclose(pal_motion[:turn], relative_motion(poses), atol=1e-12)
     back = pal_motion[turn:]
     np.testing.assert_allclose(back, relative_motion(poses[::-1]), atol=1e-12)

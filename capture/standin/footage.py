@@ -1,7 +1,8 @@
 """Footage with known faults, for testing and measuring the filter.
 
 `render_footage` renders a path in an in-process stand-in engine, with its image-fault knobs, into
-the staging layout, and returns the faults injected at each frame. With `capture.pose_faults`
+the staging layout (its meta.json carrying the stand-in's caption of each 5 s segment, as footage
+metadata would), and returns the faults injected at each frame. With `capture.pose_faults`
 (one pose fault put into a path, the frames it affects returned) that makes labelled data: every
 frame's true faults are known. Image faults are the engine's (`FaultConfig`); their magnitude is the
 knob's gain, area, sigma or degrees.
@@ -17,6 +18,7 @@ import cv2
 import numpy as np
 
 from annotate.ue import pose_to_ue
+from capture.captions import CaptionConfig, trajectory_captions
 from capture.config import StagingConfig
 from capture.staging import StagingWriter, intrinsics
 from capture.standin.engine import Engine, EngineConfig, FaultConfig
@@ -55,8 +57,10 @@ def render_footage(scene: str, poses: np.ndarray, times: np.ndarray, staging: pa
             if depth:
                 planar = np.load(_npy(engine.handle("vget /camera/0/depth npy"))) / 100.0
             writer.add(float(t), lit, location, rotation, location, rotation, depth=planar)
+        captions = trajectory_captions({"fov": fov}, poses, times, CaptionConfig(), "footage", engine.scene)
         meta = {"fov": fov, "fps": float(1.0 / np.median(np.diff(times))), "caption": "", "width": width,
-                "height": height, "intrinsics": intrinsics(fov, width, height), "source": f"footage:{scene}"}
+                "height": height, "intrinsics": intrinsics(fov, width, height), "source": f"footage:{scene}",
+                "captions": [{"start_s": c.start_s, "end_s": c.end_s, "text": c.text} for c in captions]}
         folder = writer.commit(meta)
     return folder, truth
 

@@ -94,16 +94,25 @@ class Renderer:
         """Render from a UE camera: location (cm) and rotator (pitch, yaw, roll in degrees)."""
         return self.render(ue_to_pose(location_cm, rotator), width, height, fov, depth_fp16)
 
-    def render(self, pose: np.ndarray, width: int, height: int, fov: float, depth_fp16: bool = True) -> Frame:
-        """Render from an internal camera-to-world pose (4x4, metres, OpenCV axes)."""
-        scene = self.scene
+    def view(self, pose: np.ndarray, width: int, height: int, fov: float) -> tuple[np.ndarray, np.ndarray, Surface]:
+        """The camera's ray origin (3,), ray directions (H*W, 3, row-major) and what each ray hits."""
         cam_dirs = _camera_rays(width, height, float(fov))  # (N, 3), z = 1
         rotation = pose[:3, :3].astype(np.float32)
         with np.errstate(over="ignore"):  # an absurd coordinate becomes inf: the camera sees nothing
             origin = pose[:3, 3].astype(np.float32)
         dirs = cam_dirs @ rotation.T
         keep = np.intersect1d(self._visible_boxes(pose, width, height, fov), self._shown, assume_unique=True)
-        hits = self.surface(origin, dirs, keep)
+        return origin, dirs, self.surface(origin, dirs, keep)
+
+    def object_index(self, pose: np.ndarray, width: int, height: int, fov: float) -> np.ndarray:
+        """(H, W) index of the box each pixel sees (-1: the sky), as `render`'s `object_index`,
+        without shading."""
+        return self.view(pose, width, height, fov)[2].box.reshape(height, width)
+
+    def render(self, pose: np.ndarray, width: int, height: int, fov: float, depth_fp16: bool = True) -> Frame:
+        """Render from an internal camera-to-world pose (4x4, metres, OpenCV axes)."""
+        scene = self.scene
+        origin, dirs, hits = self.view(pose, width, height, fov)
         # a camera that sees no box (far outside the scene, or at an absurd coordinate) sees the sky
         box = hits.box
         hit = box >= 0
