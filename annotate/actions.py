@@ -209,11 +209,11 @@ def decode_actions(actions: np.ndarray, dt: np.ndarray | float, spec: ActionSpec
             )
         centers = np.concatenate([[0.0], bins.centers])
         if column < 3 and spec.scaled:
-            moving = np.flatnonzero((pos > 0) | (neg > 0))
-            if len(moving) and scale is None:
-                raise ValueError(f"action row {moving[0]}: translation.normalize is 'clip_mean'; decoding "
+            rows = np.flatnonzero((pos > 0) | (neg > 0))
+            if len(rows) and scale is None:
+                raise ValueError(f"action row {rows[0]}: translation.normalize is 'clip_mean'; decoding "
                                  f"{CHANNELS[positive]}/{CHANNELS[negative]} needs the sample's translation_scale")
-            centers = centers * (_check_scale(scale) if len(moving) else 0.0)
+            centers = centers * (_check_scale(scale) if len(rows) else 0.0)
         motion[:, column] = (centers[pos] - centers[neg]) * dt
     moving = actions[:, :STATIC].any(axis=1)
     static = actions[:, STATIC]

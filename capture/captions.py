@@ -63,7 +63,7 @@ def parse_captions(raw: Any, where: str) -> list[SegmentCaption]:
     """meta.json `captions` -> segment captions; a ValueError naming `where` and the entry otherwise."""
     if not isinstance(raw, list):
         raise ValueError(f"{where}: key 'captions': expected a list of {{start_s, end_s, text}}, got {type(raw).__name__}")
-    out = []
+    out: list[SegmentCaption] = []
     for i, entry in enumerate(raw):
         if not isinstance(entry, dict) or set(entry) - {"start_s", "end_s", "text"} or not {"start_s", "end_s", "text"} <= set(entry):
             raise ValueError(f"{where}: captions[{i}]: expected exactly the keys start_s, end_s, text, got {entry!r}")

@@ -4,6 +4,7 @@ scores, flags and reasons) and report/index.html (the review page); each written
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Sequence
 
 from common.files import atomic_path
 from filter.config import FilterConfig
@@ -16,7 +17,7 @@ PAGE = "index.html"
 
 
 def write_report(run: FilterRun, config: FilterConfig, folder: str | pathlib.Path, title: str = "Filter review",
-                 base: str | pathlib.Path | None = None) -> pathlib.Path:
+                 base: str | pathlib.Path | None = None, links: Sequence[tuple[str, str]] = ()) -> pathlib.Path:
     """The three files into `folder`; the page shows paths under `base` (default: folder's parent) relative to it."""
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -25,5 +26,5 @@ def write_report(run: FilterRun, config: FilterConfig, folder: str | pathlib.Pat
     with atomic_path(folder / FRAMES) as tmp:
         frames_table(run).to_parquet(tmp, index=False)
     with atomic_path(folder / PAGE) as tmp:
-        write_review_page(run, config, tmp, title, base if base is not None else folder.parent)
+        write_review_page(run, config, tmp, title, base if base is not None else folder.parent, links)
     return folder

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import pathlib
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -82,14 +83,16 @@ document.addEventListener('DOMContentLoaded', () => {
 
 
 def write_review_page(run: FilterRun, config: FilterConfig, path: str | pathlib.Path, title: str = "Filter review",
-                      base: str | pathlib.Path | None = None) -> None:
+                      base: str | pathlib.Path | None = None, links: Sequence[tuple[str, str]] = ()) -> None:
     """The page at `path`. Paths under `base` (the output folder; default: the page's folder's
-    parent) are shown relative to it, so the page names no folder of the build machine."""
+    parent) are shown relative to it, so the page names no folder of the build machine. `links`:
+    (text, relative URL) of pages next to it (the build's dataset card)."""
     stats = totals(run)
     relative = Relative(pathlib.Path(base) if base is not None else pathlib.Path(path).parent.parent)
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>",
              f"<style>{_CSS}</style><script>{_JS}</script></head><body>",
              f"<h1>{_e(title)}</h1>",
+             "".join(f"<p><a href='{_e(url)}'>{_e(text)}</a></p>" for text, url in links),
              "<div class='bar'><label>Reviewer <input id='reviewer' size='16' placeholder='your name'></label> ",
              "<button id='export' type='button'>Export verdicts.csv</button> ",
              "<label><input id='flagged' type='checkbox'> only trajectories with drops</label> ",

@@ -36,10 +36,10 @@ def combination(actions: np.ndarray) -> list[str]:
 
 def histogram(values: Sequence[float]) -> dict[str, list]:
     """Counts and bin edges (numpy's `auto` rule) of `values`; empty lists for no values."""
-    values = np.asarray(values, dtype=np.float64)
-    if not len(values):
+    array = np.asarray(values, dtype=np.float64)
+    if not len(array):
         return {"edges": [], "counts": []}
-    counts, edges = np.histogram(values, bins="auto")
+    counts, edges = np.histogram(array, bins="auto")
     return {"edges": [round(float(e), 6) for e in edges], "counts": counts.astype(int).tolist()}
 
 
@@ -147,8 +147,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]], name: str) -
     return f"<table data-numbers='{_e(name)}'><tr>{head}</tr>{body}</table>"
 
 
-_CSS = ("body{font-family:sans-serif;margin:1.5em;max-width:72em}figure{display:inline-block;margin:0 1em 1em 0;"
-        "vertical-align:top}table{border-collapse:collapse;margin:.4em 0 1em}td,th{border:1px solid #ccc;"
+_CSS = ("body{font-family:sans-serif;margin:1.5em;max-width:80em}.pair{display:flex;gap:1.5em;align-items:flex-start}"
+        "figure{margin:0 0 1em 0}table{border-collapse:collapse;margin:.4em 0 1em}td,th{border:1px solid #ccc;"
         "padding:2px 6px;font-size:90%}section{margin-bottom:1.5em}")
 
 
@@ -159,10 +159,11 @@ def write_card(card: Mapping[str, Any], summaries: Sequence[Mapping[str, Any]], 
     v, c = card["videos"], card["clips"]
 
     def hist_rows(hist: Mapping[str, list]) -> list[tuple[str, int]]:
-        return [(f"{lo:g}-{hi:g}", n) for lo, hi, n in zip(hist["edges"], hist["edges"][1:], hist["counts"])]
+        return [(f"{lo:.4g}-{hi:.4g}", n) for lo, hi, n in zip(hist["edges"], hist["edges"][1:], hist["counts"])]
 
-    def plot(name: str) -> str:
-        return f"<figure><img alt='{_e(name)}' src='data:image/png;base64,{plots[name]}'><figcaption>{_e(name)}</figcaption></figure>"
+    def plot(name: str, table: str) -> str:
+        return (f"<div class='pair'><figure><img alt='{_e(name)}' src='data:image/png;base64,{plots[name]}'>"
+                f"<figcaption>{_e(name)}</figcaption></figure>{table}</div>")
 
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>",
@@ -170,17 +171,19 @@ def write_card(card: Mapping[str, Any], summaries: Sequence[Mapping[str, Any]], 
              f"palindromes {card['palindromes']['count']} ({100 * card['palindromes']['share']:.1f}%); clips with a caption "
              f"{card['captions']['clips_with']} ({100 * card['captions']['share']:.1f}%). The numbers are in stats.json "
              "under <code>card</code>. <a href='index.html'>Filter review</a></p>",
-             "<section><h2>Durations</h2>", plot("Video durations"),
-             _table(("seconds", "videos"), hist_rows(v["duration_s"]), "video_durations"),
-             plot("Clip lengths"), _table(("seconds", "clips"), hist_rows(c["length_s"]), "clip_lengths"), "</section>",
-             "<section><h2>Actions</h2>", plot("Action channels"),
-             _table(("channel", "transitions", "share"),
-                    [(n, card["channels"][n]["transitions"], f"{card['channels'][n]['share']:.4f}") for n in CHANNELS], "channels"),
-             plot("Action combinations"),
-             _table(("channels", "transitions", "share"),
-                    [(t["channels"], t["transitions"], f"{t['share']:.4f}") for t in card["combinations"]["top"]]
-                    + [("(other)", card["combinations"]["other"]["transitions"],
-                        f"{card['combinations']['other']['share']:.4f}")], "combinations"), "</section>",
+             "<section><h2>Durations</h2>",
+             plot("Video durations", _table(("seconds", "videos"), hist_rows(v["duration_s"]), "video_durations")),
+             plot("Clip lengths", _table(("seconds", "clips"), hist_rows(c["length_s"]), "clip_lengths")), "</section>",
+             "<section><h2>Actions</h2>",
+             plot("Action channels", _table(("channel", "transitions", "share"),
+                                            [(n, card["channels"][n]["transitions"], f"{card['channels'][n]['share']:.4f}")
+                                             for n in CHANNELS], "channels")),
+             plot("Action combinations", _table(("channels", "transitions", "share"),
+                                                [(t["channels"], t["transitions"], f"{t['share']:.4f}")
+                                                 for t in card["combinations"]["top"]]
+                                                + [("(other)", card["combinations"]["other"]["transitions"],
+                                                    f"{card['combinations']['other']['share']:.4f}")], "combinations")),
+             "</section>",
              "<section><h2>Revisits</h2>",
              _table(("kind", "planned in videos", "clips holding one whole"),
                     [(k, card["revisits"]["planned"].get(k, 0), card["revisits"]["clips_holding"].get(k, 0))
@@ -189,8 +192,9 @@ def write_card(card: Mapping[str, Any], summaries: Sequence[Mapping[str, Any]], 
              "<section><h2>Splits</h2>",
              _table(("split", "samples", "scenes"), [(s, d["samples"], ", ".join(d["scenes"])) for s, d in card["splits"].items()],
                     "splits"), "</section>",
-             "<section><h2>Filter</h2>", plot("Filter drops"),
-             _table(("reason", "frames dropped"), list(card["filter"]["frames_dropped_per_reason"].items()), "drops"),
+             "<section><h2>Filter</h2>",
+             plot("Filter drops", _table(("reason", "frames dropped"), list(card["filter"]["frames_dropped_per_reason"].items()),
+                                         "drops")),
              _table(("stage", "failure", "trajectories"),
                     [(st, r, n) for st, rs in card["filter"]["trajectories_failed"].items() for r, n in rs.items()], "failed"),
              "</section>", "<section><h2>Captions</h2>",

@@ -122,7 +122,8 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True, inputs:
     except ValueError as exc:
         raise BuildError(str(exc)) from exc
     capture_failed = tuple(Failed(r.scene, r.trajectory, r.reason, "capture") for r in captured if r.status == "failed")
-    write_filter_report(replace(run, failed=capture_failed + run.failed), config.filter, out / "report", base=out)
+    write_filter_report(replace(run, failed=capture_failed + run.failed), config.filter, out / "report", base=out,
+                        links=(("Dataset card", CARD_PAGE),))
     lap("report")
     for failed in run.failed:
         rows[(failed.scene, failed.trajectory)].update(stage="filter", reason=failed.reason)

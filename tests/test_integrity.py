@@ -5,6 +5,7 @@ issue lists, numbered as there."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import pathlib
@@ -31,6 +32,10 @@ def footage(demo_build, tmp_path_factory) -> pathlib.Path:
     return root
 
 
+HOSTILE = "<script>alert('caption')</script> & <img src=x onerror=alert(1)>"
+HOSTILE_SEGMENT = "<b onmouseover='alert(2)'>segment</b>"
+
+
 def _meta(folder: pathlib.Path, **values) -> None:
     (folder / "meta.json").write_text(json.dumps({"fov": 90, "fps": 30, **values}))
 
@@ -50,12 +55,15 @@ def hostile_inputs(footage: pathlib.Path, base: pathlib.Path) -> dict[str, pathl
         return folder
 
     paths["clean_a"], paths["clean_b"] = seq("hall", "walk1", src_a), seq("yard", "walk2", src_b)
+    _meta(paths["clean_a"], caption=HOSTILE, captions=[{"start_s": 0, "end_s": 5, "text": HOSTILE_SEGMENT}])
     # 1: names that sanitise alike, valid and not
     seq("my scene", "t1"), seq("my_scene", "t1", src_b)
     seq("szene_ü", "日本語"), seq("szene_ö", "中文", src_b)
     # 3, 5, 6: values and files outside the caught types
     for name, meta in {"fps_list": {"fps": [30]}, "fps_text": {"fps": "abc"}, "fps_negative": {"fps": -30},
-                       "fps_huge": {"fps": 1000}, "fov_bool": {"fov": True}}.items():
+                       "fps_huge": {"fps": 1000}, "fov_bool": {"fov": True}, "captions_text": {"captions": "hi"},
+                       "captions_overlap": {"captions": [{"start_s": 0, "end_s": 5, "text": "a"},
+                                                         {"start_s": 2, "end_s": 6, "text": "b"}]}}.items():
         _meta(seq("bad", name), **meta)
     latin = seq("bad", "latin1") / "poses.csv"
     latin.write_bytes(latin.read_bytes().replace(b"frame,", b"fr\xe9me,", 1))
@@ -252,7 +260,9 @@ def test_5_messages_name_the_users_file_and_key(hostile):
 # 6 -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name, message", [("fps_negative", "key 'fps': -30 is not in (0, 240]"),
                                            ("fps_huge", "key 'fps': 1000 is not in (0, 240]"),
-                                           ("fov_bool", "key 'fov': true is not a number")])
+                                           ("fov_bool", "key 'fov': true is not a number"),
+                                           ("captions_text", "key 'captions': expected a list"),
+                                           ("captions_overlap", "captions[1] starts at 2 s, before captions[0] ends")])
 def test_6_meta_values_are_validated(hostile, name, message):
     out, paths, done = hostile
     row = _row(out, f"bad/{name}")
@@ -289,6 +299,26 @@ def test_8_the_review_page_shows_relative_paths_and_capture_failures(hostile):
     for _, row in table[table["stage"] == "capture"].iterrows():
         assert f"{row['scene']} / {row['trajectory']} (capture)" in page
     assert "staging/hall/walk1" in page
+
+
+def test_8_captions_are_carried_and_escaped_in_every_page(hostile):
+    """A footage caption and segment caption full of markup reach the samples and the manifest as
+    given, and no page the build writes shows them unescaped."""
+    out, paths, done = hostile
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    hall = manifest[manifest["scene"] == "hall"]
+    assert len(hall) and all(list(c) == [HOSTILE_SEGMENT] for c in hall["captions"])
+    members = shard_members(out)
+    meta = json.loads(members[hall["key"].iloc[0]]["json"])
+    assert meta["caption"] == HOSTILE and meta["captions"][0]["text"] == HOSTILE_SEGMENT
+    assert meta["captions"][0]["source"] == "ingest"
+    pages = sorted(out.rglob("*.html"))
+    assert {p.name for p in pages} >= {"index.html", "dataset.html"}
+    for page in pages:
+        text = page.read_text()
+        for raw in (HOSTILE, HOSTILE_SEGMENT, "<script>alert", "onmouseover='alert"):
+            assert raw not in text, (page, raw)
+    assert html.escape(HOSTILE_SEGMENT, quote=True) in (out / "report" / "dataset.html").read_text()
 
 
 # 10 ----------------------------------------------------------------------------------------------
