@@ -5,12 +5,20 @@
 # estimator's floor on the ground-truth renders) next to copy-first and shuffled actions.
 #   ARMS      space-separated model.camera values, one teacher each (default: "pose plucker")
 #   TRAIN_MIN minutes per teacher (default 6)
+#   DATA_SCENES  when set, the train shards are rendered on the device first (bench/device_data.py:
+#             that many stand-in scenes, none of them an eval scene) instead of the carried .device/data
 # One arm per device call keeps each under the 10-minute command limit (about 7 minutes at TRAIN_MIN=5;
 # the device gives a machine back after 30 s idle, so a detached run cannot be collected later):
 #   ARMS=pose TRAIN_MIN=5 bash bench/quality_gpu.sh; cp -r /tmp/quality/results "$OUT/"
 set -euo pipefail
 RUNS=${RUNS:-/tmp/quality}
 source "$(dirname "$0")/gpu_common.sh"
+if [[ -n "${DATA_SCENES:-}" ]]; then
+  say "render $DATA_SCENES scenes"
+  python3 bench/device_data.py --scenes "$DATA_SCENES" --out "$RUNS/data" --workers "$(nproc)" | tee "$RES/data.json"
+  last=$(ls "$RUNS"/data/shards/train-*.tar | sort | tail -1 | sed 's/.*train-0*\([0-9]*\)\.tar/\1/')
+  SHARDS="$RUNS/data/shards/train-{000000..$(printf %06d "${last:-0}")}.tar"
+fi
 SHARDS=${SHARDS:-"$DATA/train-{000000..000008}.tar"}
 for arm in ${ARMS:-pose plucker}; do
   say "teacher camera=$arm"

@@ -14,7 +14,7 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-from common.cli import add_dry_run, dry_run
+from common.cli import add_dry_run, dry_run, interrupted
 from common.config import ConfigError, dump_yaml, load_config
 
 
@@ -53,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return interrupted(args.out)
     results = outcome.results
     report = write_report(results, args.out / REPORT)
     for skip in outcome.skipped:

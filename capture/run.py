@@ -10,37 +10,22 @@ from __future__ import annotations
 
 import logging
 import pathlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 import ray
 
 from annotate.actions import ActionSpec
 from annotate.trajectory import TrajectoryError
-from capture.config import CaptureConfig
-from capture.ingest import IngestConfig, ingest_sequence
+from capture.ingest import ingest_sequence
 from capture.inputs import Inputs, Skipped, discover, replay_scene
-from capture.planner import PlannerConfig
 from capture.records import CaptureJob, CaptureResult
-from capture.replay import ReplayConfig, replay_job
+from capture.replay import replay_job
+from capture.runconfig import CaptureRunConfig, SourcesConfig
 from capture.scheduler import run_capture
 
 log = logging.getLogger(__name__)
 REPORT = "capture_report.parquet"
-
-
-@dataclass(frozen=True)
-class SourcesConfig:
-    replay: ReplayConfig = field(default_factory=ReplayConfig)
-    planner: PlannerConfig = field(default_factory=PlannerConfig)
-    ingest: IngestConfig = field(default_factory=IngestConfig)
-
-
-@dataclass(frozen=True)
-class CaptureRunConfig:
-    capture: CaptureConfig = field(default_factory=CaptureConfig)
-    sources: SourcesConfig = field(default_factory=SourcesConfig)
-    actions: ActionSpec = field(default_factory=ActionSpec)
 
 
 def discover_inputs(sources: SourcesConfig, actions: ActionSpec) -> Inputs:

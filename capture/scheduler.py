@@ -175,6 +175,7 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
     in_flight: dict[ray.ObjectRef, tuple[_Actor, _Pending]] = {}
     bar = tqdm(total=len(keys), initial=len(results), unit="traj", desc="capture", disable=not progress)
     frames, planned_frames, start = 0, 0, time.perf_counter()
+    finished = False
     try:
         while queue or in_flight:
             busy = {a.index for a, _ in in_flight.values()}
@@ -231,14 +232,16 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
                     bar.update(len(pending.keys))
                 else:
                     queue.appendleft(pending)
+        finished = True
     finally:
         bar.close()
         for actor in actors:
-            try:
-                ray.get(actor.handle.close.remote(), timeout=30)
-                ray.get(actor.handle.stop_reaper.remote(), timeout=30)
-            except Exception:  # noqa: BLE001 - a dead actor has nothing left to close
-                pass
+            if finished:  # idle actors close their engines; after Ctrl-C or an error a busy one is not waited for:
+                try:      # killed at once, its reaper ends the engine it launched
+                    ray.get(actor.handle.close.remote(), timeout=30)
+                    ray.get(actor.handle.stop_reaper.remote(), timeout=30)
+                except Exception:  # noqa: BLE001 - a dead actor has nothing left to close
+                    pass
             ray.kill(actor.handle)
     return [results[k] for k in keys]
 

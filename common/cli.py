@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import pathlib
+import sys
 from typing import Any
 
 import yaml
@@ -44,3 +45,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     return value
+
+
+def interrupted(out: Any) -> int:
+    """Ctrl-C during a run: one line saying nothing done is lost, instead of a traceback; exit 130."""
+    print(f"interrupted: what was staged and cached under {out} is kept; run the same command again to resume",
+          file=sys.stderr)
+    return 130

@@ -17,7 +17,7 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-from common.cli import add_dry_run, dry_run
+from common.cli import add_dry_run, dry_run, interrupted
 from common.config import ConfigError, dump_yaml, load_config
 
 
@@ -65,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # a verdict for an unknown segment
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return interrupted(args.out)
     report = write_report(run, config, args.out / "report")
     for failed in run.failed:
         print(f"failed: {failed.scene}/{failed.trajectory}: {failed.reason}", file=sys.stderr)

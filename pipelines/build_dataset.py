@@ -9,7 +9,8 @@ captured again, a trajectory's clips are cached under DIR/.work/clips with a fin
 everything they depend on, and the shards are rewritten from those caches in a seeded order, so an
 interrupted build followed by a re-run gives the same bytes as one uninterrupted build.
 DIR/verdicts.csv (reviewers') is honoured. Exit 0 when every input trajectory is accounted for in
-DIR/stats.json (failures included), 2 on a configuration or verdicts error.
+DIR/stats.json (failures included), 2 on a configuration or verdicts error, 130 after Ctrl-C (a
+re-run resumes).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from common.cli import add_dry_run, dry_run  # noqa: E402
+from common.cli import add_dry_run, dry_run, interrupted  # noqa: E402
 from common.config import ConfigError  # noqa: E402
 from pipelines.config import resolve_config  # noqa: E402
 
@@ -66,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return interrupted(args.out)
     print(summary_line(stats, time.perf_counter() - start))
     print(f"review page: {args.out / 'report' / 'index.html'}; stats: {args.out / 'stats.json'}")
     return 0

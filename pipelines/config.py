@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from augment.make import ClipConfig
-from capture.run import CaptureRunConfig
+from capture.runconfig import CaptureRunConfig
 from common.config import apply_overrides, from_dict, load_yaml, to_dict
 from datasets.shards import ShardConfig
 from filter.config import FilterConfig

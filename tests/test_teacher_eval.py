@@ -186,7 +186,8 @@ def test_eval_cli_on_a_student_with_memory_overrides(tmp_path):
 
 def test_trainers_and_eval_import_where_ray_and_unrealcv_are_missing():
     """The GPU host has neither: training.* must import there (a planner import once pulled the
-    engine client in, and the eval died after a GPU run had trained its teacher)."""
+    engine client in, and the eval died after a GPU run had trained its teacher), and so must the
+    Ray-free renderer of training data (bench/device_data.py: the build's config, filter and clips)."""
     import pathlib
     import subprocess
     import sys
@@ -199,6 +200,7 @@ def test_trainers_and_eval_import_where_ray_and_unrealcv_are_missing():
              "    return real(name, *a, **k)\n"
              "builtins.__import__ = guarded\n"
              "import training.eval.__main__, training.teacher, training.student_train, training.play\n"
+             "import bench.device_data\n"
              "print('ok')\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          cwd=pathlib.Path(__file__).resolve().parents[1])

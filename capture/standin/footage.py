@@ -36,10 +36,11 @@ class Injected:
 
 def render_footage(scene: str, poses: np.ndarray, times: np.ndarray, staging: pathlib.Path, trajectory: str,
                    width: int, height: int, fov: float = 90.0, faults: FaultConfig | None = None,
-                   depth: bool = False, staging_config: StagingConfig | None = None) -> tuple[pathlib.Path, list[list[Injected]]]:
+                   depth: bool = False, staging_config: StagingConfig | None = None,
+                   shadow_resolution: int = 256) -> tuple[pathlib.Path, list[list[Injected]]]:
     """Render `poses` (internal camera-to-world) in stand-in scene `scene` into
     `<staging>/<level>/<trajectory>/`; returns the folder and, per frame, the image faults injected."""
-    engine = Engine(EngineConfig(scene=scene, width=width, height=height, fov=fov, shadow_resolution=256,
+    engine = Engine(EngineConfig(scene=scene, width=width, height=height, fov=fov, shadow_resolution=shadow_resolution,
                                  faults=faults or FaultConfig()))
     locations, rotations = pose_to_ue(poses)
     truth: list[list[Injected]] = []
