@@ -5,6 +5,7 @@
 # estimator's floor on the ground-truth renders) next to copy-first and shuffled actions.
 #   ARMS      space-separated model.camera values, one teacher each (default: "pose plucker")
 #   TRAIN_MIN minutes per teacher (default 6)
+#   GUIDANCE  space-separated CFG scales each teacher is evaluated at (default "1"; 1 = off)
 #   DATA_SCENES  when set, the train shards are rendered on the device first (bench/device_data.py:
 #             that many stand-in scenes, none of them an eval scene) instead of the carried .device/data
 # One arm per device call keeps each under the 10-minute command limit (about 7 minutes at TRAIN_MIN=5;
@@ -26,8 +27,11 @@ for arm in ${ARMS:-pose plucker}; do
     --set model.camera="$arm" --out "$RUNS/teacher_$arm" --minutes "${TRAIN_MIN:-6}" --compile --progress-every 1000
   cp "$RUNS/teacher_$arm/summary.json" "$RES/teacher_${arm}_summary.json"
   cp "$RUNS/teacher_$arm/log.jsonl" "$RES/teacher_${arm}_log.jsonl"
-  say "eval camera=$arm"
-  python3 -m training.eval --checkpoint "$RUNS/teacher_$arm/checkpoint.pt" "${ev[@]}" --out "$RES/eval_teacher_${arm}9" \
-    --frames 9
+  for g in ${GUIDANCE:-1}; do
+    say "eval camera=$arm guidance=$g"
+    suffix=$([[ "$g" == 1 ]] && echo "" || echo "_g$g")
+    python3 -m training.eval --checkpoint "$RUNS/teacher_$arm/checkpoint.pt" "${ev[@]}" \
+      --out "$RES/eval_teacher_${arm}9$suffix" --frames 9 --guidance "$g"
+  done
 done
 say done
