@@ -45,7 +45,9 @@ def test_demo_through_three_launched_instances_one_killed(tmp_path):
         return partial_frames(out / "staging") >= 30
 
     thread, killed = kill_one_when(ready, standin_pids, before, timeout_s=300)
-    build = _build(out, game)
+    # the demo's paths and faults, at a smaller size: the fleet is under test, not the renderer
+    build = _build(out, game, "--set", "capture.sources.planner.frames=100", "--set", "capture.capture.camera.width=128",
+                   "--set", "capture.capture.camera.height=72")
     try:
         stdout, stderr = build.communicate(timeout=600)
     finally:

@@ -35,7 +35,7 @@ DAMAGE = st.one_of(
     st.tuples(st.just("truncate_poses"), st.integers(0, 3000)),
     st.tuples(st.just("frame_bytes"), st.integers(0, 39), st.integers(0, 3000), st.binary(min_size=1, max_size=64)),
     st.tuples(st.just("remove_frame"), st.integers(0, 39)),
-    st.tuples(st.just("meta"), st.sampled_from(["fps", "fov", "caption"]), JSON),
+    st.tuples(st.just("meta"), st.sampled_from(["fps", "fov", "caption", "captions"]), JSON),
     st.tuples(st.just("meta_text"), st.binary(max_size=20)),
 )
 DAMAGED_INPUT = st.tuples(NAMES, NAMES, st.sampled_from([0, 1]), st.lists(DAMAGE, min_size=1, max_size=3))
