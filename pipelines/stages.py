@@ -49,6 +49,7 @@ from filter.verdicts import VerdictError, read_verdicts
 from pipelines.card import PAGE as CARD_PAGE
 from pipelines.card import card_numbers, combination, write_card
 from pipelines.config import BuildConfig
+from pipelines.storage import check_shared, shared_storage_message
 from pipelines.trajectory import CacheError, TrajectoryItem, cache_path, read_cache, trajectory_task
 
 SPLITS = ("train", "val")
@@ -75,6 +76,12 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True, inputs:
     out.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(config.staging) if config.staging else out / "staging"
     work = out / ".work" / "clips"
+    folders = [out] if staging.resolve().is_relative_to(out.resolve()) else [out, staging]
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    problems = check_shared(folders)  # before any capture: every node must see OUT (and staging) as we do
+    if problems:
+        raise BuildError(shared_storage_message(problems))
     (out / "config.yaml").write_text(dump_yaml(config))
     verdicts_path = out / "verdicts.csv"
     try:
