@@ -321,6 +321,15 @@ def test_8_captions_are_carried_and_escaped_in_every_page(hostile):
     assert html.escape(HOSTILE_SEGMENT, quote=True) in (out / "report" / "dataset.html").read_text()
 
 
+def test_8_the_dataset_card_counts_every_failure_by_stage(hostile):
+    out, paths, done = hostile
+    stats = json.loads((out / "stats.json").read_text())
+    failed = stats["card"]["filter"]["trajectories_failed"]
+    assert {stage: sum(kinds.values()) for stage, kinds in failed.items()} == stats["trajectories"]["failed_by_stage"]
+    for kinds in failed.values():  # kinds of failure, not one row per file: no user path in them
+        assert not any(str(paths["root"]) in kind for kind in kinds), kinds
+
+
 # 10 ----------------------------------------------------------------------------------------------
 def test_10_no_empty_shard_for_a_split_without_samples(hostile):
     out, paths, done = hostile
