@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from annotate.actions import ActionSpec, encode_actions
 from tests.training_helpers import clip_batch, randomized_model, random_pose, tiny_config, write_tiny_shards
 from training import teacher
 from training.conditioning import frame_actions, patch_rays, plucker, pose_features
@@ -277,6 +278,32 @@ def test_teacher_cli_trains_from_shards_and_resumes(tmp_path):
     # a different model in the same run directory is refused, not silently mixed
     with pytest.raises(Exception, match="was trained with model"):
         teacher.main([*common, "--steps", "8", "--set", "model.depth=3"])
+
+
+def test_the_checkpoint_records_the_shards_action_spec_and_mixed_specs_are_refused(tmp_path):
+    """A run on clip_mean shards records their binning, so the eval bins its commanded actions the
+    same way; shards binned two ways, or a resumed run fed other bins, stop with the sample named."""
+    from annotate.actions import BinSpec
+    from common.config import to_dict
+    from training.data import checkpoint_action_spec
+    from training.eval.groundtruth import EvalSetConfig, scene_clips
+
+    scaled = ActionSpec(translation=BinSpec(0.05, (0.75, 1.5), (0.4, 1.0, 2.0), normalize="clip_mean"))
+    shards = write_tiny_shards(tmp_path / "scaled", clips=4, frames=6, height=16, width=16, spec=scaled)
+    out = tmp_path / "run"
+    common = ["--preset", "tiny", "--out", str(out), "--device", "cpu", "--set", "data.batch_size=2",
+              "--set", "data.workers=0", "--set", "data.frames=4", "--set", "data.shuffle_buffer=4"]
+    assert teacher.main(["--shards", shards, *common, "--steps", "2"]) == 0
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["action_spec"] == to_dict(scaled) and checkpoint_action_spec(state) == scaled
+    assert checkpoint_action_spec({}) == ActionSpec()  # checkpoints from before: the metric bins
+    clips = scene_clips("room-1", EvalSetConfig(scenes=("room-1",), starts=1, frames=9, width=32, height=18,
+                                                 actions=scaled))
+    for clip in clips:  # metric script motion, binned as the training data was
+        np.testing.assert_array_equal(clip.actions, encode_actions(clip.motion, 1 / 15, scaled))
+    metric = write_tiny_shards(tmp_path / "metric", clips=4, frames=6, height=16, width=16)
+    with pytest.raises(ValueError, match=r"sample room_0001-t00\d-\d{5}: its action_spec .* differs from the resumed run"):
+        teacher.main(["--shards", metric, *common, "--steps", "4"])
 
 
 def test_teacher_cli_rejects_bad_config(tmp_path, capsys):

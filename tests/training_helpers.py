@@ -12,6 +12,7 @@ from scipy.spatial.transform import Rotation
 from annotate.actions import ActionSpec, encode_actions
 from annotate.geometry import integrate
 from augment.make import encode_jpeg
+from common.config import to_dict
 from datasets.samples import Clip, sample_key
 from datasets.shards import ShardConfig, write_shards
 from training.conditioning import frame_actions
@@ -72,8 +73,11 @@ def clip_batch(config: ModelConfig, batch: int, frames: int, seed: int = 0, dtyp
                      torch.from_numpy(poses))
 
 
-def write_tiny_shards(folder: pathlib.Path, clips: int, frames: int, height: int, width: int, seed: int = 0) -> str:
-    """`clips` random samples in the build's sample layout; returns a brace pattern of the shards."""
+def write_tiny_shards(folder: pathlib.Path, clips: int, frames: int, height: int, width: int, seed: int = 0,
+                      spec: ActionSpec | None = None) -> str:
+    """`clips` random samples in the build's sample layout, actions binned with `spec` (default
+    bins); returns a brace pattern of the shards."""
+    spec = spec or ActionSpec()
     rng = np.random.default_rng(seed)
     samples = []
     for i in range(clips):
@@ -82,8 +86,9 @@ def write_tiny_shards(folder: pathlib.Path, clips: int, frames: int, height: int
         images = rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
         clip = Clip(key=sample_key("room_0001", f"t{i:03d}", i, False),
                     frames_jpeg=tuple(encode_jpeg(im, 90) for im in images), poses=poses, motion=motion,
-                    actions=encode_actions(motion, 1 / 15, ActionSpec()),
-                    meta={"scene": "room_0001", "intrinsics": {"fx": 8.0, "fy": 8.0, "cx": 8.0, "cy": 8.0}})
+                    actions=encode_actions(motion, 1 / 15, spec),
+                    meta={"scene": "room_0001", "intrinsics": {"fx": 8.0, "fy": 8.0, "cx": 8.0, "cy": 8.0},
+                          "action_spec": to_dict(spec)})
         samples.append(clip.to_wds_sample())
     write_shards(samples, folder, "train", ShardConfig(max_samples=4))
     count = len(list(folder.glob("train-*.tar")))

@@ -3,11 +3,14 @@ per-frame actions (conditioning.frame_actions). No Ray import."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from annotate.actions import ActionSpec
+from common.config import from_dict
 from datasets.loader import LoaderConfig, make_loader
 from training.conditioning import frame_actions
 from training.config import DataConfig
@@ -69,3 +72,31 @@ def stream(config: DataConfig, seed: int) -> torch.utils.data.DataLoader:
                                  shuffle_buffer=config.shuffle_buffer, seed=seed, resampled=True,
                                  crop_frames=config.frames)
     return make_loader(loader_config, num_workers=config.workers)
+
+
+class ActionSpecGuard:
+    """The action binning of the shards a run trains on (each sample's `action_spec`), recorded for
+    the checkpoint, so evaluation and play bin their commanded actions the same way; shards that mix
+    specs, or a student's shards binned unlike its teacher's, are an error naming the sample."""
+
+    def __init__(self, expected: Mapping[str, Any] | None = None, what: str = "the first batch"):
+        self.spec: dict[str, Any] | None = dict(expected) if expected is not None else None
+        self.what = what
+
+    def check(self, batch: Mapping[str, Any]) -> None:
+        for key, meta in zip(batch["key"], batch["meta"]):
+            spec = meta.get("action_spec")
+            if spec is None:
+                raise ValueError(f"sample {key}: no action_spec in its json (not written by this project's build)")
+            if self.spec is None:
+                self.spec = dict(spec)
+            elif spec != self.spec:
+                raise ValueError(f"sample {key}: its action_spec {spec} differs from {self.what}'s {self.spec}; "
+                                 "actions binned two ways cannot train one model")
+
+
+def checkpoint_action_spec(state: Mapping[str, Any]) -> ActionSpec:
+    """The binning the checkpoint's training data used. Checkpoints from before it was recorded
+    were trained on the build's default metric bins, the only binning the build then had."""
+    raw = state.get("action_spec")
+    return ActionSpec() if raw is None else from_dict(ActionSpec, raw, source="checkpoint action_spec")

@@ -32,7 +32,7 @@ import torch
 from common.cli import add_dry_run, dry_run
 from common.config import ConfigError, dump_yaml, from_dict, load_config, to_dict
 from training.config import DataConfig
-from training.data import ClipBatch, crop, stream
+from training.data import ActionSpecGuard, ClipBatch, crop, stream
 from training.distill import (DMDConfig, critic_loss, dmd_delta, hybrid_forcing_loss, ode_prefix_blocks, ode_targets,
                               score_window, teacher_velocity)
 from training.model import VideoDiT
@@ -89,6 +89,7 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
     ode_shift = config.ode_shift if config.ode_shift is not None else flow_shift(teacher_state)
     generator_model = (model_from_checkpoint(pathlib.Path(config.init), device) if config.init
                        else model_from_state(teacher_state, device)).train()
+    specs = ActionSpecGuard(teacher_state.get("action_spec"), f"its teacher {config.teacher}")
     del teacher_state
     student = Student(generator_model, config.student)
     fake = copy.deepcopy(teacher).train().requires_grad_(True) if config.stage == "dmd" else None
@@ -123,12 +124,14 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
             "fake": None if fake is None else fake.state_dict(),
             "critic_optim": None if critic_opt is None else critic_opt.state_dict(),
             "step": step, "elapsed": time.perf_counter() - started, "config": to_dict(config),
-            "model_config": asdict(generator_model.cfg), "student_config": to_dict(config.student)})
+            "model_config": asdict(generator_model.cfg), "student_config": to_dict(config.student),
+            "action_spec": specs.spec})
 
     window_start = time.perf_counter()
     targets: tuple[torch.Tensor, torch.Tensor] | None = None
     uses = config.ode_reuse if config.stage == "ode" else 1
     for raw in stream(config.data, seed=config.seed + step):
+        specs.check(raw)
         batch = crop(raw, config.data.frames).to(device)
         first = batch.frames[:, 0]
         noise = torch.randn(batch.frames[:, 1:].shape, generator=gen, device=device)

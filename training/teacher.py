@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from common.cli import add_dry_run, dry_run
 from common.config import ConfigError, dump_yaml, load_config, to_dict
 from training.config import FlowConfig, ModelConfig, TrainConfig
-from training.data import ClipBatch, crop, stream
+from training.data import ActionSpecGuard, ClipBatch, crop, stream
 from training.flow import add_noise, draw_device, i2v_sigma, sample_sigma, velocity_target
 from training.model import VideoDiT, forward_flops
 from training.runtime import EMA, JsonlLog, Throughput, autocast, load_checkpoint, pick_device, save_checkpoint, unwrap
@@ -97,8 +97,10 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
                                   weight_decay=config.optim.weight_decay, fused=device.type == "cuda")
     step, elapsed = 0, 0.0
     checkpoint = out / "checkpoint.pt"
+    specs = ActionSpecGuard()
     if checkpoint.exists():
         state = load_checkpoint(checkpoint, device)
+        specs = ActionSpecGuard(state.get("action_spec"), "the resumed run")
         if state["model_config"] != asdict(model_config):
             raise ConfigError(f"{checkpoint}: was trained with model {state['model_config']}, "
                               f"not {asdict(model_config)}; use a new --out")
@@ -128,13 +130,14 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
         save_checkpoint(checkpoint, {
             "model": unwrap(model).state_dict(), "ema": None if ema is None else ema.state_dict(),
             "optim": optimizer.state_dict(), "step": step, "elapsed": time.perf_counter() - started,
-            "config": to_dict(config), "model_config": asdict(model_config)})
+            "config": to_dict(config), "model_config": asdict(model_config), "action_spec": specs.spec})
 
     model.train()
     for raw in stream(config.data, seed=config.seed + step):
         elapsed = time.perf_counter() - started
         if step >= config.max_steps or (budget is not None and elapsed >= budget):
             break
+        specs.check(raw)
         batch = crop(raw, frames).to(device)
         progress = max(step / config.max_steps, elapsed / budget if budget else 0.0)
         lr = lr_at(config, step, progress)

@@ -38,6 +38,7 @@ from training.eval.evaluate import (SamplerConfig, commanded_steps, frame_metric
                                     summarize_paths, summarize_returns, teacher_generator)
 from training.eval.table import markdown_table
 from training.eval.grid import pick_clips, save_grid
+from training.data import checkpoint_action_spec
 from training.eval.groundtruth import EvalSetConfig, cached_eval_set
 from training.runtime import autocast, load_checkpoint, pick_device
 from training.student import Student
@@ -108,10 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         model = model_from_state(state, device, **overrides)
     shift = args.shift if args.shift is not None else flow_shift(state)
+    spec = checkpoint_action_spec(state)  # commanded actions binned as the training data was
     del state
     cfg = model.cfg
     set_config = EvalSetConfig(scenes=scenes, starts=args.starts, frames=max(33, args.frames), width=cfg.width_px,
-                               height=cfg.height)
+                               height=cfg.height, actions=spec)
     started = time.perf_counter()
     clips = cached_eval_set(set_config, args.cache, args.workers)
     render_s = time.perf_counter() - started

@@ -13,7 +13,7 @@ import hashlib
 import json
 import pathlib
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -23,6 +23,7 @@ from annotate.ue import location_to_ue, pose_to_ue, ue_to_pose
 from capture.planner import PlannerConfig
 from capture.standin.render import Renderer
 from capture.standin.scene import Scene, make_scene
+from common.config import to_dict
 from training.eval.scripts import ActionScript, revisit_scripts, standard_scripts
 
 SCRIPT_SETS = {"standard": standard_scripts, "revisit": revisit_scripts}
@@ -41,6 +42,7 @@ class EvalSetConfig:
     clearance_m: float = 0.3
     scripts: str = "standard"  # standard (scripts.standard_scripts) | revisit (scripts.revisit_scripts)
     min_textured: float = 0.05  # a start whose first view is less textured (a blank wall) is drawn again
+    actions: ActionSpec = field(default_factory=ActionSpec)  # the binning of the model's training data
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,10 +86,11 @@ def scene_clips(scene_name: str, config: EvalSetConfig) -> list[EvalClip]:
     """Every script from `config.starts` start poses in one scene, rendered."""
     scene = make_scene(scene_name)
     renderer = Renderer(scene)
-    spec, limits, dt = ActionSpec(), PlannerConfig(), 1.0 / config.fps
+    limits, dt = PlannerConfig(), 1.0 / config.fps
     if config.scripts not in SCRIPT_SETS:
         raise ValueError(f"eval scripts must be one of {sorted(SCRIPT_SETS)}, got {config.scripts!r}")
-    by_level = {level: SCRIPT_SETS[config.scripts](config.frames - 1, dt, spec, level) for level in (1, 0)}
+    # the scripts move at the metric bins' rates; their actions are binned as the model's data was
+    by_level = {level: SCRIPT_SETS[config.scripts](config.frames - 1, dt, ActionSpec(), level) for level in (1, 0)}
     seed = int.from_bytes(hashlib.sha256(f"{config.seed}:{scene_name}".encode()).digest()[:4], "little")
     rng = np.random.default_rng(seed)
     clips: list[EvalClip] = []
@@ -117,7 +120,7 @@ def scene_clips(scene_name: str, config: EvalSetConfig) -> list[EvalClip]:
             poses = script.poses(candidate(j))
             frames = np.stack([renderer.render(p, config.width, config.height, config.fov).lit for p in poses])
             clips.append(EvalClip(scene_name, start_index, script.name, script.kind, level, script.motion,
-                                  script.actions(dt, spec), poses, frames))
+                                  script.actions(dt, config.actions), poses, frames))
     return clips
 
 
@@ -132,7 +135,7 @@ def make_eval_set(config: EvalSetConfig, workers: int = 1) -> list[EvalClip]:
 def save_eval_set(clips: list[EvalClip], config: EvalSetConfig, path: pathlib.Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, config=json.dumps(config.__dict__), scene=[c.scene for c in clips], start=[c.start for c in clips],
+    np.savez(tmp, config=json.dumps(to_dict(config)), scene=[c.scene for c in clips], start=[c.start for c in clips],
              script=[c.script for c in clips], kind=[c.kind for c in clips], level=[c.level for c in clips],
              motion=np.stack([c.motion for c in clips]), actions=np.stack([c.actions for c in clips]),
              poses=np.stack([c.poses for c in clips]), frames=np.stack([c.frames for c in clips]))
@@ -145,7 +148,7 @@ def load_eval_set(path: pathlib.Path, config: EvalSetConfig) -> list[EvalClip] |
         return None
     with np.load(path) as npz:
         data = {k: npz[k] for k in npz.files}  # an NpzFile reads the whole array on every [key]
-    if json.loads(str(data["config"])) != json.loads(json.dumps(config.__dict__)):
+    if json.loads(str(data["config"])) != json.loads(json.dumps(to_dict(config))):
         return None
     return [EvalClip(str(data["scene"][i]), int(data["start"][i]), str(data["script"][i]), str(data["kind"][i]),
                      int(data["level"][i]), data["motion"][i], data["actions"][i], data["poses"][i], data["frames"][i])
