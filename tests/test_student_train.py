@@ -77,6 +77,14 @@ def test_play_streams_a_script_into_a_video(tmp_path):
     assert count == 8
     assert play_main(["--checkpoint", str(ckpt), "--out", str(out), "--scene", "room_0001",
                       "--script", "sideways:3", "--device", "cpu"]) == 2
+    from annotate.actions import BinSpec
+
+    scaled = ActionSpec(translation=BinSpec(0.05, (0.75, 1.5), (0.4, 1.0, 2.0), normalize="clip_mean"))
+    scaled_ckpt = tiny_student_checkpoint(tmp_path / "scaled.pt", spec=scaled)
+    assert play_main(["--checkpoint", str(scaled_ckpt), "--out", str(tmp_path / "scaled"), "--scene", "room_0001",
+                      "--script", "forward:4", "--device", "cpu", "--precision", "fp32"]) == 0
+    assert play_main(["--checkpoint", str(scaled_ckpt), "--out", str(tmp_path / "keys"), "--scene", "room_0001",
+                      "--keys", "--device", "cpu"]) == 2  # a live session has no clip mean to scale by
     assert report["cuda_graphs"] is False
     assert play_main(["--checkpoint", str(ckpt), "--out", str(out), "--scene", "room_0001",
                       "--script", "forward:3", "--device", "cpu", "--cuda-graphs"]) == 2  # no GPU here

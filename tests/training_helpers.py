@@ -50,11 +50,14 @@ def randomized_model(config: ModelConfig, seed: int = 0, dtype: torch.dtype = to
     return model.eval()
 
 
-def tiny_student_checkpoint(path: pathlib.Path, config: ModelConfig | None = None) -> pathlib.Path:
-    """A student checkpoint (training.student_train's layout) of a randomized tiny model, blocks of 2."""
+def tiny_student_checkpoint(path: pathlib.Path, config: ModelConfig | None = None,
+                            spec: ActionSpec | None = None) -> pathlib.Path:
+    """A student checkpoint (training.student_train's layout) of a randomized tiny model, blocks of 2,
+    trained (it says) on data binned with `spec` (default bins)."""
     config = config or tiny_config()
     save_checkpoint(path, {"model": randomized_model(config).state_dict(), "ema": None, "model_config": asdict(config),
-                           "student_config": {"block_frames": 2}, "config": {}})
+                           "student_config": {"block_frames": 2}, "config": {},
+                           "action_spec": to_dict(spec or ActionSpec())})
     return path
 
 

@@ -37,14 +37,14 @@ from common.cli import add_dry_run, dry_run
 from annotate.geometry import integrate
 from capture.standin.scene import parse_scene_spec
 from training.conditioning import frame_actions
-from training.data import to_uint8, to_unit
+from training.data import checkpoint_action_spec, to_uint8, to_unit
 from training.eval.metrics import psnr
 from training.eval.scripts import out_and_back
 from training import keys
 from training.graphs import BlockGraphs
-from training.runtime import autocast, pick_device
+from training.runtime import autocast, load_checkpoint, pick_device
 from training.student import Student
-from training.student_train import student_from_checkpoint
+from training.student_train import student_from_state
 
 
 def parse_script(text: str, fps: float, level: int, spec: ActionSpec) -> np.ndarray:
@@ -135,7 +135,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         return dry_run(arguments=args, script=script, frames=None if motion is None else len(motion) + 1)
     device = pick_device(args.device)
-    student = student_from_checkpoint(args.checkpoint, device)
+    state = load_checkpoint(args.checkpoint, "cpu")
+    student = student_from_state(state, device, str(args.checkpoint))
+    data_spec = checkpoint_action_spec(state)  # the script moves at the metric bins' rates, binned as the data was
+    del state
+    if data_spec.scaled and motion is None:
+        print("error: --keys on a model trained with translation.normalize clip_mean is not supported: a live "
+              "session has no clip whose mean speed the actions could be scaled by; play a --script", file=sys.stderr)
+        return 2
     if args.cuda_graphs:
         if device.type != "cuda":
             print("error: --cuda-graphs needs a CUDA device", file=sys.stderr)
@@ -168,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     steer = None
     if motion is not None:
         poses = integrate(start, motion)
-        actions = frame_actions(torch.from_numpy(encode_actions(motion, 1 / args.fps, spec)).float()[None]).to(device)
+        actions = frame_actions(torch.from_numpy(encode_actions(motion, 1 / args.fps, data_spec)).float()[None]).to(device)
         blocks = student.stream(first, actions, torch.from_numpy(poses)[None].to(device), generator)
     else:
         try:
