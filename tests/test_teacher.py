@@ -306,6 +306,46 @@ def test_the_checkpoint_records_the_shards_action_spec_and_mixed_specs_are_refus
         teacher.main(["--shards", metric, *common, "--steps", "4"])
 
 
+@pytest.mark.parametrize("camera", ["pose", "plucker", "pose+plucker"])
+def test_a_plain_video_model_starts_a_conditioned_one_unchanged(camera):
+    """Pretraining on action-free video, then tuning with actions: the conditioned model started
+    from the plain one (--init) gives exactly its output at step 0, whatever the actions and poses;
+    only once its zero-initialised output layers move do the conditions matter."""
+    from training.model import CONDITIONING, load_init
+
+    plain = randomized_model(tiny_config(conditioned=False), seed=1)
+    assert not any(part in f".{k}" for k in plain.state_dict() for part in CONDITIONING)
+    tuned = VideoDiT(tiny_config(camera=camera))
+    added = load_init(tuned, plain.state_dict(), "pretrained.pt")
+    assert added and all(any(part in f".{k}" for part in CONDITIONING) for k in added)
+    batch, other = clip_batch(tuned.cfg, 2, 4), clip_batch(tuned.cfg, 2, 4, seed=7)
+    sigma = torch.full((2, 4), 0.6)
+    with torch.no_grad():
+        reference = plain(batch.frames, sigma, batch.actions, batch.poses)
+        assert torch.equal(tuned(batch.frames, sigma, batch.actions, batch.poses), reference)
+        assert torch.equal(tuned(batch.frames, sigma, other.actions, other.poses), reference)
+        for block in tuned.blocks:  # training moves the output layers: now actions matter
+            block.action_out.weight.normal_(std=0.05)
+        assert not torch.allclose(tuned(batch.frames, sigma, other.actions, batch.poses),
+                                  tuned(batch.frames, sigma, batch.actions, batch.poses))
+    with pytest.raises(ValueError, match="missing outside the conditioning"):
+        load_init(VideoDiT(tiny_config(depth=3)), plain.state_dict(), "pretrained.pt")
+
+
+def test_teacher_cli_pretrains_on_plain_video_then_tunes_with_actions(tmp_path, capsys):
+    shards = write_tiny_shards(tmp_path / "shards", clips=4, frames=6, height=16, width=16)
+    common = ["--shards", shards, "--preset", "tiny", "--device", "cpu", "--set", "data.batch_size=2",
+              "--set", "data.workers=0", "--set", "data.frames=4", "--set", "data.shuffle_buffer=4", "--steps", "2"]
+    assert teacher.main([*common, "--out", str(tmp_path / "plain"), "--set", "model.conditioned=false"]) == 0
+    plain = load_checkpoint(tmp_path / "plain" / "checkpoint.pt")
+    assert plain["model_config"]["conditioned"] is False and not any("action_out" in k for k in plain["model"])
+    assert teacher.main([*common, "--out", str(tmp_path / "tuned"), "--init",
+                         str(tmp_path / "plain" / "checkpoint.pt")]) == 0
+    assert "a plain video model; action and camera conditioning added" in capsys.readouterr().err
+    tuned = load_checkpoint(tmp_path / "tuned" / "checkpoint.pt")
+    assert tuned["model_config"]["conditioned"] is True and any("action_out" in k for k in tuned["model"])
+
+
 def test_teacher_cli_rejects_bad_config(tmp_path, capsys):
     assert teacher.main(["--out", str(tmp_path), "--preset", "huge"]) == 2
     assert "unknown model preset 'huge'" in capsys.readouterr().err

@@ -37,6 +37,9 @@ class ModelConfig:
     # the origin camera) to the tokens; "pose+plucker" does both
     camera: str = "pose"
     fov: float = 90.0  # horizontal FOV (degrees, on the longer side) of the frames, for the rays
+    # False: a plain video model (pretraining on action-free video) with no action or camera inputs;
+    # a conditioned run started from it (--init) adds them with zero-initialised output layers
+    conditioned: bool = True
 
     def __post_init__(self) -> None:
         if self.camera not in CAMERA_MODES:
@@ -128,7 +131,7 @@ class OptimConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     preset: str = "small"
-    model: dict[str, float | str] = field(default_factory=dict)  # overrides of the preset's ModelConfig fields
+    model: dict[str, bool | float | str] = field(default_factory=dict)  # overrides of the preset's ModelConfig fields
     data: DataConfig = field(default_factory=DataConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

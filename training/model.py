@@ -103,20 +103,22 @@ class Attention(nn.Module):
         self.out = nn.Linear(cfg.width, cfg.width)
         self.q_norm = nn.RMSNorm(cfg.head_dim, eps=1e-6)
         self.k_norm = nn.RMSNorm(cfg.head_dim, eps=1e-6)
-        self.pose_q = _zero(nn.Linear(cfg.width, cfg.width))
-        self.pose_k = _zero(nn.Linear(cfg.width, cfg.width))
+        self.pose_q: nn.Linear | None = _zero(nn.Linear(cfg.width, cfg.width)) if cfg.conditioned else None
+        self.pose_k: nn.Linear | None = _zero(nn.Linear(cfg.width, cfg.width)) if cfg.conditioned else None
 
-    def project(self, x: torch.Tensor, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, F, N, D), pose (B, F, D) -> q, k, v (B, heads, F·N, head_dim), pre-RoPE."""
+    def project(self, x: torch.Tensor, pose: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, F, N, D), pose (B, F, D) or None (a plain video model) -> q, k, v (B, heads, F·N,
+        head_dim), pre-RoPE."""
         b, f, n, _ = x.shape
         q, k, v = self.qkv(x).reshape(b, f, n, 3, self.heads, self.head_dim).permute(3, 0, 4, 1, 2, 5)
-        pq = self.pose_q(pose).reshape(b, f, self.heads, self.head_dim).permute(0, 2, 1, 3)[:, :, :, None]
-        pk = self.pose_k(pose).reshape(b, f, self.heads, self.head_dim).permute(0, 2, 1, 3)[:, :, :, None]
-        q = (_rms(self.q_norm, q) + pq).reshape(b, self.heads, f * n, self.head_dim)
-        k = (_rms(self.k_norm, k) + pk).reshape(b, self.heads, f * n, self.head_dim)
-        return q, k, v.reshape(b, self.heads, f * n, self.head_dim)
+        q, k = _rms(self.q_norm, q), _rms(self.k_norm, k)
+        if pose is not None and self.pose_q is not None and self.pose_k is not None:
+            q = q + self.pose_q(pose).reshape(b, f, self.heads, self.head_dim).permute(0, 2, 1, 3)[:, :, :, None]
+            k = k + self.pose_k(pose).reshape(b, f, self.heads, self.head_dim).permute(0, 2, 1, 3)[:, :, :, None]
+        return (q.reshape(b, self.heads, f * n, self.head_dim), k.reshape(b, self.heads, f * n, self.head_dim),
+                v.reshape(b, self.heads, f * n, self.head_dim))
 
-    def forward(self, x: torch.Tensor, pose: torch.Tensor, rot: Rotation, mask: torch.Tensor | None,
+    def forward(self, x: torch.Tensor, pose: torch.Tensor | None, rot: Rotation, mask: torch.Tensor | None,
                 context: LayerContext | None) -> tuple[torch.Tensor, LayerKV]:
         b, f, n, d = x.shape
         q, k, v = self.project(x, pose)
@@ -146,15 +148,16 @@ class Block(nn.Module):
         hidden = int(d * cfg.mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
         self.ada = _zero(nn.Linear(d, 6 * d))
-        self.action_out = _zero(nn.Linear(d, d))
+        self.action_out: nn.Linear | None = _zero(nn.Linear(d, d)) if cfg.conditioned else None
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, action: torch.Tensor, pose: torch.Tensor,
+    def forward(self, x: torch.Tensor, c: torch.Tensor, action: torch.Tensor | None, pose: torch.Tensor | None,
                 rot: Rotation, mask: torch.Tensor | None,
                 context: LayerContext | None) -> tuple[torch.Tensor, LayerKV]:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(F.silu(c)).chunk(6, dim=-1)
         attn, kv = self.attn(modulate(self.norm1(x), shift1, scale1), pose, rot, mask, context)
         x = x + gate1[:, :, None] * attn
-        x = x + self.action_out(action)[:, :, None]
+        if action is not None and self.action_out is not None:
+            x = x + self.action_out(action)[:, :, None]
         x = x + gate2[:, :, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
         return x, kv
 
@@ -166,11 +169,12 @@ class VideoDiT(nn.Module):
         d = cfg.width
         self.patch_in = nn.Linear(cfg.patch_dim, d)
         self.time_embed = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
-        self.action_embed = nn.Sequential(nn.Linear(cfg.action_dim, d), nn.SiLU(), nn.Linear(d, d))
-        self.pose_embed = nn.Sequential(nn.Linear(cfg.pose_dim, d), nn.SiLU(), nn.Linear(d, d))
-        self.null_action = nn.Parameter(torch.zeros(d))  # the dropped-condition embeddings (CFG)
-        self.null_pose = nn.Parameter(torch.zeros(d))
-        cameras = cfg.camera.split("+")
+        if cfg.conditioned:
+            self.action_embed = nn.Sequential(nn.Linear(cfg.action_dim, d), nn.SiLU(), nn.Linear(d, d))
+            self.pose_embed = nn.Sequential(nn.Linear(cfg.pose_dim, d), nn.SiLU(), nn.Linear(d, d))
+            self.null_action = nn.Parameter(torch.zeros(d))  # the dropped-condition embeddings (CFG)
+            self.null_pose = nn.Parameter(torch.zeros(d))
+        cameras = cfg.camera.split("+") if cfg.conditioned else []
         self.uses_pose = "pose" in cameras
         self.ray_embed: nn.Sequential | None = None
         if "plucker" in cameras:
@@ -195,8 +199,11 @@ class VideoDiT(nn.Module):
 
     # -- conditioning ----------------------------------------------------------------------------
     def condition(self, actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor | None,
-                  keep: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(action, pose) embeddings (B, F, D); where keep is False both become the null embeddings."""
+                  keep: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(action, pose) embeddings (B, F, D); where keep is False both become the null embeddings.
+        A plain video model (`conditioned` False) has neither: (None, None)."""
+        if not self.cfg.conditioned:
+            return None, None
         dtype = self.patch_in.weight.dtype
         action = self.action_embed(actions.to(dtype))
         if self.uses_pose:
@@ -275,6 +282,28 @@ class VideoDiT(nn.Module):
         shift, scale = self.final_ada(F.silu(c)).chunk(2, dim=-1)
         out = self.patch_out(modulate(self.final_norm(h), shift, scale))
         return unpatchify(out, cfg.patch, cfg.channels, cfg.height, cfg.width_px), kvs
+
+
+#: parameter names of the action and camera conditioning (absent from a plain video model)
+CONDITIONING = ("action_embed.", "pose_embed.", "null_action", "null_pose", "ray_embed.", ".action_out.", ".pose_q.",
+                ".pose_k.")
+
+
+def load_init(model: VideoDiT, weights: dict[str, torch.Tensor], where: str) -> list[str]:
+    """Start `model` from `weights` (--init). Weights of a plain video model (`conditioned` False)
+    start a conditioned one: the conditioning it lacks keeps its fresh initialisation, whose output
+    layers (action_out, pose_q, pose_k, the rays' last layer) are zero, so the model computes
+    exactly what the pretrained one did until training moves them. Returns the names added; any
+    other mismatch is a ValueError naming the keys."""
+    own = model.state_dict()
+    added = [k for k in own if k not in weights]
+    unknown = [k for k in weights if k not in own]
+    foreign = [k for k in added if not any(part in f".{k}" for part in CONDITIONING)]
+    if unknown or foreign:
+        raise ValueError(f"{where}: its weights do not fit this model: {len(unknown)} unknown "
+                         f"({unknown[:3]}), {len(foreign)} missing outside the conditioning ({foreign[:3]})")
+    model.load_state_dict({**own, **weights})
+    return added
 
 
 def forward_flops(cfg: ModelConfig, frames: int, context_tokens: int = 0) -> float:

@@ -32,7 +32,7 @@ from common.config import ConfigError, dump_yaml, load_config, to_dict
 from training.config import FlowConfig, ModelConfig, TrainConfig
 from training.data import ActionSpecGuard, ClipBatch, crop, stream
 from training.flow import add_noise, draw_device, i2v_sigma, sample_sigma, velocity_target
-from training.model import VideoDiT, forward_flops
+from training.model import VideoDiT, forward_flops, load_init
 from training.runtime import EMA, JsonlLog, Throughput, autocast, load_checkpoint, pick_device, save_checkpoint, unwrap
 
 
@@ -111,10 +111,12 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
         step, elapsed = int(state["step"]), float(state["elapsed"])
         print(f"resumed {checkpoint} at step {step}", file=sys.stderr)
     elif config.init:
-        weights = checkpoint_weights(load_checkpoint(pathlib.Path(config.init), device))
-        model.load_state_dict(weights)
+        added = load_init(model, checkpoint_weights(load_checkpoint(pathlib.Path(config.init), device)), config.init)
+        if added:
+            print(f"--init {config.init}: a plain video model; action and camera conditioning added "
+                  f"({len(added)} tensors, zero-initialised outputs)", file=sys.stderr)
         if ema is not None:
-            ema.load_state_dict(weights)
+            ema.load_state_dict(model.state_dict())
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_yaml(config))
     log = JsonlLog(out / "log.jsonl")
