@@ -12,6 +12,7 @@ import json
 import pathlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -19,9 +20,9 @@ import numpy as np
 from annotate.actions import ActionSpec
 from annotate.readers import ReaderConfig, read_ue_csv
 from annotate.trajectory import Trajectory
-from capture.captions import CaptionConfig, SegmentCaption, clip_captions, trajectory_captions
 from augment.clips import (PalindromeConfig, WindowConfig, clip_labels, frame_step, palindrome_frames,
                            palindrome_times, windows)
+from capture.captions import CaptionConfig, SegmentCaption, clip_captions, trajectory_captions
 from capture.staging import frame_files
 from capture.standin.scene import make_scene
 from common.config import to_dict
@@ -54,6 +55,7 @@ class ClipJob:
     scores: Mapping[str, np.ndarray]  # per-frame filter scores, for the per-clip `filter` summary
     seed: int
     read: Trajectory | None = None  # its poses.csv already read (the filter's); None: read it here
+    meta: Mapping[str, Any] | None = None  # its meta.json already read; None: read it here
 
 
 def encode_jpeg(bgr: np.ndarray, quality: int) -> bytes:
@@ -70,7 +72,7 @@ def read_meta(folder: pathlib.Path) -> dict:
 
 
 def staged_captions(job: ClipJob, traj: Trajectory, meta: Mapping, config: CaptionConfig) -> list[SegmentCaption]:
-    """The trajectory's segment captions (augment/captions.py): a stand-in capture is described
+    """The trajectory's segment captions (capture/captions.py): a stand-in capture is described
     from its scene, which the level name rebuilds exactly."""
     scene = make_scene(str(meta["scene"])) if meta.get("engine") == "standin" else None
     return trajectory_captions(meta, traj.poses, traj.timestamps, config, str(job.folder / "meta.json"), scene)
@@ -94,7 +96,7 @@ def make_clips(job: ClipJob, config: ClipConfig, spec: ActionSpec, jpegs: Mappin
     others are read from the staged files and encoded here. `captions`: the trajectory's segment
     captions when the caller has them (default: `staged_captions`)."""
     traj = job.read if job.read is not None else read_ue_csv(job.folder / "poses.csv", ReaderConfig())
-    meta = read_meta(job.folder)
+    meta = job.meta if job.meta is not None else read_meta(job.folder)
     if captions is None:
         captions = staged_captions(job, traj, meta, config.captions)
     t0 = float(traj.timestamps[0])

@@ -27,9 +27,6 @@ from capture.standin.render import Renderer
 from capture.standin.scene import Scene, SceneKind
 from capture.standin.textures import Material
 
-SOURCES = ("ingest", "standin", "trajectory")
-
-
 @dataclass(frozen=True)
 class CaptionConfig:
     segment_s: float = 5.0  # RELIC captions 5 s segments
@@ -52,7 +49,7 @@ class SegmentCaption:
     start_s: float  # from the trajectory's first frame
     end_s: float
     text: str
-    source: str  # one of SOURCES
+    source: str  # ingest | standin | trajectory (the module docstring)
     objects: tuple[dict[str, Any], ...] = ()  # stand-in: {"label", "material", "count", "share"} per group
 
     def to_json(self) -> dict[str, Any]:

@@ -267,7 +267,8 @@ class CaptureWorker:
         modalities = ["lit"] + (["depth"] if cam.depth else []) + (["object_mask"] if cam.object_mask else [])
         return {
             "scene": job.scene, "trajectory": job.trajectory, "source": job.source, "caption": job.caption,
-            "engine": "standin" if isinstance(self.endpoint, StandinEndpoint) else "unreal", "fov": cam.fov, "fps": fps, "width": cam.width, "height": cam.height,
+            "engine": "standin" if isinstance(self.endpoint, StandinEndpoint) else "unreal",
+            "fov": cam.fov, "fps": fps, "width": cam.width, "height": cam.height,
             "intrinsics": intrinsics(cam.fov, cam.width, cam.height), "modalities": modalities,
             "endpoint": self.describe(), "fingerprint": fingerprint,
             "readback_max_error": {"cm": round(float(worst[0]), 4), "deg": round(float(worst[1]), 4)},

@@ -44,14 +44,16 @@ def histogram(values: Sequence[float]) -> dict[str, list]:
 
 
 def card_numbers(manifest: pd.DataFrame, summaries: Sequence[Mapping[str, Any]], combinations: Counter,
-                 dropped_per_reason: Mapping[str, int], failed: pd.DataFrame) -> dict[str, Any]:
+                 stats: Mapping[str, Any], failed: pd.DataFrame) -> dict[str, Any]:
     """Every number the card shows. `summaries`: the trajectories' clip summaries (pipelines/trajectory.py);
-    `combinations`: transitions per active-channel combination over every written sample; `failed`:
+    `combinations`: transitions per active-channel combination over every written sample; `stats`:
+    the build's counts (stats.json: action counts, palindromes, frames dropped per reason); `failed`:
     the trajectories table's failed rows (stage, reason)."""
     ok = [s for s in summaries if "error" not in s]
     samples = len(manifest)
     transitions = int((manifest["n_frames"] - 1).sum()) if samples else 0
-    counts = np.sum(np.array(manifest["action_counts"].tolist(), dtype=np.int64), axis=0) if samples else np.zeros(len(CHANNELS), int)
+    counts = [int(stats["action_counts"].get(name, 0)) for name in CHANNELS]
+    dropped_per_reason = stats["frames"]["dropped_per_reason"]
     total = max(sum(combinations.values()), 1)
     ranked = sorted(combinations.items(), key=lambda kv: (-kv[1], kv[0]))
     top = [{"channels": name, "transitions": int(n), "share": round(n / total, 6)} for name, n in ranked[:TOP_COMBINATIONS]]
@@ -68,12 +70,12 @@ def card_numbers(manifest: pd.DataFrame, summaries: Sequence[Mapping[str, Any]],
                    "duration_s": histogram([s["duration_s"] for s in ok])},
         "clips": {"count": samples, "transitions": transitions,
                   "length_s": histogram((manifest["n_frames"] / manifest["fps"]).tolist() if samples else [])},
-        "channels": {name: {"transitions": int(n), "share": round(int(n) / max(transitions, 1), 6)}
+        "channels": {name: {"transitions": n, "share": round(n / max(transitions, 1), 6)}
                      for name, n in zip(CHANNELS, counts)},
         "combinations": {"top": top, "other": {"transitions": int(rest), "share": round(rest / total, 6)},
                          "distinct": len(combinations)},
-        "palindromes": {"count": int(manifest["palindrome"].sum()) if samples else 0,
-                        "share": round(float(manifest["palindrome"].mean()), 6) if samples else 0.0},
+        "palindromes": {"count": int(stats["palindromes"]),
+                        "share": round(int(stats["palindromes"]) / max(samples, 1), 6)},
         "revisits": {"planned": dict(sorted(Counter(k for s in ok for k in s.get("planned_revisits", [])).items())),
                      "clips_holding": dict(sorted(revisit_clips.items()))},
         "splits": {split: {"scenes": sorted(set(group["scene"])), "samples": int(len(group))}

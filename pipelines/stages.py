@@ -157,8 +157,7 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True, inputs:
     with atomic_path(out / "trajectories.parquet") as tmp:
         table.to_parquet(tmp, index=False)
     stats = _stats(table, run, manifest, shard_counts, summaries, time.perf_counter() - start)
-    stats["card"] = card_numbers(manifest, summaries, combinations, stats["frames"]["dropped_per_reason"],
-                                 table[table["stage"] != ""])
+    stats["card"] = card_numbers(manifest, summaries, combinations, stats, table[table["stage"] != ""])
     write_card(stats["card"], summaries, out / "report" / CARD_PAGE)
     lap("card")
     stats["stage_seconds"] = seconds

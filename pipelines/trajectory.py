@@ -87,9 +87,9 @@ def _trajectory(item: TrajectoryItem, config: BuildConfig, work: pathlib.Path,
         return {"failed": outcome}
     result, changed = review_result(outcome, verdicts)
     scores = {name: result.frames[name].to_numpy(float) for name in SCORES}
-    job = ClipJob(item.folder, item.scene, item.trajectory, item.split, tuple(kept_spans(result.segments)), scores, seed,
-                  traj)
     meta = read_meta(item.folder)
+    job = ClipJob(item.folder, item.scene, item.trajectory, item.split, tuple(kept_spans(result.segments)), scores, seed,
+                  traj, meta)
     try:
         captions = staged_captions(job, traj, meta, config.clips.captions)
         clips = make_clips(job, config.clips, config.capture.actions, jpegs, captions)
