@@ -126,7 +126,7 @@ def task_seconds(staging: pathlib.Path, work: pathlib.Path, config: BuildConfig)
     process over the staged trajectories, with an empty clip cache: its seconds."""
     from pipelines.trajectory import TrajectoryItem, trajectory_task
 
-    items = [TrajectoryItem(folder.parent.name, folder.name, folder, "train", None)
+    items = [TrajectoryItem(folder.parent.name, folder.name, folder, "train")
              for folder in sorted(p.parent for p in staging.glob("*/*/poses.csv"))]
     start = time.perf_counter()
     for item in items:

@@ -41,7 +41,7 @@ def _one(job: CaptureJob, staging: str, work: str, config: BuildConfig) -> dict:
     folder, _ = render_footage(job.scene, ue_to_pose(job.locations, job.rotations), job.times, pathlib.Path(staging),
                                job.trajectory, camera.width, camera.height, camera.fov,
                                shadow_resolution=512)  # the capture engines' (and the eval renders') default
-    item = TrajectoryItem(job.scene, job.trajectory, folder, "train", None)
+    item = TrajectoryItem(job.scene, job.trajectory, folder, "train")
     outcome = trajectory_task(item, config, pathlib.Path(work), {})
     return outcome.get("summary", {"scene": job.scene, "trajectory": job.trajectory,
                                    "error": str(outcome.get("failed"))})

@@ -30,7 +30,8 @@ class StandinPoolConfig:
     """Stand-in engines the pipeline launches itself (used when `endpoints` is empty and no
     `fleet.binary` is set): each is laid out as a packaged game and supervised as the fleet's are."""
 
-    instances: int = 2
+    instances: int = 2  # in all, placed by Ray wherever there is room
+    instances_per_node: int | None = None  # instead: this many on every live node (a cluster build)
     scene: str = "room-1"  # the level each instance starts in; jobs switch it with `vrun open`
     settings: tuple[str, ...] = ()  # EngineConfig overrides, e.g. "faults.black_frame=0.02"
     startup_timeout_s: float = 60.0
@@ -39,6 +40,8 @@ class StandinPoolConfig:
     def __post_init__(self) -> None:
         if self.instances < 1:
             raise ValueError(f"standin.instances must be >= 1, got {self.instances}")
+        if self.instances_per_node is not None and self.instances_per_node < 1:
+            raise ValueError(f"standin.instances_per_node must be >= 1, got {self.instances_per_node}")
 
 
 @dataclass(frozen=True)

@@ -76,9 +76,9 @@ def ingest_sequence(sequence: Sequence, staging: str | pathlib.Path, config: Ing
     scene, trajectory = sequence.scene, sequence.trajectory
     folder, staging = sequence.folder, pathlib.Path(staging)
 
-    def result(status, reason="", frames=0, path=None) -> CaptureResult:
+    def result(status, reason="", frames=0, path=None, fingerprint="") -> CaptureResult:
         return CaptureResult(scene, trajectory, status, reason, frames, (), "ingest", time.perf_counter() - start,
-                             path, str(folder))
+                             path, str(folder), fingerprint)
 
     try:
         return _ingest(sequence, staging, config, result)
@@ -101,7 +101,8 @@ def _ingest(sequence: Sequence, staging: pathlib.Path, config: IngestConfig, res
     meta = _read_meta(folder / "meta.json", config)
     fingerprint = _fingerprint(poses_path, frames, meta)
     if config.resume and staged_fingerprint(staging, scene, trajectory) == fingerprint:
-        return result("cached", frames=len(frames), path=str(trajectory_dir(staging, scene, trajectory)))
+        return result("cached", frames=len(frames), path=str(trajectory_dir(staging, scene, trajectory)),
+                      fingerprint=fingerprint)
     width, height = _check_images(frames, poses_path, config)
     staged_meta = {
         **{k: v for k, v in meta.items() if k not in ("fov", "fps", "caption")},
@@ -113,7 +114,7 @@ def _ingest(sequence: Sequence, staging: pathlib.Path, config: IngestConfig, res
         "source_rows_dropped": sorted(dropped),
     }
     path = _stage(folder, frames, staging, scene, trajectory, staged_meta, dropped)
-    return result("captured", frames=len(frames), path=str(path))
+    return result("captured", frames=len(frames), path=str(path), fingerprint=fingerprint)
 
 
 def _read_meta(path: pathlib.Path, config: IngestConfig) -> dict:

@@ -88,6 +88,7 @@ class Attempt:
     seconds: float = 0.0
     planned: tuple[CaptureJob, ...] = ()  # a planning attempt's paths (capture/probe_planner.py)
     plan_stats: dict[str, Any] = field(default_factory=dict)
+    node: str = ""  # the Ray node the trajectory was staged on ("" outside Ray)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ class CaptureResult:
     seconds: float
     path: str | None
     source: str
+    fingerprint: str = ""  # of what was staged (poses + capture settings, or the ingested files)
+    node: str = ""  # the Ray node whose staging folder holds it ("" outside Ray or when failed)
 
     def to_row(self) -> dict[str, Any]:
         row = dict(self.__dict__)

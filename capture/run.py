@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import logging
 import pathlib
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 import pandas as pd
 import ray
 
 from annotate.actions import ActionSpec
 from annotate.trajectory import TrajectoryError
-from capture.ingest import ingest_sequence
+from capture.ingest import IngestConfig, Sequence, ingest_sequence
 from capture.inputs import Inputs, Skipped, discover, replay_scene
+from capture.nodes import ray_node, staging_inventory
 from capture.records import CaptureJob, CaptureResult
 from capture.replay import replay_job
 from capture.runconfig import CaptureRunConfig, SourcesConfig
@@ -53,23 +55,59 @@ def collect_jobs(sources: SourcesConfig, actions: ActionSpec,
 class CaptureOutcome:
     results: list[CaptureResult]  # one per input, in the order: replay failures, captures, ingest
     skipped: tuple[Skipped, ...]  # what was found among the inputs but is none (capture/inputs.py)
+    jobs: Mapping[str, CaptureJob]  # "scene/trajectory" -> what was captured from poses (planned paths too)
+    sequences: Mapping[str, Sequence]  # "scene/trajectory" -> what was ingested
 
 
 def run(config: CaptureRunConfig, staging: str | pathlib.Path, progress: bool = True,
-        inputs: Inputs | None = None) -> CaptureOutcome:
+        inputs: Inputs | None = None, node_local: bool = False) -> CaptureOutcome:
     """Capture and ingest everything the sources name into `staging`; Ray must be initialised.
     `inputs`: discover_inputs' result when the caller checked them before starting Ray; otherwise
-    found here, raising InputError (a ValueError) before any capture when they cannot be."""
+    found here, raising InputError (a ValueError) before any capture when they cannot be.
+    `node_local`: the nodes share no disk; each stages into its own `staging` folder (what each holds
+    is asked of it: capture/nodes.py) and ingest runs on this machine, which sees the inputs."""
     staging = pathlib.Path(staging)
     inputs, jobs, results = collect_jobs(config.sources, config.actions, inputs)
     for skip in inputs.skipped:
         log.warning("skipped %s: %s", skip.path, skip.reason)
-    if jobs or inputs.plans:
-        results += run_capture(jobs, config.capture, staging, progress, plans=inputs.plans)
-    if inputs.sequences:
-        task = ray.remote(num_cpus=1)(ingest_sequence)
-        results += ray.get([task.remote(seq, str(staging), config.sources.ingest) for seq in inputs.sequences])
-    return CaptureOutcome(results, inputs.skipped)
+    planned: list[CaptureJob] = []
+    results += _capture(config, staging, jobs, inputs.sequences, node_local, progress, inputs.plans, planned.append)
+    return CaptureOutcome(results, inputs.skipped, {job.key: job for job in jobs + planned},
+                          {f"{s.scene}/{s.trajectory}": s for s in inputs.sequences})
+
+
+def capture_again(config: CaptureRunConfig, staging: str | pathlib.Path, outcome: CaptureOutcome,
+                  keys: Iterable[str], node_local: bool = False, progress: bool = True) -> list[CaptureResult]:
+    """Capture or ingest again the trajectories `keys` of an earlier `run` whose staged copies were
+    lost (a node that left the cluster took its staging folder with it): one result each."""
+    keys = list(keys)
+    jobs = [outcome.jobs[k] for k in keys if k in outcome.jobs]
+    sequences = [outcome.sequences[k] for k in keys if k in outcome.sequences]
+    return _capture(config, pathlib.Path(staging), jobs, sequences, node_local, progress)
+
+
+def _capture(config: CaptureRunConfig, staging: pathlib.Path, jobs: list[CaptureJob], sequences: Iterable[Sequence],
+             node_local: bool, progress: bool, plans=(), on_planned=None) -> list[CaptureResult]:
+    results: list[CaptureResult] = []
+    if jobs or plans:
+        inventory = staging_inventory(staging)[0] if node_local else None
+        results += run_capture(jobs, config.capture, staging, progress, plans=plans, inventory=inventory,
+                               on_planned=on_planned)
+    sequences = list(sequences)
+    if sequences:
+        task = ray.remote(num_cpus=1)(_ingest_here)
+        if node_local:  # the inputs are where the driver is
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            task = task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(ray_node(), soft=False))
+        results += ray.get([task.remote(seq, str(staging), config.sources.ingest) for seq in sequences])
+    return results
+
+
+def _ingest_here(sequence: Sequence, staging: str, config: IngestConfig) -> CaptureResult:
+    """ingest_sequence as a Ray task: its result names the node it staged on."""
+    result = ingest_sequence(sequence, staging, config)
+    return result if result.status == "failed" else replace(result, node=ray_node())
 
 
 def write_report(results: list[CaptureResult], path: str | pathlib.Path) -> pd.DataFrame:
@@ -78,7 +116,7 @@ def write_report(results: list[CaptureResult], path: str | pathlib.Path) -> pd.D
 
     frame = pd.DataFrame([r.to_row() for r in results],
                          columns=["scene", "trajectory", "status", "reason", "frames", "attempts", "endpoint",
-                                  "seconds", "path", "source"])
+                                  "seconds", "path", "source", "fingerprint", "node"])
     with atomic_path(pathlib.Path(path)) as tmp:
         frame.to_parquet(tmp, index=False)
     return frame

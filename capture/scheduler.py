@@ -23,7 +23,7 @@ import pathlib
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tqdm import tqdm
 
 from capture.config import CaptureConfig, EndpointConfig
+from capture.nodes import Inventory
 from capture.probe_planner import PlanRequest
 from capture.records import Attempt, CaptureJob, CaptureResult
 from capture.staging import clear_partials, staged_fingerprint
@@ -113,16 +114,19 @@ class _Actor:
 
 
 def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pathlib.Path,
-                progress: bool = True, plans: Sequence[PlanRequest] = ()) -> list[CaptureResult]:
+                progress: bool = True, plans: Sequence[PlanRequest] = (), inventory: Inventory | None = None,
+                on_planned: Callable[[CaptureJob], None] | None = None) -> list[CaptureResult]:
     """One result per job, then one per path of each plan (in order). A plan (planner mode `probe`)
-    runs on an actor in its level first; its paths then join the queue like any job."""
+    runs on an actor in its level first; its paths then join the queue like any job (each is passed
+    to `on_planned`). `inventory` (capture/nodes.py): what every node has staged, when the nodes share
+    no disk; a staged copy is then looked up there, not on this machine's disk."""
     staging = pathlib.Path(staging)
     keys = [job.key for job in jobs] + [f"{r.level}/{t}" for r in plans for t in r.trajectories]
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:
         raise ValueError(f"trajectory names must be unique per scene; repeated: {', '.join(duplicates[:5])}")
     staging.mkdir(parents=True, exist_ok=True)
-    stale = clear_partials(staging)
+    stale = clear_partials(staging) if inventory is None else 0  # the inventory cleared each node's
     if stale:
         log.warning("removed %d partial trajectories left by an interrupted run", stale)
 
@@ -133,9 +137,13 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
     def enqueue(job: CaptureJob, first: bool = False) -> bool:
         """Queue the job, or (True) take its staged copy when that has the same fingerprint."""
         fp = job.fingerprint(settings)
-        if config.staging.resume and staged_fingerprint(staging, job.scene, job.trajectory) == fp:
-            results[job.key] = _result(job, "cached", "", (), "", 0.0,
-                                       str(staging / job.scene / job.trajectory), frames=len(job))
+        if inventory is not None:
+            holders = sorted(node for node, staged in inventory.get(job.key, {}).items() if staged == fp)
+        else:
+            holders = [""] if staged_fingerprint(staging, job.scene, job.trajectory) == fp else []
+        if config.staging.resume and holders:
+            results[job.key] = _result(job, "cached", "", (), "", 0.0, str(staging / job.scene / job.trajectory),
+                                       frames=len(job), fingerprint=fp, node=holders[0])
             return True
         if first:
             queue.appendleft(_Pending(job, fp))
@@ -158,8 +166,9 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
         need |= {"GPU": config.fleet.gpus_per_instance, **config.fleet.resources}
     need = {k: v for k, v in need.items() if v > 0}
     nodes: list[str | None] = [None] * len(specs)
-    if fleet and config.fleet.instances_per_node is not None:
-        nodes = list[str | None](_nodes_for(need, config.fleet.instances_per_node)[: max(1, sum(len(p.keys) for p in queue))])
+    per_node = config.fleet.instances_per_node if fleet else config.standin.instances_per_node
+    if not config.endpoints and per_node is not None:
+        nodes = list[str | None](_nodes_for(need, per_node)[: max(1, sum(len(p.keys) for p in queue))])
         specs = [specs[0]] * len(nodes)
     else:
         _check_room(need, len(specs), ray.cluster_resources())
@@ -215,13 +224,16 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
                     log.info("%s: planned %d paths in %s (%s)", attempt.endpoint, len(attempt.planned),
                              pending.plan.level, attempt.plan_stats)
                     for job in reversed(attempt.planned):  # first in line, for the actor already in the level
+                        if on_planned is not None:
+                            on_planned(job)
                         bar.update(enqueue(job, first=True))
                     continue
                 if attempt.ok:
                     assert pending.job is not None
                     frames += attempt.frames
                     results[pending.job.key] = _result(pending.job, "captured", "", tuple(pending.reasons),
-                                                       attempt.endpoint, attempt.seconds, attempt.path, attempt.frames)
+                                                       attempt.endpoint, attempt.seconds, attempt.path, attempt.frames,
+                                                       pending.fingerprint, attempt.node)
                     bar.update(1)
                     bar.set_postfix(fps=f"{frames / (time.perf_counter() - start):.1f}", failed=_count_failed(results))
                     continue
@@ -294,8 +306,9 @@ def _count_failed(results: dict[str, CaptureResult]) -> int:
 
 
 def _result(job: CaptureJob, status, reason: str, attempts: tuple[str, ...], endpoint: str, seconds: float,
-            path: str | None, frames: int = 0) -> CaptureResult:
-    return CaptureResult(job.scene, job.trajectory, status, reason, frames, attempts, endpoint, seconds, path, job.source)
+            path: str | None, frames: int = 0, fingerprint: str = "", node: str = "") -> CaptureResult:
+    return CaptureResult(job.scene, job.trajectory, status, reason, frames, attempts, endpoint, seconds, path, job.source,
+                         fingerprint, node)
 
 
 def _fail(results: dict[str, CaptureResult], pending: _Pending, reason: str) -> None:

@@ -81,6 +81,20 @@ def staged_fingerprint(root: pathlib.Path, scene: str, trajectory: str) -> str |
         return None
 
 
+def published(root: pathlib.Path) -> dict[str, str]:
+    """"scene/trajectory" -> fingerprint of every published trajectory under `root` (one whose
+    meta.json records none, or cannot be read, is left out: it is not reused)."""
+    found = {}
+    for meta in sorted(pathlib.Path(root).glob("*/*/meta.json")):
+        scene, trajectory = meta.parent.parent.name, meta.parent.name
+        if scene.startswith("."):
+            continue
+        fingerprint = staged_fingerprint(root, scene, trajectory)
+        if fingerprint:
+            found[f"{scene}/{trajectory}"] = fingerprint
+    return found
+
+
 class StagingWriter:
     """Write one trajectory frame by frame; `commit(meta)` publishes it, `abort()` discards it.
 

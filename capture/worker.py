@@ -22,6 +22,7 @@ from capture.client import (EngineClient, EngineConnectionLost, EngineDataError,
                             level_short_name)
 from capture.config import CameraConfig, CaptureConfig, EndpointConfig
 from capture.game import GameConfig, GameInstance, GameLaunchError
+from capture.nodes import ray_node
 from capture.probe_planner import PlanRequest, plan_level
 from capture.records import Attempt, CaptureJob
 from capture.staging import StagingWriter, intrinsics
@@ -221,7 +222,8 @@ class CaptureWorker:
             raise
         self.failures = 0
         self.lost_on.clear()
-        return Attempt(job.key, True, self.describe(), path=str(path), frames=len(job), seconds=time.perf_counter() - start)
+        return Attempt(job.key, True, self.describe(), path=str(path), frames=len(job), seconds=time.perf_counter() - start,
+                       node=ray_node())
 
     def _failed(self, key: str, source: str, exc: EngineError, seconds: float, row: int | None) -> Attempt:
         """An attempt that failed. An engine lost while capturing counts towards retiring it only

@@ -4,7 +4,7 @@ redone elsewhere). Ray must be initialised by the caller (entry scripts do)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from tqdm import tqdm
@@ -14,13 +14,21 @@ R = TypeVar("R")
 
 
 def ray_map(fn: Callable[..., R], items: Iterable[T], progress: bool = True, desc: str = "",
-            shared: Mapping[str, Any] | None = None) -> list[R]:
-    """`fn(item, **shared)` for each item; `shared` keyword arguments go to the object store once."""
+            shared: Mapping[str, Any] | None = None, options: Sequence[Mapping[str, Any]] | None = None,
+            each: Callable[[R], R] | None = None) -> list[R]:
+    """`fn(item, **shared)` for each item; `shared` keyword arguments go to the object store once.
+    `options`: Ray task options per item (e.g. a scheduling strategy), in item order. `each` is
+    applied to every result as it arrives (on this process), and what it returns is kept: it can
+    store a result's bulk and drop it, so that results do not pile up in memory."""
     import ray
 
     task = ray.remote(num_cpus=1)(fn)
     shared_refs = {name: ray.put(value) for name, value in (shared or {}).items()}
-    refs = [task.remote(item, **shared_refs) for item in items]
+    items = list(items)
+    if options is not None and len(options) != len(items):
+        raise ValueError(f"ray_map: {len(options)} options for {len(items)} items")
+    refs = [(task.options(**options[i]) if options is not None else task).remote(item, **shared_refs)
+            for i, item in enumerate(items)]
     index = {ref: i for i, ref in enumerate(refs)}
     out: list[R | None] = [None] * len(refs)
     pending = list(refs)
@@ -28,6 +36,7 @@ def ray_map(fn: Callable[..., R], items: Iterable[T], progress: bool = True, des
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
-                out[index[ref]] = ray.get(ref)
+                result = ray.get(ref)
+                out[index[ref]] = each(result) if each is not None else result
                 bar.update(1)
     return out  # type: ignore[return-value]

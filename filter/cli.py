@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return interrupted(args.out)
-    report = write_report(run, config, args.out / "report")
+    report = write_report(run, args.out / "report")
     for failed in run.failed:
         print(f"failed: {failed.scene}/{failed.trajectory}: {failed.reason}", file=sys.stderr)
     stats = totals(run)

@@ -7,7 +7,6 @@ import pathlib
 from collections.abc import Sequence
 
 from common.files import atomic_path
-from filter.config import FilterConfig
 from filter.review import write_review_page
 from filter.run import FilterRun, frames_table, segments_table
 
@@ -16,7 +15,7 @@ FRAMES = "frames.parquet"
 PAGE = "index.html"
 
 
-def write_report(run: FilterRun, config: FilterConfig, folder: str | pathlib.Path, title: str = "Filter review",
+def write_report(run: FilterRun, folder: str | pathlib.Path, title: str = "Filter review",
                  base: str | pathlib.Path | None = None, links: Sequence[tuple[str, str]] = ()) -> pathlib.Path:
     """The three files into `folder`; the page shows paths under `base` (default: folder's parent) relative to it."""
     folder = pathlib.Path(folder)
@@ -26,5 +25,5 @@ def write_report(run: FilterRun, config: FilterConfig, folder: str | pathlib.Pat
     with atomic_path(folder / FRAMES) as tmp:
         frames_table(run).to_parquet(tmp, index=False)
     with atomic_path(folder / PAGE) as tmp:
-        write_review_page(run, config, tmp, title, base if base is not None else folder.parent, links)
+        write_review_page(run, tmp, title, base if base is not None else folder.parent, links)
     return folder

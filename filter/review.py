@@ -21,11 +21,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from filter.config import FilterConfig
 from filter.run import FilterRun, totals
 from filter.segments import Verdict
-from capture.staging import frame_files
 from filter.stage import TrajectoryFilter
+from filter.thumbnails import flagged_frames
 
 DISTRIBUTIONS = (("speed", "m/s"), ("angular_speed", "deg/s"), ("jitter_translation", "m/s"),
                  ("jitter_rotation", "deg/s"), ("luma_mean", "0-255"), ("sharpness_rel", "ratio"),
@@ -82,7 +81,7 @@ document.addEventListener('DOMContentLoaded', () => {
 """
 
 
-def write_review_page(run: FilterRun, config: FilterConfig, path: str | pathlib.Path, title: str = "Filter review",
+def write_review_page(run: FilterRun, path: str | pathlib.Path, title: str = "Filter review",
                       base: str | pathlib.Path | None = None, links: Sequence[tuple[str, str]] = ()) -> None:
     """The page at `path`. Paths under `base` (the output folder; default: the page's folder's
     parent) are shown relative to it, so the page names no folder of the build machine. `links`:
@@ -99,7 +98,7 @@ def write_review_page(run: FilterRun, config: FilterConfig, path: str | pathlib.
              "<span id='count'></span> <span id='status'></span></div>",
              _summary(run, stats, relative), _distributions(run)]
     for result in sorted(run.results, key=lambda r: (r.scene, r.trajectory)):
-        parts.append(_trajectory(result, config, relative))
+        parts.append(_trajectory(result, relative))
     parts.append("</body></html>")
     pathlib.Path(path).write_text("".join(parts), encoding="utf-8")
 
@@ -207,14 +206,14 @@ def _svg_histogram(name: str, unit: str, values: np.ndarray, kept: np.ndarray, b
     return "".join(parts) + "</svg>"
 
 
-def _trajectory(result: TrajectoryFilter, config: FilterConfig, relative: Relative) -> str:
+def _trajectory(result: TrajectoryFilter, relative: Relative) -> str:
     frames = result.frames
     dropped = int((~frames["kept"].astype(bool)).sum())
     head = (f"<details class='trajectory' data-dropped='{dropped}'{' open' if dropped else ''}>"
             f"<summary>{_e(result.scene)} / {_e(result.trajectory)} — {len(frames)} frames, "
             f"<span class='drop'>{dropped} dropped</span>, {len(result.segments)} segments</summary>"
             f"<p>{_e(relative(result.folder))}</p>")
-    return head + _timeline(result) + _plots(result) + _thumbnails(result, config) + _segment_table(result) + "</details>"
+    return head + _timeline(result) + _plots(result) + _thumbnails(result) + _segment_table(result) + "</details>"
 
 
 def _timeline(result: TrajectoryFilter) -> str:
@@ -270,26 +269,16 @@ def _svg_chart(t: np.ndarray, frames: pd.DataFrame, pair, result: TrajectoryFilt
     return "".join(parts + legend) + "</svg>"
 
 
-def _thumbnails(result: TrajectoryFilter, config: FilterConfig) -> str:
-    flagged = [int(i) for i, reasons, kept in zip(result.frames["frame"], result.frames["reasons"], result.frames["kept"])
-               if not kept and any(r not in ("margin", "short_segment", "reviewer") for r in reasons)]
-    if not flagged:
+def _thumbnails(result: TrajectoryFilter) -> str:
+    if not result.thumbnails:
         return ""
-    limit = config.thumbnails_per_trajectory
-    chosen = flagged if len(flagged) <= limit else [flagged[round(k)] for k in np.linspace(0, len(flagged) - 1, limit)]
-    files = frame_files(result.folder, len(result.frames))
+    flagged = len(flagged_frames(result))
     items = []
-    for i in chosen:
-        image = cv2.imread(str(files[i]), cv2.IMREAD_COLOR)
-        if image is None:
-            continue
-        scale = config.thumbnail_width / image.shape[1]
-        small = cv2.resize(image, (config.thumbnail_width, max(1, round(image.shape[0] * scale))), interpolation=cv2.INTER_AREA)
-        ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    for i, data in result.thumbnails:
         reasons = ", ".join(result.frames["reasons"].iloc[i])
         items.append(f"<figure data-frame='{i}'><img alt='frame {i}' src='data:image/jpeg;base64,"
-                     f"{base64.b64encode(data.tobytes()).decode()}'><figcaption>frame {i}: {_e(reasons)}</figcaption></figure>")
-    note = f" ({len(chosen)} of {len(flagged)})" if len(chosen) < len(flagged) else ""
+                     f"{base64.b64encode(data).decode()}'><figcaption>frame {i}: {_e(reasons)}</figcaption></figure>")
+    note = f" ({len(result.thumbnails)} of {flagged})" if len(result.thumbnails) < flagged else ""
     return f"<p>Flagged frames{note}:</p><div class='thumbs'>{''.join(items)}</div>"
 
 

@@ -22,6 +22,7 @@ from filter.pose_checks import POSE_SCORES
 from filter.reasons import CHECK_REASONS, Reason
 from filter.segments import ReviewVerdict, Verdict, apply_verdicts, check_known
 from filter.stage import FilterError, TrajectoryFilter, filter_trajectory
+from filter.thumbnails import with_thumbnails
 
 SCORES = POSE_SCORES + IMAGE_SCORES
 #: scores where low is bad: a segment reports their minimum; for the others, the maximum
@@ -75,7 +76,8 @@ def filter_staging(staging: str | pathlib.Path, config: FilterConfig,
     results = tuple(o for o in outcomes if isinstance(o, TrajectoryFilter))
     failed = tuple(o for o in outcomes if isinstance(o, Failed))
     run = FilterRun(results, failed)
-    return apply_review(run, verdicts, verdicts_source) if verdicts else run
+    run = apply_review(run, verdicts, verdicts_source) if verdicts else run
+    return replace(run, results=tuple(with_thumbnails(r, config) for r in run.results))
 
 
 def apply_review(run: FilterRun, verdicts: Mapping[str, ReviewVerdict], source: str) -> FilterRun:

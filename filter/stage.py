@@ -40,6 +40,9 @@ class TrajectoryFilter:
     segments: tuple[Segment, ...]
     seconds: float  # wall time spent, decoding included
     decode_seconds: float  # of which reading and decoding images
+    # the review page's pictures of flagged frames, (frame, JPEG bytes), made where the staged frames
+    # are (filter.review.with_thumbnails): the page is written on a machine that may not see them
+    thumbnails: tuple[tuple[int, bytes], ...] = ()
 
 
 def camera_matrix(meta: dict, width: int, height: int, where: pathlib.Path) -> np.ndarray:

@@ -7,7 +7,7 @@ import json
 import pathlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from augment.make import ClipConfig
 from capture.runconfig import CaptureRunConfig
@@ -34,6 +34,14 @@ class BuildConfig:
     shards: ShardConfig = field(default_factory=ShardConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
     staging: str | None = None  # default: <out>/staging
+    # shared: every Ray node sees OUT (and staging) at the same path (NFS, Lustre), checked at start;
+    # node_local: the nodes share no disk, data moves through Ray (formats.md 2.1); auto: shared when
+    # the check passes, node_local otherwise (the build says which, in its log and stats.json)
+    storage: Literal["auto", "shared", "node_local"] = "auto"
+
+    def __post_init__(self) -> None:
+        if self.storage not in ("auto", "shared", "node_local"):
+            raise ValueError(f"storage must be auto, shared or node_local, got {self.storage!r}")
 
 
 #: the demo build (no --config): 8 planned paths in the four stand-in scene kinds, 256x144. Two of

@@ -20,8 +20,10 @@ or filtered with its clip count.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import pathlib
 import time
 from collections import Counter
@@ -31,12 +33,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pyarrow import ArrowException
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from annotate.actions import CHANNELS
 from capture.inputs import Inputs
+from capture.nodes import live_nodes, ray_node
+from capture.records import CaptureResult
+from capture.run import CaptureOutcome, capture_again
 from capture.run import run as run_capture
 from capture.run import write_report as write_capture_report
-from capture.staging import staged_fingerprint
 from common.config import dump_yaml
 from common.files import atomic_path
 from common.raymap import ray_map
@@ -50,9 +56,11 @@ from pipelines.card import PAGE as CARD_PAGE
 from pipelines.card import card_numbers, combination, write_card
 from pipelines.config import BuildConfig
 from pipelines.storage import check_shared, shared_storage_message
-from pipelines.trajectory import CacheError, TrajectoryItem, cache_path, read_cache, trajectory_task
+from pipelines.trajectory import (CacheError, TrajectoryItem, cache_path, held_cache, read_cache, store_cache,
+                                  trajectory_task)
 
 SPLITS = ("train", "val")
+log = logging.getLogger(__name__)
 
 
 class BuildError(Exception):
@@ -79,9 +87,7 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True, inputs:
     folders = [out] if staging.resolve().is_relative_to(out.resolve()) else [out, staging]
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
-    problems = check_shared(folders)  # before any capture: every node must see OUT (and staging) as we do
-    if problems:
-        raise BuildError(shared_storage_message(problems))
+    storage = _storage_mode(config.storage, folders)  # before any capture
     (out / "config.yaml").write_text(dump_yaml(config))
     verdicts_path = out / "verdicts.csv"
     try:
@@ -98,28 +104,30 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True, inputs:
         seconds[stage] = round(now - mark, 3)
         mark = now
 
+    node_local = storage["mode"] == "node_local"
+    earlier = _earlier_captures(out / "capture_report.parquet")
     try:
-        capture_run = run_capture(config.capture, staging, progress=progress, inputs=inputs)
+        capture_run = run_capture(config.capture, staging, progress=progress, inputs=inputs, node_local=node_local)
     except ValueError as exc:  # settings the cluster cannot satisfy, inputs that cannot be named or found
         raise BuildError(str(exc)) from exc
-    captured = capture_run.results
     lap("capture")
-    write_capture_report(captured, out / "capture_report.parquet")
     rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in captured:
+    for r in capture_run.results:
         if (r.scene, r.trajectory) in rows:  # capture/inputs.py names every input once: a bug if not
             raise BuildError(f"internal error: two inputs named {r.scene}/{r.trajectory} ({r.source}, "
                              f"{rows[(r.scene, r.trajectory)]['source']})")
         rows[(r.scene, r.trajectory)] = {
             "scene": r.scene, "trajectory": r.trajectory, "source": r.source, "capture": r.status,
             "stage": "capture" if r.status == "failed" else "", "reason": r.reason if r.status == "failed" else "",
-            "frames": r.frames, "kept_frames": 0, "clips": 0, "split": ""}
-    ready = [r for r in captured if r.status != "failed" and r.path]
-    scenes = sorted({r.scene for r in ready})
-    items = [TrajectoryItem(r.scene, r.trajectory, pathlib.Path(str(r.path)), scene_split(r.scene, scenes, config),
-                            staged_fingerprint(staging, r.scene, r.trajectory)) for r in ready]
-    outcomes = ray_map(trajectory_task, items, progress=progress, desc="filter+clips",
-                       shared={"config": config, "work": work, "verdicts": verdicts})
+            "frames": r.frames, "kept_frames": 0, "clips": 0, "split": "", "node": r.node,
+            "recaptured": _lost_since(r, earlier)}
+    scenes = sorted({r.scene for r in capture_run.results if r.status != "failed" and r.path})
+    try:
+        captured, items, outcomes = _filter_all(config, staging, work, capture_run, verdicts, rows, scenes, node_local,
+                                                progress)
+    except ValueError as exc:
+        raise BuildError(str(exc)) from exc
+    write_capture_report(captured, out / "capture_report.parquet")
     lap("filter+clips")
     results = tuple(o["filter"] for o in outcomes if "filter" in o)
     run = FilterRun(results, tuple(o["failed"] for o in outcomes if "failed" in o), len(verdicts),
@@ -129,7 +137,7 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True, inputs:
     except ValueError as exc:
         raise BuildError(str(exc)) from exc
     capture_failed = tuple(Failed(r.scene, r.trajectory, r.reason, "capture") for r in captured if r.status == "failed")
-    write_filter_report(replace(run, failed=capture_failed + run.failed), config.filter, out / "report", base=out,
+    write_filter_report(replace(run, failed=capture_failed + run.failed), out / "report", base=out,
                         links=(("Dataset card", CARD_PAGE),))
     lap("report")
     for failed in run.failed:
@@ -161,10 +169,111 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True, inputs:
     write_card(stats["card"], summaries, out / "report" / CARD_PAGE)
     lap("card")
     stats["stage_seconds"] = seconds
+    stats["storage"] = storage
     stats["skipped"] = [{"path": k.path, "reason": k.reason} for k in capture_run.skipped]
     with atomic_path(out / "stats.json") as tmp:
         tmp.write_text(json.dumps(stats, indent=1, sort_keys=True))
     return stats
+
+
+def _storage_mode(setting: str, folders: list[pathlib.Path]) -> dict[str, Any]:
+    """Which storage the build uses (stats.json's `storage`): `shared` when every node sees OUT as
+    the driver does (refused, naming the nodes, when `storage: shared` is asked for and they do not),
+    `node_local` when asked for or when `auto` finds nodes that do not."""
+    nodes = len(live_nodes())
+    if setting == "node_local":
+        log.warning("storage: node_local (asked for): staged frames stay on the node that captured them; "
+                    "data moves through Ray")
+        return {"mode": "node_local", "setting": setting, "nodes": nodes, "not_shared": []}
+    problems = check_shared(folders)  # every node writes and reads a probe in OUT (and staging)
+    if problems and setting == "shared":
+        raise BuildError(shared_storage_message(problems))
+    if problems:
+        log.warning("storage: node_local: %s; staged frames stay on the node that captured them and data moves "
+                    "through Ray (set storage: shared to refuse instead)", "; ".join(problems))
+        return {"mode": "node_local", "setting": setting, "nodes": nodes, "not_shared": problems}
+    return {"mode": "shared", "setting": setting, "nodes": nodes, "not_shared": []}
+
+
+def _earlier_captures(report: pathlib.Path) -> dict[tuple[str, str], tuple[str, str]]:
+    """(scene, trajectory) -> (fingerprint, node) of what an earlier run of this build had staged."""
+    try:
+        table = pd.read_parquet(report, columns=["scene", "trajectory", "status", "fingerprint", "node"])
+    except (OSError, ValueError, KeyError, ArrowException):  # none yet, or written before these columns
+        return {}
+    table = table[table["status"].isin(["captured", "cached"]) & (table["fingerprint"] != "")]
+    return {(r.scene, r.trajectory): (r.fingerprint, r.node) for r in table.itertuples()}
+
+
+def _lost_since(result: CaptureResult, earlier: dict[tuple[str, str], tuple[str, str]]) -> str:
+    """Why a trajectory an earlier run had staged, unchanged, was captured again ("" when it was not)."""
+    before = earlier.get((result.scene, result.trajectory))
+    if result.status != "captured" or before is None or before[0] != result.fingerprint:
+        return ""
+    where = f" on node {before[1][:12]}" if before[1] else ""
+    return f"an earlier run's staged copy{where} was not found on any live node"
+
+
+def _filter_all(config: BuildConfig, staging: pathlib.Path, work: pathlib.Path, capture_run: CaptureOutcome,
+                verdicts: dict, rows: dict[tuple[str, str], dict[str, Any]], scenes: list[str], node_local: bool,
+                progress: bool) -> tuple[list[CaptureResult], list[TrajectoryItem], list[dict[str, Any]]]:
+    """Every staged trajectory filtered and cut into clips where it is staged; one whose staged copy
+    is gone (its node left the cluster) is captured again, up to retry.max_attempts rounds, then
+    failed. Returns the final capture results, the items and their outcomes, in input order."""
+    here = ray_node() if node_local else ""
+    latest = {(r.scene, r.trajectory): r for r in capture_run.results}
+    outcomes: dict[tuple[str, str], dict[str, Any]] = {}
+    items: dict[tuple[str, str], TrajectoryItem] = {}
+    todo = [r for r in capture_run.results if r.status != "failed" and r.path]
+    for attempt in range(config.capture.capture.retry.max_attempts + 1):
+        batch = [TrajectoryItem(r.scene, r.trajectory, pathlib.Path(str(r.path)), scene_split(r.scene, scenes, config),
+                                here, held_cache(work, r.scene, r.trajectory) if node_local else "") for r in todo]
+        options = [{"scheduling_strategy": NodeAffinitySchedulingStrategy(r.node, soft=True)} if node_local and r.node
+                   else {} for r in todo]
+        done = ray_map(trajectory_task, batch, progress=progress, desc="filter+clips" if not attempt else "again",
+                       shared={"config": config, "work": work, "verdicts": verdicts}, options=options,
+                       each=functools.partial(_keep_cache, work))
+        missing = {}
+        for item, outcome in zip(batch, done):
+            key = (item.scene, item.trajectory)
+            items[key] = item
+            if "missing" in outcome:
+                missing[key] = outcome["missing"]
+            else:
+                outcomes[key] = outcome
+        if not missing:
+            break
+        if attempt == config.capture.capture.retry.max_attempts:
+            for key, why in missing.items():
+                reason = f"staged copy lost {attempt + 1} times, last: {why}"
+                latest[key] = replace(latest[key], status="failed", reason=reason)
+                rows[key].update(capture="failed", stage="capture", reason=reason)
+                outcomes[key] = {}
+            break
+        log.warning("%d staged trajectories are gone (a node left the cluster?): capturing them again", len(missing))
+        again = capture_again(config.capture, staging, capture_run, [f"{s}/{t}" for s, t in missing], node_local,
+                              progress)
+        todo = []
+        for r in again:
+            key = (r.scene, r.trajectory)
+            latest[key] = r
+            rows[key].update(capture=r.status, frames=r.frames, node=r.node,
+                             recaptured=f"{missing[key]}; captured again" + (f" on node {r.node[:12]}" if r.node else ""))
+            if r.status == "failed" or not r.path:
+                rows[key].update(stage="capture", reason=r.reason)
+                outcomes[key] = {}
+            else:
+                todo.append(r)
+    order = [key for key in latest if key in items]
+    return list(latest.values()), [items[k] for k in order], [outcomes[k] for k in order]
+
+
+def _keep_cache(work: pathlib.Path, outcome: dict[str, Any]) -> dict[str, Any]:
+    """A task's outcome as it arrives: a cache it sent from another node stored here, then dropped."""
+    blobs = outcome.pop("cache", None)
+    if blobs is not None:
+        store_cache(work, outcome["summary"]["scene"], outcome["summary"]["trajectory"], blobs)
+    return outcome
 
 
 def _write_all_shards(config: BuildConfig, out: pathlib.Path, work: pathlib.Path,
@@ -215,6 +324,7 @@ def _stats(table: pd.DataFrame, run, manifest: pd.DataFrame, shard_counts: dict[
                          "cached": int((table["capture"] == "cached").sum()), "failed": int(len(failed)),
                          "failed_by_stage": failed["stage"].value_counts().to_dict(),
                          "with_clips": int((table["clips"] > 0).sum()),
+                         "recaptured": int((table["recaptured"] != "").sum()),
                          "without_clips": int(((table["clips"] == 0) & (table["stage"] == "")).sum())},
         "frames": {"kept": filtered["frames_kept"], "dropped": filtered["frames_dropped"],
                    "dropped_per_reason": filtered["frames_dropped_per_reason"]},

@@ -1,6 +1,13 @@
 """One trajectory's Ray task: filter it and cut its clips in one pass over its frames, cached
 between runs (pipelines/stages.py wires it into the build).
 
+It runs where the trajectory is staged. On a cluster whose nodes share no disk (formats.md 2.1) that
+is the node that captured it (soft node affinity), its cache is written there, and what the driver
+needs travels back through Ray's object store: the filter result with the review page's thumbnails,
+and the cache's three files (unless the driver already holds the same ones), which the driver
+stores as its own copy (`store_cache`) and writes the shards from. A staged copy that is not there
+(its node left the cluster) comes back as `missing`, and the build captures it again.
+
 Kept apart from the shard stage so a Ray worker that runs it imports the filter and clip code only:
 not webdataset, which pulls in torch (2-3 s of import per worker).
 """
@@ -21,11 +28,14 @@ import numpy as np
 import pandas as pd
 
 from augment.make import ClipJob, encode_jpeg, make_clips, read_meta, staged_captions
+from capture.nodes import ray_node
+from capture.staging import staged_fingerprint
 from common.config import to_dict
 from common.files import atomic_path
 from filter.run import SCORES, Failed, filter_one, review_result
 from filter.segments import ReviewVerdict, Segment, Verdict, kept_spans
 from filter.stage import FilterError, TrajectoryFilter, read_staged
+from filter.thumbnails import with_thumbnails
 from pipelines.config import BuildConfig
 
 # bump when the cached clip or filter content changes (3: frames wider than the filter's working copy
@@ -44,7 +54,8 @@ class TrajectoryItem:
     trajectory: str
     folder: pathlib.Path
     split: str
-    staged: str | None  # the staged copy's fingerprint
+    ship_to: str = ""  # node-local storage: the driver's Ray node, which gets the cache's bytes back
+    have: str = ""  # the SHA-256 of the cache info the driver holds ("" for none): not sent again
 
 
 def trajectory_task(item: TrajectoryItem, config: BuildConfig, work: pathlib.Path,
@@ -53,7 +64,14 @@ def trajectory_task(item: TrajectoryItem, config: BuildConfig, work: pathlib.Pat
     once: the filter scores it and the clip JPEG is encoded from it), or reuse the cache when nothing
     it depends on changed. A Ray task; failures come back as data, whatever raised them."""
     try:
-        return _trajectory(item, config, work, verdicts)
+        outcome = _trajectory(item, config, work, verdicts)
+        if item.ship_to and "summary" in outcome and "error" not in outcome["summary"] and ray_node() != item.ship_to:
+            paths = CachePaths.of(work, item.scene, item.trajectory)
+            info = paths.info.read_bytes()
+            if hashlib.sha256(info).hexdigest() != item.have:
+                outcome["cache"] = {"samples": paths.samples.read_bytes(), "frames": paths.frames.read_bytes(),
+                                    "info": info}
+        return outcome
     except Exception as exc:  # one input's failure, of any kind, is that input's failed row
         return {"failed": Failed(item.scene, item.trajectory,
                                  f"{item.folder}: unexpected {type(exc).__name__}: {exc}")}
@@ -61,18 +79,21 @@ def trajectory_task(item: TrajectoryItem, config: BuildConfig, work: pathlib.Pat
 
 def _trajectory(item: TrajectoryItem, config: BuildConfig, work: pathlib.Path,
                 verdicts: Mapping[str, ReviewVerdict]) -> dict[str, Any]:
+    if not item.folder.is_dir():
+        return {"missing": f"{item.folder}: not staged on node {ray_node() or 'local'}"}
     paths = CachePaths.of(work, item.scene, item.trajectory)
     prefix = re.compile(rf"{re.escape(item.scene)}-{re.escape(item.trajectory)}-\d{{6}}-\d{{6}}")
     own = sorted((k, v.verdict.value) for k, v in verdicts.items() if prefix.fullmatch(k))
     seed = int(np.random.SeedSequence([config.seed, *item.scene.encode(), 0, *item.trajectory.encode()])
                .generate_state(1)[0])
-    key = hashlib.sha256(json.dumps([CACHE_VERSION, item.staged, item.split, seed, own, to_dict(config.clips),
+    staged = staged_fingerprint(item.folder.parent.parent, item.scene, item.trajectory)
+    key = hashlib.sha256(json.dumps([CACHE_VERSION, staged, item.split, seed, own, to_dict(config.clips),
                                      to_dict(config.filter), to_dict(config.capture.actions)],
                                     sort_keys=True).encode()).hexdigest()[:24]
     cached = _read_info(paths, key)
     if cached is not None:
         info, result = cached
-        return {"filter": result, "changed": info["changed"], "summary": {**info["summary"], "cached": True}}
+        return {"filter": with_thumbnails(result, config.filter), "changed": info["changed"], "summary": {**info["summary"], "cached": True}}
     jpegs: dict[int, bytes] = {}
 
     def encode(i: int, bgr: np.ndarray) -> None:
@@ -86,6 +107,7 @@ def _trajectory(item: TrajectoryItem, config: BuildConfig, work: pathlib.Path,
     if isinstance(outcome, Failed):
         return {"failed": outcome}
     result, changed = review_result(outcome, verdicts)
+    result = with_thumbnails(result, config.filter)
     scores = {name: result.frames[name].to_numpy(float) for name in SCORES}
     meta = read_meta(item.folder)
     job = ClipJob(item.folder, item.scene, item.trajectory, item.split, tuple(kept_spans(result.segments)), scores, seed,
@@ -172,6 +194,24 @@ def _read_info(paths: CachePaths, key: str) -> tuple[dict[str, Any], TrajectoryF
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return info, result
+
+
+def store_cache(work: pathlib.Path, scene: str, trajectory: str, blobs: Mapping[str, bytes]) -> None:
+    """Keep a cache another node made and sent (`cache` of a task's outcome) as this machine's own
+    copy: the two data files first, the info that vouches for them last, each atomically."""
+    paths = CachePaths.of(work, scene, trajectory)
+    paths.samples.parent.mkdir(parents=True, exist_ok=True)
+    for name in ("samples", "frames", "info"):
+        with atomic_path(getattr(paths, name)) as tmp:
+            tmp.write_bytes(blobs[name])
+
+
+def held_cache(work: pathlib.Path, scene: str, trajectory: str) -> str:
+    """The SHA-256 of the cache info this machine holds for a trajectory, "" for none."""
+    try:
+        return hashlib.sha256(CachePaths.of(work, scene, trajectory).info.read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 def cache_path(work: pathlib.Path, scene: str, trajectory: str) -> pathlib.Path:

@@ -48,7 +48,7 @@ def test_every_frame_is_covered_and_faults_are_dropped(staged, tmp_path):
     assert stats["frames"] == 120 and stats["frames_kept"] + stats["frames_dropped"] == 120
     assert stats["frames_dropped_per_reason"]["black"] == len(truth["black"])
 
-    out = write_report(run, FilterConfig(), tmp_path / "report")
+    out = write_report(run, tmp_path / "report")
     table = pd.read_parquet(out / "filter.parquet")
     for column in ("segment_id", "scene", "trajectory", "start", "end", "verdict", "reasons", "jitter_rotation",
                    "sharpness_rel", "shift_error"):

@@ -33,7 +33,7 @@ def build(tmp_path_factory):
     hostile = tuple(replace(r, scene=HOSTILE) if r.trajectory == "clean" else r for r in run.results)
     run = replace(run, results=hostile)
     out = tmp_path_factory.mktemp("out")
-    write_report(run, FilterConfig(), out / "report")
+    write_report(run, out / "report")
     return root, run, out
 
 
