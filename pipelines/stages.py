@@ -4,6 +4,9 @@
 
 Each staged trajectory is filtered and cut into clips by one Ray task, in one pass over its frames:
 a frame is decoded once, scored by the filter and encoded as the clips' JPEG.
+On a cluster whose nodes share no disk (`storage: node_local`, formats.md 2.1) that task runs on
+the node that staged the trajectory and sends its results back through Ray; a staged copy lost with
+its node is captured again.
 
 Resume and reproducibility:
 - capture skips trajectories already staged with the same fingerprint (capture/staging.py);

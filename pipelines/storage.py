@@ -1,13 +1,13 @@
-"""Every node of the Ray cluster must see the build's folders as the driver does.
+"""Does every node of the Ray cluster see the build's folders as the driver does?
 
-The build's capture actors write staged trajectories under the staging folder on whichever node
-they run, and the filter/clip tasks Ray schedules elsewhere read them back by path; the driver
-writes shards from the clip caches the tasks wrote. That is only correct when OUT (and a separate
-`staging` folder) is one shared filesystem mounted at the same path on every node (NFS, Lustre, a
-cluster file system). `check_shared` proves it before any capture: the driver writes a token into
-each folder, one task pinned to each live node reads it and writes its own token back, and the
-driver reads those. A node that cannot see the driver's token, or whose token the driver cannot see,
-stops the build with a message naming it.
+In `storage: shared` mode (formats.md 2.1) the build's capture actors write staged trajectories
+under the staging folder on whichever node they run, and the filter/clip tasks Ray schedules
+elsewhere read them back by path; the driver writes shards from the clip caches the tasks wrote.
+That is only correct when OUT (and a separate `staging` folder) is one shared filesystem mounted at
+the same path on every node (NFS, Lustre). `check_shared` tells, before any capture: the driver
+writes a token into each folder, one task pinned to each live node reads it and writes its own
+token back, and the driver reads those. A node that cannot see the driver's token, or whose token
+the driver cannot see, is named: `shared` stops the build, `auto` switches to `node_local`.
 """
 
 from __future__ import annotations
@@ -88,4 +88,4 @@ def shared_storage_message(problems: Sequence[str]) -> str:
     return ("the build's folders are not shared storage on every node of the Ray cluster, so staged "
             "trajectories and clip caches written on one node could not be read on another: "
             + "; ".join(problems) + ". Put OUT (and capture.staging, when set) on a filesystem every node "
-            "mounts at the same path (NFS, Lustre), or run the build on one machine")
+            "mounts at the same path (NFS, Lustre), or set storage: node_local (data then moves through Ray)")
