@@ -26,7 +26,7 @@ from capture.captions import CaptionConfig, SegmentCaption, clip_captions, traje
 from capture.staging import frame_files
 from capture.standin.scene import make_scene
 from common.config import to_dict
-from datasets.samples import Clip, sample_key
+from datasets.samples import VIDEO, Clip, sample_key
 from filter.run import worst_scores  # the per-clip summary uses the report's rule
 
 
@@ -71,9 +71,14 @@ def read_meta(folder: pathlib.Path) -> dict:
     return json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").is_file() else {}
 
 
-def staged_captions(job: ClipJob, traj: Trajectory, meta: Mapping, config: CaptionConfig) -> list[SegmentCaption]:
+def staged_captions(job: ClipJob, traj: Trajectory | None, meta: Mapping, config: CaptionConfig,
+                    times: np.ndarray | None = None) -> list[SegmentCaption]:
     """The trajectory's segment captions (capture/captions.py): a stand-in capture is described
-    from its scene, which the level name rebuilds exactly."""
+    from its scene, which the level name rebuilds exactly. Plain footage (`traj` None) has its
+    frame `times` and the captions or caption its meta.json gives."""
+    if traj is None:
+        assert times is not None
+        return trajectory_captions(meta, None, times, config, str(job.folder / "meta.json"))
     scene = make_scene(str(meta["scene"])) if meta.get("engine") == "standin" else None
     return trajectory_captions(meta, traj.poses, traj.timestamps, config, str(job.folder / "meta.json"), scene)
 
@@ -88,6 +93,30 @@ def clip_revisits(revisits: list[Mapping], source: np.ndarray) -> list[dict]:
         if len(at) and len(back) and at[0] < back[-1]:
             out.append({"kind": r["kind"], "start": int(at[0]), "end": int(back[-1])})
     return out
+
+
+def make_video_clips(job: ClipJob, times: np.ndarray, config: ClipConfig, jpegs: Mapping[int, bytes],
+                     captions: list[SegmentCaption]) -> list[Clip]:
+    """Plain footage (capture/video.py) -> `video` samples: windows at the target fps inside the
+    kept spans, frames and metadata only (no poses, so no actions, motion or palindromes).
+    `times`: the staged frame times; `jpegs`: every frame, encoded (the filter's pass)."""
+    meta = job.meta if job.meta is not None else read_meta(job.folder)
+    fps = 1.0 / float(np.median(np.diff(times)))
+    step = frame_step(fps, config.window.fps, str(job.folder))
+    base = {"kind": VIDEO, "scene": job.scene, "trajectory": job.trajectory, "split": job.split, "fps": fps / step,
+            "width": meta.get("width"), "height": meta.get("height"), "intrinsics": None,
+            "caption": meta.get("caption", ""), "palindrome": False, "turn_index": None, "translation_scale": None,
+            "revisits": [], "modalities": ["rgb"]}
+    clips = []
+    for index, source in enumerate(windows(job.spans, step, config.window)):
+        summary = worst_scores({name: np.asarray(values)[source] for name, values in job.scores.items()})
+        seconds = times[source] - times[0]
+        clip_meta = {**base, "clip": index, "source_frames": source.tolist(),
+                     "captions": clip_captions(captions, float(seconds.min()), float(seconds.max())),
+                     "filter": {k: (None if np.isnan(v) else v) for k, v in summary.items()}}
+        clips.append(Clip(sample_key(job.scene, job.trajectory, index, False), tuple(jpegs[int(i)] for i in source),
+                          None, None, None, clip_meta))
+    return clips
 
 
 def make_clips(job: ClipJob, config: ClipConfig, spec: ActionSpec, jpegs: Mapping[int, bytes] | None = None,
@@ -123,7 +152,7 @@ def make_clips(job: ClipJob, config: ClipConfig, spec: ActionSpec, jpegs: Mappin
         return cache[i]
 
     clips = []
-    base = {"scene": job.scene, "trajectory": job.trajectory, "split": job.split,
+    base = {"kind": "posed", "scene": job.scene, "trajectory": job.trajectory, "split": job.split,
             "fps": fps / step, "width": meta.get("width"), "height": meta.get("height"),
             "intrinsics": meta.get("intrinsics"), "caption": meta.get("caption", ""),
             "action_spec": to_dict(spec)}

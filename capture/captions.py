@@ -84,14 +84,15 @@ def segment_frames(times: np.ndarray, segment_s: float) -> list[tuple[float, flo
     return [(k * segment_s, (k + 1) * segment_s, np.flatnonzero(index == k)) for k in np.unique(index)]
 
 
-def trajectory_captions(meta: Mapping[str, Any], poses: np.ndarray, times: np.ndarray, config: CaptionConfig,
+def trajectory_captions(meta: Mapping[str, Any], poses: np.ndarray | None, times: np.ndarray, config: CaptionConfig,
                         where: str, scene: Scene | None = None) -> list[SegmentCaption]:
     """The captions of one staged trajectory (see the module docstring for the order of sources).
-    `scene`: the stand-in scene it was captured in (None: not captured on the stand-in)."""
+    `scene`: the stand-in scene it was captured in (None: not captured on the stand-in; then
+    `poses` are not needed, and footage without poses passes None)."""
     if "captions" in meta:
         return parse_captions(meta["captions"], where)
     segments = segment_frames(times, config.segment_s)
-    if scene is not None:
+    if scene is not None and poses is not None:
         fov = float(meta["fov"])
         renderer = Renderer(scene, shadow_resolution=4)  # object indices only: the shadow map is not used
         out = []

@@ -38,6 +38,7 @@ from capture.probe_planner import PlanRequest, plan_requests
 from capture.records import NAME, CaptureJob, CaptureResult, safe_name
 from capture.replay import ReplayConfig, ReplaySource, stand_in_spec
 from capture.standin.scene import level_name
+from capture.video import VideoConfig, VideoSource, is_video_file
 
 
 class InputError(ValueError):
@@ -60,10 +61,11 @@ class Inputs:
     failed: tuple[CaptureResult, ...]  # inputs that cannot even be opened (a dangling link)
     skipped: tuple[Skipped, ...]
     plans: tuple[PlanRequest, ...] = ()  # paths planned on the engines first (planner mode `probe`)
+    videos: tuple[VideoSource, ...] = ()  # plain footage without poses (capture/video.py)
 
     def __len__(self) -> int:
         return (len(self.replay) + len(self.planned) + len(self.sequences) + len(self.failed)
-                + sum(len(r.trajectories) for r in self.plans))
+                + sum(len(r.trajectories) for r in self.plans) + len(self.videos))
 
 
 def name_id(raw: str) -> str:
@@ -146,6 +148,41 @@ def scan_ingest(roots: Seq[str]) -> tuple[list[Sequence], list[CaptureResult], l
     return sequences, failed, skipped
 
 
+def scan_video(roots: Seq[str]) -> tuple[list[VideoSource], list[CaptureResult], list[Skipped]]:
+    """The video files and frame folders `<root>/<scene>/<entry>` of every root, with ids (a file's
+    id is its stem's); hidden names ignored, other files skipped with the reason."""
+    videos: list[VideoSource] = []
+    failed: list[CaptureResult] = []
+    skipped: list[Skipped] = []
+    seen: dict[pathlib.Path, str] = {}
+    for root in roots:
+        path = pathlib.Path(root)
+        if not path.is_dir():
+            raise InputError(f"video root {root} {'does not exist' if not path.exists() else 'is not a folder'}")
+        for scene in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
+            if _dangling(scene) or not scene.is_dir():
+                skipped.append(Skipped(str(scene), "not a scene folder (a file, or a link to nothing)"))
+                continue
+            for entry in sorted(p for p in scene.iterdir() if not p.name.startswith(".")):
+                scene_id = name_id(scene.name)
+                trajectory_id = name_id(entry.stem if entry.is_file() else entry.name)
+                broken = _dangling(entry)
+                if broken:
+                    failed.append(CaptureResult(scene_id, trajectory_id, "failed", f"{entry}: cannot be opened "
+                                                f"({broken})", 0, (), "video", 0.0, None, str(entry)))
+                    continue
+                if entry.is_file() and not is_video_file(entry):
+                    skipped.append(Skipped(str(entry), "not a video file (.mp4, .webm, .mkv, .mov, .avi, .m4v)"))
+                    continue
+                real = entry.resolve()
+                if real in seen:
+                    skipped.append(Skipped(str(entry), f"the same input as {seen[real]}: read once"))
+                    continue
+                seen[real] = str(entry)
+                videos.append(VideoSource(scene_id, trajectory_id, entry))
+    return videos, failed, skipped
+
+
 def expand_replay(sources: Seq[ReplaySource]) -> tuple[list[ReplaySource], list[Skipped]]:
     """One source per log file (a folder's `.csv` files, any case, sorted), each with its id's name."""
     files: list[ReplaySource] = []
@@ -184,9 +221,13 @@ def replay_scene(source: ReplaySource) -> str:
     return level_name(source.scene) if stand_in_spec(source.scene) else name_id(source.scene)
 
 
-def discover(replay: ReplayConfig, planner: PlannerConfig, ingest: IngestConfig, actions: ActionSpec) -> Inputs:
+def discover(replay: ReplayConfig, planner: PlannerConfig, ingest: IngestConfig, actions: ActionSpec,
+             video: VideoConfig = VideoConfig()) -> Inputs:
     """Find and name every input; raises InputError (a configuration error) before any capture."""
     sequences, failed, skipped = scan_ingest(ingest.roots)
+    videos, broken, more = scan_video(video.roots)
+    failed += broken
+    skipped += more
     logs, more = expand_replay(replay.sources)
     skipped += more
     some = planner.trajectories_per_scene > 0
@@ -196,12 +237,15 @@ def discover(replay: ReplayConfig, planner: PlannerConfig, ingest: IngestConfig,
                  + [(r.level, t, s) for r in plans for t, s in zip(r.trajectories, r.sources)]
                  + [(replay_scene(s), str(s.name), s.path) for s in logs]
                  + [(s.scene, s.trajectory, str(s.folder)) for s in sequences]
+                 + [(v.scene, v.trajectory, str(v.path)) for v in videos]
                  + [(r.scene, r.trajectory, r.source) for r in failed])
-    inputs = Inputs(tuple(logs), tuple(planned), tuple(sequences), tuple(failed), tuple(skipped), tuple(plans))
+    inputs = Inputs(tuple(logs), tuple(planned), tuple(sequences), tuple(failed), tuple(skipped), tuple(plans),
+                    tuple(videos))
     if not len(inputs):
-        where = [f"ingest root {r}" for r in ingest.roots] + [f"replay source {s.path}" for s in replay.sources]
+        where = ([f"ingest root {r}" for r in ingest.roots] + [f"video root {r}" for r in video.roots]
+                 + [f"replay source {s.path}" for s in replay.sources])
         raise InputError("no inputs: " + (f"nothing found in {', '.join(where)}" if where else
-                                          "the configuration names no planned paths, replay logs or ingest roots"))
+                                          "the configuration names no planned paths, replay logs, ingest or video roots"))
     return inputs
 
 

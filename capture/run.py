@@ -8,23 +8,26 @@ file and row. Nothing else stops because of them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import pathlib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pandas as pd
 import ray
 
 from annotate.actions import ActionSpec
 from annotate.trajectory import TrajectoryError
-from capture.ingest import IngestConfig, Sequence, ingest_sequence
+from capture.ingest import Sequence, ingest_sequence
 from capture.inputs import Inputs, Skipped, discover, replay_scene
 from capture.nodes import ray_node, staging_inventory
 from capture.records import CaptureJob, CaptureResult
 from capture.replay import replay_job
 from capture.runconfig import CaptureRunConfig, SourcesConfig
 from capture.scheduler import run_capture
+from capture.video import VideoSource, stage_video
 
 log = logging.getLogger(__name__)
 REPORT = "capture_report.parquet"
@@ -32,7 +35,7 @@ REPORT = "capture_report.parquet"
 
 def discover_inputs(sources: SourcesConfig, actions: ActionSpec) -> Inputs:
     """Every input found and named (capture/inputs.py); InputError (a configuration error) if not."""
-    return discover(sources.replay, sources.planner, sources.ingest, actions)
+    return discover(sources.replay, sources.planner, sources.ingest, actions, sources.video)
 
 
 def collect_jobs(sources: SourcesConfig, actions: ActionSpec,
@@ -57,6 +60,7 @@ class CaptureOutcome:
     skipped: tuple[Skipped, ...]  # what was found among the inputs but is none (capture/inputs.py)
     jobs: Mapping[str, CaptureJob]  # "scene/trajectory" -> what was captured from poses (planned paths too)
     sequences: Mapping[str, Sequence]  # "scene/trajectory" -> what was ingested
+    videos: Mapping[str, VideoSource] = field(default_factory=dict)  # -> plain footage staged
 
 
 def run(config: CaptureRunConfig, staging: str | pathlib.Path, progress: bool = True,
@@ -71,9 +75,11 @@ def run(config: CaptureRunConfig, staging: str | pathlib.Path, progress: bool = 
     for skip in inputs.skipped:
         log.warning("skipped %s: %s", skip.path, skip.reason)
     planned: list[CaptureJob] = []
-    results += _capture(config, staging, jobs, inputs.sequences, node_local, progress, inputs.plans, planned.append)
+    results += _capture(config, staging, jobs, inputs.sequences, inputs.videos, node_local, progress, inputs.plans,
+                        planned.append)
     return CaptureOutcome(results, inputs.skipped, {job.key: job for job in jobs + planned},
-                          {f"{s.scene}/{s.trajectory}": s for s in inputs.sequences})
+                          {f"{s.scene}/{s.trajectory}": s for s in inputs.sequences},
+                          {f"{v.scene}/{v.trajectory}": v for v in inputs.videos})
 
 
 def capture_again(config: CaptureRunConfig, staging: str | pathlib.Path, outcome: CaptureOutcome,
@@ -83,30 +89,35 @@ def capture_again(config: CaptureRunConfig, staging: str | pathlib.Path, outcome
     keys = list(keys)
     jobs = [outcome.jobs[k] for k in keys if k in outcome.jobs]
     sequences = [outcome.sequences[k] for k in keys if k in outcome.sequences]
-    return _capture(config, pathlib.Path(staging), jobs, sequences, node_local, progress)
+    videos = [outcome.videos[k] for k in keys if k in outcome.videos]
+    return _capture(config, pathlib.Path(staging), jobs, sequences, videos, node_local, progress)
 
 
 def _capture(config: CaptureRunConfig, staging: pathlib.Path, jobs: list[CaptureJob], sequences: Iterable[Sequence],
-             node_local: bool, progress: bool, plans=(), on_planned=None) -> list[CaptureResult]:
+             videos: Iterable[VideoSource], node_local: bool, progress: bool, plans=(),
+             on_planned=None) -> list[CaptureResult]:
     results: list[CaptureResult] = []
     if jobs or plans:
         inventory = staging_inventory(staging)[0] if node_local else None
         results += run_capture(jobs, config.capture, staging, progress, plans=plans, inventory=inventory,
                                on_planned=on_planned)
-    sequences = list(sequences)
-    if sequences:
-        task = ray.remote(num_cpus=1)(_ingest_here)
+    work: list[tuple[Callable[..., CaptureResult], Any, Any]] = [
+        (ingest_sequence, seq, config.sources.ingest) for seq in sequences]
+    work += [(functools.partial(stage_video, staging_config=config.capture.staging), video, config.sources.video)
+             for video in videos]
+    if work:
+        task = ray.remote(num_cpus=1)(_stage_here)
         if node_local:  # the inputs are where the driver is
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             task = task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(ray_node(), soft=False))
-        results += ray.get([task.remote(seq, str(staging), config.sources.ingest) for seq in sequences])
+        results += ray.get([task.remote(fn, source, str(staging), settings) for fn, source, settings in work])
     return results
 
 
-def _ingest_here(sequence: Sequence, staging: str, config: IngestConfig) -> CaptureResult:
-    """ingest_sequence as a Ray task: its result names the node it staged on."""
-    result = ingest_sequence(sequence, staging, config)
+def _stage_here(stage: Callable[..., CaptureResult], source, staging: str, settings) -> CaptureResult:
+    """ingest_sequence or stage_video as a Ray task: its result names the node it staged on."""
+    result = stage(source, staging, settings)
     return result if result.status == "failed" else replace(result, node=ray_node())
 
 

@@ -10,6 +10,7 @@ from capture.config import CaptureConfig
 from capture.ingest import IngestConfig
 from capture.planner import PlannerConfig
 from capture.replay import ReplayConfig
+from capture.video import VideoConfig
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class SourcesConfig:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)  # plain footage without poses
 
 
 @dataclass(frozen=True)

@@ -100,15 +100,25 @@ class StagingWriter:
 
     Only one frame is ever held: memory does not grow with the trajectory's length."""
 
-    def __init__(self, root: pathlib.Path, scene: str, trajectory: str, config: StagingConfig):
+    def __init__(self, root: pathlib.Path, scene: str, trajectory: str, config: StagingConfig, posed: bool = True):
+        """`posed=False`: plain footage (capture/video.py), frames only (`add_image`), no poses.csv."""
         self.root, self.scene, self.trajectory, self.config = pathlib.Path(root), scene, trajectory, config
         self.final = trajectory_dir(self.root, scene, trajectory)
         self.tmp = self.root / PARTIAL / f"{scene}__{trajectory}__{uuid.uuid4().hex[:12]}"
         (self.tmp / "frames").mkdir(parents=True)
-        self._poses = open(self.tmp / "poses.csv", "w", newline="")
-        self._poses.write(",".join(UE_COLUMNS + COMMAND_COLUMNS) + "\n")
+        self._poses = open(self.tmp / "poses.csv", "w", newline="") if posed else None
+        if self._poses is not None:
+            self._poses.write(",".join(UE_COLUMNS + COMMAND_COLUMNS) + "\n")
         self.frames = 0
         self.bytes = 0
+
+    def frame_path(self, i: int, suffix: str) -> pathlib.Path:
+        return self.tmp / "frames" / f"{i:06d}{suffix}"
+
+    def add_image(self, lit_bgr: np.ndarray) -> None:
+        """The next frame of footage without poses."""
+        self._image(self.frame_path(self.frames, f".{self.config.frame_format}"), lit_bgr)
+        self.frames += 1
 
     def add(self, time: float, lit_bgr: np.ndarray, location: np.ndarray, rotation: np.ndarray,
             commanded_location: np.ndarray, commanded_rotation: np.ndarray,
@@ -124,6 +134,7 @@ class StagingWriter:
             (self.tmp / "mask").mkdir(exist_ok=True)
             self._image(self.tmp / "mask" / f"{i:06d}.png", mask_bgr, lossless=True)
         values = [*location, *rotation, *commanded_location, *commanded_rotation]
+        assert self._poses is not None, "add() needs a posed writer"
         self._poses.write(ue_csv_row(i, time, values))
         self.frames += 1
 
@@ -140,12 +151,12 @@ class StagingWriter:
 
     def close_poses(self) -> None:
         """Stop writing poses.csv here (a caller that brings its own poses.csv replaces it)."""
-        self._poses.close()
+        if self._poses is not None:
+            self._poses.close()
 
     def commit(self, meta: dict[str, Any], replace: bool = True) -> pathlib.Path:
         """Write meta.json and move the trajectory into place (replacing an older copy if asked)."""
-        if not self._poses.closed:
-            self._poses.close()
+        self.close_poses()
         (self.tmp / "meta.json").write_text(json.dumps({**meta, "frames": self.frames}, indent=1, sort_keys=True))
         self.final.parent.mkdir(parents=True, exist_ok=True)
         old = None
@@ -161,8 +172,7 @@ class StagingWriter:
         return self.final
 
     def abort(self) -> None:
-        if not self._poses.closed:
-            self._poses.close()
+        self.close_poses()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> StagingWriter:

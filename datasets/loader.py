@@ -8,6 +8,7 @@
         batch["motion"]      # float32 (B, T-1, 6)
         batch["poses"]       # float64 (B, T, 4, 4)
         batch["intrinsics"]  # float32 (B, 4): fx, fy, cx, cy
+        batch["posed"]       # bool (B,): False for a `video` sample (no poses: placeholders above)
         batch["meta"]        # list of the samples' json dicts
 
 URLs: a path, a brace pattern, a list, or `pipe:` commands (webdataset's gopen). Shards are split
@@ -35,7 +36,7 @@ import torch
 import webdataset as wds
 
 from datasets.pool import BufferPool
-from datasets.samples import frame_members, npy_load
+from datasets.samples import VIDEO, frame_members, npy_load
 
 
 @dataclass(frozen=True)
@@ -99,16 +100,30 @@ def decode_frames_into(out: np.ndarray, sample: dict[str, Any], first: np.ndarra
 
 
 def decode_fields(sample: dict[str, Any]) -> dict[str, Any]:
-    """Everything but the frames: key, actions, motion, poses, intrinsics, meta."""
+    """Everything but the frames: key, actions, motion, poses, intrinsics, posed, meta. A `video`
+    sample (plain footage: no poses) gets posed=False and placeholders of the same shapes, so that
+    it batches with posed ones: zero actions and motion, identity poses, NaN intrinsics. A trainer
+    masks them with `posed` (the teacher drops their conditioning)."""
     import json
 
     meta = json.loads(sample["json"])
     k = meta.get("intrinsics") or {}
+    posed = meta.get("kind") != VIDEO
+    if posed:
+        actions = torch.from_numpy(npy_load(sample["actions.npy"]))
+        motion = torch.from_numpy(npy_load(sample["motion.npy"]))
+        poses = torch.from_numpy(npy_load(sample["poses.npy"]))
+    else:
+        t = len(_frame_names(sample))
+        actions = torch.zeros(t - 1, 13)  # the action vector (formats.md 3)
+        motion = torch.zeros(t - 1, 6)
+        poses = torch.eye(4, dtype=torch.float64).expand(t, 4, 4).clone()
     return {
         "key": sample["__key__"],
-        "actions": torch.from_numpy(npy_load(sample["actions.npy"])),
-        "motion": torch.from_numpy(npy_load(sample["motion.npy"])),
-        "poses": torch.from_numpy(npy_load(sample["poses.npy"])),
+        "actions": actions,
+        "motion": motion,
+        "poses": poses,
+        "posed": torch.tensor(posed),
         "intrinsics": torch.tensor([k.get("fx", np.nan), k.get("fy", np.nan), k.get("cx", np.nan), k.get("cy", np.nan)],
                                    dtype=torch.float32),
         "meta": meta,
@@ -134,7 +149,7 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
                   torch.stack([s["frames"].permute(0, 2, 3, 1) for s in samples]))
 
 
-ARRAYS = ("actions", "motion", "poses", "intrinsics")  # per-sample tensors, stacked into the batch
+ARRAYS = ("actions", "motion", "poses", "intrinsics", "posed")  # per-sample tensors, stacked into the batch
 
 
 def decode_batch(samples: Sequence[dict[str, Any]], crop_frames: int | None = None,

@@ -1,12 +1,15 @@
 """One WebDataset sample = one training clip (formats.md 3). No Ray import (trainers load this).
 
-    <key>.json          scene, trajectory, clip, split, source_frames, fps, width, height, intrinsics,
-                        palindrome, turn_index, action_spec, filter, caption (+ modalities)
+    <key>.json          kind (posed | video), scene, trajectory, clip, split, source_frames, fps, width,
+                        height, intrinsics, palindrome, turn_index, action_spec, filter, caption
+                        (+ modalities)
     <key>.NNNN.jpg      frame NNNN, RGB JPEG
     <key>.actions.npy   float32 (T-1, 13)
     <key>.motion.npy    float32 (T-1, 6)
     <key>.poses.npy     float64 (T, 4, 4) camera-to-world, OpenCV camera axes, internal world
     <key>.depth.npy     float16 (T, H, W) metres, when depth was captured and asked for
+
+A `video` sample (plain footage, no camera poses: capture/video.py) has the json and the frames only.
 
 Every member is encoded here to bytes (sorted JSON keys, numpy's .npy format, OpenCV JPEG), so a
 sample's bytes depend only on its content.
@@ -27,6 +30,7 @@ import numpy as np
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 FRAME_MEMBER = re.compile(r"^(\d{4})\.jpg$")
+VIDEO = "video"  # meta `kind` of a sample from plain footage: frames, no poses/motion/actions
 
 
 def sample_key(scene: str, trajectory: str, clip: int, palindrome: bool) -> str:
@@ -40,9 +44,9 @@ def sample_key(scene: str, trajectory: str, clip: int, palindrome: bool) -> str:
 class Clip:
     key: str
     frames_jpeg: tuple[bytes, ...]  # T encoded RGB frames
-    poses: np.ndarray  # (T, 4, 4) float64
-    motion: np.ndarray  # (T-1, 6)
-    actions: np.ndarray  # (T-1, 13)
+    poses: np.ndarray | None  # (T, 4, 4) float64; None in a `video` sample (meta kind)
+    motion: np.ndarray | None  # (T-1, 6)
+    actions: np.ndarray | None  # (T-1, 13)
     meta: Mapping[str, Any]  # the .json member
     depth: np.ndarray | None = None  # (T, H, W) metres
 
@@ -52,6 +56,12 @@ class Clip:
             raise ValueError(f"{self.key!r}: keys are [A-Za-z0-9_-] only")
         if t > 10_000:
             raise ValueError(f"{self.key}: {t} frames; frame members have 4 digits")
+        if self.meta.get("kind") == VIDEO:
+            if self.poses is not None or self.motion is not None or self.actions is not None:
+                raise ValueError(f"{self.key}: a video sample has no poses, motion or actions")
+            return
+        if self.poses is None or self.motion is None or self.actions is None:
+            raise ValueError(f"{self.key}: a posed sample needs poses, motion and actions")
         if self.poses.shape != (t, 4, 4) or self.motion.shape != (t - 1, 6) or self.actions.shape != (t - 1, 13):
             raise ValueError(f"{self.key}: {t} frames but poses {self.poses.shape}, motion {self.motion.shape}, "
                              f"actions {self.actions.shape}")
@@ -63,9 +73,10 @@ class Clip:
                                   "json": json.dumps(self.meta, sort_keys=True, separators=(",", ":")).encode()}
         for i, data in enumerate(self.frames_jpeg):
             sample[f"{i:04d}.jpg"] = data
-        sample["actions.npy"] = npy_bytes(self.actions.astype(np.float32))
-        sample["motion.npy"] = npy_bytes(self.motion.astype(np.float32))
-        sample["poses.npy"] = npy_bytes(self.poses.astype(np.float64))
+        if self.actions is not None and self.motion is not None and self.poses is not None:
+            sample["actions.npy"] = npy_bytes(self.actions.astype(np.float32))
+            sample["motion.npy"] = npy_bytes(self.motion.astype(np.float32))
+            sample["poses.npy"] = npy_bytes(self.poses.astype(np.float64))
         if self.depth is not None:
             sample["depth.npy"] = npy_bytes(self.depth.astype(np.float16))
         return sample

@@ -67,11 +67,24 @@ def pose_scores(poses: np.ndarray, times: np.ndarray, config: PoseChecks) -> dic
     return out
 
 
-def pose_flags(scores: dict[str, np.ndarray], config: PoseChecks) -> dict[Reason, np.ndarray]:
-    """{reason: (N,) bool} from `pose_scores`; NaN scores never flag."""
+def time_scores(times: np.ndarray) -> dict[str, np.ndarray]:
+    """`pose_scores` for footage without poses: only the ones times give (dt, gap_ratio); NaN elsewhere."""
+    n = len(times)
+    out = {name: np.full(n, np.nan) for name in POSE_SCORES}
+    if n > 1:
+        dt = np.diff(times)
+        out["dt"][1:] = dt
+        out["gap_ratio"][1:] = dt / float(np.median(dt))
+    return out
+
+
+def pose_flags(scores: dict[str, np.ndarray], config: PoseChecks, posed: bool = True) -> dict[Reason, np.ndarray]:
+    """{reason: (N,) bool} from `pose_scores` (or `time_scores`, posed=False: no pose is invalid
+    there, it has none); NaN scores never flag."""
     s = {name: np.nan_to_num(value, nan=0.0) for name, value in scores.items()}
     invalid = ~np.isfinite(scores["pitch"]) | (np.abs(s["pitch"]) > config.max_pitch_deg) | (
         np.abs(s["roll"]) > config.max_roll_deg)
+    invalid &= posed
     return {
         Reason.JITTER: (s["jitter_translation"] > config.jitter_translation) | (s["jitter_rotation"] > config.jitter_rotation),
         Reason.ABRUPT_TRANSLATION: (s["speed"] > config.max_speed) | (s["accel"] > config.max_accel),

@@ -21,9 +21,10 @@ from annotate.readers import ReaderConfig, read_ue_csv
 from annotate.trajectory import Trajectory, TrajectoryError
 from annotate.ue import fov_to_intrinsics
 from capture.staging import LayoutError, frame_files
+from capture.video import staged_kind
 from filter.config import FilterConfig
 from filter.image_checks import FrameScorer, image_flags, image_scores
-from filter.pose_checks import pose_flags, pose_scores
+from filter.pose_checks import pose_flags, pose_scores, time_scores
 from filter.reasons import CHECK_REASONS
 from filter.segments import Segment, frame_reasons, make_segments
 
@@ -71,24 +72,39 @@ def read_staged(folder: pathlib.Path) -> Trajectory:
         raise FilterError(str(exc)) from exc
 
 
+def staged_times(meta: dict, where: pathlib.Path) -> np.ndarray:
+    """A staged video's frame times (meta.json `frame_times`: seconds, strictly increasing)."""
+    times = np.asarray(meta.get("frame_times", []), dtype=np.float64)
+    if times.ndim != 1 or len(times) < 2 or not np.isfinite(times).all() or (np.diff(times) <= 0).any():
+        raise FilterError(f"{where}: frame_times must be at least 2 finite, increasing seconds")
+    return times
+
+
 def filter_trajectory(folder: str | pathlib.Path, config: FilterConfig, scene: str | None = None,
                       trajectory: str | None = None, sink: Callable[[int, np.ndarray], None] | None = None,
                       traj: Trajectory | None = None) -> TrajectoryFilter:
     """Score every frame and cut segments. `sink(i, bgr)`, when given, sees each decoded frame (the
     build encodes its clip JPEGs there, so that a frame is decoded once per build). `traj`: the
-    folder's poses.csv already read (read_staged), so a caller that needs it too reads it once."""
+    folder's poses.csv already read (read_staged), so a caller that needs it too reads it once.
+    Plain footage (meta.json kind `video`: no poses) gets the image checks and the time-gap check;
+    the checks that need poses do not apply and never flag."""
     start_time = time.perf_counter()
     folder = pathlib.Path(folder)
     scene = scene or folder.parent.name
     trajectory = trajectory or folder.name
-    if traj is None:
-        traj = read_staged(folder)
     meta_path = folder / "meta.json"
     try:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     except ValueError as exc:
         raise FilterError(f"{meta_path}: not valid JSON: {exc}") from exc
-    n = len(traj.poses)
+    posed = staged_kind(meta) != "video"
+    if posed:
+        traj = traj if traj is not None else read_staged(folder)
+        times, poses = traj.timestamps, traj.poses
+    else:
+        times = staged_times(meta, meta_path)
+        poses = np.full((len(times), 4, 4), np.nan)
+    n = len(times)
     try:
         files = frame_files(folder, n)
     except LayoutError as exc:
@@ -100,7 +116,8 @@ def filter_trajectory(folder: str | pathlib.Path, config: FilterConfig, scene: s
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         decode += time.perf_counter() - t0
         if image is None:
-            raise FilterError(f"{source_file(meta, path, i)}: cannot decode image (poses.csv row {i})")
+            raise FilterError(f"{source_file(meta, path, i)}: cannot decode image "
+                              f"({'poses.csv row' if posed else 'frame'} {i})")
         if sink is not None:
             sink(i, image)
         if scorer is None:
@@ -112,17 +129,17 @@ def filter_trajectory(folder: str | pathlib.Path, config: FilterConfig, scene: s
     assert scorer is not None  # n >= 2: the reader requires it
     width, height = scorer.width, scorer.height
     depth = depth_medians(folder, n, config.image.assumed_depth_m, config.image.work_width)
-    fps = 1.0 / float(np.median(np.diff(traj.timestamps)))
-    poses = pose_scores(traj.poses, traj.timestamps, config.pose)
-    images = image_scores(scorer.raw(), traj.poses, fps, camera_matrix(meta, width, height, meta_path), width, depth,
-                          config.image)
-    step_m = poses["speed"] * poses["dt"]
-    step_deg = poses["angular_speed"] * poses["dt"]
-    flags = {**pose_flags(poses, config.pose), **image_flags(images, step_m, step_deg, config.image)}
+    fps = 1.0 / float(np.median(np.diff(times)))
+    pose = pose_scores(poses, times, config.pose) if posed else time_scores(times)
+    K = camera_matrix(meta, width, height, meta_path) if posed else np.full((3, 3), np.nan)
+    images = image_scores(scorer.raw(), poses, fps, K, width, depth, config.image)
+    step_m = pose["speed"] * pose["dt"]
+    step_deg = pose["angular_speed"] * pose["dt"]
+    flags = {**pose_flags(pose, config.pose, posed), **image_flags(images, step_m, step_deg, config.image)}
     reasons = frame_reasons(flags, n, config.segments, config.disabled)
     segments = make_segments(scene, trajectory, reasons)
-    table = pd.DataFrame({"scene": scene, "trajectory": trajectory, "frame": np.arange(n), "time": traj.timestamps,
-                          **poses, **images, **{f"flag_{reason.value}": flags[reason] for reason in CHECK_REASONS},
+    table = pd.DataFrame({"scene": scene, "trajectory": trajectory, "frame": np.arange(n), "time": times,
+                          **pose, **images, **{f"flag_{reason.value}": flags[reason] for reason in CHECK_REASONS},
                           "reasons": [list(r) for r in reasons], "kept": [not r for r in reasons],
                           "segment_id": [s.segment_id for s in segments for _ in range(s.frames)]})
     return TrajectoryFilter(scene, trajectory, folder, table, tuple(segments), time.perf_counter() - start_time, decode)

@@ -294,8 +294,9 @@ def _write_all_shards(config: BuildConfig, out: pathlib.Path, work: pathlib.Path
         def samples(chosen=chosen, metas=metas) -> Iterator[dict[str, Any]]:
             for summary in chosen:
                 for sample in read_cache(cache_path(work, summary["scene"], summary["trajectory"])):
-                    metas[sample["__key__"]] = {"meta": json.loads(sample["json"]),
-                                                "actions": npy_load(sample["actions.npy"])}
+                    metas[sample["__key__"]] = {"meta": json.loads(sample["json"]),  # no actions: plain video
+                                                "actions": npy_load(sample["actions.npy"]) if "actions.npy" in sample
+                                                else None}
                     yield sample
 
         written = write_shards(samples(), out / "shards", split, config.shards)
@@ -303,16 +304,19 @@ def _write_all_shards(config: BuildConfig, out: pathlib.Path, work: pathlib.Path
         for w in written:
             meta, actions = metas[w.key]["meta"], metas[w.key]["actions"]
             source = meta["source_frames"]
-            rows.append({"key": w.key, "shard": f"shards/{w.shard}", "split": split, "scene": meta["scene"],
+            counts = [0] * len(CHANNELS) if actions is None else (actions > 0).sum(axis=0).astype(int).tolist()
+            rows.append({"key": w.key, "shard": f"shards/{w.shard}", "split": split, "kind": meta["kind"],
+                         "scene": meta["scene"],
                          "trajectory": meta["trajectory"], "clip": meta["clip"], "n_frames": len(source),
                          "palindrome": meta["palindrome"], "fps": meta["fps"], "width": meta["width"],
-                         "height": meta["height"], "action_counts": (actions > 0).sum(axis=0).astype(int).tolist(),
+                         "height": meta["height"], "action_counts": counts,
                          "source_start": int(min(source)), "source_end": int(max(source)) + 1, "bytes": w.bytes,
                          "turn_index": meta["turn_index"], "translation_scale": meta["translation_scale"],
                          "captions": [c["text"] for c in meta["captions"]],
                          "revisits": [r["kind"] for r in meta["revisits"]]})
-            combinations.update(combination(actions))
-    columns = ["key", "shard", "split", "scene", "trajectory", "clip", "n_frames", "palindrome", "fps", "width",
+            if actions is not None:
+                combinations.update(combination(actions))
+    columns = ["key", "shard", "split", "kind", "scene", "trajectory", "clip", "n_frames", "palindrome", "fps", "width",
                "height", "action_counts", "source_start", "source_end", "bytes", "turn_index", "translation_scale",
                "captions", "revisits"]
     return pd.DataFrame(rows, columns=columns), shard_counts, combinations
@@ -333,6 +337,7 @@ def _stats(table: pd.DataFrame, run, manifest: pd.DataFrame, shard_counts: dict[
                    "dropped_per_reason": filtered["frames_dropped_per_reason"]},
         "verdicts": {"applied": filtered["verdicts_applied"], "changed": filtered["verdicts_changed"]},
         "samples": {split: int((manifest["split"] == split).sum()) for split in SPLITS},
+        "samples_by_kind": {kind: int((manifest["kind"] == kind).sum()) for kind in ("posed", "video")},
         "palindromes": int(manifest["palindrome"].sum()) if len(manifest) else 0,
         "shards": shard_counts,
         "bytes": int(manifest["bytes"].sum()) if len(manifest) else 0,

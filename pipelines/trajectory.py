@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from augment.make import ClipJob, encode_jpeg, make_clips, read_meta, staged_captions
+from augment.make import ClipJob, encode_jpeg, make_clips, make_video_clips, read_meta, staged_captions
 from capture.nodes import ray_node
 from capture.staging import staged_fingerprint
+from capture.video import staged_kind
 from common.config import to_dict
 from common.files import atomic_path
 from filter.run import SCORES, Failed, filter_one, review_result
@@ -40,8 +41,8 @@ from pipelines.config import BuildConfig
 
 # bump when the cached clip or filter content changes (3: frames wider than the filter's working copy
 # are scored on image_checks.shrink copies, depth medians over a sample; 4: tar + parquet + json, no pickle;
-# 5: samples carry translation_scale, captions and revisits)
-CACHE_VERSION = 5
+# 5: samples carry translation_scale, captions and revisits; 6: samples carry kind, video samples)
+CACHE_VERSION = 6
 
 
 class CacheError(Exception):
@@ -99,29 +100,37 @@ def _trajectory(item: TrajectoryItem, config: BuildConfig, work: pathlib.Path,
     def encode(i: int, bgr: np.ndarray) -> None:
         jpegs[i] = encode_jpeg(bgr, config.clips.jpeg_quality)
 
-    try:  # read once: the filter and the clips both use it
-        traj = read_staged(item.folder)
+    try:  # read once: the filter and the clips both use them
+        meta = read_meta(item.folder)
+        video = staged_kind(meta) == "video"  # plain footage: frames and times, no poses (capture/video.py)
+        traj = None if video else read_staged(item.folder)
     except FilterError as exc:
         return {"failed": Failed(item.scene, item.trajectory, str(exc))}
+    except ValueError as exc:
+        return {"failed": Failed(item.scene, item.trajectory, f"{item.folder / 'meta.json'}: not valid JSON: {exc}")}
     outcome = filter_one((item.folder, item.scene, item.trajectory, config.filter), sink=encode, traj=traj)
     if isinstance(outcome, Failed):
         return {"failed": outcome}
     result, changed = review_result(outcome, verdicts)
     result = with_thumbnails(result, config.filter)
     scores = {name: result.frames[name].to_numpy(float) for name in SCORES}
-    meta = read_meta(item.folder)
+    times = result.frames["time"].to_numpy(float)
     job = ClipJob(item.folder, item.scene, item.trajectory, item.split, tuple(kept_spans(result.segments)), scores, seed,
                   traj, meta)
     try:
-        captions = staged_captions(job, traj, meta, config.clips.captions)
-        clips = make_clips(job, config.clips, config.capture.actions, jpegs, captions)
+        captions = staged_captions(job, traj, meta, config.clips.captions, times)
+        if traj is None:
+            clips = make_video_clips(job, times, config.clips, jpegs, captions)
+        else:
+            clips = make_clips(job, config.clips, config.capture.actions, jpegs, captions)
     except (OSError, ValueError) as exc:
         return {"filter": result, "changed": changed,
                 "summary": {"scene": item.scene, "trajectory": item.trajectory, "error": str(exc)}}
     summary = {"scene": item.scene, "trajectory": item.trajectory, "split": item.split, "fingerprint": key,
                "clips": len(clips), "palindromes": sum(bool(c.meta["palindrome"]) for c in clips),
                "frames": sum(len(c.frames_jpeg) for c in clips), "captions": [c.to_json() for c in captions],
-               "duration_s": len(traj.poses) * float(np.median(traj.dt)),  # N frames at the trajectory's rate
+               "duration_s": len(times) * float(np.median(np.diff(times))),  # N frames at the trajectory's rate
+               "kind": "video" if traj is None else "posed",
                "planned_revisits": [r["kind"] for r in meta.get("job", {}).get("planner", {}).get("revisits", [])]}
     _write_cache(paths, [clip.to_wds_sample() for clip in clips], result, changed, summary)
     return {"filter": result, "changed": changed, "summary": {**summary, "cached": False}}

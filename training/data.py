@@ -12,6 +12,7 @@ import torch
 from annotate.actions import ActionSpec
 from common.config import from_dict
 from datasets.loader import LoaderConfig, make_loader
+from datasets.samples import VIDEO
 from training.conditioning import frame_actions
 from training.config import DataConfig
 
@@ -21,19 +22,23 @@ class ClipBatch:
     frames: torch.Tensor  # (B, F, 3, H, W) uint8 on the host, float in [-1, 1] after `to`
     actions: torch.Tensor  # (B, F, 13) per frame: frame t carries A_{t-1}, frame 0 static
     poses: torch.Tensor  # (B, F, 4, 4) float64 camera-to-world
+    posed: torch.Tensor | None = None  # (B,) bool: False for plain video samples (placeholder actions/poses)
 
     def __post_init__(self) -> None:
         b, f = self.frames.shape[:2]
         if self.actions.shape[:2] != (b, f) or self.poses.shape[:2] != (b, f):
             raise ValueError(f"clip batch: frames {tuple(self.frames.shape)}, actions {tuple(self.actions.shape)}, "
                              f"poses {tuple(self.poses.shape)} disagree")
+        if self.posed is not None and self.posed.shape != (b,):
+            raise ValueError(f"clip batch: posed {tuple(self.posed.shape)} for {b} clips")
 
     def to(self, device: torch.device) -> ClipBatch:
         frames = self.frames.to(device, non_blocking=True)
         if frames.dtype == torch.uint8:
             frames = to_unit(frames)
         return ClipBatch(frames, self.actions.to(device, non_blocking=True).float(),
-                         self.poses.to(device, non_blocking=True))
+                         self.poses.to(device, non_blocking=True),
+                         None if self.posed is None else self.posed.to(device, non_blocking=True))
 
 
 def to_unit(frames: torch.Tensor) -> torch.Tensor:
@@ -52,14 +57,15 @@ def crop(batch: dict[str, Any], frames: int, generator: torch.Generator | None =
     if frames > total:
         raise ValueError(f"cannot crop {frames} frames from samples of {total} ({batch['key'][:3]} ...); "
                          f"build longer windows or train on fewer frames")
+    posed = batch.get("posed")
     if frames == total:  # already a window of this length (the loader's crop_frames): no copy
-        return ClipBatch(batch["frames"], frame_actions(batch["actions"]), batch["poses"])
+        return ClipBatch(batch["frames"], frame_actions(batch["actions"]), batch["poses"], posed)
     b = batch["frames"].shape[0]
     starts = torch.randint(0, total - frames + 1, (b,), generator=generator)
     idx = starts[:, None] + torch.arange(frames)
     rows = torch.arange(b)[:, None]
     return ClipBatch(batch["frames"][rows, idx], frame_actions(batch["actions"][rows, idx[:, :-1]]),
-                     batch["poses"][rows, idx])
+                     batch["poses"][rows, idx], posed)
 
 
 def stream(config: DataConfig, seed: int) -> torch.utils.data.DataLoader:
@@ -79,12 +85,19 @@ class ActionSpecGuard:
     the checkpoint, so evaluation and play bin their commanded actions the same way; shards that mix
     specs, or a student's shards binned unlike its teacher's, are an error naming the sample."""
 
-    def __init__(self, expected: Mapping[str, Any] | None = None, what: str = "the first batch"):
+    def __init__(self, expected: Mapping[str, Any] | None = None, what: str = "the first batch",
+                 video: bool = False):
+        """`video`: plain video samples (no actions: formats.md 3) are allowed, and skipped here."""
         self.spec: dict[str, Any] | None = dict(expected) if expected is not None else None
-        self.what = what
+        self.what, self.video = what, video
 
     def check(self, batch: Mapping[str, Any]) -> None:
         for key, meta in zip(batch["key"], batch["meta"]):
+            if meta.get("kind") == VIDEO:
+                if not self.video:
+                    raise ValueError(f"sample {key}: a plain video sample (no actions or poses); this stage "
+                                     "trains on action-labelled shards only")
+                continue
             spec = meta.get("action_spec")
             if spec is None:
                 raise ValueError(f"sample {key}: no action_spec in its json (not written by this project's build)")

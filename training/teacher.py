@@ -2,7 +2,8 @@
 
 Flow matching on image-to-video clips: frame 0 clean, the other frames noised to one shifted
 sigma per clip, velocity loss on frames 1..F-1; actions and poses dropped together with
-probability `optim.action_dropout` (the CFG unconditional). bf16 autocast on CUDA, optional
+probability `optim.action_dropout` (the CFG unconditional), and always for plain video samples
+(`posed` False: formats.md 3), which a batch may mix in. bf16 autocast on CUDA, optional
 torch.compile, EMA weights for sampling. The run directory holds `checkpoint.pt` (resumed from
 automatically), `log.jsonl` (loss, lr, clips/s, tokens/s, MFU every `log_every` steps),
 `config.yaml` and `summary.json`.
@@ -46,6 +47,8 @@ def teacher_loss(model: Callable[..., torch.Tensor], batch: ClipBatch, shift: fl
     sigma = i2v_sigma(b, f, sample_sigma(b, shift, generator, at).to(device), device)
     noise = torch.randn(x0.shape, generator=generator, device=at).to(device, x0.dtype)
     keep = (torch.rand(b, generator=generator, device=at) >= dropout).to(device)
+    if batch.posed is not None:  # plain video samples train the unconditional model only
+        keep = keep & batch.posed
     v = model(add_noise(x0, noise, sigma), sigma, batch.actions, batch.poses, keep=keep)
     target = velocity_target(x0, noise)
     return F.mse_loss(v[:, 1:].float(), target[:, 1:].float())
@@ -97,10 +100,10 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
                                   weight_decay=config.optim.weight_decay, fused=device.type == "cuda")
     step, elapsed = 0, 0.0
     checkpoint = out / "checkpoint.pt"
-    specs = ActionSpecGuard()
+    specs = ActionSpecGuard(video=True)
     if checkpoint.exists():
         state = load_checkpoint(checkpoint, device)
-        specs = ActionSpecGuard(state.get("action_spec"), "the resumed run")
+        specs = ActionSpecGuard(state.get("action_spec"), "the resumed run", video=True)
         if state["model_config"] != asdict(model_config):
             raise ConfigError(f"{checkpoint}: was trained with model {state['model_config']}, "
                               f"not {asdict(model_config)}; use a new --out")
