@@ -53,12 +53,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="build config whose camera, planner length, clip and shard settings are used")
     parser.add_argument("--scenes", type=int, default=128)
     parser.add_argument("--first-seed", type=int, default=100)
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help="scene kinds taken in turn (e.g. street: one kind only, for a domain-gap variant)")
     parser.add_argument("--out", type=pathlib.Path, required=True)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     args = parser.parse_args(argv)
     config = load_yaml(BuildConfig, args.config, [])
     planner = config.capture.sources.planner
-    scenes = tuple(f"{KINDS[i % 4]}-{args.first_seed + i}" for i in range(args.scenes))
+    kinds = args.kinds.split(",")
+    if not kinds or any(k not in KINDS for k in kinds):
+        parser.error(f"--kinds: each of {', '.join(KINDS)}, got {args.kinds!r}")
+    scenes = tuple(f"{kinds[i % len(kinds)]}-{args.first_seed + i}" for i in range(args.scenes))
     start = time.perf_counter()
     jobs = plan_jobs(PlannerConfig(scenes=scenes, trajectories_per_scene=planner.trajectories_per_scene,
                                    frames=planner.frames, fps=planner.fps, seed=config.seed), ActionSpec())

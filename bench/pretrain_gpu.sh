@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Issue 27's experiment on one GPU (run from the repo root on the device machine): does pretraining
+# on plain video, then tuning with actions, beat training on action-labelled data alone at equal
+# compute, and how does that depend on how much action-labelled data there is?
+#
+# Compute is counted in optimiser steps at one batch size (the runs share the GPU, so wall minutes
+# would not be equal): `scratch_A` trains STEPS steps on A action-labelled scenes; `tune_A` starts
+# from a plain video model (`model.conditioned=false`, no action or camera input at all) trained
+# PRE steps on PLAIN scenes disjoint from both the action-labelled and the held-out ones, and tunes
+# STEPS-PRE steps on the same A scenes with the conditioning added (zero-initialised: `--init`).
+# With GAP=1 a second plain model is pretrained on streets only (a domain gap: one scene kind
+# against four) and tuned the same way (`tunegap_A`). Every model is evaluated at 9 frames on the
+# held-out scripts (PSNR and RPE next to copy-first and shuffled actions), and each tuned model is
+# paired against its scratch model on the same clips (training.eval.compare).
+#   AMOUNTS  action-labelled scene counts (default "4 16"); scenes from seed 100, all four kinds in turn
+#   STEPS    steps per arm (default 1200); PRE: pretraining steps of it (default STEPS/2)
+#   PLAIN    plain-video scenes (default 64; seeds from 1000)
+#   TRAIN_ARGS / EVAL_ARGS  more arguments for every training.teacher / training.eval (a CPU smoke
+#            run: PRESET=tiny TRAIN_ARGS="--set model.height=72 --set model.width_px=128" ...)
+set -euo pipefail
+RUNS=${RUNS:-/tmp/pretrain}
+source "$(dirname "$0")/gpu_common.sh"
+STEPS=${STEPS:-1200}
+PRE=${PRE:-$((STEPS / 2))}
+AMOUNTS=${AMOUNTS:-4 16}
+PRESET=${PRESET:-small}
+NPROC=$(nproc)
+pattern() {  # the brace pattern of a data folder's train shards
+  local last
+  last=$(ls "$1"/shards/train-*.tar | sort | tail -1 | sed 's/.*train-0*\([0-9]*\)\.tar/\1/')
+  echo "$1/shards/train-{000000..$(printf %06d "${last:-0}")}.tar"
+}
+render() {  # scenes first_seed out [kinds]
+  python3 bench/device_data.py --scenes "$1" --first-seed "$2" --out "$3" --workers "$NPROC" \
+    ${4:+--kinds "$4"} > "$RES/data_$(basename "$3").json"
+}
+teacher() {  # out steps shards workers [extra args]
+  local out=$1 steps=$2 shards=$3 workers=$4
+  shift 4
+  python3 -m training.teacher --shards "$shards" --preset "$PRESET" --set data.workers="$workers" \
+    --steps "$steps" --out "$RUNS/$out" --progress-every 100000 ${TRAIN_ARGS:-} "$@" > "$RES/$out.log" 2>&1
+  cp "$RUNS/$out/summary.json" "$RES/${out}_summary.json"
+  if [[ -f "$RUNS/$out/log.jsonl" ]]; then cp "$RUNS/$out/log.jsonl" "$RES/${out}_log.jsonl"; fi
+}
+evaluate() {  # name workers
+  python3 -m training.eval --checkpoint "$RUNS/$1/checkpoint.pt" --scenes "$SCENES" --workers "$2" \
+    --cache "$RUNS/evalset.npz" --out "$RES/eval_$1" --frames 9 ${EVAL_ARGS:-} > "$RES/eval_$1.log" 2>&1
+  rm -f "$RES/eval_$1/grid.png"
+}
+
+PLAIN_SCENES=${PLAIN:-64}
+say "render: plain $PLAIN_SCENES scenes, action-labelled $AMOUNTS"
+render "$PLAIN_SCENES" 1000 "$RUNS/plain"
+[[ "${GAP:-0}" == 1 ]] && render "$PLAIN_SCENES" 2000 "$RUNS/plaingap" street
+for a in $AMOUNTS; do render "$a" 100 "$RUNS/action$a"; done
+
+runs=$(( $(wc -w <<< "$AMOUNTS") + 1 + ${GAP:-0} ))
+workers=$(( (NPROC - 2) / runs > 0 ? (NPROC - 2) / runs : 1 ))
+say "phase 1: pretrain ($PRE steps) and scratch ($STEPS steps) side by side, $workers loader workers each"
+pids=()
+teacher pretrain "$PRE" "$(pattern "$RUNS/plain")" "$workers" --set model.conditioned=false & pids+=($!)
+if [[ "${GAP:-0}" == 1 ]]; then
+  teacher pretraingap "$PRE" "$(pattern "$RUNS/plaingap")" "$workers" --set model.conditioned=false & pids+=($!)
+fi
+for a in $AMOUNTS; do teacher "scratch_$a" "$STEPS" "$(pattern "$RUNS/action$a")" "$workers" & pids+=($!); done
+for p in "${pids[@]}"; do wait "$p"; done
+
+say "phase 2: tune ($((STEPS - PRE)) steps) from the plain models; the eval set and the scratch evals meanwhile"
+pids=()
+for a in $AMOUNTS; do
+  teacher "tune_$a" "$((STEPS - PRE))" "$(pattern "$RUNS/action$a")" "$workers" --init "$RUNS/pretrain/checkpoint.pt" & pids+=($!)
+  if [[ "${GAP:-0}" == 1 ]]; then
+    teacher "tunegap_$a" "$((STEPS - PRE))" "$(pattern "$RUNS/action$a")" "$workers" \
+      --init "$RUNS/pretraingap/checkpoint.pt" & pids+=($!)
+  fi
+done
+first=$(awk '{print $1}' <<< "$AMOUNTS")
+evaluate "scratch_$first" 4  # renders the held-out clips into the cache the others reuse
+for a in $AMOUNTS; do [[ "$a" != "$first" ]] && evaluate "scratch_$a" 2; done
+for p in "${pids[@]}"; do wait "$p"; done
+
+say "phase 3: evaluate the tuned models, pair them with scratch"
+pids=()
+for a in $AMOUNTS; do
+  evaluate "tune_$a" 4 & pids+=($!)
+  [[ "${GAP:-0}" == 1 ]] && { evaluate "tunegap_$a" 4 & pids+=($!); }
+done
+for p in "${pids[@]}"; do wait "$p"; done
+for a in $AMOUNTS; do
+  for arm in tune tunegap; do
+    [[ -f "$RES/eval_${arm}_$a/metrics.json" ]] || continue
+    python3 -m training.eval.compare "$RES/eval_${arm}_$a/metrics.json" "$RES/eval_scratch_$a/metrics.json" \
+      --json "$RES/${arm}_vs_scratch_$a.json" > /dev/null
+  done
+done
+say done
