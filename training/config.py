@@ -126,6 +126,13 @@ class OptimConfig:
     grad_clip: float = 1.0
     ema: float = 0.999  # EMA decay of the weights used for sampling; 0 = no EMA
     action_dropout: float = 0.1  # per clip: drop actions and poses together (the CFG "unconditional")
+    # micro-batches of data.batch_size per optimiser step and rank: the global batch is
+    # data.batch_size x grad_accum x processes, so it can be held fixed across process counts
+    grad_accum: int = 1
+
+    def __post_init__(self) -> None:
+        if self.grad_accum < 1:
+            raise ValueError(f"optim.grad_accum must be >= 1, got {self.grad_accum}")
 
 
 @dataclass(frozen=True)

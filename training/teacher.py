@@ -32,6 +32,8 @@ from common.cli import add_dry_run, dry_run
 from common.config import ConfigError, dump_yaml, load_config, to_dict
 from training.config import FlowConfig, ModelConfig, TrainConfig
 from training.data import ActionSpecGuard, ClipBatch, crop, stream
+from training.distributed import (Dist, any_rank, average_gradients, broadcast_parameters, rank_seed, setup,
+                                  teardown)
 from training.flow import add_noise, draw_device, i2v_sigma, sample_sigma, velocity_target
 from training.model import VideoDiT, forward_flops, load_init
 from training.runtime import EMA, JsonlLog, Throughput, autocast, load_checkpoint, pick_device, save_checkpoint, unwrap
@@ -52,6 +54,25 @@ def teacher_loss(model: Callable[..., torch.Tensor], batch: ClipBatch, shift: fl
     v = model(add_noise(x0, noise, sigma), sigma, batch.actions, batch.poses, keep=keep)
     target = velocity_target(x0, noise)
     return F.mse_loss(v[:, 1:].float(), target[:, 1:].float())
+
+
+def teacher_step(model: torch.nn.Module, forward: Callable[..., torch.Tensor], optimizer: torch.optim.Optimizer,
+                 batches: Sequence[ClipBatch], config: TrainConfig, device: torch.device, place: Dist = Dist(),
+                 generator: torch.Generator | None = None) -> tuple[float, float]:
+    """One optimiser step over this rank's micro-batches (`optim.grad_accum` of them): their mean
+    loss back-propagated locally, the gradients averaged over the ranks once, clipped, applied.
+    Returns this rank's loss and the (global) gradient norm."""
+    total = 0.0
+    for batch in batches:
+        with autocast(device, config.precision):
+            loss = teacher_loss(forward, batch, config.flow.shift, config.optim.action_dropout, generator) / len(batches)
+        loss.backward()
+        total += float(loss.detach())
+    average_gradients(model.parameters(), place)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total, float(grad_norm)
 
 
 def lr_at(config: TrainConfig, step: int, progress: float) -> float:
@@ -90,8 +111,11 @@ def model_from_checkpoint(path: pathlib.Path, device: torch.device, *, weights: 
     return model_from_state(load_checkpoint(path, "cpu"), device, weights=weights, **overrides)
 
 
-def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress_every: int | None = None
-          ) -> dict[str, Any]:
+def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress_every: int | None = None,
+          place: Dist = Dist()) -> dict[str, Any]:
+    """Train (or resume) the teacher in `out`; under torchrun `place` is this process's rank
+    (training/distributed.py): the same model on every rank, rank-aware data and noise, gradients
+    averaged once per step, only rank 0 writing."""
     torch.manual_seed(config.seed)
     model_config = config.model_config()
     model = build_model(model_config, device)
@@ -120,9 +144,16 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
                   f"({len(added)} tensors, zero-initialised outputs)", file=sys.stderr)
         if ema is not None:
             ema.load_state_dict(model.state_dict())
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(dump_yaml(config))
-    log = JsonlLog(out / "log.jsonl")
+    resumed = checkpoint.exists()
+    broadcast_parameters(model, place)  # every rank starts from rank 0's weights
+    if ema is not None and place.active and not resumed:
+        ema.load_state_dict(model.state_dict())
+    if place.active:  # this rank's own noise and dropout draws
+        torch.manual_seed(rank_seed(config.seed + step, place) + 1)
+    if place.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(dump_yaml(config))
+    log = JsonlLog(out / "log.jsonl") if place.main else None
     forward = torch.compile(model) if config.compile else model
     frames = config.data.frames
     flops_per_clip = 3 * forward_flops(model_config, frames)  # forward + backward
@@ -138,37 +169,39 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
             "config": to_dict(config), "model_config": asdict(model_config), "action_spec": specs.spec})
 
     model.train()
-    for raw in stream(config.data, seed=config.seed + step):
+    batches = iter(stream(config.data, seed=rank_seed(config.seed + step, place)))
+    while True:
         elapsed = time.perf_counter() - started
-        if step >= config.max_steps or (budget is not None and elapsed >= budget):
-            break
-        specs.check(raw)
-        batch = crop(raw, frames).to(device)
+        if any_rank(step >= config.max_steps or (budget is not None and elapsed >= budget), place, device):
+            break  # every rank stops at the same step, also when one rank's clock says so
+        micro = []
+        for _ in range(config.optim.grad_accum):
+            raw = next(batches)
+            specs.check(raw)
+            micro.append(crop(raw, frames).to(device))
         progress = max(step / config.max_steps, elapsed / budget if budget else 0.0)
         lr = lr_at(config, step, progress)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        with autocast(device, config.precision):
-            loss = teacher_loss(forward, batch, config.flow.shift, config.optim.action_dropout)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss, grad_norm = teacher_step(model, forward, optimizer, micro, config, device, place)
         if ema is not None:
             ema.decay = min(config.optim.ema, (1 + step) / (10 + step))
             ema.update(model)
         step += 1
-        meter.add(batch.frames.shape[0], tokens_per_clip * batch.frames.shape[0], flops_per_clip * batch.frames.shape[0])
-        if step % config.log_every == 0:
-            record = {"step": step, "loss": float(loss.detach()), "lr": lr, "grad_norm": float(grad_norm),
+        clips = sum(b.frames.shape[0] for b in micro) * place.world  # the global batch
+        meter.add(clips, tokens_per_clip * clips, flops_per_clip * clips)
+        if log is not None and step % config.log_every == 0:
+            record = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                       "elapsed_s": round(time.perf_counter() - started, 2), **meter.report()}
             if device.type == "cuda":
                 record["max_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
             log.write(record)
             if progress_every and step % progress_every == 0:
                 print(json.dumps(record), file=sys.stderr, flush=True)
-        if step % config.checkpoint_every == 0:
+        if place.main and step % config.checkpoint_every == 0:
             save()
+    if not place.main:
+        return {"steps": step, "rank": place.rank}
     save()
     log_path = out / "log.jsonl"  # absent when the run ended before its first log_every
     records = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
@@ -218,12 +251,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.dry_run:
         return dry_run(out=args.out, config=config)
-    device = pick_device(args.device)
+    place, ranked = setup(args.device)  # under torchrun: this process's rank and device
+    device = ranked or pick_device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    summary = train(config, args.out, device, args.progress_every)
-    print(json.dumps(summary, indent=2))
+    try:
+        summary = train(config, args.out, device, args.progress_every, place)
+    finally:
+        teardown(place)
+    if place.main:
+        print(json.dumps(summary, indent=2))
     return 0
 
 
