@@ -79,13 +79,21 @@ def broadcast_parameters(module: torch.nn.Module, place: Dist) -> None:
 
 
 def average_gradients(parameters: Iterable[torch.nn.Parameter], place: Dist) -> None:
-    """Replace each gradient by its mean over the ranks (a parameter without one counts as zeros,
-    so ranks that skipped it stay in step); one all-reduce per bucket."""
+    """Replace each gradient by its mean over the ranks, one all-reduce per bucket. A parameter
+    that has a gradient on some rank but not on this one counts as zeros here; one that has none
+    on any rank keeps none (the optimiser then leaves it alone, weight decay included, as one
+    process would)."""
     if not place.active:
         return
     params = [p for p in parameters if p.requires_grad]
+    if not params:
+        return
+    present = torch.tensor([p.grad is not None for p in params], dtype=torch.uint8, device=params[0].device)
+    dist.all_reduce(present, op=dist.ReduceOp.MAX)
     grads = []
-    for p in params:
+    for p, anywhere in zip(params, present.tolist()):
+        if not anywhere:
+            continue
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         grads.append(p.grad)

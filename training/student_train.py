@@ -33,6 +33,8 @@ from common.cli import add_dry_run, dry_run
 from common.config import ConfigError, dump_yaml, from_dict, load_config, to_dict
 from training.config import DataConfig
 from training.data import ActionSpecGuard, ClipBatch, crop, stream
+from training.distributed import (Dist, any_rank, average_gradients, broadcast_parameters, rank_seed, setup,
+                                  teardown)
 from training.distill import (DMDConfig, critic_loss, dmd_delta, hybrid_forcing_loss, ode_prefix_blocks, ode_targets,
                               score_window, teacher_velocity)
 from training.model import VideoDiT
@@ -78,7 +80,13 @@ class StudentTrainConfig:
                              f"{self.ode_reuse}")
 
 
-def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -> dict[str, Any]:
+def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device, place: Dist = Dist()
+          ) -> dict[str, Any]:
+    """Train (or resume) a student stage in `out`; under torchrun `place` is this process's rank
+    (training/distributed.py): the generator and the critic start from rank 0's weights, each rank
+    draws its own data and noise, and every gradient (the ODE loss's, the critic's, the generator's
+    replayed backward) is averaged over the ranks once before its optimiser step; the frozen
+    teacher is only read. Rank 0 alone writes."""
     torch.manual_seed(config.seed)
     if not config.teacher:
         raise ConfigError("teacher: a teacher checkpoint is required (--teacher)")
@@ -110,12 +118,18 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
         step, elapsed = int(state["step"]), float(state["elapsed"])
         if ema is not None:
             ema.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(dump_yaml(config))
-    log = JsonlLog(out / "log.jsonl")
+    broadcast_parameters(generator_model, place)
+    if fake is not None:
+        broadcast_parameters(fake, place)
+    if ema is not None and place.active and not checkpoint.exists():
+        ema.load_state_dict(generator_model.state_dict())
+    if place.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(dump_yaml(config))
+    log = JsonlLog(out / "log.jsonl") if place.main else None
     started = time.perf_counter() - elapsed
     budget = None if config.max_minutes is None else config.max_minutes * 60
-    gen = torch.Generator(device).manual_seed(config.seed + step)  # all training noise, drawn on the device
+    gen = torch.Generator(device).manual_seed(rank_seed(config.seed + step, place))  # all training noise, on the device
 
     def save() -> None:
         save_checkpoint(checkpoint, {
@@ -130,14 +144,15 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
     window_start = time.perf_counter()
     targets: tuple[torch.Tensor, torch.Tensor] | None = None
     uses = config.ode_reuse if config.stage == "ode" else 1
-    for raw in stream(config.data, seed=config.seed + step):
+    for raw in stream(config.data, seed=rank_seed(config.seed + step, place)):
         specs.check(raw)
         batch = crop(raw, config.data.frames).to(device)
         first = batch.frames[:, 0]
         noise = torch.randn(batch.frames[:, 1:].shape, generator=gen, device=device)
         for use in range(uses):  # ODE: `ode_reuse` student updates per teacher trajectory batch
-            if step >= config.max_steps or (budget is not None and time.perf_counter() - started >= budget):
-                break
+            if any_rank(step >= config.max_steps or (budget is not None and time.perf_counter() - started >= budget),
+                        place, device):
+                break  # every rank stops at the same step
             record: dict[str, Any] = {"step": step + 1}
             with autocast(device, config.precision):
                 if config.stage == "ode":
@@ -153,6 +168,7 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
                                                batch.poses, config.noisy_blocks, gen, blocks)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
+                    average_gradients(generator_model.parameters(), place)
                     torch.nn.utils.clip_grad_norm_(generator_model.parameters(), config.grad_clip)
                     optimizer.step()
                     record.update(loss=float(loss.detach()), ode_use=use)
@@ -160,11 +176,11 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
                         ema.update(generator_model)
                 elif fake is not None and critic_opt is not None:  # dmd: both exist
                     record.update(_dmd_step(config, step, student, teacher, fake, optimizer, critic_opt, batch,
-                                            first, noise, gen))
+                                            first, noise, gen, place))
                     if ema is not None and "dmd_loss" in record:  # a generator step
                         ema.update(generator_model)
             step += 1
-            if step % config.log_every == 0:
+            if log is not None and step % config.log_every == 0:
                 now = time.perf_counter()
                 record.update({"elapsed_s": round(now - started, 2),
                                "clips_per_s": config.log_every * config.data.batch_size / (now - window_start)})
@@ -172,11 +188,13 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
                     record["max_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
                 log.write(record)
                 window_start = now
-            if step % config.checkpoint_every == 0:
+            if place.main and step % config.checkpoint_every == 0:
                 save()
         else:
             continue
         break
+    if not place.main:
+        return {"stage": config.stage, "steps": step, "rank": place.rank}
     save()
     summary = {"stage": config.stage, "steps": step, "train_seconds": round(time.perf_counter() - started, 1)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -185,7 +203,8 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device) -
 
 def _dmd_step(config: StudentTrainConfig, step: int, student: Student, teacher: VideoDiT, fake: VideoDiT,
               optimizer: torch.optim.Optimizer, critic_opt: torch.optim.Optimizer, batch: ClipBatch,
-              first: torch.Tensor, noise: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
+              first: torch.Tensor, noise: torch.Tensor, gen: torch.Generator, place: Dist = Dist()
+              ) -> dict[str, float]:
     """One DMD step: a critic (fake score) update on a fresh rollout; every `critic_steps`-th step
     also a generator update (rollout with random exit steps, Δ, replayed backward, one step)."""
     record = {}
@@ -197,6 +216,7 @@ def _dmd_step(config: StudentTrainConfig, step: int, student: Student, teacher: 
     loss_c = critic_loss(fake, w_x, w_first, w_actions, w_poses, config.dmd.shift, gen)
     critic_opt.zero_grad(set_to_none=True)
     loss_c.backward()
+    average_gradients(fake.parameters(), place)  # once per critic step, over every rank's rollout
     torch.nn.utils.clip_grad_norm_(fake.parameters(), config.grad_clip)
     critic_opt.step()
     record["critic_loss"] = float(loss_c.detach())
@@ -214,6 +234,7 @@ def _dmd_step(config: StudentTrainConfig, step: int, student: Student, teacher: 
         fake.train()
         optimizer.zero_grad(set_to_none=True)
         record["dmd_loss"] = float(student.replay_backward(rollout, delta, batch.actions, batch.poses))
+        average_gradients(student.model.parameters(), place)  # the replayed backward accumulated locally: once
         torch.nn.utils.clip_grad_norm_(student.model.parameters(), config.grad_clip)
         optimizer.step()
     return record
@@ -253,7 +274,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.dry_run:
         return dry_run(out=args.out, config=config)
-    print(json.dumps(train(config, args.out, pick_device(args.device)), indent=2))
+    place, ranked = setup(args.device)  # under torchrun: this process's rank and device
+    try:
+        summary = train(config, args.out, ranked or pick_device(args.device), place)
+    finally:
+        teardown(place)
+    if place.main:
+        print(json.dumps(summary, indent=2))
     return 0
 
 
