@@ -99,6 +99,26 @@ def _dangling(path: pathlib.Path) -> str | None:
     return None
 
 
+def _admit(path: pathlib.Path, scene_id: str, trajectory_id: str, endpoint: str, seen: dict[pathlib.Path, str],
+           failed: list[CaptureResult], skipped: list[Skipped], not_input: str | None) -> bool:
+    """Whether an entry of a scene folder is an input to take: a dangling link is a failed row, an
+    entry that is none (`not_input`, the reason) or was reached before is skipped."""
+    broken = _dangling(path)
+    if broken:
+        failed.append(CaptureResult(scene_id, trajectory_id, "failed", f"{path}: cannot be opened ({broken})", 0, (),
+                                    endpoint, 0.0, None, str(path)))
+        return False
+    if not_input is not None:
+        skipped.append(Skipped(str(path), not_input))
+        return False
+    real = path.resolve()
+    if real in seen:
+        skipped.append(Skipped(str(path), f"the same folder as {seen[real]}: read once"))
+        return False
+    seen[real] = str(path)
+    return True
+
+
 def scan_ingest(roots: Seq[str]) -> tuple[list[Sequence], list[CaptureResult], list[Skipped]]:
     """The `<root>/<scene>/<trajectory>/` folders of every root (hidden names ignored), with ids."""
     sequences: list[Sequence] = []
@@ -131,20 +151,9 @@ def scan_ingest(roots: Seq[str]) -> tuple[list[Sequence], list[CaptureResult], l
                 continue
             for trajectory in folders:
                 scene_id, trajectory_id = name_id(scene.name), name_id(trajectory.name)
-                broken = _dangling(trajectory)
-                if broken:
-                    failed.append(CaptureResult(scene_id, trajectory_id, "failed", f"{trajectory}: cannot be opened "
-                                                f"({broken})", 0, (), "ingest", 0.0, None, str(trajectory)))
-                    continue
-                if not trajectory.is_dir():
-                    skipped.append(Skipped(str(trajectory), "not a trajectory folder (a file)"))
-                    continue
-                real = trajectory.resolve()
-                if real in seen:
-                    skipped.append(Skipped(str(trajectory), f"the same folder as {seen[real]}: read once"))
-                    continue
-                seen[real] = str(trajectory)
-                sequences.append(Sequence(scene_id, trajectory_id, trajectory))
+                if _admit(trajectory, scene_id, trajectory_id, "ingest", seen, failed, skipped,
+                          None if trajectory.is_dir() else "not a trajectory folder (a file)"):
+                    sequences.append(Sequence(scene_id, trajectory_id, trajectory))
     return sequences, failed, skipped
 
 
@@ -166,20 +175,10 @@ def scan_video(roots: Seq[str]) -> tuple[list[VideoSource], list[CaptureResult],
             for entry in sorted(p for p in scene.iterdir() if not p.name.startswith(".")):
                 scene_id = name_id(scene.name)
                 trajectory_id = name_id(entry.stem if entry.is_file() else entry.name)
-                broken = _dangling(entry)
-                if broken:
-                    failed.append(CaptureResult(scene_id, trajectory_id, "failed", f"{entry}: cannot be opened "
-                                                f"({broken})", 0, (), "video", 0.0, None, str(entry)))
-                    continue
-                if entry.is_file() and not is_video_file(entry):
-                    skipped.append(Skipped(str(entry), "not a video file (.mp4, .webm, .mkv, .mov, .avi, .m4v)"))
-                    continue
-                real = entry.resolve()
-                if real in seen:
-                    skipped.append(Skipped(str(entry), f"the same input as {seen[real]}: read once"))
-                    continue
-                seen[real] = str(entry)
-                videos.append(VideoSource(scene_id, trajectory_id, entry))
+                other = entry.is_file() and not is_video_file(entry)
+                if _admit(entry, scene_id, trajectory_id, "video", seen, failed, skipped,
+                          "not a video file (.mp4, .webm, .mkv, .mov, .avi, .m4v)" if other else None):
+                    videos.append(VideoSource(scene_id, trajectory_id, entry))
     return videos, failed, skipped
 
 

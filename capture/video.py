@@ -63,10 +63,6 @@ class VideoSource:
     trajectory: str
     path: pathlib.Path
 
-    @property
-    def is_file(self) -> bool:
-        return self.path.is_file()
-
 
 class VideoError(Exception):
     """An input that cannot be staged; the message names the file (and frame)."""
