@@ -175,8 +175,8 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device, p
                     if ema is not None:
                         ema.update(generator_model)
                 elif fake is not None and critic_opt is not None:  # dmd: both exist
-                    record.update(_dmd_step(config, step, student, teacher, fake, optimizer, critic_opt, batch,
-                                            first, noise, gen, place))
+                    record.update(_dmd_step(config, step, student, teacher, fake, optimizer, critic_opt,
+                                            [DMDPart(batch, first, noise, gen)], place))
                     if ema is not None and "dmd_loss" in record:  # a generator step
                         ema.update(generator_model)
             step += 1
@@ -201,39 +201,62 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device, p
     return summary
 
 
+@dataclass(frozen=True, eq=False)
+class DMDPart:
+    """One micro-batch of a DMD step: its clips, first frames, rollout noise and noise generator."""
+
+    batch: ClipBatch
+    first: torch.Tensor
+    noise: torch.Tensor
+    gen: torch.Generator
+
+
 def _dmd_step(config: StudentTrainConfig, step: int, student: Student, teacher: VideoDiT, fake: VideoDiT,
-              optimizer: torch.optim.Optimizer, critic_opt: torch.optim.Optimizer, batch: ClipBatch,
-              first: torch.Tensor, noise: torch.Tensor, gen: torch.Generator, place: Dist = Dist()
-              ) -> dict[str, float]:
-    """One DMD step: a critic (fake score) update on a fresh rollout; every `critic_steps`-th step
-    also a generator update (rollout with random exit steps, Δ, replayed backward, one step)."""
-    record = {}
-    with torch.no_grad():
-        rollout = student.rollout(first, batch.actions, batch.poses, noise, generator=gen, keep_store=False)
-    frames = rollout.frames.shape[1]
-    w_first, w_x, w_actions, w_poses = score_window(frames, config.dmd.window, gen).clip(
-        rollout.frames.float(), batch.actions, batch.poses)
-    loss_c = critic_loss(fake, w_x, w_first, w_actions, w_poses, config.dmd.shift, gen)
+              optimizer: torch.optim.Optimizer, critic_opt: torch.optim.Optimizer, parts: Sequence[DMDPart],
+              place: Dist = Dist()) -> dict[str, float]:
+    """One DMD step over this rank's micro-batches `parts`: a critic (fake score) update on fresh
+    rollouts; every `critic_steps`-th step also a generator update (rollouts with random exit
+    steps, Δ, replayed backward, one step). Each update's gradient is the mean over the parts,
+    accumulated locally, then averaged over the ranks once: the step of one process on every rank's
+    parts together."""
+    record: dict[str, float] = {}
+    n = len(parts)
     critic_opt.zero_grad(set_to_none=True)
-    loss_c.backward()
-    average_gradients(fake.parameters(), place)  # once per critic step, over every rank's rollout
+    losses = []
+    for part in parts:
+        with torch.no_grad():
+            rollout = student.rollout(part.first, part.batch.actions, part.batch.poses, part.noise, generator=part.gen,
+                                      keep_store=False)
+        frames = rollout.frames.shape[1]
+        w_first, w_x, w_actions, w_poses = score_window(frames, config.dmd.window, part.gen).clip(
+            rollout.frames.float(), part.batch.actions, part.batch.poses)
+        loss_c = critic_loss(fake, w_x, w_first, w_actions, w_poses, config.dmd.shift, part.gen)
+        (loss_c / n).backward()
+        losses.append(float(loss_c.detach()))
+    average_gradients(fake.parameters(), place)  # once per critic step, over every rank's rollouts
     torch.nn.utils.clip_grad_norm_(fake.parameters(), config.grad_clip)
     critic_opt.step()
-    record["critic_loss"] = float(loss_c.detach())
+    record["critic_loss"] = sum(losses) / n
     if (step + 1) % config.dmd.critic_steps == 0:  # after the critic has tracked `critic_steps` rollouts
-        exits = torch.randint(0, len(config.student.steps), (len(rollout.replay),), generator=gen,
-                              device=gen.device).tolist()
-        with torch.no_grad():
-            rollout = student.rollout(first, batch.actions, batch.poses, noise, exits, generator=gen,
-                                      keep_store=False)
-        fake.eval()
-        window = score_window(frames, config.dmd.window, gen)
-        w_first, w_x, w_actions, w_poses = window.clip(rollout.frames.float(), batch.actions, batch.poses)
-        delta = window.place(dmd_delta(w_x, w_first, w_actions, w_poses, teacher, fake, config.dmd, gen),
-                             frames - 1)
-        fake.train()
         optimizer.zero_grad(set_to_none=True)
-        record["dmd_loss"] = float(student.replay_backward(rollout, delta, batch.actions, batch.poses))
+        fake.eval()
+        losses = []
+        for part in parts:
+            exits = torch.randint(0, len(config.student.steps), (len(rollout.replay),), generator=part.gen,
+                                  device=part.gen.device).tolist()
+            with torch.no_grad():
+                rollout = student.rollout(part.first, part.batch.actions, part.batch.poses, part.noise, exits,
+                                          generator=part.gen, keep_store=False)
+            window = score_window(frames, config.dmd.window, part.gen)
+            w_first, w_x, w_actions, w_poses = window.clip(rollout.frames.float(), part.batch.actions,
+                                                           part.batch.poses)
+            delta = window.place(dmd_delta(w_x, w_first, w_actions, w_poses, teacher, fake, config.dmd, part.gen),
+                                 frames - 1)
+            # Δ/n: the surrogate's gradient is Δ, so this part adds its 1/n share (its loss is n² smaller)
+            scaled = student.replay_backward(rollout, delta / n, part.batch.actions, part.batch.poses)
+            losses.append(float(scaled) * n * n)
+        fake.train()
+        record["dmd_loss"] = sum(losses) / n
         average_gradients(student.model.parameters(), place)  # the replayed backward accumulated locally: once
         torch.nn.utils.clip_grad_norm_(student.model.parameters(), config.grad_clip)
         optimizer.step()
