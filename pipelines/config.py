@@ -38,6 +38,9 @@ class BuildConfig:
     # node_local: the nodes share no disk, data moves through Ray (formats.md 2.1); auto: shared when
     # the check passes, node_local otherwise (the build says which, in its log and stats.json)
     storage: Literal["auto", "shared", "node_local"] = "auto"
+    # a URI (s3://, gs://, hdfs://, file://) the shards, manifest and reports are copied to at the end
+    # (pipelines/publish.py); checked writable before any capture. None: OUT only
+    publish: str | None = None
 
     def __post_init__(self) -> None:
         if self.storage not in ("auto", "shared", "node_local"):

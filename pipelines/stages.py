@@ -58,6 +58,7 @@ from filter.verdicts import VerdictError, read_verdicts
 from pipelines.card import PAGE as CARD_PAGE
 from pipelines.card import card_numbers, combination, write_card
 from pipelines.config import BuildConfig
+from pipelines.publish import PublishError, check_publish, publish
 from pipelines.storage import check_shared, shared_storage_message
 from pipelines.trajectory import (CacheError, TrajectoryItem, cache_path, held_cache, read_cache, store_cache,
                                   trajectory_task)
@@ -91,6 +92,11 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True, inputs:
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
     storage = _storage_mode(config.storage, folders)  # before any capture
+    if config.publish:
+        try:
+            check_publish(config.publish)
+        except PublishError as exc:
+            raise BuildError(str(exc)) from exc
     (out / "config.yaml").write_text(dump_yaml(config))
     verdicts_path = out / "verdicts.csv"
     try:
@@ -176,6 +182,11 @@ def build(config: BuildConfig, out: pathlib.Path, progress: bool = True, inputs:
     stats["skipped"] = [{"path": k.path, "reason": k.reason} for k in capture_run.skipped]
     with atomic_path(out / "stats.json") as tmp:
         tmp.write_text(json.dumps(stats, indent=1, sort_keys=True))
+    if config.publish:
+        try:
+            log.warning("published %d files to %s", len(publish(out, config.publish)), config.publish)
+        except PublishError as exc:
+            raise BuildError(str(exc)) from exc
     return stats
 
 
