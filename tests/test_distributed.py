@@ -159,3 +159,32 @@ def test_a_dmd_step_with_its_replayed_backward_equals_one_process_on_both_batche
         assert torch.equal(ranks[0][name], ranks[1][name]), f"{name} differs between the ranks"
         torch.testing.assert_close(ranks[0][name], value, rtol=1e-10, atol=1e-12, msg=name)
     assert any(not torch.equal(together[n], alone[n]) for n in together if n.startswith("g."))
+
+
+@pytest.mark.timeout(600)
+def test_torchrun_runs_the_ode_and_dmd_stages_on_two_processes(tmp_path):
+    from dataclasses import asdict
+
+    from training.runtime import load_checkpoint, save_checkpoint
+
+    shards = write_tiny_shards(tmp_path / "shards", clips=8, frames=6, height=16, width=16)
+    teacher = tmp_path / "teacher.pt"
+    model = randomized_model(tiny_config())
+    save_checkpoint(teacher, {"model": model.state_dict(), "ema": model.state_dict(),
+                              "model_config": asdict(tiny_config()), "config": {"flow": {"shift": 3.0}}})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env["OMP_NUM_THREADS"] = "1"
+    common = ["-m", "training.student_train", "--teacher", str(teacher), "--shards", shards, "--device", "cpu",
+              "--set", "data.frames=5", "--set", "data.batch_size=2", "--set", "data.workers=0", "--set", "log_every=1",
+              "--set", "precision=fp32", "--set", "ode_teacher_steps=2"]
+    for stage, extra in (("ode", []), ("dmd", ["--init", str(tmp_path / "ode" / "checkpoint.pt"),
+                                                "--set", "dmd.critic_steps=1"])):
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                               "--master_port", "29533", *common, "--stage", stage, "--steps", "2",
+                               "--out", str(tmp_path / stage), *extra], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        log = [json.loads(line) for line in (tmp_path / stage / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in log] == [1, 2], log  # rank 0 alone logs
+        assert load_checkpoint(tmp_path / stage / "checkpoint.pt")["step"] == 2
+    assert all("dmd_loss" in r for r in log)
