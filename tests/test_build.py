@@ -181,3 +181,18 @@ def test_shard_members_are_plain_ustar_entries_with_a_fixed_mtime(built):
         with tarfile.open(shard) as tar:
             members = tar.getmembers()
         assert members and all(m.mtime == 0 and not m.pax_headers and m.type == tarfile.REGTYPE for m in members)
+
+
+def test_publish_copies_the_outputs_manifest_last(built, tmp_path):
+    from pipelines.publish import PUBLISHED, publish
+
+    out, _ = built
+    copied = publish(out, f"file://{tmp_path}/remote")
+    remote = tmp_path / "remote"
+    assert copied[-1] == "manifest.parquet" and "stats.json" in copied
+    shards = sorted(p.name for p in (out / "shards").iterdir())
+    assert sorted(p.name for p in (remote / "shards").iterdir()) == shards
+    for name in copied:
+        assert (remote / name).read_bytes() == (out / name).read_bytes(), name
+    assert not (remote / "staging").exists() and not (remote / ".work").exists()
+    assert set(PUBLISHED) >= {p.name for p in remote.iterdir()}

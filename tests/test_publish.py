@@ -1,6 +1,6 @@
 """Publishing a build to a URI through pyarrow.fs (pipelines/publish.py): a location that cannot be
 written stops the build before any capture, naming it; a writable one gets the shards, manifest and
-reports byte for byte."""
+reports byte for byte (tests/test_build.py, on its build)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 import pytest
 import yaml
 
-from pipelines.publish import PUBLISHED, PublishError, check_publish, publish
-from tests.test_build import ROOT, SMALL, built  # noqa: F401 - the module fixture
+from pipelines.publish import PublishError, check_publish
+from tests.test_build import ROOT, SMALL
 
 
 def test_the_probe_accepts_a_writable_uri_and_names_one_that_is_not(tmp_path):
@@ -22,19 +22,6 @@ def test_the_probe_accepts_a_writable_uri_and_names_one_that_is_not(tmp_path):
         check_publish(f"file://{tmp_path}/file/run")  # under a file: nothing can be created
     with pytest.raises(PublishError, match="not a location"):
         check_publish("nosuchscheme://bucket/x")
-
-
-def test_publish_copies_the_outputs_manifest_last(built, tmp_path):
-    out, _ = built
-    copied = publish(out, f"file://{tmp_path}/remote")
-    remote = tmp_path / "remote"
-    assert copied[-1] == "manifest.parquet" and "stats.json" in copied
-    shards = sorted(p.name for p in (out / "shards").iterdir())
-    assert sorted(p.name for p in (remote / "shards").iterdir()) == shards
-    for name in copied:
-        assert (remote / name).read_bytes() == (out / name).read_bytes(), name
-    assert not (remote / "staging").exists() and not (remote / ".work").exists()
-    assert set(PUBLISHED) >= {p.name for p in remote.iterdir()}
 
 
 def test_a_build_that_cannot_publish_stops_before_capture(tmp_path):
