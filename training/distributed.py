@@ -64,9 +64,16 @@ def setup(requested: str | None = None) -> tuple[Dist, torch.device | None]:
     return place, torch.device("cpu")
 
 
-def teardown(place: Dist) -> None:
+def teardown(place: Dist, finished: bool) -> None:
+    """Leave the process group: after a finished run all ranks leave together (a rank that destroyed
+    its group while another still used its connections could abort that one: gloo's threads); after
+    an error at once, without waiting for ranks that may never arrive (torchrun ends them)."""
     if place.active and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if finished:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def broadcast_parameters(module: torch.nn.Module, place: Dist) -> None:

@@ -298,10 +298,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         return dry_run(out=args.out, config=config)
     place, ranked = setup(args.device)  # under torchrun: this process's rank and device
+    finished = False
     try:
         summary = train(config, args.out, ranked or pick_device(args.device), place)
+        finished = True
     finally:
-        teardown(place)
+        teardown(place, finished)
     if place.main:
         print(json.dumps(summary, indent=2))
     return 0

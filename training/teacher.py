@@ -256,10 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    finished = False
     try:
         summary = train(config, args.out, device, args.progress_every, place)
+        finished = True
     finally:
-        teardown(place)
+        teardown(place, finished)
     if place.main:
         print(json.dumps(summary, indent=2))
     return 0
