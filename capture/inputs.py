@@ -99,6 +99,14 @@ def _dangling(path: pathlib.Path) -> str | None:
     return None
 
 
+def _root(root: str, kind: str) -> pathlib.Path:
+    """An ingest or video root, which must be a folder (InputError naming it otherwise)."""
+    path = pathlib.Path(root)
+    if not path.is_dir():
+        raise InputError(f"{kind} root {root} {'does not exist' if not path.exists() else 'is not a folder'}")
+    return path
+
+
 def _admit(path: pathlib.Path, scene_id: str, trajectory_id: str, endpoint: str, seen: dict[pathlib.Path, str],
            failed: list[CaptureResult], skipped: list[Skipped], not_input: str | None) -> bool:
     """Whether an entry of a scene folder is an input to take: a dangling link is a failed row, an
@@ -126,9 +134,7 @@ def scan_ingest(roots: Seq[str]) -> tuple[list[Sequence], list[CaptureResult], l
     skipped: list[Skipped] = []
     seen: dict[pathlib.Path, str] = {}
     for root in roots:
-        path = pathlib.Path(root)
-        if not path.is_dir():
-            raise InputError(f"ingest root {root} {'does not exist' if not path.exists() else 'is not a folder'}")
+        path = _root(root, "ingest")
         real = path.resolve()
         if real in seen:
             skipped.append(Skipped(str(root), f"the same folder as ingest root {seen[real]}: read once"))
@@ -165,9 +171,7 @@ def scan_video(roots: Seq[str]) -> tuple[list[VideoSource], list[CaptureResult],
     skipped: list[Skipped] = []
     seen: dict[pathlib.Path, str] = {}
     for root in roots:
-        path = pathlib.Path(root)
-        if not path.is_dir():
-            raise InputError(f"video root {root} {'does not exist' if not path.exists() else 'is not a folder'}")
+        path = _root(root, "video")
         for scene in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
             if _dangling(scene) or not scene.is_dir():
                 skipped.append(Skipped(str(scene), "not a scene folder (a file, or a link to nothing)"))

@@ -39,14 +39,6 @@ def live_nodes() -> list[dict]:
     return [n for n in ray.nodes() if n.get("Alive")]
 
 
-def node_name(node_id: str) -> str:
-    """How messages name a node: its address and the start of its Ray id."""
-    for node in live_nodes():
-        if node["NodeID"] == node_id:
-            return f"{node.get('NodeManagerAddress', '?')} ({node_id[:12]})"
-    return f"{node_id[:12]} (no longer in the cluster)"
-
-
 def staging_inventory(staging: str | pathlib.Path, timeout_s: float = 120.0) -> tuple[dict[str, dict[str, str]], int]:
     """Every live node's staged trajectories (key -> {node: fingerprint}) and how many partial
     trajectories were cleared; a node that does not answer within `timeout_s` holds nothing for

@@ -33,7 +33,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tqdm import tqdm
 
 from capture.config import CaptureConfig, EndpointConfig
-from capture.nodes import Inventory
+from capture.nodes import Inventory, live_nodes
 from capture.probe_planner import PlanRequest
 from capture.records import Attempt, CaptureJob, CaptureResult
 from capture.staging import clear_partials, staged_fingerprint
@@ -272,9 +272,7 @@ def _nodes_for(need: dict[str, float], per_node: int) -> list[str]:
     """The ids of every live node whose resources hold `per_node` x `need`, `per_node` times each."""
     chosen: list[str] = []
     short: list[str] = []
-    for node in ray.nodes():
-        if not node.get("Alive"):
-            continue
+    for node in live_nodes():
         have = node.get("Resources", {})
         if all(per_node * amount <= have.get(name, 0.0) + 1e-9 for name, amount in need.items()):
             chosen.append(node["NodeID"])

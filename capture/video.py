@@ -33,9 +33,9 @@ import numpy as np
 from capture.config import StagingConfig
 from capture.records import CaptureResult
 from capture.staging import IMAGE_SUFFIXES, StagingWriter, staged_fingerprint, trajectory_dir
+from datasets.samples import VIDEO  # the staged copy and its samples say `kind: video` alike
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".m4v")
-KIND = "video"
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,7 @@ def _stage_folder(source: VideoSource, staging: pathlib.Path, config: VideoConfi
 def _meta(source: VideoSource, frame_times: list[float], size: tuple[int, int], fingerprint: str,
           **extra) -> dict:
     steps = np.diff(frame_times)
-    return {"kind": KIND, "scene": source.scene, "trajectory": source.trajectory, "source": str(source.path),
+    return {"kind": VIDEO, "scene": source.scene, "trajectory": source.trajectory, "source": str(source.path),
             "caption": extra.pop("caption", ""), "fps": round(1.0 / float(np.median(steps)), 6),
             "frame_times": frame_times, "width": int(size[1]), "height": int(size[0]), "modalities": ["lit"],
             "fingerprint": fingerprint, **extra}
@@ -248,4 +248,4 @@ def _meta(source: VideoSource, frame_times: list[float], size: tuple[int, int], 
 
 def staged_kind(meta: dict) -> str:
     """`video` for staged plain footage (no poses), `posed` for everything else."""
-    return KIND if meta.get("kind") == KIND else "posed"
+    return VIDEO if meta.get("kind") == VIDEO else "posed"

@@ -18,6 +18,8 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from capture.nodes import live_nodes
+
 PROBE_DIR = ".probe"
 
 
@@ -58,7 +60,7 @@ def check_shared(folders: Sequence[pathlib.Path]) -> list[str]:
     for path in paths:
         (pathlib.Path(path) / PROBE_DIR).mkdir(parents=True, exist_ok=True)
         (pathlib.Path(path) / PROBE_DIR / "driver").write_text(token)
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    nodes = live_nodes()
     task = ray.remote(num_cpus=0)(_node_side)
     refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
             .remote(paths, token, n["NodeID"]) for n in nodes]

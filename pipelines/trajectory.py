@@ -32,6 +32,7 @@ from capture.nodes import ray_node
 from capture.staging import staged_fingerprint
 from capture.video import staged_kind
 from common.config import to_dict
+from datasets.samples import VIDEO
 from common.files import atomic_path
 from filter.run import SCORES, Failed, filter_one, review_result
 from filter.segments import ReviewVerdict, Segment, Verdict, kept_spans
@@ -94,7 +95,8 @@ def _trajectory(item: TrajectoryItem, config: BuildConfig, work: pathlib.Path,
     cached = _read_info(paths, key)
     if cached is not None:
         info, result = cached
-        return {"filter": with_thumbnails(result, config.filter), "changed": info["changed"], "summary": {**info["summary"], "cached": True}}
+        return {"filter": with_thumbnails(result, config.filter), "changed": info["changed"],
+                "summary": {**info["summary"], "cached": True}}
     jpegs: dict[int, bytes] = {}
 
     def encode(i: int, bgr: np.ndarray) -> None:
@@ -102,7 +104,7 @@ def _trajectory(item: TrajectoryItem, config: BuildConfig, work: pathlib.Path,
 
     try:  # read once: the filter and the clips both use them
         meta = read_meta(item.folder)
-        video = staged_kind(meta) == "video"  # plain footage: frames and times, no poses (capture/video.py)
+        video = staged_kind(meta) == VIDEO  # plain footage: frames and times, no poses (capture/video.py)
         traj = None if video else read_staged(item.folder)
     except FilterError as exc:
         return {"failed": Failed(item.scene, item.trajectory, str(exc))}
@@ -130,7 +132,7 @@ def _trajectory(item: TrajectoryItem, config: BuildConfig, work: pathlib.Path,
                "clips": len(clips), "palindromes": sum(bool(c.meta["palindrome"]) for c in clips),
                "frames": sum(len(c.frames_jpeg) for c in clips), "captions": [c.to_json() for c in captions],
                "duration_s": len(times) * float(np.median(np.diff(times))),  # N frames at the trajectory's rate
-               "kind": "video" if traj is None else "posed",
+               "kind": staged_kind(meta),
                "planned_revisits": [r["kind"] for r in meta.get("job", {}).get("planner", {}).get("revisits", [])]}
     _write_cache(paths, [clip.to_wds_sample() for clip in clips], result, changed, summary)
     return {"filter": result, "changed": changed, "summary": {**summary, "cached": False}}
