@@ -8,7 +8,7 @@ stand-in engine (no server, no UnrealCV protocol in between), filtered and cut i
 build's trajectory task, and written as train shards. Prints the counts, the seconds per stage and
 the machine.
 
-    python bench/device_data.py --scenes 128 --out /tmp/data --workers 16
+    python bench/device_data.py --scenes 128 --out /tmp/data --workers 16 [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="scene kinds taken in turn (e.g. street: one kind only, for a domain-gap variant)")
     parser.add_argument("--out", type=pathlib.Path, required=True)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting of --config (e.g. capture.capture.camera.width=1280)")
     args = parser.parse_args(argv)
-    config = load_yaml(BuildConfig, args.config, [])
+    config = load_yaml(BuildConfig, args.config, args.set)
     planner = config.capture.sources.planner
     kinds = args.kinds.split(",")
     if not kinds or any(k not in KINDS for k in kinds):

@@ -1,6 +1,7 @@
 """Loader throughput per worker next to raw JPEG decoding of the same frames, same run.
 
     python bench/loader.py [--out out/demo] [--batch 4] [--workers 0 1 2] [--pool-slots 8 0] [--pin-memory on off]
+                           [--decode workers device]
 
 Streams the build's train+val shards through `datasets.loader` (decode, tensors, batching) in
 process and with N DataLoader workers (each with its pool of reused shared batch buffers, or with
@@ -9,8 +10,12 @@ cv2.imdecode in a plain loop (the baseline: the decode a loader cannot avoid). P
 worker and the ratio (target >= 0.8), with the CPU seconds per second of the main process and of each
 worker (is a worker slower, or waiting?); for N > 1 workers also the raw decode of N processes at
 once, what the machine itself gives N decoders. `--pin-memory on off` measures DataLoader's
-pin-memory thread (on by default where CUDA is available). Build the shards first
-(python pipelines/build_dataset.py).
+pin-memory thread (on by default where CUDA is available). `--decode device` adds, per worker
+count, the frames/s in all of the workers passing the JPEG bytes on undecoded and the main process
+decoding them on the GPU (nvJPEG through torchvision; on the CPU with OpenCV where there is no
+GPU), next to the same workers decoding them themselves. Build the shards first
+(python pipelines/build_dataset.py; for 1280x720 shards add
+--set capture.capture.camera.width=1280 --set capture.capture.camera.height=720 --out out/hd).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import time  # noqa: E402
 
 import torch  # noqa: E402
 
+from datasets.device_decode import decode_frames  # noqa: E402
 from datasets.loader import LoaderConfig, decode_rgb, make_loader  # noqa: E402
 from _common import machine  # noqa: E402
 from common.cli import add_dry_run, dry_run  # noqa: E402
@@ -98,6 +104,26 @@ def loader_rate(shards: list[str], workers: int, batch: int, frames_per_worker: 
     return seen / (end - start) / max(workers, 1), main_cpu if workers else float("nan"), busy
 
 
+def total_rate(shards: list[str], workers: int, batch: int, frames: int, decode_on: torch.device | None) -> float:
+    """Frames/s in all (not per worker) of the loader with `workers` workers, after its first batch:
+    the workers decoding (`decode_on` None) or passing the JPEG bytes on and the main process
+    decoding them on `decode_on` (synchronised per batch, so the figure is decoded frames)."""
+    t = int(batch_frames(shards))
+    config = LoaderConfig(urls=tuple(shards), batch_size=batch, shuffle_buffer=0, resampled=True,
+                          epoch_samples=frames // t, frames="decoded" if decode_on is None else "jpeg")
+    seen, start = 0, time.perf_counter()
+    for i, item in enumerate(make_loader(config, num_workers=workers, pin_memory=False)):
+        if decode_on is not None:
+            item = decode_frames(item, decode_on)
+            if decode_on.type == "cuda":
+                torch.cuda.synchronize(decode_on)
+        if i == 0:
+            start = time.perf_counter()
+            continue
+        seen += item["frames"].shape[0] * item["frames"].shape[1]
+    return seen / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/demo"))
@@ -109,6 +135,8 @@ def main() -> None:
                         help="LoaderConfig.pool_slots to measure (0: a fresh shared buffer per batch)")
     parser.add_argument("--pin-memory", choices=("auto", "on", "off"), nargs="*", default=["auto"],
                         help="make_loader's pin_memory to measure (auto: its default, on when CUDA is available)")
+    parser.add_argument("--decode", choices=("workers", "device"), nargs="*", default=["workers"],
+                        help="device: also the JPEG bytes decoded in the main process on the GPU (or CPU)")
     args = add_dry_run(parser).parse_args()
     if args.dry_run:
         dry_run(arguments=args)
@@ -147,6 +175,24 @@ def main() -> None:
             print(f"  raw decode in {workers} processes at once: {side:.0f} frames/s per process "
                   f"({side / statistics.median(raws):.2f} of one alone; the loader per worker is "
                   f"{statistics.median(rates) / side:.2f} of it)")
+    if "device" in args.decode:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        frame_shape = decode_rgb(_first_jpeg(shards)).shape
+        print(f"\ndecode where the batch is used ({device}), {frame_shape[1]}x{frame_shape[0]} frames, "
+              f"frames/s in all, medians of {args.repeats}:")
+        for workers in args.workers:
+            total = args.frames_per_worker * max(workers, 1)
+            own = statistics.median(total_rate(shards, workers, args.batch, total, None) for _ in range(args.repeats))
+            there = statistics.median(total_rate(shards, workers, args.batch, total, device)
+                                      for _ in range(args.repeats))
+            print(f"  {workers} worker(s): the workers decode {own:.0f}; bytes on, decoded on {device.type} "
+                  f"{there:.0f} ({there / own:.2f}x)")
+
+
+def _first_jpeg(shards: list[str]) -> bytes:
+    with tarfile.open(shards[0]) as tar:
+        member = next(m for m in tar if m.name.endswith(".jpg"))
+        return tar.extractfile(member).read()  # type: ignore[union-attr]
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -52,10 +52,16 @@ class LoaderConfig:
     # shared frame buffers each DataLoader worker reuses once the main process has dropped a batch
     # (datasets.pool); 0: a fresh buffer per batch (needed if batches are sent on to other processes)
     pool_slots: int = 8
+    # "decoded": workers decode the JPEGs into batch["frames"]; "jpeg": they pass each frame's JPEG
+    # bytes on undecoded (batch["jpeg"], batch["jpeg_offsets"]) for datasets.device_decode to decode
+    # where the batch is consumed (on the GPU with nvJPEG, for trainers whose CPUs cannot keep up)
+    frames: Literal["decoded", "jpeg"] = "decoded"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.shuffle_buffer < 0 or self.pool_slots < 0:
             raise ValueError("loader: batch_size must be >= 1, shuffle_buffer and pool_slots >= 0")
+        if self.frames not in ("decoded", "jpeg"):
+            raise ValueError(f"loader: frames must be 'decoded' or 'jpeg', got {self.frames!r}")
         if self.crop_frames is not None and self.crop_frames < 2:
             raise ValueError(f"loader: crop_frames must be >= 2 or None, got {self.crop_frames}")
 
@@ -154,7 +160,7 @@ ARRAYS = ("actions", "motion", "poses", "intrinsics", "posed")  # per-sample ten
 
 def decode_batch(samples: Sequence[dict[str, Any]], crop_frames: int | None = None,
                  rng: np.random.Generator | None = None,
-                 buffer: Callable[[int], torch.Tensor] | None = None) -> dict[str, Any]:
+                 buffer: Callable[[int], torch.Tensor] | None = None, jpeg: bool = False) -> dict[str, Any]:
     """Raw samples -> a batch whose tensors all live in one flat uint8 buffer, `buffer(nbytes)`
     (default: ordinary memory). Every frame is decoded straight into the batch's (B, T, H, W, 3)
     region and comes out as a (B, T, 3, H, W) view; a DataLoader worker passes a shared buffer
@@ -162,7 +168,11 @@ def decode_batch(samples: Sequence[dict[str, Any]], crop_frames: int | None = No
 
     With `crop_frames`, each sample contributes a random window of that many frames (drawn from
     `rng`): only those JPEGs are decoded, and actions, motion and poses are cut to match;
-    batch["crop_start"] holds each window's first frame."""
+    batch["crop_start"] holds each window's first frame.
+
+    With `jpeg`, the frames are not decoded: batch["jpeg"] holds the window's JPEG bytes of every
+    sample back to back, frame by frame, batch["jpeg_offsets"] (B, T + 1) where each frame's bytes
+    start and end, and datasets.device_decode turns them into batch["frames"]."""
     if crop_frames is not None and rng is None:
         raise ValueError("decode_batch: crop_frames needs an rng (np.random.Generator) to draw the windows")
     windows = []
@@ -185,20 +195,54 @@ def decode_batch(samples: Sequence[dict[str, Any]], crop_frames: int | None = No
             f.update(actions=f["actions"][start:stop - 1], motion=f["motion"][start:stop - 1],
                      poses=f["poses"][start:stop])
         fields.append(f)
-    first = _decode(samples[0], windows[0][1][0])
     arrays = {name: _stack_shape(fields, name) for name in ARRAYS}
     if crop_frames is not None:
         arrays["crop_start"] = ((len(samples),), torch.int64)
-    specs = {"frames": ((len(samples), len(windows[0][1]), *first.shape), torch.uint8), **arrays}
-    views = _carve((buffer or _plain_buffer), specs)
-    frames = views["frames"].numpy()
-    for b, (sample, (_, names)) in enumerate(zip(samples, windows)):
-        decode_frames_into(frames[b], sample, first if b == 0 else None, names)
-    out = _batch(fields, views["frames"], views)
+    if jpeg:
+        out = _jpeg_batch(samples, windows, fields, arrays, buffer or _plain_buffer)
+        views = out
+    else:
+        first = _decode(samples[0], windows[0][1][0])
+        specs = {"frames": ((len(samples), len(windows[0][1]), *first.shape), torch.uint8), **arrays}
+        views = _carve((buffer or _plain_buffer), specs)
+        frames = views["frames"].numpy()
+        for b, (sample, (_, names)) in enumerate(zip(samples, windows)):
+            decode_frames_into(frames[b], sample, first if b == 0 else None, names)
+        out = _batch(fields, views["frames"], views)
     if crop_frames is not None:
         views["crop_start"].copy_(torch.tensor([start for start, _ in windows]))
         out["crop_start"] = views["crop_start"]
     return out
+
+
+def _jpeg_batch(samples: Sequence[dict[str, Any]], windows: Sequence[tuple[int, Sequence[str]]],
+                fields: Sequence[dict[str, Any]], arrays: dict[str, tuple[tuple[int, ...], torch.dtype]],
+                buffer: Callable[[int], torch.Tensor]) -> dict[str, Any]:
+    """decode_batch's undecoded form: the windows' JPEG bytes in one flat region with their offsets."""
+    counts = {len(names) for _, names in windows}
+    if len(counts) > 1:
+        raise ValueError(f"a batch mixes windows of {sorted(counts)} frames (keys {[f['key'] for f in fields][:4]} "
+                         "...): build with one window.frames or batch by shape")
+    pieces = [sample[name] for sample, (_, names) in zip(samples, windows) for name in names]
+    sizes = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    specs = {"jpeg": ((int(offsets[-1]),), torch.uint8), "jpeg_offsets": ((len(samples), counts.pop() + 1), torch.int64),
+             **arrays}
+    views = _carve(buffer, specs)
+    flat = views["jpeg"].numpy()
+    for piece, start, stop in zip(pieces, offsets[:-1], offsets[1:]):
+        flat[start:stop] = np.frombuffer(piece, np.uint8)
+    per_sample = views["jpeg_offsets"]
+    t = per_sample.shape[1] - 1
+    starts = torch.from_numpy(offsets[:-1].reshape(len(samples), t))
+    per_sample[:, :t].copy_(starts)
+    per_sample[:, t].copy_(torch.from_numpy(offsets[t::t]))
+    batch: dict[str, Any] = {name: torch.stack([f[name] for f in fields], out=views[name]) for name in ARRAYS}
+    batch.update(jpeg=views["jpeg"], jpeg_offsets=per_sample, key=[f["key"] for f in fields],
+                 meta=[f["meta"] for f in fields])
+    if "crop_start" in views:
+        batch["crop_start"] = views["crop_start"]
+    return batch
 
 
 def _stack_shape(fields: Sequence[dict[str, Any]], name: str) -> tuple[tuple[int, ...], torch.dtype]:
@@ -233,8 +277,8 @@ class _BatchDecoder:
     windows). In a DataLoader worker, each batch is decoded into one of the worker's pooled shared
     buffers (datasets.pool)."""
 
-    def __init__(self, crop_frames: int | None, seed: int, pool_slots: int):
-        self.crop_frames, self.seed = crop_frames, seed
+    def __init__(self, crop_frames: int | None, seed: int, pool_slots: int, jpeg: bool = False):
+        self.crop_frames, self.seed, self.jpeg = crop_frames, seed, jpeg
         self.pool = BufferPool(pool_slots)
         self.rng: np.random.Generator | None = None
 
@@ -242,8 +286,8 @@ class _BatchDecoder:
         if self.crop_frames is not None and self.rng is None:
             self.rng = np.random.default_rng([self.seed, torch.initial_seed()])
         if torch.utils.data.get_worker_info() is None:
-            return decode_batch(samples, self.crop_frames, self.rng)
-        return self.pool.fill(lambda buffer: decode_batch(samples, self.crop_frames, self.rng, buffer))
+            return decode_batch(samples, self.crop_frames, self.rng, jpeg=self.jpeg)
+        return self.pool.fill(lambda buffer: decode_batch(samples, self.crop_frames, self.rng, buffer, self.jpeg))
 
 
 def _batch(fields: Sequence[dict[str, Any]], frames: torch.Tensor,
@@ -266,7 +310,7 @@ def make_dataset(config: LoaderConfig) -> wds.WebDataset:
     if config.shuffle_buffer:
         dataset = dataset.shuffle(config.shuffle_buffer, initial=config.shuffle_buffer // 2)
     # batch the raw (compressed) samples, then decode each batch into one buffer
-    decode = _BatchDecoder(config.crop_frames, config.seed, config.pool_slots)
+    decode = _BatchDecoder(config.crop_frames, config.seed, config.pool_slots, config.frames == "jpeg")
     dataset = dataset.batched(config.batch_size, collation_fn=decode, partial=config.partial_batches)
     if config.epoch_samples is not None:
         dataset = dataset.with_epoch(max(1, config.epoch_samples // config.batch_size))

@@ -79,9 +79,10 @@ class BufferPool:
         if self._pid != os.getpid():  # first use in this process: buffers inherited over fork are not ours
             self._buffers, self._pid = [], os.getpid()
         free = [i for i, b in enumerate(self._buffers) if _flag(b)[0] == 0]
-        fits = [i for i in free if self._buffers[i].nbytes() == nbytes]
+        # a free buffer at least this large and at most twice it (undecoded JPEG batches vary in size)
+        fits = sorted((self._buffers[i].nbytes(), i) for i in free if nbytes <= self._buffers[i].nbytes() <= 2 * nbytes)
         if fits:
-            slot = fits[0]
+            slot = fits[0][1]
         elif len(self._buffers) < self.slots:
             slot = len(self._buffers)
             self._buffers.append(torch.UntypedStorage._new_shared(nbytes))

@@ -17,10 +17,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from common.config import from_dict
+from common.config import from_dict, to_dict
 from tests.training_helpers import clip_batch, randomized_model, tiny_config, write_tiny_shards
 from training.config import TrainConfig
 from training.distributed import Dist
+from training.student_train import StudentTrainConfig
 from training.teacher import teacher_loss, teacher_step
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -91,6 +92,7 @@ def test_torchrun_trains_the_teacher_on_two_processes_and_resumes_on_one(tmp_pat
               "--set", "log_every=1", "--set", "precision=fp32"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # a crash prints every thread's Python stack
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                           "--master_port", "29531", *common, "--steps", "3"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
@@ -109,7 +111,6 @@ def _dmd_parts():
     import copy
 
     from training.student import Student, StudentConfig
-    from training.student_train import StudentTrainConfig
 
     config = from_dict(StudentTrainConfig, {"stage": "dmd", "precision": "fp32", "dmd": {"critic_steps": 1},
                                             "grad_clip": 0.05})
@@ -122,12 +123,12 @@ def _dmd_parts():
 
 
 def _part(rank: int):
-    from training.student_train import DMDPart
+    from training.student_train import MicroBatch
 
     batch = clip_batch(tiny_config(), 2, 5, seed=rank, dtype=torch.float64)
     gen = torch.Generator().manual_seed(5 + rank)
     noise = torch.randn(batch.frames[:, 1:].shape, generator=gen, dtype=torch.float64)
-    return DMDPart(batch, batch.frames[:, 0], noise, gen)
+    return MicroBatch(batch, batch.frames[:, 0], noise, gen)
 
 
 def _dmd_one(ranks: list[int], place: Dist) -> dict[str, torch.Tensor]:
@@ -161,6 +162,42 @@ def test_a_dmd_step_with_its_replayed_backward_equals_one_process_on_both_batche
     assert any(not torch.equal(together[n], alone[n]) for n in together if n.startswith("g."))
 
 
+def _ode_one(ranks: list[int], place: Dist) -> dict[str, torch.Tensor]:
+    """One ODE-stage update (teacher targets, hybrid forcing) over the micro-batches of `ranks`; the
+    generator's weights after it."""
+    from training.distill import ode_targets, teacher_velocity
+    from training.student_train import _ode_step
+
+    config, teacher, _, student, optimizer, _ = _dmd_parts()
+    config = from_dict(StudentTrainConfig, {**to_dict(config), "stage": "ode", "data": {"frames": 5},
+                                            "ode_teacher_steps": 2})
+    parts = [_part(r) for r in ranks]
+    targets = [ode_targets(teacher_velocity(teacher, p.batch.actions, p.batch.poses), p.first, p.noise,
+                           config.student.steps, config.ode_teacher_steps) for p in parts]
+    record = _ode_step(config, student, optimizer, parts, targets, place)
+    assert record["loss"] > 0
+    return {k: v.detach().clone() for k, v in student.model.state_dict().items()}
+
+
+def _ode_rank(rank: int, init: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
+    torch.save(_ode_one([rank], Dist(rank, WORLD, 0)), f"{out}/ode{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_an_ode_stage_update_equals_one_process_on_both_batches(tmp_path):
+    """Two ranks, one hybrid-forcing update each on its own clips: the student ends identical on both
+    and equal, in float64, to one process's update on both micro-batches (grad_accum 2)."""
+    mp.spawn(_ode_rank, args=(f"file://{tmp_path}/rendezvous", str(tmp_path)), nprocs=WORLD, join=True)
+    ranks = [torch.load(tmp_path / f"ode{r}.pt") for r in range(WORLD)]
+    together = _ode_one(list(range(WORLD)), Dist())
+    alone = _ode_one([0], Dist())
+    for name, value in together.items():
+        assert torch.equal(ranks[0][name], ranks[1][name]), f"{name} differs between the ranks"
+        torch.testing.assert_close(ranks[0][name], value, rtol=1e-10, atol=1e-12, msg=name)
+    assert any(not torch.equal(together[n], alone[n]) for n in together)
+
+
 @pytest.mark.timeout(600)
 def test_torchrun_runs_the_ode_and_dmd_stages_on_two_processes(tmp_path):
     from dataclasses import asdict
@@ -174,11 +211,12 @@ def test_torchrun_runs_the_ode_and_dmd_stages_on_two_processes(tmp_path):
                               "model_config": asdict(tiny_config()), "config": {"flow": {"shift": 3.0}}})
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # a crash prints every thread's Python stack
     common = ["-m", "training.student_train", "--teacher", str(teacher), "--shards", shards, "--device", "cpu",
               "--set", "data.frames=5", "--set", "data.batch_size=2", "--set", "data.workers=0", "--set", "log_every=1",
               "--set", "precision=fp32", "--set", "ode_teacher_steps=2"]
     for stage, extra in (("ode", []), ("dmd", ["--init", str(tmp_path / "ode" / "checkpoint.pt"),
-                                                "--set", "dmd.critic_steps=1"])):
+                                                "--set", "dmd.critic_steps=1", "--set", "grad_accum=2"])):
         done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                                "--master_port", "29533", *common, "--stage", stage, "--steps", "2",
                                "--out", str(tmp_path / stage), *extra], cwd=ROOT, env=env, capture_output=True,

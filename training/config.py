@@ -111,10 +111,16 @@ class DataConfig:
     batch_size: int = 32
     workers: int = 8
     shuffle_buffer: int = 256
+    # where the JPEG frames are decoded: "workers" (the DataLoader workers, on the CPU) or "device"
+    # (the workers pass the JPEG bytes on, the training device decodes them: nvJPEG through
+    # torchvision on a GPU; datasets.device_decode)
+    decode: Literal["workers", "device"] = "workers"
 
     def __post_init__(self) -> None:
         if self.frames < 2 or self.batch_size < 1 or self.workers < 0:
             raise ValueError("data.frames must be >= 2, data.batch_size >= 1, data.workers >= 0")
+        if self.decode not in ("workers", "device"):
+            raise ValueError(f"data.decode must be 'workers' or 'device', got {self.decode!r}")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ per-frame actions (conditioning.frame_actions). No Ray import."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +11,7 @@ import torch
 
 from annotate.actions import ActionSpec
 from common.config import from_dict
+from datasets.device_decode import decode_frames
 from datasets.loader import LoaderConfig, make_loader
 from datasets.samples import VIDEO
 from training.conditioning import frame_actions
@@ -68,16 +69,22 @@ def crop(batch: dict[str, Any], frames: int, generator: torch.Generator | None =
                      batch["poses"][rows, idx], posed)
 
 
-def stream(config: DataConfig, seed: int) -> torch.utils.data.DataLoader:
+def stream(config: DataConfig, seed: int, device: torch.device | None = None) -> Iterator[dict[str, Any]]:
     """Endless shuffled batches of random `config.frames`-frame windows from the shards (resampled:
-    every worker draws shards forever). `crop` on them is then the identity."""
+    every worker draws shards forever). `crop` on them is then the identity. With
+    `data.decode: device` the workers pass the JPEG bytes on and the frames are decoded on `device`
+    (datasets.device_decode)."""
     if not config.shards:
         raise ValueError("data.shards is empty: pass --shards (a path, brace pattern or pipe: URL)")
+    on_device = config.decode == "device"
+    if on_device and device is None:
+        raise ValueError("data.decode: device needs the training device")
     # the loader decodes only each sample's random window of `frames` frames
     loader_config = LoaderConfig(urls=config.shards, batch_size=config.batch_size,
                                  shuffle_buffer=config.shuffle_buffer, seed=seed, resampled=True,
-                                 crop_frames=config.frames)
-    return make_loader(loader_config, num_workers=config.workers)
+                                 crop_frames=config.frames, frames="jpeg" if on_device else "decoded")
+    for batch in make_loader(loader_config, num_workers=config.workers):
+        yield decode_frames(batch, device) if on_device and device is not None else batch
 
 
 class ActionSpecGuard:

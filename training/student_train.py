@@ -33,8 +33,8 @@ from common.cli import add_dry_run, dry_run
 from common.config import ConfigError, dump_yaml, from_dict, load_config, to_dict
 from training.config import DataConfig
 from training.data import ActionSpecGuard, ClipBatch, crop, stream
-from training.distributed import (Dist, any_rank, average_gradients, broadcast_parameters, rank_seed, setup,
-                                  teardown)
+from training.distributed import (Dist, any_rank, average_gradients, broadcast_parameters, leave, rank_seed,
+                                  setup, teardown)
 from training.distill import (DMDConfig, critic_loss, dmd_delta, hybrid_forcing_loss, ode_prefix_blocks, ode_targets,
                               score_window, teacher_velocity)
 from training.model import VideoDiT
@@ -65,6 +65,8 @@ class StudentTrainConfig:
     ema_decay: float = 0.0  # EMA of the generator's weights (saved as "ema", what eval and --init load); 0 = off
     critic_lr: float = 5e-5
     grad_clip: float = 1.0
+    grad_accum: int = 1  # micro-batches per optimiser step and rank (ODE updates, DMD critic and generator
+    #   steps alike): the global batch is data.batch_size x grad_accum x processes
     seed: int = 0
     max_steps: int = 100_000
     max_minutes: float | None = None
@@ -75,9 +77,9 @@ class StudentTrainConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.ema_decay < 1 or (self.beta1 is not None and not 0 <= self.beta1 < 1):
             raise ValueError(f"ema_decay and beta1 must be in [0, 1), got {self.ema_decay}, {self.beta1}")
-        if self.ode_teacher_steps < 1 or self.ode_reuse < 1:
-            raise ValueError(f"ode_teacher_steps and ode_reuse must be >= 1, got {self.ode_teacher_steps}, "
-                             f"{self.ode_reuse}")
+        if self.ode_teacher_steps < 1 or self.ode_reuse < 1 or self.grad_accum < 1:
+            raise ValueError(f"ode_teacher_steps, ode_reuse and grad_accum must be >= 1, got "
+                             f"{self.ode_teacher_steps}, {self.ode_reuse}, {self.grad_accum}")
 
 
 def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device, place: Dist = Dist()
@@ -142,13 +144,17 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device, p
             "action_spec": specs.spec})
 
     window_start = time.perf_counter()
-    targets: tuple[torch.Tensor, torch.Tensor] | None = None
+    targets: list[tuple[torch.Tensor, torch.Tensor]] = []
     uses = config.ode_reuse if config.stage == "ode" else 1
-    for raw in stream(config.data, seed=rank_seed(config.seed + step, place)):
+    pending: list[MicroBatch] = []
+    for raw in stream(config.data, seed=rank_seed(config.seed + step, place), device=device):
         specs.check(raw)
         batch = crop(raw, config.data.frames).to(device)
-        first = batch.frames[:, 0]
         noise = torch.randn(batch.frames[:, 1:].shape, generator=gen, device=device)
+        pending.append(MicroBatch(batch, batch.frames[:, 0], noise, gen))
+        if len(pending) < config.grad_accum:
+            continue
+        parts, pending = pending, []
         for use in range(uses):  # ODE: `ode_reuse` student updates per teacher trajectory batch
             if any_rank(step >= config.max_steps or (budget is not None and time.perf_counter() - started >= budget),
                         place, device):
@@ -157,33 +163,23 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device, p
             with autocast(device, config.precision):
                 if config.stage == "ode":
                     if use == 0:
-                        targets = ode_targets(teacher_velocity(teacher, batch.actions, batch.poses), first, noise,
-                                              config.student.steps, config.ode_teacher_steps, ode_shift,
-                                              config.ode_guidance)
-                    assert targets is not None
-                    states, clean = targets
-                    blocks = None if config.ode_prefix == "full" else ode_prefix_blocks(
-                        config.data.frames, config.student.block_frames, config.noisy_blocks, gen)
-                    loss = hybrid_forcing_loss(student, first, states.float(), clean.float(), batch.actions,
-                                               batch.poses, config.noisy_blocks, gen, blocks)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    average_gradients(generator_model.parameters(), place)
-                    torch.nn.utils.clip_grad_norm_(generator_model.parameters(), config.grad_clip)
-                    optimizer.step()
-                    record.update(loss=float(loss.detach()), ode_use=use)
+                        targets = [ode_targets(teacher_velocity(teacher, p.batch.actions, p.batch.poses), p.first,
+                                               p.noise, config.student.steps, config.ode_teacher_steps, ode_shift,
+                                               config.ode_guidance) for p in parts]
+                    record.update(_ode_step(config, student, optimizer, parts, targets, place), ode_use=use)
                     if ema is not None:
                         ema.update(generator_model)
                 elif fake is not None and critic_opt is not None:  # dmd: both exist
-                    record.update(_dmd_step(config, step, student, teacher, fake, optimizer, critic_opt,
-                                            [DMDPart(batch, first, noise, gen)], place))
+                    record.update(_dmd_step(config, step, student, teacher, fake, optimizer, critic_opt, parts,
+                                            place))
                     if ema is not None and "dmd_loss" in record:  # a generator step
                         ema.update(generator_model)
             step += 1
             if log is not None and step % config.log_every == 0:
                 now = time.perf_counter()
                 record.update({"elapsed_s": round(now - started, 2),
-                               "clips_per_s": config.log_every * config.data.batch_size / (now - window_start)})
+                               "clips_per_s": (config.log_every * config.data.batch_size * config.grad_accum
+                                               * place.world / (now - window_start))})
                 if device.type == "cuda":
                     record["max_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
                 log.write(record)
@@ -202,8 +198,8 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device, p
 
 
 @dataclass(frozen=True, eq=False)
-class DMDPart:
-    """One micro-batch of a DMD step: its clips, first frames, rollout noise and noise generator."""
+class MicroBatch:
+    """One micro-batch of a step: its clips, first frames, rollout noise and noise generator."""
 
     batch: ClipBatch
     first: torch.Tensor
@@ -211,8 +207,31 @@ class DMDPart:
     gen: torch.Generator
 
 
+def _ode_step(config: StudentTrainConfig, student: Student, optimizer: torch.optim.Optimizer,
+              parts: Sequence[MicroBatch], targets: Sequence[tuple[torch.Tensor, torch.Tensor]],
+              place: Dist = Dist()) -> dict[str, float]:
+    """One ODE-stage update over this rank's micro-batches and their teacher targets (states,
+    clean): the gradient is the mean of the parts' hybrid-forcing losses, accumulated locally, then
+    averaged over the ranks once, clipped, one optimiser step."""
+    optimizer.zero_grad(set_to_none=True)
+    n = len(parts)
+    losses = []
+    for part, (states, clean) in zip(parts, targets, strict=True):
+        blocks = None if config.ode_prefix == "full" else ode_prefix_blocks(
+            config.data.frames, config.student.block_frames, config.noisy_blocks, part.gen)
+        dtype = part.first.dtype  # the targets may come from the teacher's reduced precision
+        loss = hybrid_forcing_loss(student, part.first, states.to(dtype), clean.to(dtype), part.batch.actions,
+                                   part.batch.poses, config.noisy_blocks, part.gen, blocks)
+        (loss / n).backward()
+        losses.append(float(loss.detach()))
+    average_gradients(student.model.parameters(), place)
+    torch.nn.utils.clip_grad_norm_(student.model.parameters(), config.grad_clip)
+    optimizer.step()
+    return {"loss": sum(losses) / n}
+
+
 def _dmd_step(config: StudentTrainConfig, step: int, student: Student, teacher: VideoDiT, fake: VideoDiT,
-              optimizer: torch.optim.Optimizer, critic_opt: torch.optim.Optimizer, parts: Sequence[DMDPart],
+              optimizer: torch.optim.Optimizer, critic_opt: torch.optim.Optimizer, parts: Sequence[MicroBatch],
               place: Dist = Dist()) -> dict[str, float]:
     """One DMD step over this rank's micro-batches `parts`: a critic (fake score) update on fresh
     rollouts; every `critic_steps`-th step also a generator update (rollouts with random exit
@@ -306,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         teardown(place, finished)
     if place.main:
         print(json.dumps(summary, indent=2))
-    return 0
+    return leave(place, 0)
 
 
 if __name__ == "__main__":

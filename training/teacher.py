@@ -32,8 +32,8 @@ from common.cli import add_dry_run, dry_run
 from common.config import ConfigError, dump_yaml, load_config, to_dict
 from training.config import FlowConfig, ModelConfig, TrainConfig
 from training.data import ActionSpecGuard, ClipBatch, crop, stream
-from training.distributed import (Dist, any_rank, average_gradients, broadcast_parameters, rank_seed, setup,
-                                  teardown)
+from training.distributed import (Dist, any_rank, average_gradients, broadcast_parameters, leave, rank_seed,
+                                  setup, teardown)
 from training.flow import add_noise, draw_device, i2v_sigma, sample_sigma, velocity_target
 from training.model import VideoDiT, forward_flops, load_init
 from training.runtime import EMA, JsonlLog, Throughput, autocast, load_checkpoint, pick_device, save_checkpoint, unwrap
@@ -169,7 +169,7 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
             "config": to_dict(config), "model_config": asdict(model_config), "action_spec": specs.spec})
 
     model.train()
-    batches = iter(stream(config.data, seed=rank_seed(config.seed + step, place)))
+    batches = iter(stream(config.data, seed=rank_seed(config.seed + step, place), device=device))
     while True:
         elapsed = time.perf_counter() - started
         if any_rank(step >= config.max_steps or (budget is not None and elapsed >= budget), place, device):
@@ -264,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         teardown(place, finished)
     if place.main:
         print(json.dumps(summary, indent=2))
-    return 0
+    return leave(place, 0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The loader figures of issue 25 on the GPU host (run from the repo root on the device machine):
+# frames/s per DataLoader worker against N raw decoders at once (N = 1, 4, 8), and the JPEG bytes
+# decoded on the GPU (nvJPEG) against the workers' own decode, at 256x144 and 1280x720. The shards
+# are rendered there (bench/device_data.py: no Ray on that host), 33-frame clips at JPEG q90 as the
+# demo build writes them. Needs webdataset (carry its wheel) and torchvision (the host has it).
+#   RUNS=/tmp/loader bash bench/loader_gpu.sh     -> $RUNS/results/loader_{256x144,1280x720}.txt
+set -euo pipefail
+RUNS=${RUNS:-/tmp/loader}
+SCENES=${SCENES:-8}
+mkdir -p "$RUNS/results"
+for size in 256x144 1280x720; do
+  width=${size%x*}; height=${size#*x}
+  python3 bench/device_data.py --scenes "$SCENES" --out "$RUNS/$size" \
+    --set capture.capture.camera.width="$width" --set capture.capture.camera.height="$height" \
+    --set clips.jpeg_quality=90 --set capture.sources.planner.trajectories_per_scene=1 > "$RUNS/results/data_$size.json"
+  python3 bench/loader.py --out "$RUNS/$size" --workers 1 4 8 --decode workers device --repeats 3 \
+    | tee "$RUNS/results/loader_$size.txt"
+done
