@@ -12,13 +12,14 @@ times the demo's size, then projected to a RELIC-size build (docs/scaling.md).
    shards — shard bytes (the driver writes them, one stream); card — samples.
 2. Check: the wall time of a build `--check` times the demo is predicted from that fit, printed,
    then the build is run and timed; predicted / measured per stage and in all.
-3. The same fit at 1280x720 (RELIC's frame size; paths of 120 frames at 1x and 2x), the bytes and
+3. The same fit at 1280x720 (RELIC's frame size; 4 and 8 paths of 60 frames), the bytes and
    samples per input frame there, and the peak memory of one trajectory task at 720p for 60 and 240
    frames (a fresh process each: its peak resident set).
 4. Projection: 1,600 minutes of 16 fps video at 1280x720 (1,536,000 frames) in 350 scenes, paths
    of `--path-seconds`, captured on `--engines` instances and filtered on `--nodes` x `--cores` Ray
-   CPUs, with this machine's per-core speed (`--engine-fps` replaces the stand-in's capture rate
-   with a real engine's): wall time per stage, core-hours, shard bytes, peak memory per node.
+   CPUs, with this machine's per-core speed, capturing with the stand-in's measured rate and with
+   `--engine-fps` (a real engine's 720p frames/s per instance: measure yours): wall time per stage,
+   core-hours, shard bytes, peak memory per node.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ _common.single_thread_env()
 import argparse  # noqa: E402
 import copy  # noqa: E402
 import logging  # noqa: E402
-import multiprocessing  # noqa: E402
 import os  # noqa: E402
 import pathlib  # noqa: E402
 import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -81,14 +83,17 @@ class Cost:
 
 
 def fit(runs: list[Run]) -> tuple[dict[str, Cost], float]:
-    """Per-stage fixed + per-unit costs (least squares over the runs; negative fixed parts clipped
-    to zero and the slope refitted through the origin), and the build's seconds outside the stages."""
+    """Per-stage fixed + per-unit costs (least squares over the runs; a negative slope read as a
+    constant cost, a negative fixed part as none, the slope refitted through the origin), and the
+    build's seconds outside the stages."""
     costs = {}
     for stage in STAGES:
         x = np.array([r.units(stage) for r in runs], dtype=float)
         y = np.array([r.seconds[stage] for r in runs], dtype=float)
         slope, fixed = np.polyfit(x, y, 1)
-        if fixed < 0 or slope < 0:
+        if slope < 0:  # no growth measured (the stage's cost is noise around a constant)
+            fixed, slope = float(y.mean()), 0.0
+        elif fixed < 0:
             fixed, slope = 0.0, float(x @ y / (x @ x))
         costs[stage] = Cost(float(fixed), float(slope))
     other = float(np.mean([r.wall - sum(r.seconds.values()) for r in runs]))
@@ -105,6 +110,8 @@ def demo_config(width: int, height: int, per_scene: int, frames: int) -> BuildCo
     data: dict[str, Any] = copy.deepcopy(DEMO)
     data["capture"]["capture"]["camera"].update(width=width, height=height)
     data["capture"]["sources"]["planner"].update(trajectories_per_scene=per_scene, frames=frames)
+    if per_scene < 2 or frames < 90:  # the demo damages path 0 and path 1 of two scenes, 2-2.5 s in
+        data["capture"]["sources"]["planner"]["faults"] = []
     return from_dict(BuildConfig, data, source="bench/scale.py")
 
 
@@ -123,27 +130,30 @@ def build_run(config: BuildConfig, out: pathlib.Path, cpus: int) -> Run:
                seconds={s: float(stats["stage_seconds"][s]) for s in STAGES}, wall=wall)
 
 
-def _task_memory(job: tuple[str, int, int]) -> float:
-    """Peak resident MiB of one trajectory task at 1280x720 on a path of `frames` frames, in this
-    (fresh) process: capture it in process, then filter it and cut its clips."""
-    root, frames, seed = job
+def _render_hd(root: pathlib.Path, frames: int, seed: int = 7) -> pathlib.Path:
+    """A planned stand-in path of `frames` frames rendered at 1280x720 as pre-rendered footage; its folder."""
     from annotate.actions import ActionSpec
     from capture.planner import PlannerConfig, plan_path
     from capture.standin.footage import render_footage
     from capture.standin.scene import make_scene
-    from pipelines.trajectory import TrajectoryItem, trajectory_task
 
-    folder = pathlib.Path(root) / f"f{frames}"
+    folder = root / f"f{frames}"
     path = plan_path(make_scene("room-1"), PlannerConfig(frames=frames), ActionSpec(), seed)
     render_footage("room-1", path.poses, path.times, folder, "t", 1280, 720)
-    staged = next(p.parent for p in folder.glob("*/*/poses.csv"))
-    config = demo_config(1280, 720, 1, frames)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    outcome = trajectory_task(TrajectoryItem(staged.parent.name, staged.name, staged, "train"), config,
-                              folder / "work", {})
+    return next(p.parent for p in folder.glob("*/*/poses.csv"))
+
+
+def _task_memory(staged: str, frames: int) -> float:
+    """Peak resident MiB of this (fresh) process after one trajectory task (decode, image checks,
+    filter, clips, JPEG) over the staged 1280x720 trajectory."""
+    from pipelines.trajectory import TrajectoryItem, trajectory_task
+
+    folder = pathlib.Path(staged)
+    outcome = trajectory_task(TrajectoryItem(folder.parent.name, folder.name, folder, "train"),
+                              demo_config(1280, 720, 1, frames), folder.parent.parent / "work", {})
     if "failed" in outcome:
         raise SystemExit(f"the task failed: {outcome['failed']}")
-    return max(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -154,8 +164,13 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=8, help="projection: Ray CPU nodes")
     parser.add_argument("--cores", type=int, default=16, help="projection: CPUs per node")
     parser.add_argument("--path-seconds", type=float, default=20.0, help="projection: seconds per path")
-    parser.add_argument("--engine-fps", type=float, help="projection: a real engine's capture frames/s at 720p")
+    parser.add_argument("--engine-fps", type=float, default=20.0,
+                        help="projection: also with a real engine capturing this many 720p frames/s per instance")
+    parser.add_argument("--task-memory", nargs=2, metavar=("STAGED", "FRAMES"), help=argparse.SUPPRESS)
     args = add_dry_run(parser).parse_args()
+    if args.task_memory:  # the child process of the memory measurement
+        print(_task_memory(args.task_memory[0], int(args.task_memory[1])))
+        return
     if args.dry_run:
         dry_run(arguments=args)
         return
@@ -168,7 +183,7 @@ def main() -> None:
         tmp = pathlib.Path(tmp_name)
         ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR)
         try:
-            build_run(demo_config(256, 144, 1, 30), tmp / "warm-up", cpus)
+            build_run(demo_config(256, 144, 1, 60), tmp / "warm-up", cpus)  # clips and shards too
             runs = [build_run(demo_config(256, 144, 2 * k, 150), tmp / f"demo-x{k}", cpus) for k in args.calibrate]
             costs, other = fit(runs)
             print(f"\ncalibration at 256x144 (demo x{args.calibrate}; {cpus} Ray CPUs, 2 engines):")
@@ -188,17 +203,18 @@ def main() -> None:
                 print(f"{'stage':<14}{'predicted s':>12}{'measured s':>12}{'ratio':>8}")
                 for stage in (*STAGES, "all"):
                     print(f"{stage:<14}{expected[stage]:12.1f}{got[stage]:12.1f}{expected[stage] / got[stage]:8.2f}")
-            hd = [build_run(demo_config(1280, 720, k, 120), tmp / f"hd-x{k}", cpus) for k in (1, 2)]
+            hd = [build_run(demo_config(1280, 720, k, 60), tmp / f"hd-x{k}", cpus) for k in (1, 2)]
             hd_costs, hd_other = fit(hd)
-            print(f"\ncalibration at 1280x720 (4 and 8 paths of 120 frames; {cpus} Ray CPUs, 2 engines):")
+            print(f"\ncalibration at 1280x720 (4 and 8 paths of 60 frames; {cpus} Ray CPUs, 2 engines):")
             show_costs(hd_costs, hd_other, hd)
         finally:
             ray.shutdown()
-        ctx = multiprocessing.get_context("spawn")
         memory = {}
-        for frames in (60, 240):
-            with ctx.Pool(1) as pool:
-                memory[frames] = pool.map(_task_memory, [(str(tmp / "memory"), frames, 7)])[0]
+        for frames in (60, 240):  # a fresh interpreter each: its peak is the task's own
+            staged = _render_hd(tmp / "memory", frames)
+            done = subprocess.run([sys.executable, __file__, "--task-memory", str(staged), str(frames)],
+                                  capture_output=True, text=True, check=True)
+            memory[frames] = float(done.stdout.split()[-1])
         print(f"\none trajectory task at 1280x720, peak resident: 60 frames {memory[60]:.0f} MiB, "
               f"240 frames {memory[240]:.0f} MiB")
         project(args, hd_costs, hd_other, hd, memory, cpus)
@@ -225,31 +241,36 @@ def project(args: argparse.Namespace, costs: dict[str, Cost], other: float, hd: 
             memory: dict[int, float], cpus_here: int) -> None:
     """The RELIC-size build from the 720p fit, printed with its inputs."""
     frames = RELIC_FRAMES
-    paths = round(frames / (16 * args.path_seconds))
+    path_frames = round(16 * args.path_seconds)
+    paths = round(frames / path_frames)
     total_cpus = args.nodes * args.cores
-    capture_per_frame = costs["capture"].per_unit if args.engine_fps is None else 1.0 / args.engine_fps
     shard_bytes = _per(hd, "bytes") * frames
     samples = _per(hd, "samples") * frames
-    stages = {"capture": costs["capture"].fixed + capture_per_frame * frames / args.engines,
-              "filter+clips": costs["filter+clips"].fixed + costs["filter+clips"].per_unit * frames / total_cpus,
-              "report": costs["report"].seconds(paths), "shards": costs["shards"].seconds(shard_bytes),
-              "card": costs["card"].seconds(samples)}
-    wall = sum(stages.values()) + other
-    filter_core_h = costs["filter+clips"].per_unit * frames / 3600  # per_unit is CPU-seconds per frame
-    per_frame_mem = (memory[240] - memory[60]) / 180
+    rest = {"filter+clips": costs["filter+clips"].fixed + costs["filter+clips"].per_unit * frames / total_cpus,
+            "report": costs["report"].seconds(paths), "shards": costs["shards"].seconds(shard_bytes),
+            "card": costs["card"].seconds(samples)}
+    captures = {"the stand-in": costs["capture"].per_unit}
+    if args.engine_fps:
+        captures[f"an engine at {args.engine_fps:g} frames/s"] = 1.0 / args.engine_fps
     print(f"\nprojection: {frames:,} frames at 1280x720 ({RELIC_SCENES} scenes, {paths:,} paths of "
-          f"{args.path_seconds:g} s), {args.engines} engines "
-          f"({'the stand-in' if args.engine_fps is None else f'{args.engine_fps:g} frames/s each'}), "
-          f"{args.nodes} nodes x {args.cores} CPUs (this machine's per-core speed; {cpus_here} here)")
-    for stage, seconds in stages.items():
+          f"{args.path_seconds:g} s), {args.engines} engine instances, {args.nodes} nodes x {args.cores} CPUs "
+          f"at this machine's per-core speed ({cpus_here} cores here); stages run one after another")
+    for stage, seconds in rest.items():
         print(f"  {stage:<13} {seconds / 3600:8.2f} h")
-    print(f"  wall          {wall / 3600:8.2f} h   (stages run one after another)")
-    print(f"  filter+clips  {filter_core_h:8.1f} core-hours; capture {capture_per_frame * frames / 3600:.1f} "
-          f"engine-hours")
-    print(f"  shards        {shard_bytes / 1e9:8.1f} GB in {samples:,.0f} samples")
-    print(f"  memory        {memory[240]:.0f} MiB per task at 240 frames ({per_frame_mem:.2f} MiB per extra frame);"
-          f" {args.cores} tasks per node: {args.cores * (memory[60] + per_frame_mem * (16 * args.path_seconds - 60)) / 1024:.1f} GiB"
-          f" for {16 * args.path_seconds:.0f}-frame paths")
+    for name, per_frame in captures.items():
+        capture = costs["capture"].fixed + per_frame * frames / args.engines
+        wall = capture + sum(rest.values()) + other
+        print(f"  capture with {name}: {capture / 3600:.2f} h ({per_frame * frames / 3600:,.0f} engine-hours); "
+              f"wall {wall / 3600:.2f} h")
+    filter_core_h = costs["filter+clips"].per_unit * frames / 3600  # per_unit: CPU-seconds per frame
+    print(f"  filter+clips  {filter_core_h:8.1f} core-hours")
+    print(f"  shards        {shard_bytes / 1e9:8.1f} GB in {samples:,.0f} samples (the driver writes them alone: "
+          f"{costs['shards'].per_unit * 1e6:.4f} s per MB)")
+    per_frame_mem = (memory[240] - memory[60]) / 180
+    per_task = memory[60] + per_frame_mem * (path_frames - 60)
+    print(f"  memory        one task {per_task:.0f} MiB for a {path_frames}-frame path ({memory[60]:.0f} at 60 frames, "
+          f"{memory[240]:.0f} at 240: {per_frame_mem:.2f} MiB per frame); {args.cores} tasks per node: "
+          f"{args.cores * per_task / 1024:.1f} GiB")
 
 
 if __name__ == "__main__":
