@@ -3,8 +3,11 @@
 # Each arm trains the small teacher for TRAIN_MIN minutes on the same shards, then evaluates it at 9
 # frames on the held-out scripts with action following (RPE against the commanded path; the pose
 # estimator's floor on the ground-truth renders) next to copy-first and shuffled actions.
-#   ARMS      space-separated model.camera values, one teacher each (default: "pose plucker")
-#   TRAIN_MIN minutes per teacher (default 6)
+#   ARMS      space-separated arms, one teacher each: a model.camera value, optionally _ a
+#             model.spatial_rope value ("pose_rays": pose embedding, RoPE at the view rays)
+#             (default: "pose plucker")
+#   TRAIN_MIN minutes per teacher (default 6); TRAIN_STEPS instead: that many optimiser steps (the
+#             comparison at equal steps with an arm trained on another GPU or at another time)
 #   GUIDANCE  space-separated CFG scales each teacher is evaluated at (default "1"; 1 = off)
 #   DATA_SCENES  when set, the train shards are rendered on the device first (bench/device_data.py:
 #             that many stand-in scenes, none of them an eval scene) instead of the carried .device/data
@@ -21,10 +24,13 @@ if [[ -n "${DATA_SCENES:-}" ]]; then
   SHARDS="$RUNS/data/shards/train-{000000..$(printf %06d "${last:-0}")}.tar"
 fi
 SHARDS=${SHARDS:-"$DATA/train-{000000..000008}.tar"}
+if [[ -n "${TRAIN_STEPS:-}" ]]; then budget=(--steps "$TRAIN_STEPS"); else budget=(--minutes "${TRAIN_MIN:-6}"); fi
 for arm in ${ARMS:-pose plucker}; do
-  say "teacher camera=$arm"
+  say "teacher $arm"
+  camera=${arm%_*}; rope=grid; [[ "$arm" == *_* ]] && rope=${arm#*_}
   python3 -m training.teacher --shards "$SHARDS" --preset "${PRESET:-small}" --set data.workers=$W \
-    --set model.camera="$arm" --out "$RUNS/teacher_$arm" --minutes "${TRAIN_MIN:-6}" --compile --progress-every 1000
+    --set model.camera="$camera" --set model.spatial_rope="$rope" --out "$RUNS/teacher_$arm" "${budget[@]}" \
+    --compile --progress-every 1000
   cp "$RUNS/teacher_$arm/summary.json" "$RES/teacher_${arm}_summary.json"
   cp "$RUNS/teacher_$arm/log.jsonl" "$RES/teacher_${arm}_log.jsonl"
   for g in ${GUIDANCE:-1}; do

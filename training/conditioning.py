@@ -10,6 +10,12 @@
   in the origin camera's frame (o the camera centre, d the unit direction): six numbers that say
   where each token looks from, the same for a cached key as for a new query (CameraCtrl, Cameras
   as Rays).
+* View positions (`model.spatial_rope` rays): per patch token, the azimuth and elevation of its
+  centre ray in the origin camera's frame, in patch units, as the token's (row, col) RoPE position
+  instead of its place on the patch grid. Two tokens that look in the same world direction then
+  share a spatial position whatever each camera's rotation, so attention's relative positions are
+  relative view directions: under a pure camera rotation a token's match in another frame sits at
+  relative position 0 (the origin camera's tokens stay near their grid places).
 """
 
 from __future__ import annotations
@@ -80,3 +86,21 @@ def pose_features(poses: torch.Tensor, origin: torch.Tensor | None = None) -> to
     rel = relative_poses(poses, poses[:, 0] if origin is None else origin)
     rot = rel[..., :3, :3]
     return torch.cat([rel[..., :3, 3], rot[..., :, 0], rot[..., :, 1]], dim=-1).to(torch.float32)
+
+
+def view_positions(poses: torch.Tensor, rays: torch.Tensor, focal_patches: float, grid: tuple[int, int],
+                   origin: torch.Tensor | None = None) -> torch.Tensor:
+    """Absolute poses (B, T, 4, 4) and camera rays (N, 3) -> (B, T, N, 2) (row, col) positions: the
+    elevation and azimuth of each ray in the `origin` camera's frame (default: frame 0), in radians
+    times `focal_patches` (the focal length in patches, so one patch near the image centre is one
+    unit), offset to the grid's centre. OpenCV axes: azimuth atan2(x, z) grows to the right,
+    elevation atan2(y, hypot(x, z)) grows downwards, like rows. Float64.
+
+    The azimuth wraps at ±180° behind the origin camera (a rollout that turns round sees a seam
+    there), and elevation is degenerate straight up or down."""
+    rel = relative_poses(poses, poses[:, 0] if origin is None else origin)
+    d = torch.einsum("btij,nj->btni", rel[..., :3, :3], rays.to(rel))
+    azimuth = torch.atan2(d[..., 0], d[..., 2])
+    elevation = torch.atan2(d[..., 1], torch.hypot(d[..., 0], d[..., 2]))
+    rows, cols = grid
+    return torch.stack([(rows - 1) / 2 + focal_patches * elevation, (cols - 1) / 2 + focal_patches * azimuth], dim=-1)

@@ -13,6 +13,7 @@ from annotate.actions import N_CHANNELS
 
 
 CAMERA_MODES = ("pose", "plucker", "pose+plucker")
+SPATIAL_ROPES = ("grid", "rays")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class ModelConfig:
     # adds a per-token embedding of the Plücker coordinates of the token's centre ray (relative to
     # the origin camera) to the tokens; "pose+plucker" does both
     camera: str = "pose"
+    # the (row, col) of each token's RoPE position: "grid" its place on the patch grid; "rays" the
+    # direction of its centre ray in the origin camera (conditioning.view_positions), so attention
+    # relates tokens by relative view direction, which a camera rotation does not change
+    spatial_rope: str = "grid"
     fov: float = 90.0  # horizontal FOV (degrees, on the longer side) of the frames, for the rays
     # False: a plain video model (pretraining on action-free video) with no action or camera inputs;
     # a conditioned run started from it (--init) adds them with zero-initialised output layers
@@ -44,6 +49,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.camera not in CAMERA_MODES:
             raise ValueError(f"model.camera must be one of {CAMERA_MODES}, got {self.camera!r}")
+        if self.spatial_rope not in SPATIAL_ROPES:
+            raise ValueError(f"model.spatial_rope must be one of {SPATIAL_ROPES}, got {self.spatial_rope!r}")
         if not 0 < self.fov < 180:
             raise ValueError(f"model.fov must be in (0, 180) degrees, got {self.fov}")
         if self.width % self.heads or (self.width // self.heads) % 2:

@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 
 from training.model import LayerContext, LayerKV
-from training.rope import apply_rope, rotation
+from training.rope import Rotation, apply_rope, rotation
 
-#: rope(positions (L, 3)) -> angles (L, head_dim/2): the model's RoPE (VideoDiT.rope_angles)
+#: rope(positions (..., L, 3)) -> angles (..., L, head_dim/2): the model's RoPE (VideoDiT.rope_angles)
 RopeFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -76,25 +76,33 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self.frames)
 
-    def append(self, kvs: list[LayerKV], count: int) -> None:
+    def append(self, kvs: list[LayerKV], count: int, positions: torch.Tensor | None = None) -> None:
         """Split one call's per-layer K/V (B, H, count·N, hd; keys before RoPE) into `count` frames
         and append them, keys rotated at their positions (pooled ones: pooled, then rotated at
-        the cells' centres) and stored in the values' dtype."""
+        the cells' centres) and stored in the values' dtype. `positions` are the call's RoPE
+        positions (count·N, 3), or (B, count·N, 3) per sample (VideoDiT.positions); None: the patch
+        grid at the next frame indices."""
         n = self.grid[0] * self.grid[1]
         for j in range(count):
             frame = len(self.frames)
             device = kvs[0].k.device
             keys = [kv.k[:, :, j * n:(j + 1) * n].detach() for kv in kvs]
             values = [kv.v[:, :, j * n:(j + 1) * n].detach() for kv in kvs]
-            rot = rotation(self.rope(frame_positions(frame, self.grid, 1, device)))
-            full = [LayerKV(apply_rope(k, rot).to(v.dtype), v) for k, v in zip(keys, values)]
+            own = (frame_positions(frame, self.grid, 1, device) if positions is None
+                   else positions[..., j * n:(j + 1) * n, :])
+            full = [LayerKV(apply_rope(k, self._rotation(own)).to(v.dtype), v) for k, v in zip(keys, values)]
             factor = old_factor(frame, self.config)
             pooled = None
             if factor > 1:
-                rot = rotation(self.rope(frame_positions(frame, self.grid, factor, device)))
+                rot = self._rotation(pool_positions(own, self.grid, factor))
                 pooled = [LayerKV(apply_rope(_pool_tokens(k, self.grid, factor), rot).to(v.dtype),
                                   _pool_tokens(v, self.grid, factor)) for k, v in zip(keys, values)]
             self.frames.append(FrameMemory(full, pooled))
+
+    def _rotation(self, positions: torch.Tensor) -> Rotation:
+        """RoPE of (L, 3) positions, or of per-sample (B, L, 3) ones broadcast over the heads."""
+        angles = self.rope(positions)
+        return rotation(angles if angles.dim() == 2 else angles[:, None])
 
     def release(self, before: int) -> None:
         """Drop the full-resolution K/V of frames < `before` that only appear pooled (or not at all)
@@ -123,15 +131,25 @@ def _pool_tokens(x: torch.Tensor, grid: tuple[int, int], factor: int) -> torch.T
 
 
 def frame_positions(frame: int, grid: tuple[int, int], factor: int, device: torch.device) -> torch.Tensor:
-    """(N', 3) (t, row, col) positions of one frame's tokens pooled by `factor` (1: the patch grid)."""
+    """(N', 3) (t, row, col) positions of one frame's tokens on the patch grid, pooled by `factor`
+    (1: the patch grid)."""
     rows, cols = grid
     r, c = torch.meshgrid(torch.arange(rows, device=device, dtype=torch.float64),
                           torch.arange(cols, device=device, dtype=torch.float64), indexing="ij")
-    pos = torch.stack([r, c], dim=0)[None]  # (1, 2, rows, cols)
-    if factor > 1:
-        pos = F.avg_pool2d(pos, factor, factor, ceil_mode=True)
-    pos = pos[0].reshape(2, -1).T
-    return torch.cat([torch.full((len(pos), 1), float(frame), device=device, dtype=torch.float64), pos], dim=1)
+    pos = torch.stack([torch.full_like(r, float(frame)), r, c], dim=-1).reshape(-1, 3)
+    return pool_positions(pos, grid, factor)
+
+
+def pool_positions(positions: torch.Tensor, grid: tuple[int, int], factor: int) -> torch.Tensor:
+    """One frame's token positions (..., N, 3) on a rows x cols grid -> (..., N', 3) of its tokens
+    pooled factor x factor (as _pool_tokens): the mean position of each cell's tokens."""
+    if factor == 1:
+        return positions
+    rows, cols = grid
+    lead = positions.shape[:-2]
+    img = positions.reshape(-1, rows, cols, 3).permute(0, 3, 1, 2)
+    pooled = F.avg_pool2d(img, factor, factor, ceil_mode=True)
+    return pooled.permute(0, 2, 3, 1).reshape(*lead, -1, 3)
 
 
 def view_frames(start: int, config: MemoryConfig) -> list[int]:

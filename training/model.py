@@ -15,6 +15,9 @@ With model.camera "plucker" (or "pose+plucker") every token also gets, before th
 embedding of its ray's Plücker coordinates relative to the origin camera (conditioning.plucker);
 its last layer starts at zero, so such a model starts out exactly as one without rays.
 Attention is `scaled_dot_product_attention` with 3D RoPE over (frame, row, col) and RMS-normed q/k;
+with model.spatial_rope "rays" a token's (row, col) is the direction of its centre ray in the origin
+camera (conditioning.view_positions) instead of its grid place: per sample, from the poses; a
+sample whose conditioning is dropped (and a plain video model) takes the origin camera's layout;
 the pose embedding is added to q and k (not v) after the norm and before RoPE, so a cached key
 carries its frame's viewpoint. Sigma is per frame: the clean first frame of image-to-video has
 sigma 0 and the student's blocks each carry their own noise level.
@@ -32,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.conditioning import patch_rays, plucker, pose_features
+from annotate.ue import fov_to_intrinsics
+from training.conditioning import patch_rays, plucker, pose_features, view_positions
 from training.config import ModelConfig
 from training.rope import Rotation, apply_rope, grid_positions, rope_angles, rotation
 
@@ -179,8 +183,14 @@ class VideoDiT(nn.Module):
         self.ray_embed: nn.Sequential | None = None
         if "plucker" in cameras:
             self.ray_embed = nn.Sequential(nn.Linear(6, d), nn.SiLU(), _zero(nn.Linear(d, d)))
+        if "plucker" in cameras or cfg.spatial_rope == "rays":
             self.register_buffer("rays", patch_rays(cfg.fov, cfg.height, cfg.width_px, cfg.patch).float(),
                                  persistent=False)
+        if cfg.spatial_rope == "rays":  # the origin camera's own layout: a still camera, or no camera known
+            self.focal_patches = float(fov_to_intrinsics(cfg.fov, cfg.width_px, cfg.height)[0, 0]) / cfg.patch
+            still = torch.eye(4, dtype=torch.float64).expand(1, 1, 4, 4)
+            self.register_buffer("still_positions", view_positions(still, self.get_buffer("rays"), self.focal_patches,
+                                                                   cfg.grid)[0, 0], persistent=False)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final_ada = _zero(nn.Linear(d, 2 * d))
@@ -227,11 +237,26 @@ class VideoDiT(nn.Module):
             rays = rays * keep.to(rays.dtype)[:, None, None, None]
         return rays
 
-    def angles(self, frames: int, first_frame: int | float | torch.Tensor, device: torch.device) -> torch.Tensor:
+    def positions(self, frames: int, first_frame: int | float | torch.Tensor, poses: torch.Tensor,
+                  origin: torch.Tensor | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """RoPE positions (t, row, col) of `frames` frames' tokens from time index `first_frame`:
+        (F·N, 3) on the patch grid, or with spatial_rope "rays" (B, F·N, 3) at each token's view
+        direction relative to `origin` (default: poses[:, 0]); samples where `keep` is False, and every
+        sample of a plain video model, take the origin camera's layout."""
         rows, cols = self.cfg.grid
+        device = poses.device
         positions = grid_positions(frames, rows, cols, device=device)
         positions[:, 0] += first_frame.to(device) if isinstance(first_frame, torch.Tensor) else first_frame
-        return self.rope_angles(positions)
+        if self.cfg.spatial_rope == "grid":
+            return positions
+        still = self.get_buffer("still_positions")
+        if not self.cfg.conditioned:
+            return torch.cat([positions[:, :1], still.repeat(frames, 1)], dim=1)
+        spatial = view_positions(poses, self.get_buffer("rays"), self.focal_patches, self.cfg.grid, origin)
+        if keep is not None:
+            spatial = torch.where(keep.to(torch.bool)[:, None, None, None], spatial, still)
+        spatial = spatial.reshape(poses.shape[0], frames * rows * cols, 2)
+        return torch.cat([positions[None, :, :1].expand(poses.shape[0], -1, -1), spatial], dim=-1)
 
     def rope_angles(self, positions: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -271,7 +296,8 @@ class VideoDiT(nn.Module):
         rays = self.ray_tokens(poses, origin, keep)
         if rays is not None:
             h = h + rays
-        rot = rotation(self.angles(f, first_frame, x.device))  # once for all layers
+        angles = self.rope_angles(self.positions(f, first_frame, poses, origin, keep))
+        rot = rotation(angles if angles.dim() == 2 else angles[:, None])  # once for all layers; per sample: over heads
         if context is not None and context[0].valid is not None:  # padded view: no query attends to the padding
             keys = torch.cat([context[0].valid, context[0].valid.new_ones(h.shape[2] * f)])[None, :]
             mask = keys if mask is None else mask & keys

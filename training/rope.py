@@ -32,16 +32,17 @@ def _inv_freq(pairs: int, theta: float, device: torch.device) -> torch.Tensor:
 
 def rope_angles(positions: torch.Tensor, head_dim: int, theta: float = 10000.0, time_scale: float = 1.0,
                 time_ntk: float = 1.0) -> torch.Tensor:
-    """positions (L, 3) as (t, row, col) -> rotation angles (L, head_dim/2), float64."""
+    """positions (..., L, 3) as (t, row, col) -> rotation angles (..., L, head_dim/2), float64. Leading
+    dims are per-sample positions (the view-ray positions of `model.spatial_rope` rays)."""
     n_t, n_h, n_w = axis_pairs(head_dim)
     d_t = 2 * n_t
     theta_t = theta * time_ntk ** (d_t / (d_t - 2)) if d_t > 2 else theta
     pos = positions.to(torch.float64)
     return torch.cat([
-        (pos[:, 0:1] * time_scale) * _inv_freq(n_t, theta_t, pos.device),
-        pos[:, 1:2] * _inv_freq(n_h, theta, pos.device),
-        pos[:, 2:3] * _inv_freq(n_w, theta, pos.device),
-    ], dim=1)
+        (pos[..., 0:1] * time_scale) * _inv_freq(n_t, theta_t, pos.device),
+        pos[..., 1:2] * _inv_freq(n_h, theta, pos.device),
+        pos[..., 2:3] * _inv_freq(n_w, theta, pos.device),
+    ], dim=-1)
 
 
 class Rotation(NamedTuple):
@@ -56,7 +57,8 @@ def rotation(angles: torch.Tensor) -> Rotation:
 
 
 def apply_rope(x: torch.Tensor, rot: Rotation | torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs of x (..., L, head_dim) by angles (L, head_dim/2) (or their `rotation`):
+    """Rotate interleaved pairs of x (..., L, head_dim) by angles (L, head_dim/2) (or their `rotation`;
+    per-sample angles (B, 1, L, head_dim/2) broadcast over x's heads (B, heads, L, head_dim)):
     each pair (even, odd) as the complex number even + i·odd times cos + i·sin, that is
     (even·cos - odd·sin, even·sin + odd·cos). In >= fp32 even under bf16 autocast; as one complex
     multiply, not a dozen strided elementwise kernels per call (it runs for q and k in every layer)."""
@@ -75,14 +77,3 @@ def grid_positions(frames: int, rows: int, cols: int, first_frame: int = 0,
                              torch.arange(rows, device=device), torch.arange(cols, device=device), indexing="ij")
     return torch.stack([t, r, c], dim=-1).reshape(-1, 3).to(torch.float64)
 
-
-def pooled_positions(frame: float, rows: int, cols: int, factor: int,
-                     device: torch.device | str | None = None) -> torch.Tensor:
-    """Positions of one frame's tokens pooled factor x factor: the centres of the pooled patches."""
-    r, c = torch.meshgrid(torch.arange(rows // factor, device=device), torch.arange(cols // factor, device=device),
-                          indexing="ij")
-    centre = (factor - 1) / 2
-    pos = torch.stack([torch.full_like(r, 0), r * factor, c * factor], dim=-1).reshape(-1, 3).to(torch.float64)
-    pos[:, 0] = frame
-    pos[:, 1:] += centre
-    return pos

@@ -146,10 +146,12 @@ class Student:
                                            first_frame=time, context=context)
         return x, x0, kvs
 
-    def _append(self, store: MemoryStore, kvs: list[LayerKV], start: int, n: int) -> None:
-        """Append a committed block's K/V, then release what the next block's window no longer
-        needs at full resolution."""
-        store.append(kvs, n)
+    def _append(self, store: MemoryStore, kvs: list[LayerKV], start: int, poses: torch.Tensor,
+                origin: torch.Tensor) -> None:
+        """Append a committed block's K/V (its frames' poses (B, n, 4, 4): their RoPE positions), then
+        release what the next block's window no longer needs at full resolution."""
+        n = poses.shape[1]
+        store.append(kvs, n, self.model.positions(n, start, poses, origin))
         if self.config.memory.window is not None:
             store.release(start + n - self.config.memory.window)
 
@@ -161,7 +163,7 @@ class Student:
         _, kvs = self.model.forward_kv(x0, torch.zeros(b, n, device=x0.device), actions[:, start:start + n],
                                        poses[:, start:start + n], origin, first_frame=self.time_index(start),
                                        context=self.context(store, start, n) if context is None else context)
-        self._append(store, kvs, start, n)
+        self._append(store, kvs, start, poses[:, start:start + n], origin)
 
     def rollout(self, first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor, noise: torch.Tensor,
                 exit_steps: list[int] | None = None, grad: bool = False,
@@ -243,7 +245,7 @@ class Student:
                 x, x0, kvs = self.graphs.run(*args)
             else:
                 x, x0, kvs = self.denoise_block(*args, grad=grad)
-            self._append(store, kvs, start, end - start)
+            self._append(store, kvs, start, block_poses, origin)
             yield start, end, x0, ReplayState(start, end, x.detach(), steps[exit_step])
 
     def replay_backward(self, rollout: Rollout, delta: torch.Tensor, actions: torch.Tensor,
