@@ -184,6 +184,21 @@ def test_eval_cli_on_a_student_with_memory_overrides(tmp_path):
         compare(report, report, method_a="teacher")
 
 
+def test_compare_pairs_the_rpe_of_two_runs_clip_by_clip():
+    def report(psnr, rpe_t, rpe_r):
+        return {"clip_ids": ["a", "b", "c"], "sampler": {"frames": 9}, "methods": {"model": {"psnr_per_clip": psnr}},
+                "paths": {"methods": {"model": {"rpe_t_per_clip": rpe_t, "rpe_r_per_clip": rpe_r}}}}
+
+    a = report([20.0, 21.0, 22.0], [0.01, 0.02, 0.03], [0.5, 0.6, 0.7])
+    b = report([19.0, 21.0, 20.0], [0.02, 0.02, 0.05], [0.5, 0.9, 1.0])
+    cmp = compare(a, b)
+    assert cmp["psnr_db"]["mean"] == pytest.approx(1.0)
+    assert cmp["rpe_t"]["mean"] == pytest.approx(-0.01) and cmp["rpe_t"]["n"] == 3
+    assert cmp["rpe_r"]["mean"] == pytest.approx(-0.2) and cmp["rpe_r"]["se"] == pytest.approx(np.std([0, -0.3, -0.3], ddof=1) / np.sqrt(3))
+    no_paths = {k: v for k, v in b.items() if k != "paths"}
+    assert set(compare(a, no_paths)) == {"psnr_db"}  # a run without --rpe pairs PSNR only
+
+
 def test_trainers_and_eval_import_where_ray_and_unrealcv_are_missing():
     """The GPU host has neither: training.* must import there (a planner import once pulled the
     engine client in, and the eval died after a GPU run had trained its teacher), and so must the

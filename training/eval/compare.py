@@ -2,7 +2,8 @@
 
 For each run's `--method` (default model), the per-clip PSNR difference A − B over all clips and
 over the revisit frames (the last frame of out-and-back clips, where the camera is back at the
-first pose), as mean ± SE and z = mean / SE. Used to compare, e.g., the student with compressed
+first pose), and the per-clip RPE (translation, rotation) where both runs recovered paths, as
+mean ± SE and z = mean / SE. Used to compare, e.g., the student with compressed
 memory against window-only (`--memory-pool 0`), or the student against the teacher. The runs must
 have evaluated the same clips (same `clip_ids`, same frame count): anything else is an error.
 """
@@ -50,6 +51,11 @@ def compare(a: dict[str, Any], b: dict[str, Any], method_a: str = "model", metho
     out = {"psnr_db": _paired(a["methods"][method_a]["psnr_per_clip"], b["methods"][method_b]["psnr_per_clip"])}
     if a.get("revisit") and b.get("revisit"):
         out["revisit_psnr_db"] = _paired(a["revisit"][method_a]["per_clip"], b["revisit"][method_b]["per_clip"])
+    paths_a = a.get("paths", {}).get("methods", {}).get(method_a, {})
+    paths_b = b.get("paths", {}).get("methods", {}).get(method_b, {})
+    for key in ("rpe_t", "rpe_r"):
+        if f"{key}_per_clip" in paths_a and f"{key}_per_clip" in paths_b:
+            out[key] = _paired(paths_a[f"{key}_per_clip"], paths_b[f"{key}_per_clip"])
     return out
 
 
@@ -70,11 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, json.JSONDecodeError, KeyError, CompareError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for key, label in (("psnr_db", "PSNR, all frames"), ("revisit_psnr_db", "PSNR, revisit frame")):
+    for key, label, unit, digits in (("psnr_db", "PSNR, all frames", "dB", 2), ("revisit_psnr_db", "PSNR, revisit frame", "dB", 2),
+                                     ("rpe_t", "RPE-t", "m", 4), ("rpe_r", "RPE-r", "deg", 3)):
         if key in result:
             r = result[key]
-            print(f"{label:20s}: A {r['a']:.2f}  B {r['b']:.2f}  A-B {r['mean']:+.2f} dB ± {r['se']:.2f} "
-                  f"(z = {r['z']:.1f}, n = {r['n']})")
+            print(f"{label:20s}: A {r['a']:.{digits}f}  B {r['b']:.{digits}f}  A-B {r['mean']:+.{digits}f} {unit} "
+                  f"± {r['se']:.{digits}f} (z = {r['z']:.1f}, n = {r['n']})")
     if args.json:
         args.json.write_text(json.dumps({"a": str(args.a), "b": str(args.b), **result}, indent=2))
     return 0
