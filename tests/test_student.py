@@ -57,7 +57,7 @@ def test_cached_block_forwards_equal_one_block_causal_forward(grad, camera):
         with torch.set_grad_enabled(grad):
             v, kvs = model.forward_kv(batch.frames[:, start:end], sigma[:, start:end], batch.actions[:, start:end],
                                       batch.poses[:, start:end], origin, first_frame=start,
-                                      context=student.context(store, start, end - start))
+                                      context=student.context(store, start, end - start, batch.poses[:, start], origin))
         store.append(kvs, end - start)
         assert torch.allclose(v, full[:, start:end], atol=1e-10), (start, (v - full[:, start:end]).abs().max())
 

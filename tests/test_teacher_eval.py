@@ -162,7 +162,8 @@ def test_eval_cli_on_a_student_with_memory_overrides(tmp_path):
         assert set(rev["methods"]["model"]["psnr_by_kind"]) == {"out_and_back", "loop"}
         assert rev["paired"]["model-window_only"]["psnr_db"]["n"] == 4
     assert "return PSNR @4x window" in (out / "table.md").read_text()
-    assert report["student"]["memory"] == {"window": 2, "pool": [0], "max_old": None}
+    assert report["student"]["memory"] == {"window": 2, "pool": [0], "max_old": None, "select": "spaced",
+                                           "distance_m": 1.0}
     revisit = report["revisit"]["model"]
     assert revisit["n"] == 3 and len(revisit["per_clip"]) == 3
     # copy-first is exact on the return frame of an out-and-back clip
@@ -182,6 +183,24 @@ def test_eval_cli_on_a_student_with_memory_overrides(tmp_path):
         compare(report, other)
     with pytest.raises(CompareError, match="no per-clip PSNR"):
         compare(report, report, method_a="teacher")
+
+
+def test_eval_cli_on_a_student_that_retrieves_its_memory_by_view(tmp_path, capsys):
+    config = tiny_config(height=16, width_px=32, spatial_rope="rays")
+    ckpt = tmp_path / "student.pt"
+    save_checkpoint(ckpt, {"model": randomized_model(config).state_dict(), "ema": None, "model_config": asdict(config),
+                           "student_config": {"block_frames": 2, "memory": {"window": 2}}, "config": {}})
+    common = ["--checkpoint", str(ckpt), "--student", "--scenes", "room_0001", "--frames", "9", "--starts", "1",
+              "--device", "cpu", "--precision", "fp32", "--workers", "1", "--no-rpe"]
+    assert eval_main([*common, "--out", str(tmp_path / "bad"), "--memory-select", "view"]) == 2
+    assert "memory.select view needs memory.window and memory.max_old" in capsys.readouterr().err
+    out = tmp_path / "eval"
+    assert eval_main([*common, "--out", str(out), "--memory-select", "view", "--memory-pool", "1",
+                      "--memory-max-old", "2", "--revisit", "2"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["student"]["memory"] == {"window": 2, "pool": [1], "max_old": 2, "select": "view", "distance_m": 1.0}
+    rev = report["revisits"]["2x"]
+    assert set(rev["methods"]) == {"model", "window_only"} and rev["clips"] == 4
 
 
 def test_compare_pairs_the_rpe_of_two_runs_clip_by_clip():

@@ -161,7 +161,7 @@ def test_cached_ray_blocks_equal_one_block_causal_forward(window):
             with torch.no_grad():
                 v, kvs = model.forward_kv(batch.frames[:, start:end], sigma[:, start:end], batch.actions[:, start:end],
                                           batch.poses[:, start:end], origin, first_frame=start,
-                                          context=student.context(store, start, end - start))
+                                          context=student.context(store, start, end - start, batch.poses[:, start], origin))
             student._append(store, kvs, start, batch.poses[:, start:end], origin)
             if window is None:
                 assert torch.allclose(v, full[:, start:end], atol=1e-10), start

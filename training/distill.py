@@ -122,7 +122,7 @@ def hybrid_forcing_loss(student: Student, first: torch.Tensor, states: torch.Ten
     student.commit(video[:, :1], 0, store, actions, poses, origin)
     losses = []
     for index, (start, end) in enumerate(spans):
-        context = student.context(store, start, end - start)
+        context = student.context(store, start, end - start, poses[:, start], origin)
         if index >= len(spans) - noisy_blocks:
             step = int(torch.randint(0, states.shape[0], (1,), generator=generator,
                                      device=draw_device(generator, "cpu")))

@@ -11,6 +11,10 @@ positions when the frame is committed. `view(store, start)` returns what a block
   (frame f uses pool[f % len(pool)]; 1 keeps it full), keys pooled before RoPE, and RoPE applied
   at the pooled cells' positions, which are the same pooling of the patch positions (the cells'
   centres, fractional). A frame whose factor is 0 is dropped from memory.
+* or, with `select: view` (WorldPlay's reconstituted context memory), the `max_old` older frames
+  whose view overlaps the block's camera most, per sample, at full resolution
+  (training/retrieval.py); every frame's full K/V are kept for that, so `pool` is (1,), or (0,)
+  for window-only.
 
 A frame's RoPE positions never change (its frame index, and its cells' centres once pooled), so
 its keys are rotated once, at commit: pooled from the pre-RoPE keys, then rotated at the pooled
@@ -35,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from training.model import LayerContext, LayerKV
+from training.retrieval import ViewGeometry, retrieve
 from training.rope import Rotation, apply_rope, rotation
 
 #: rope(positions (..., L, 3)) -> angles (..., L, head_dim/2): the model's RoPE (VideoDiT.rope_angles)
@@ -46,8 +51,22 @@ class MemoryConfig:
     window: int | None = 8  # frames kept at full resolution before the block; None = all
     pool: tuple[int, ...] = (1, 2, 4)  # factors for older frames, interleaved by frame index; 0 drops
     max_old: int | None = None  # older frames per view, evenly spaced over the history; None = all
+    # which older frames a view reads: "spaced" (evenly over the history, pooled by `pool`) or "view"
+    # (the max_old whose view overlaps the block's camera most, at full resolution: training/retrieval.py)
+    select: str = "spaced"
+    distance_m: float = 1.0  # select view: a frame's overlap counts exp(-camera distance / distance_m)
 
     def __post_init__(self) -> None:
+        if self.select not in ("spaced", "view"):
+            raise ValueError(f"memory.select must be 'spaced' or 'view', got {self.select!r}")
+        if self.select == "view":
+            if self.window is None or self.max_old is None:
+                raise ValueError("memory.select view needs memory.window and memory.max_old (the frames retrieved)")
+            if tuple(self.pool) not in ((1,), (0,)):
+                raise ValueError(f"memory.select view reads retrieved frames at full resolution: memory.pool must be "
+                                 f"[1] (or [0]: window only), got {list(self.pool)}")
+            if self.distance_m <= 0:
+                raise ValueError(f"memory.distance_m must be > 0, got {self.distance_m}")
         if self.max_old is not None and self.max_old < 1:
             raise ValueError(f"memory.max_old must be >= 1 or None, got {self.max_old}")
         if self.window is not None and self.window < 0:
@@ -60,6 +79,7 @@ class MemoryConfig:
 class FrameMemory:
     full: list[LayerKV] | None  # per layer, full resolution, keys rotated; released once no later block needs it
     pooled: list[LayerKV] | None  # per layer, at the frame's pool factor (> 1), keys rotated; None otherwise
+    camera: torch.Tensor | None = None  # (B, 4, 4) camera-to-world relative to the rollout's first frame (select view)
 
 
 @dataclass
@@ -71,17 +91,22 @@ class MemoryStore:
     grid: tuple[int, int]  # (rows, cols) of a frame's tokens
     config: MemoryConfig
     rope: RopeFn  # the model's RoPE: keys are rotated at commit
+    geometry: ViewGeometry | None = None  # the frames' pinhole (select view)
     frames: list[FrameMemory] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.frames)
 
-    def append(self, kvs: list[LayerKV], count: int, positions: torch.Tensor | None = None) -> None:
+    def append(self, kvs: list[LayerKV], count: int, positions: torch.Tensor | None = None,
+               cameras: torch.Tensor | None = None) -> None:
         """Split one call's per-layer K/V (B, H, count·N, hd; keys before RoPE) into `count` frames
         and append them, keys rotated at their positions (pooled ones: pooled, then rotated at
         the cells' centres) and stored in the values' dtype. `positions` are the call's RoPE
         positions (count·N, 3), or (B, count·N, 3) per sample (VideoDiT.positions); None: the patch
-        grid at the next frame indices."""
+        grid at the next frame indices. `cameras` (B, count, 4, 4) the frames' cameras relative to
+        the rollout's first frame, which `select: view` retrieves by."""
+        if self.config.select == "view" and cameras is None:
+            raise ValueError("memory.select view: frames are stored with their cameras (append(..., cameras=))")
         n = self.grid[0] * self.grid[1]
         for j in range(count):
             frame = len(self.frames)
@@ -97,7 +122,7 @@ class MemoryStore:
                 rot = self._rotation(pool_positions(own, self.grid, factor))
                 pooled = [LayerKV(apply_rope(_pool_tokens(k, self.grid, factor), rot).to(v.dtype),
                                   _pool_tokens(v, self.grid, factor)) for k, v in zip(keys, values)]
-            self.frames.append(FrameMemory(full, pooled))
+            self.frames.append(FrameMemory(full, pooled, None if cameras is None else cameras[:, j]))
 
     def _rotation(self, positions: torch.Tensor) -> Rotation:
         """RoPE of (L, 3) positions, or of per-sample (B, L, 3) ones broadcast over the heads."""
@@ -154,10 +179,11 @@ def pool_positions(positions: torch.Tensor, grid: tuple[int, int], factor: int) 
 
 def view_frames(start: int, config: MemoryConfig) -> list[int]:
     """The committed frames a block at `start` reads: older ones (evenly spaced, at most max_old,
-    the oldest and newest included) then the window."""
+    the oldest and newest included) then the window. With `select: view` every older frame is a
+    candidate: the view retrieves max_old of them per sample."""
     old_end = 0 if config.window is None else max(0, start - config.window)
     old = list(range(old_end))
-    if config.max_old is not None and len(old) > config.max_old:
+    if config.select == "spaced" and config.max_old is not None and len(old) > config.max_old:
         picks = torch.linspace(0, old_end - 1, config.max_old, dtype=torch.float64).round().long().tolist()
         old = sorted(set(picks))
     return old + list(range(old_end, start))
@@ -175,19 +201,28 @@ def frame_factor(frame: int, start: int, config: MemoryConfig) -> int:
     return old_factor(frame, config)
 
 
-def view(store: MemoryStore, start: int, capacity: int | None = None, reserve: int = 0) -> list[LayerContext] | None:
+def view(store: MemoryStore, start: int, capacity: int | None = None, reserve: int = 0,
+         camera: torch.Tensor | None = None) -> list[LayerContext] | None:
     """Per-layer context for a block whose first frame is `start` (frames < start must be stored).
     With `capacity` the view is zero-padded to that many tokens and `valid` marks the real ones,
     so every view has the same shape (a compiled or CUDA-graphed forward sees one shape; see
     view_capacity). `reserve` adds room for that many tokens after the view (the block's own:
-    LayerContext.reserved)."""
+    LayerContext.reserved). `camera` (B, 4, 4): the block's first frame's camera relative to the
+    rollout's first frame, which `select: view` retrieves the older frames by."""
     if start > len(store):
         raise ValueError(f"view for a block at frame {start}, but only {len(store)} frames are stored")
     if start == 0:
         return None
     config = store.config
-    layers: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
-    for f in view_frames(start, config):
+    segments: list[list[LayerKV]] = []  # per part of the view, its per-layer K/V, in reading order
+    frames = view_frames(start, config)
+    if config.select == "view":
+        old_end = max(0, start - (config.window or 0))
+        candidates = [f for f in frames if f < old_end and frame_factor(f, start, config) != 0]
+        if candidates:
+            segments.append(_retrieved(store, candidates, camera))
+        frames = [f for f in frames if f >= old_end]
+    for f in frames:
         factor = frame_factor(f, start, config)
         if factor == 0:
             continue
@@ -195,18 +230,14 @@ def view(store: MemoryStore, start: int, capacity: int | None = None, reserve: i
         if entry is None:
             raise ValueError(f"frame {f} was released from memory; a view for frame {start} needs it at "
                              f"factor {factor} (replay rebuilds the store in order)")
-        if not layers:
-            layers = [([], []) for _ in entry]
-        for (ks, vs), kv in zip(layers, entry):
-            ks.append(kv.k)
-            vs.append(kv.v)
-    if not layers:
+        segments.append(entry)
+    if not segments:
         return None
-    tokens = sum(k.shape[2] for k in layers[0][0])
+    tokens = sum(part[0].k.shape[2] for part in segments)
     if capacity is not None and tokens > capacity:
         raise ValueError(f"the view for frame {start} has {tokens} tokens, more than its capacity {capacity}")
     extra = (0 if capacity is None else capacity - tokens) + reserve
-    device = layers[0][0][0].device
+    device = segments[0][0].k.device
     valid = None if capacity is None else torch.arange(capacity, device=device) < tokens
 
     def joined(parts: list[torch.Tensor]) -> torch.Tensor:  # one copy: the frames, padding and reserved room
@@ -215,7 +246,31 @@ def view(store: MemoryStore, start: int, capacity: int | None = None, reserve: i
             parts = parts + [parts[0].new_zeros(b, h, extra, d)]
         return torch.cat(parts, dim=2)
 
-    return [LayerContext(joined(ks), joined(vs), valid, reserve) for ks, vs in layers]
+    return [LayerContext(joined([part[i].k for part in segments]), joined([part[i].v for part in segments]), valid,
+                         reserve) for i in range(len(segments[0]))]
+
+
+def _retrieved(store: MemoryStore, candidates: list[int], camera: torch.Tensor | None) -> list[LayerKV]:
+    """Per layer, the K/V of the max_old candidate frames that overlap `camera`'s view most, per
+    sample (B, heads, max_old·N, head_dim), oldest first."""
+    if camera is None or store.geometry is None:
+        raise ValueError("memory.select view: a view needs the block's camera and the store its geometry")
+    cameras = [store.frames[f].camera for f in candidates]
+    full = [store.frames[f].full for f in candidates]
+    if any(c is None for c in cameras) or any(kv is None for kv in full):
+        raise ValueError("memory.select view: every older frame must be stored at full resolution with its camera")
+    config = store.config
+    picks = retrieve(torch.stack(cameras, dim=1), camera, store.geometry, config.max_old or len(candidates),
+                     config.distance_m)  # type: ignore[arg-type]
+    rows = torch.arange(picks.shape[0], device=picks.device)[:, None]
+
+    def gather(parts: list[torch.Tensor]) -> torch.Tensor:
+        stacked = torch.stack(parts, dim=1)[rows, picks]  # (B, k, heads, N, head_dim)
+        b, k, h, n, d = stacked.shape
+        return stacked.permute(0, 2, 1, 3, 4).reshape(b, h, k * n, d)
+
+    return [LayerKV(gather([kvs[i].k for kvs in full]), gather([kvs[i].v for kvs in full]))  # type: ignore[index]
+            for i in range(len(full[0]))]  # type: ignore[arg-type]
 
 
 def view_capacity(grid: tuple[int, int], config: MemoryConfig) -> int:
@@ -232,9 +287,11 @@ def view_capacity(grid: tuple[int, int], config: MemoryConfig) -> int:
 def view_tokens(start: int, grid: tuple[int, int], config: MemoryConfig) -> int:
     """Tokens a block at `start` attends to in memory (for reporting the reduction)."""
     rows, cols = grid
-    total = 0
+    total, retrieved = 0, 0
     for f in view_frames(start, config):
         factor = frame_factor(f, start, config)
-        if factor:
+        if factor and config.select == "view" and f < start - (config.window or 0):
+            retrieved += 1
+        elif factor:
             total += -(-rows // factor) * -(-cols // factor)
-    return total
+    return total + min(retrieved, config.max_old or retrieved) * rows * cols

@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from annotate.actions import N_CHANNELS
-from training.conditioning import static_action, static_first
+from training.conditioning import relative_poses, static_action, static_first
 from training.flow import add_noise, draw_device, x0_from_velocity
 from training.memory import MemoryConfig, MemoryStore, view, view_capacity
 from training.model import LayerContext, LayerKV, VideoDiT
+from training.retrieval import ViewGeometry
 
 if TYPE_CHECKING:
     from training.graphs import BlockGraphs
@@ -95,7 +96,15 @@ class Student:
         self.model, self.config, self.graphs = model, config, graphs
 
     def new_store(self) -> MemoryStore:
-        return MemoryStore(self.model.cfg.grid, self.config.memory, self.model.rope_angles)
+        cfg = self.model.cfg
+        geometry = (ViewGeometry.of(cfg.fov, cfg.height, cfg.width_px, cfg.patch)
+                    if self.config.memory.select == "view" else None)
+        return MemoryStore(cfg.grid, self.config.memory, self.model.rope_angles, geometry)
+
+    def _cameras(self, poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor | None:
+        """Poses (B, n, 4, 4) relative to the rollout's first frame, which `memory.select: view`
+        retrieves by (None otherwise: nothing to compute)."""
+        return relative_poses(poses, origin) if self.config.memory.select == "view" else None
 
     def time_index(self, start: int) -> int | torch.Tensor:
         """The block's RoPE time index as the model takes it: with `static_view` a 0-dim float64 tensor,
@@ -104,10 +113,14 @@ class Student:
             return start
         return torch.tensor(float(start), dtype=torch.float64, device=self.model.patch_in.weight.device)
 
-    def context(self, store: MemoryStore, start: int, frames: int) -> list[LayerContext] | None:
-        """The memory view of a block of `frames` frames at `start`, with room for its own tokens."""
+    def context(self, store: MemoryStore, start: int, frames: int, pose: torch.Tensor,
+                origin: torch.Tensor) -> list[LayerContext] | None:
+        """The memory view of a block of `frames` frames at `start` whose first frame's camera is
+        `pose` (B, 4, 4), with room for its own tokens."""
         capacity = view_capacity(self.model.cfg.grid, self.config.memory) if self.config.static_view else None
-        return view(store, start, capacity, reserve=frames * self.model.cfg.tokens_per_frame)
+        cameras = self._cameras(pose[:, None], origin)
+        return view(store, start, capacity, reserve=frames * self.model.cfg.tokens_per_frame,
+                    camera=None if cameras is None else cameras[:, 0])
 
     def block_x0(self, x: torch.Tensor, sigma: float, start: int, context: list[LayerContext] | None,
                  actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
@@ -151,7 +164,7 @@ class Student:
         """Append a committed block's K/V (its frames' poses (B, n, 4, 4): their RoPE positions), then
         release what the next block's window no longer needs at full resolution."""
         n = poses.shape[1]
-        store.append(kvs, n, self.model.positions(n, start, poses, origin))
+        store.append(kvs, n, self.model.positions(n, start, poses, origin), self._cameras(poses, origin))
         if self.config.memory.window is not None:
             store.release(start + n - self.config.memory.window)
 
@@ -162,7 +175,8 @@ class Student:
         b, n = x0.shape[:2]
         _, kvs = self.model.forward_kv(x0, torch.zeros(b, n, device=x0.device), actions[:, start:start + n],
                                        poses[:, start:start + n], origin, first_frame=self.time_index(start),
-                                       context=self.context(store, start, n) if context is None else context)
+                                       context=(self.context(store, start, n, poses[:, start], origin)
+                                                if context is None else context))
         self._append(store, kvs, start, poses[:, start:start + n], origin)
 
     def rollout(self, first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor, noise: torch.Tensor,
@@ -239,7 +253,8 @@ class Student:
             # the re-noising draws, in the order the steps use them (the same numbers as drawing each
             # one after its step: nothing else draws in between)
             renoise = [_randn(x.shape, generator, x) for _ in range(exit_step)]
-            context = self.context(store, start, end - start)  # one view per block: every step and the commit read it
+            # one view per block: every step and the commit read it
+            context = self.context(store, start, end - start, block_poses[:, 0], origin)
             args = (x, renoise, self.time_index(start), context, block_actions, block_poses, origin)
             if self.graphs is not None and not (grad and torch.is_grad_enabled()):
                 x, x0, kvs = self.graphs.run(*args)
@@ -265,7 +280,7 @@ class Student:
         clean = rollout.frames.detach()
         self.commit(clean[:, :1], 0, store, actions, poses, origin)
         for state in rollout.replay:
-            context = self.context(store, state.start, state.end - state.start)
+            context = self.context(store, state.start, state.end - state.start, poses[:, state.start], origin)
             x0 = self.block_x0(state.x, state.sigma, state.start, context, actions, poses, origin)
             d = delta[:, state.start - 1:state.end - 1]
             loss = 0.5 * (x0.double() - (x0.double() - d.double()).detach()).pow(2).sum() / total

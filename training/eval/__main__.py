@@ -66,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--memory-window", type=int, help="student: override memory.window (frames)")
     parser.add_argument("--memory-pool", help="student: override memory.pool, e.g. 2,4 (0 drops older frames)")
     parser.add_argument("--memory-max-old", type=int, help="student: override memory.max_old")
+    parser.add_argument("--memory-select", choices=("spaced", "view"),
+                        help="student: override memory.select (view: retrieve older frames by view overlap; "
+                             "with --memory-pool 1)")
     parser.add_argument("--out", type=pathlib.Path, required=True)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--manifest", type=pathlib.Path, help="a build's manifest.parquet: evaluate in its val scenes")
@@ -100,10 +103,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         student = student_from_state(state, device, str(args.checkpoint))
         memory = student.config.memory
         changes: dict[str, Any] = {k: v for k, v in (
-            ("window", args.memory_window), ("max_old", args.memory_max_old),
+            ("window", args.memory_window), ("max_old", args.memory_max_old), ("select", args.memory_select),
             ("pool", tuple(int(p) for p in args.memory_pool.split(",")) if args.memory_pool else None))
             if v is not None}
-        memory = replace(memory, **changes)
+        try:
+            memory = replace(memory, **changes)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         student = Student(student.model, replace(student.config, memory=memory))
         model = student.model
     else:
