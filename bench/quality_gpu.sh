@@ -8,6 +8,7 @@
 #             (default: "pose plucker")
 #   TRAIN_MIN minutes per teacher (default 6); TRAIN_STEPS instead: that many optimiser steps (the
 #             comparison at equal steps with an arm trained on another GPU or at another time)
+#   COMPILE   1 (default): torch.compile the teacher; 0: eager (saves the compile's minute on short runs)
 #   GUIDANCE  space-separated CFG scales each teacher is evaluated at (default "1"; 1 = off)
 #   DATA_SCENES  when set, the train shards are rendered on the device first (bench/device_data.py:
 #             that many stand-in scenes, none of them an eval scene) instead of the carried .device/data
@@ -25,12 +26,13 @@ if [[ -n "${DATA_SCENES:-}" ]]; then
 fi
 SHARDS=${SHARDS:-"$DATA/train-{000000..000008}.tar"}
 if [[ -n "${TRAIN_STEPS:-}" ]]; then budget=(--steps "$TRAIN_STEPS"); else budget=(--minutes "${TRAIN_MIN:-6}"); fi
+[[ "${COMPILE:-1}" == 1 ]] && budget+=(--compile)
 for arm in ${ARMS:-pose plucker}; do
   say "teacher $arm"
   camera=${arm%_*}; rope=grid; [[ "$arm" == *_* ]] && rope=${arm#*_}
   python3 -m training.teacher --shards "$SHARDS" --preset "${PRESET:-small}" --set data.workers=$W \
     --set model.camera="$camera" --set model.spatial_rope="$rope" --out "$RUNS/teacher_$arm" "${budget[@]}" \
-    --compile --progress-every 1000
+    --progress-every 1000
   cp "$RUNS/teacher_$arm/summary.json" "$RES/teacher_${arm}_summary.json"
   cp "$RUNS/teacher_$arm/log.jsonl" "$RES/teacher_${arm}_log.jsonl"
   for g in ${GUIDANCE:-1}; do
