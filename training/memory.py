@@ -255,13 +255,17 @@ def _retrieved(store: MemoryStore, candidates: list[int], camera: torch.Tensor |
     sample (B, heads, max_old·N, head_dim), oldest first."""
     if camera is None or store.geometry is None:
         raise ValueError("memory.select view: a view needs the block's camera and the store its geometry")
-    cameras = [store.frames[f].camera for f in candidates]
-    full = [store.frames[f].full for f in candidates]
-    if any(c is None for c in cameras) or any(kv is None for kv in full):
-        raise ValueError("memory.select view: every older frame must be stored at full resolution with its camera")
+    cameras: list[torch.Tensor] = []
+    full: list[list[LayerKV]] = []
+    for f in candidates:
+        frame = store.frames[f]
+        if frame.camera is None or frame.full is None:
+            raise ValueError(f"memory.select view: older frame {f} is not stored at full resolution with its camera")
+        cameras.append(frame.camera)
+        full.append(frame.full)
     config = store.config
     picks = retrieve(torch.stack(cameras, dim=1), camera, store.geometry, config.max_old or len(candidates),
-                     config.distance_m)  # type: ignore[arg-type]
+                     config.distance_m)
     rows = torch.arange(picks.shape[0], device=picks.device)[:, None]
 
     def gather(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -269,8 +273,7 @@ def _retrieved(store: MemoryStore, candidates: list[int], camera: torch.Tensor |
         b, k, h, n, d = stacked.shape
         return stacked.permute(0, 2, 1, 3, 4).reshape(b, h, k * n, d)
 
-    return [LayerKV(gather([kvs[i].k for kvs in full]), gather([kvs[i].v for kvs in full]))  # type: ignore[index]
-            for i in range(len(full[0]))]  # type: ignore[arg-type]
+    return [LayerKV(gather([kvs[i].k for kvs in full]), gather([kvs[i].v for kvs in full])) for i in range(len(full[0]))]
 
 
 def view_capacity(grid: tuple[int, int], config: MemoryConfig) -> int:

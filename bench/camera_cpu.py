@@ -1,0 +1,172 @@
+"""Camera conditioning A/B that fits a CPU: tiny teachers on small frames, one per arm, same data,
+same steps, same seed, scored on held-out scenes against copying the first frame.
+
+This is a test of a mechanism, not of the README's model: whether an arm lets a model follow the
+commanded camera at all, in minutes on a laptop-class CPU. The training clips are the
+evaluation's own action scripts (every single motion, six mixes, three out-and-back walks: the
+metric bins' rates) played from random textured start poses in stand-in scenes that are never
+evaluated (seeds from `--first-seed`), rendered at `--width`x`--height`; the held-out set is the
+same scripts in the evaluation's 8 held-out scenes. Every arm trains from the same initial weights
+on the same batches in the same order (the loss is the teacher's: flow matching, frame 0 clean,
+actions and poses dropped 10%), and its EMA weights are sampled with the Euler sampler. PSNR per
+clip is paired across arms and against copy-first, overall and by script group (rotations only,
+translations only, mixes, out-and-back).
+
+    python bench/camera_cpu.py --arms grid rays --steps 1500 --json out/camera_cpu.json
+
+Prints the machine, the settings, each arm's training time and the tables.
+"""
+
+from __future__ import annotations
+
+import _common  # noqa: F401  (first: fixes sys.path so the packages are found)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import pathlib  # noqa: E402
+import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from _common import machine  # noqa: E402
+from training.conditioning import frame_actions  # noqa: E402
+from training.config import ModelConfig, TrainConfig  # noqa: E402
+from training.data import ClipBatch, to_unit  # noqa: E402
+from training.eval.evaluate import SamplerConfig, frame_metrics, run_method, teacher_generator  # noqa: E402
+from training.eval.groundtruth import EvalClip, EvalSetConfig, cached_eval_set  # noqa: E402
+from training.model import VideoDiT  # noqa: E402
+from training.runtime import EMA  # noqa: E402
+from training.teacher import lr_at, teacher_step  # noqa: E402
+
+HELD_OUT = ("corridor_0007", "courtyard_0001", "courtyard_0008", "room_0001", "room_0002", "room_0006",
+            "street_0005", "street_0008")  # bench/gpu_common.sh's: the README's held-out scenes
+KINDS = ("room", "corridor", "courtyard", "street")
+ROTATIONS = {"yaw_left", "yaw_right", "pitch_up", "pitch_down", "roll_left", "roll_right"}
+TRANSLATIONS = {"forward", "backward", "left", "right", "up", "down"}
+#: arm name -> model overrides
+ARMS: dict[str, dict[str, str]] = {"grid": {"spatial_rope": "grid"}, "rays": {"spatial_rope": "rays"},
+                                   "plucker": {"camera": "plucker"}, "plucker_rays": {"camera": "plucker",
+                                                                                       "spatial_rope": "rays"}}
+
+
+def group(clip: EvalClip) -> str:
+    if clip.kind != "single":
+        return clip.kind
+    return "rotation" if clip.script in ROTATIONS else "translation"
+
+
+def batches(clips: list[EvalClip], batch: int, seed: int) -> Any:
+    """Endless random batches of whole clips (uint8 frames, per-frame actions, poses)."""
+    frames = torch.from_numpy(np.stack([c.frames for c in clips])).permute(0, 1, 4, 2, 3).contiguous()
+    actions = frame_actions(torch.from_numpy(np.stack([c.actions for c in clips])).float())
+    poses = torch.from_numpy(np.stack([c.poses for c in clips]))
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        idx = torch.randint(0, len(clips), (batch,), generator=g)
+        yield ClipBatch(to_unit(frames[idx]), actions[idx], poses[idx])
+
+
+def train_arm(model_config: ModelConfig, clips: list[EvalClip], steps: int, batch: int, seed: int
+              ) -> tuple[VideoDiT, dict[str, Any]]:
+    torch.manual_seed(seed)
+    model = VideoDiT(model_config)
+    config = replace(TrainConfig(), max_steps=steps, precision="fp32")
+    ema = EMA(model, config.optim.ema)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, betas=config.optim.betas,
+                                  weight_decay=config.optim.weight_decay)
+    data = batches(clips, batch, seed)
+    noise = torch.Generator().manual_seed(seed + 1)
+    losses, started = [], time.perf_counter()
+    for step in range(steps):
+        for g in optimizer.param_groups:
+            g["lr"] = lr_at(config, step, step / steps)
+        loss, _ = teacher_step(model, model, optimizer, [next(data)], config, torch.device("cpu"), generator=noise)
+        ema.decay = min(config.optim.ema, (1 + step) / (10 + step))
+        ema.update(model)
+        losses.append(loss)
+    seconds = time.perf_counter() - started
+    model.load_state_dict(ema.state_dict())
+    tail = losses[-max(1, steps // 10):]
+    return model.eval(), {"train_s": round(seconds, 1), "s_per_step": round(seconds / steps, 3),
+                          "final_loss": float(np.mean(tail))}
+
+
+def mean_se(values: np.ndarray) -> dict[str, float]:
+    values = np.asarray(values, dtype=np.float64)
+    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
+    return {"mean": float(values.mean()), "se": se, "n": int(len(values))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arms", nargs="+", default=["grid", "rays"], choices=sorted(ARMS))
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=5, help="frames per clip (first given)")
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--height", type=int, default=36)
+    parser.add_argument("--model-width", type=int, default=96)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--scenes", type=int, default=24, help="training scenes (seeds from --first-seed)")
+    parser.add_argument("--starts", type=int, default=6, help="start poses per training scene")
+    parser.add_argument("--first-seed", type=int, default=100)
+    parser.add_argument("--sample-steps", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cache", type=pathlib.Path, default=pathlib.Path("out/camera_cpu"))
+    parser.add_argument("--json", type=pathlib.Path)
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    print(machine())
+    train_scenes = tuple(f"{KINDS[i % 4]}_{args.first_seed + i:04d}" for i in range(args.scenes))
+    size = dict(frames=args.frames, width=args.width, height=args.height)
+    started = time.perf_counter()
+    train = cached_eval_set(EvalSetConfig(scenes=train_scenes, starts=args.starts, **size),
+                            args.cache / f"train_{args.width}x{args.height}_{args.frames}.npz", args.workers)
+    held = cached_eval_set(EvalSetConfig(scenes=HELD_OUT, starts=3, **size),
+                           args.cache / f"held_{args.width}x{args.height}_{args.frames}.npz", args.workers)
+    print(f"data: {len(train)} training clips in {len(train_scenes)} scenes, {len(held)} held-out clips in "
+          f"{len(HELD_OUT)} scenes, {args.frames} frames at {args.width}x{args.height} "
+          f"({time.perf_counter() - started:.0f} s)")
+    base = ModelConfig(width=args.model_width, depth=args.depth, heads=args.model_width // 24, patch=4,
+                       height=args.height, width_px=args.width)
+    sampler = SamplerConfig(frames=args.frames, steps=args.sample_steps, shift=3.0, batch=64)
+    device = torch.device("cpu")
+    psnr: dict[str, np.ndarray] = {"copy_first": frame_metrics(run_method(None, held, sampler, device), held)["psnr"]}
+    arms: dict[str, Any] = {}
+    for arm in args.arms:
+        model, info = train_arm(replace(base, **ARMS[arm]), train, args.steps, args.batch, args.seed)
+        with torch.no_grad():
+            videos = run_method(teacher_generator(model, sampler, torch.no_grad), held, sampler, device)
+        psnr[arm] = frame_metrics(videos, held)["psnr"]
+        arms[arm] = info
+        print(f"{arm}: {args.steps} steps in {info['train_s']:.0f} s ({info['s_per_step']:.2f} s/step), "
+              f"final loss {info['final_loss']:.4f}", flush=True)
+    groups = ["all", "rotation", "translation", "mix", "out_and_back"]
+    member = {g: np.array([g == "all" or group(c) == g for c in held]) for g in groups}
+    table = {name: {g: mean_se(values[member[g]]) for g in groups} for name, values in psnr.items()}
+    paired = {}
+    names = list(args.arms)
+    pairs = [(a, "copy_first") for a in names] + [(b, a) for i, a in enumerate(names) for b in names[i + 1:]]
+    for a, b in pairs:
+        paired[f"{a}-{b}"] = {g: mean_se((psnr[a] - psnr[b])[member[g]]) for g in groups}
+    print(f"\nPSNR dB on {len(held)} held-out clips (mean ± SE), by script group")
+    print(f"{'method':<14}" + "".join(f"{g:>18}" for g in groups))
+    for name, row in table.items():
+        print(f"{name:<14}" + "".join(f"{row[g]['mean']:>11.2f} ± {row[g]['se']:.2f}" for g in groups))
+    print("\npaired differences dB (mean ± SE)")
+    for name, row in paired.items():
+        print(f"{name:<22}" + "".join(f"{row[g]['mean']:>+10.2f} ± {row[g]['se']:.2f}" for g in groups))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
+                                         "arms": arms, "psnr": table, "paired": paired,
+                                         "per_clip": {k: v.tolist() for k, v in psnr.items()}}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
