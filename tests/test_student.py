@@ -250,12 +250,14 @@ def test_static_view_pads_to_one_shape_and_changes_nothing():
         StudentConfig(memory=MemoryConfig(window=2), static_view=True)
 
 
-def test_static_view_rollout_compiles_to_a_fixed_set_of_graphs():
+@pytest.mark.parametrize("spatial_rope", ["grid", "rays"])
+def test_static_view_rollout_compiles_to_a_fixed_set_of_graphs(spatial_rope):
     """With static views the block's time index is a tensor: a compiled forward is traced once per
-    block size and call kind, not once per block (dynamo with the eager backend: no code generation)."""
+    block size and call kind, not once per block (dynamo with the eager backend: no code generation);
+    view-ray positions, computed from each block's poses inside the forward, change nothing there."""
     import torch._dynamo
 
-    config = tiny_config()
+    config = tiny_config(spatial_rope=spatial_rope)
     model = randomized_model(config)
     memory = MemoryConfig(window=2, pool=(1, 2), max_old=2)
     student = Student(model, StudentConfig(block_frames=2, memory=memory, static_view=True))
