@@ -17,7 +17,10 @@
 #             generator EMA (default 0: off)
 #   eval    : teacher vs students at 9 frames; students with compressed memory vs window-only (pool 0)
 #             on 33-frame clips, whose out-and-back scripts return to the first pose after 32 frames
-#             (4x the 8-frame window); EVAL_LONG=0 skips the 33-frame pair
+#             (4x the 8-frame window); EVAL_LONG=0 skips the 33-frame pair; EVAL_VIEW=K adds the same
+#             students reading K older frames retrieved by view overlap (memory.select view)
+#   TEACHER_ARGS more arguments of the teacher stage (e.g. "--set model.spatial_rope=rays"); the
+#             students inherit the teacher's model config
 # STAGES=all runs them in that order (about 28 minutes on an H200: bench 3, teacher 8 + eval 1, ODE 7 + eval 0.5,
 # DMD 4, evals 5.5; run 2 in bench/results/student/run2_*). A machine is held at most 30 minutes, so a
 # longer DMD must come out of the rest: e.g. STAGES=teacher,ode,dmd,eval ODE_MIN=5 DMD_MIN=9
@@ -53,8 +56,9 @@ if has graphs; then
 fi
 if has teacher; then
   say teacher
+  # shellcheck disable=SC2086  # TEACHER_ARGS: more arguments, e.g. "--set model.spatial_rope=rays"
   python3 -m training.teacher --shards "$SHARDS" --preset "${PRESET:-small}" --set data.workers=$W --out "$RUNS/teacher" \
-    --minutes "${TRAIN_MIN:-7}" --compile --progress-every 1000
+    --minutes "${TRAIN_MIN:-7}" --compile --progress-every 1000 ${TEACHER_ARGS:-}
   cp "$RUNS/teacher/summary.json" "$RES/teacher_summary.json"
   python3 -m training.eval --checkpoint "$RUNS/teacher/checkpoint.pt" "${ev[@]}" --out "$RES/eval_teacher9" --frames 9
 fi
@@ -86,6 +90,10 @@ if has eval; then
     python3 -m training.eval --checkpoint "$S" --student "${ev[@]}" --out "$RES/eval_${name}33_memory" --frames 33
     python3 -m training.eval --checkpoint "$S" --student --memory-pool 0 "${ev[@]}" --out "$RES/eval_${name}33_window" \
       --frames 33
+    if [ -n "${EVAL_VIEW:-}" ]; then  # the same student reading EVAL_VIEW older frames retrieved by view overlap
+      python3 -m training.eval --checkpoint "$S" --student --memory-select view --memory-pool 1 \
+        --memory-max-old "$EVAL_VIEW" "${ev[@]}" --out "$RES/eval_${name}33_view" --frames 33
+    fi
   done
 fi
 say done
