@@ -55,6 +55,29 @@ def test_ode_then_dmd_from_shards(tmp_path):
     assert out.frames.shape == (1, 5, 3, 16, 16) and torch.isfinite(out.frames).all()
 
 
+def test_a_ray_teacher_distils_into_a_student_that_retrieves_by_view(tmp_path):
+    """The levers together: a view-direction RoPE teacher, its students' memory retrieved by view
+    (window 1, one older frame of two retrieved per block), through both stages; the student keeps
+    the teacher's positions and its memory settings."""
+    shards = write_tiny_shards(tmp_path / "shards", clips=6, frames=6, height=16, width=16)
+    config = tiny_config(spatial_rope="rays")
+    teacher = tmp_path / "teacher.pt"
+    model = randomized_model(config)
+    save_checkpoint(teacher, {"model": model.state_dict(), "ema": model.state_dict(), "model_config": asdict(config),
+                              "config": {"flow": {"shift": 3.0}}})
+    common = ["--teacher", str(teacher), "--shards", shards, "--device", "cpu", "--set", "data.frames=5",
+              "--set", "data.batch_size=2", "--set", "data.workers=0", "--set", "data.shuffle_buffer=4",
+              "--set", "precision=fp32", "--set", "ode_teacher_steps=3", "--set", "student.memory.window=1",
+              "--set", "student.memory.pool=[1]", "--set", "student.memory.max_old=1",
+              "--set", "student.memory.select=view"]
+    assert main([*common, "--stage", "ode", "--steps", "2", "--out", str(tmp_path / "ode")]) == 0
+    assert main([*common, "--stage", "dmd", "--init", str(tmp_path / "ode" / "checkpoint.pt"), "--steps", "2",
+                 "--set", "dmd.critic_steps=1", "--out", str(tmp_path / "dmd")]) == 0
+    student = student_from_checkpoint(tmp_path / "dmd" / "checkpoint.pt", torch.device("cpu"))
+    assert student.model.cfg.spatial_rope == "rays" and student.config.memory.select == "view"
+    assert load_checkpoint(tmp_path / "dmd" / "checkpoint.pt")["step"] == 2
+
+
 def test_play_streams_a_script_into_a_video(tmp_path):
     import cv2
 
