@@ -38,6 +38,7 @@ from training.config import ModelConfig, TrainConfig  # noqa: E402
 from training.data import ClipBatch, to_unit  # noqa: E402
 from training.eval.evaluate import SamplerConfig, frame_metrics, run_method, teacher_generator  # noqa: E402
 from training.eval.groundtruth import EvalClip, EvalSetConfig, cached_eval_set  # noqa: E402
+from training.eval.scripts import GROUPS, script_group  # noqa: E402
 from training.model import VideoDiT  # noqa: E402
 from training.runtime import EMA  # noqa: E402
 from training.teacher import lr_at, teacher_step  # noqa: E402
@@ -45,18 +46,10 @@ from training.teacher import lr_at, teacher_step  # noqa: E402
 HELD_OUT = ("corridor_0007", "courtyard_0001", "courtyard_0008", "room_0001", "room_0002", "room_0006",
             "street_0005", "street_0008")  # bench/gpu_common.sh's: the README's held-out scenes
 KINDS = ("room", "corridor", "courtyard", "street")
-ROTATIONS = {"yaw_left", "yaw_right", "pitch_up", "pitch_down", "roll_left", "roll_right"}
-TRANSLATIONS = {"forward", "backward", "left", "right", "up", "down"}
 #: arm name -> model overrides
 ARMS: dict[str, dict[str, str]] = {"grid": {"spatial_rope": "grid"}, "rays": {"spatial_rope": "rays"},
                                    "plucker": {"camera": "plucker"}, "plucker_rays": {"camera": "plucker",
                                                                                        "spatial_rope": "rays"}}
-
-
-def group(clip: EvalClip) -> str:
-    if clip.kind != "single":
-        return clip.kind
-    return "rotation" if clip.script in ROTATIONS else "translation"
 
 
 def batches(clips: list[EvalClip], batch: int, seed: int) -> Any:
@@ -146,8 +139,8 @@ def main() -> None:
         arms[arm] = info
         print(f"{arm}: {args.steps} steps in {info['train_s']:.0f} s ({info['s_per_step']:.2f} s/step), "
               f"final loss {info['final_loss']:.4f}", flush=True)
-    groups = ["all", "rotation", "translation", "mix", "out_and_back"]
-    member = {g: np.array([g == "all" or group(c) == g for c in held]) for g in groups}
+    groups = ["all", *GROUPS]
+    member = {g: np.array([g == "all" or script_group(c.script) == g for c in held]) for g in groups}
     table = {name: {g: mean_se(values[member[g]]) for g in groups} for name, values in psnr.items()}
     paired = {}
     names = list(args.arms)

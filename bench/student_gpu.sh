@@ -13,8 +13,8 @@
 #   dmd     : DMD from the ODE checkpoint, DMD_MIN minutes, self-rollouts of 33 frames; the real and fake
 #             scores see random DMD_WINDOW-frame windows of them (default 9, the teacher's clips), or with
 #             DMD_WINDOW=0 the whole rollout with the teacher's positions stretched 4x (run 2 and run 5);
-#             DMD_GUIDANCE the real score's CFG (default 2; the teacher's own sampler uses 1), DMD_EMA the
-#             generator EMA (default 0: off)
+#             DMD_GUIDANCE the real score's CFG (default 1, the teacher's own sampler; runs 2-6 and 11 used 2),
+#             DMD_EMA the generator EMA (default 0.99, as run 7; runs 2-6 and 11 had none)
 #   eval    : teacher vs students at 9 frames; students with compressed memory vs window-only (pool 0)
 #             on 33-frame clips, whose out-and-back scripts return to the first pose after 32 frames
 #             (4x the 8-frame window); EVAL_LONG=0 skips the 33-frame pair; EVAL_VIEW=K adds the same
@@ -73,7 +73,7 @@ fi
 if has dmd; then
   if [ "${DMD_WINDOW:-9}" = 0 ]; then dmd_scores=(--set teacher_rope_time_scale=0.25)  # run 2: whole rollout, stretched
   else dmd_scores=(--set dmd.window="${DMD_WINDOW:-9}"); fi  # windows of the teacher's clip length
-  dmd_scores+=(--set dmd.guidance="${DMD_GUIDANCE:-2.0}" --set ema_decay="${DMD_EMA:-0}")
+  dmd_scores+=(--set dmd.guidance="${DMD_GUIDANCE:-1.0}" --set ema_decay="${DMD_EMA:-0.99}")
   say dmd
   python3 -m training.student_train --stage dmd --teacher "$RUNS/teacher/checkpoint.pt" --init "$RUNS/ode/checkpoint.pt" \
     --shards "$SHARDS" --out "$RUNS/dmd" --minutes "${DMD_MIN:-4}" --set data.workers=$W --set data.frames=33 \

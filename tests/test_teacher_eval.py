@@ -205,7 +205,8 @@ def test_eval_cli_on_a_student_that_retrieves_its_memory_by_view(tmp_path, capsy
 
 def test_compare_pairs_the_rpe_of_two_runs_clip_by_clip():
     def report(psnr, rpe_t, rpe_r):
-        return {"clip_ids": ["a", "b", "c"], "sampler": {"frames": 9}, "methods": {"model": {"psnr_per_clip": psnr}},
+        return {"clip_ids": ["room_0001/0/forward", "room_0001/0/yaw_left", "room_0001/1/forward"],
+                "sampler": {"frames": 9}, "methods": {"model": {"psnr_per_clip": psnr}},
                 "paths": {"methods": {"model": {"rpe_t_per_clip": rpe_t, "rpe_r_per_clip": rpe_r}}}}
 
     a = report([20.0, 21.0, 22.0], [0.01, 0.02, 0.03], [0.5, 0.6, 0.7])
@@ -214,8 +215,25 @@ def test_compare_pairs_the_rpe_of_two_runs_clip_by_clip():
     assert cmp["psnr_db"]["mean"] == pytest.approx(1.0)
     assert cmp["rpe_t"]["mean"] == pytest.approx(-0.01) and cmp["rpe_t"]["n"] == 3
     assert cmp["rpe_r"]["mean"] == pytest.approx(-0.2) and cmp["rpe_r"]["se"] == pytest.approx(np.std([0, -0.3, -0.3], ddof=1) / np.sqrt(3))
+    by_group = cmp["psnr_db_by_group"]  # clips 0 and 2 walk forward, clip 1 turns
+    assert list(by_group) == ["rotation", "translation"]
+    assert by_group["translation"]["mean"] == pytest.approx(1.5) and by_group["translation"]["n"] == 2
+    assert by_group["rotation"]["mean"] == 0.0 and by_group["rotation"]["z"] == 0.0  # one clip, no difference
     no_paths = {k: v for k, v in b.items() if k != "paths"}
-    assert set(compare(a, no_paths)) == {"psnr_db"}  # a run without --rpe pairs PSNR only
+    assert set(compare(a, no_paths)) == {"psnr_db", "psnr_db_by_group"}  # a run without --rpe pairs PSNR only
+    with pytest.raises(ValueError, match="unknown action script 'spin'"):
+        compare(dict(a, clip_ids=["r/0/spin", *a["clip_ids"][1:]]), dict(b, clip_ids=["r/0/spin", *b["clip_ids"][1:]]))
+
+
+def test_every_eval_script_falls_in_one_motion_group():
+    from training.eval.scripts import GROUPS, revisit_scripts, script_group, standard_scripts
+
+    groups = {s.name: script_group(s.name) for s in standard_scripts(8, 0.25) + revisit_scripts(8, 0.25)}
+    assert set(groups.values()) == set(GROUPS)
+    assert [n for n, g in groups.items() if g == "rotation"] == ["yaw_left", "yaw_right", "pitch_up", "pitch_down",
+                                                                 "roll_left", "roll_right"]
+    assert groups["forward+up"] == "mix" and groups["square"] == groups["left~back"] == "out_and_back"
+    assert sum(g == "translation" for g in groups.values()) == 6
 
 
 def test_trainers_and_eval_import_where_ray_and_unrealcv_are_missing():

@@ -3,7 +3,8 @@
 For each run's `--method` (default model), the per-clip PSNR difference A − B over all clips and
 over the revisit frames (the last frame of out-and-back clips, where the camera is back at the
 first pose), and the per-clip RPE (translation, rotation) where both runs recovered paths, as
-mean ± SE and z = mean / SE. Used to compare, e.g., the student with compressed
+mean ± SE and z = mean / SE; `--by-group` adds the PSNR difference per motion group (single
+rotations, single translations, mixes, walks that come back). Used to compare, e.g., the student with compressed
 memory against window-only (`--memory-pool 0`), or the student against the teacher. The runs must
 have evaluated the same clips (same `clip_ids`, same frame count): anything else is an error.
 """
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from common.cli import add_dry_run, dry_run
+from training.eval.scripts import GROUPS, script_group
 
 
 class CompareError(ValueError):
@@ -32,7 +34,7 @@ def _paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
     se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
     mean = float(d.mean())
     return {"a": float(np.mean(a)), "b": float(np.mean(b)), "mean": mean, "se": se,
-            "z": mean / se if se > 0 else math.inf * np.sign(mean), "n": int(len(d))}
+            "z": mean / se if se > 0 else (math.inf * np.sign(mean) if mean else 0.0), "n": int(len(d))}
 
 
 def compare(a: dict[str, Any], b: dict[str, Any], method_a: str = "model", method_b: str = "model",
@@ -48,7 +50,11 @@ def compare(a: dict[str, Any], b: dict[str, Any], method_a: str = "model", metho
     if a["sampler"]["frames"] != b["sampler"]["frames"]:
         raise CompareError(f"{names[0]} has {a['sampler']['frames']} frames per clip, {names[1]} "
                            f"{b['sampler']['frames']}")
-    out = {"psnr_db": _paired(a["methods"][method_a]["psnr_per_clip"], b["methods"][method_b]["psnr_per_clip"])}
+    psnr_a, psnr_b = (np.asarray(r["methods"][m]["psnr_per_clip"]) for r, m in ((a, method_a), (b, method_b)))
+    out: dict[str, Any] = {"psnr_db": _paired(psnr_a, psnr_b)}
+    group_of = np.array([script_group(clip.rsplit("/", 1)[-1]) for clip in a["clip_ids"]])
+    out["psnr_db_by_group"] = {g: _paired(psnr_a[group_of == g], psnr_b[group_of == g])
+                               for g in GROUPS if (group_of == g).any()}
     if a.get("revisit") and b.get("revisit"):
         out["revisit_psnr_db"] = _paired(a["revisit"][method_a]["per_clip"], b["revisit"][method_b]["per_clip"])
     paths_a = a.get("paths", {}).get("methods", {}).get(method_a, {})
@@ -65,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("b", type=pathlib.Path)
     parser.add_argument("--method", default="model", help="method of A (model, shuffled, copy_first)")
     parser.add_argument("--method-b", help="method of B (default: --method)")
+    parser.add_argument("--by-group", action="store_true",
+                        help="also print the PSNR difference per motion group (rotation, translation, mix, "
+                             "out_and_back)")
     parser.add_argument("--json", type=pathlib.Path, help="also write the figures here")
     args = add_dry_run(parser).parse_args(argv)
     if args.dry_run:
@@ -73,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         a, b = (json.loads(p.read_text()) for p in (args.a, args.b))
         result = compare(a, b, method_a=args.method, method_b=args.method_b or args.method,
                          names=(str(args.a), str(args.b)))
-    except (OSError, json.JSONDecodeError, KeyError, CompareError) as exc:
+    except (OSError, json.JSONDecodeError, KeyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for key, label, unit, digits in (("psnr_db", "PSNR, all frames", "dB", 2), ("revisit_psnr_db", "PSNR, revisit frame", "dB", 2),
@@ -82,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             r = result[key]
             print(f"{label:20s}: A {r['a']:.{digits}f}  B {r['b']:.{digits}f}  A-B {r['mean']:+.{digits}f} {unit} "
                   f"± {r['se']:.{digits}f} (z = {r['z']:.1f}, n = {r['n']})")
+    if args.by_group:
+        for group, r in result["psnr_db_by_group"].items():
+            print(f"  PSNR, {group:13s}: A {r['a']:.2f}  B {r['b']:.2f}  A-B {r['mean']:+.2f} dB ± {r['se']:.2f} "
+                  f"(z = {r['z']:.1f}, n = {r['n']})")
     if args.json:
         args.json.write_text(json.dumps({"a": str(args.a), "b": str(args.b), **result}, indent=2))
     return 0

@@ -22,6 +22,9 @@ MIXES = (("forward", "yaw_right"), ("forward", "yaw_left"), ("backward", "yaw_le
          ("right", "pitch_down"), ("forward", "up"))
 OUT_AND_BACK = ("forward", "yaw_right", "left")
 SQUARE = ("forward", "right", "backward", "left")  # a loop of four strafes: back where it began, same heading
+ROTATIONS = frozenset(c for c in SINGLES if c.split("_")[0] in ("yaw", "pitch", "roll"))
+#: motion groups of `script_group`, in report order
+GROUPS = ("rotation", "translation", "mix", "out_and_back")
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,6 +40,18 @@ class ActionScript:
     def actions(self, dt: float, spec: ActionSpec) -> np.ndarray:
         """(T-1, 13) binned actions, as the annotator computes them."""
         return encode_actions(self.motion, dt, spec)
+
+
+def script_group(name: str) -> str:
+    """The motion group of a script by name: a single rotation, a single translation, a mix of the two,
+    or a walk that comes back (out-and-back or the square loop)."""
+    if "~" in name or name == "square":
+        return "out_and_back"
+    if "+" in name:
+        return "mix"
+    if name not in SINGLES:
+        raise ValueError(f"unknown action script {name!r}")
+    return "rotation" if name in ROTATIONS else "translation"
 
 
 def channel_rate(channel: str, spec: ActionSpec, level: int = 1) -> np.ndarray:
