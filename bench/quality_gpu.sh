@@ -10,6 +10,9 @@
 #             comparison at equal steps with an arm trained on another GPU or at another time)
 #   COMPILE   1 (default): torch.compile the teacher; 0: eager (saves the compile's minute on short runs)
 #   GUIDANCE  space-separated CFG scales each teacher is evaluated at (default "1"; 1 = off)
+#   SNAPSHOT_EVERY  when set, each teacher keeps its weights every that many steps and
+#             bench/quality_curve.py evaluates them all (CURVE_ARGS: more training.eval arguments, e.g.
+#             --no-rpe): the curve of quality against training and the fitted steps to +2 dB over copy-first
 #   DATA_SCENES  when set, the train shards are rendered on the device first (bench/device_data.py:
 #             that many stand-in scenes, none of them an eval scene) instead of the carried .device/data
 # One arm per device call keeps each under the 10-minute command limit (about 7 minutes at TRAIN_MIN=5;
@@ -27,6 +30,7 @@ fi
 SHARDS=${SHARDS:-"$DATA/train-{000000..000008}.tar"}
 if [[ -n "${TRAIN_STEPS:-}" ]]; then budget=(--steps "$TRAIN_STEPS"); else budget=(--minutes "${TRAIN_MIN:-6}"); fi
 [[ "${COMPILE:-1}" == 1 ]] && budget+=(--compile)
+[[ -n "${SNAPSHOT_EVERY:-}" ]] && budget+=(--set snapshot_every="$SNAPSHOT_EVERY")
 for arm in ${ARMS:-pose plucker}; do
   say "teacher $arm"
   camera=${arm%_*}; rope=grid; [[ "$arm" == *_* ]] && rope=${arm#*_}
@@ -35,6 +39,12 @@ for arm in ${ARMS:-pose plucker}; do
     --progress-every 1000
   cp "$RUNS/teacher_$arm/summary.json" "$RES/teacher_${arm}_summary.json"
   cp "$RUNS/teacher_$arm/log.jsonl" "$RES/teacher_${arm}_log.jsonl"
+  if [[ -n "${SNAPSHOT_EVERY:-}" ]]; then
+    say "curve $arm"
+    # shellcheck disable=SC2086  # CURVE_ARGS: more training.eval arguments
+    python3 bench/quality_curve.py "$RUNS/teacher_$arm" --out "$RES/curve_$arm" -- "${ev[@]}" --frames 9 ${CURVE_ARGS:-}
+    rm -f "$RES"/curve_"$arm"/eval_step*/grid.png
+  fi
   for g in ${GUIDANCE:-1}; do
     say "eval camera=$arm guidance=$g"
     suffix=$([[ "$g" == 1 ]] && echo "" || echo "_g$g")

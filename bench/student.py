@@ -13,6 +13,11 @@ per-frame latency vs position in the stream. Weights are random: none of these d
    the analytic matmul FLOPs per generated frame of each (the compute-bound ceiling of the ratio).
 3. Latency: per-frame time of a long stream at frame ~20 and ~300, with the bounded compressed
    memory and with a full cache (window None, nothing pooled).
+4. Reaction (`--sections reaction`, batch 1, with --compile/--graphs the fastest mode): the time from
+   an action to its first frame. The student reads a block's actions when the block starts and shows
+   its frames when the block is done (its steps and commit: the median block past frame 10 of a
+   stream); the teacher can show a new action only with its next whole clip (one sampled clip of
+   `--teacher-frames`, `--teacher-steps`, CFG 1). Target (issue 25): student <= 1/10 of the teacher.
 """
 
 from __future__ import annotations
@@ -154,8 +159,8 @@ def main() -> int:
     torch.manual_seed(0)
     model = VideoDiT(preset(args.preset)).to(device)
     sections = set(args.sections.split(","))
-    if (args.compile or args.graphs) and not sections <= {"speed", "profile"}:
-        parser.error("--compile and --graphs apply to the speed and profile sections alone")
+    if (args.compile or args.graphs) and not sections <= {"speed", "profile", "reaction"}:
+        parser.error("--compile and --graphs apply to the speed, profile and reaction sections alone")
     if args.graphs and device.type != "cuda":
         parser.error("--graphs needs a CUDA device")
     if args.compile:  # forward and forward_kv (the student's commit) both go through forward_kv
@@ -179,6 +184,8 @@ def main() -> int:
         speed_section(student, args, device, results)
     if "latency" in sections:
         latency_section(student, args, device, results)
+    if "reaction" in sections:
+        reaction_section(student, args, device, results)
     if "profile" in sections:
         profile_section(student, args, device, results)
     if args.json:
@@ -304,6 +311,34 @@ def latency_section(student: Student, args: argparse.Namespace, device: torch.de
     full_tokens = view_tokens(far, model.cfg.grid, FULL)
     print(f"  token reduction at frame {far}: {full_tokens} -> {results['latency_ms']['compressed']['memory_tokens'][1]} "
           f"({full_tokens / results['latency_ms']['compressed']['memory_tokens'][1]:.0f}x)")
+
+
+def reaction_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:
+    """Action to first frame on screen, batch 1: a student block (steps + commit) in a running stream
+    against one whole teacher clip (the teacher's next chance to show a new action)."""
+    model = student.model
+    model.eval()
+    frames = max(args.stream_frames // 4, 10 + 4 * args.block_frames)
+    blocks = []
+    for _ in range(3):  # the first stream warms up (compiles, captures graphs)
+        lat = block_latencies(student, frames, device, args.precision)
+        blocks += [t * args.block_frames for s, t in lat if s > 10]
+    first, actions, poses, _ = inputs(model, args.teacher_frames, device)
+    field = teacher_velocity(model, actions, poses)
+
+    def teacher() -> torch.Tensor:
+        return sample_i2v(field, first, args.teacher_frames, args.teacher_steps, 3.0, 1.0)
+
+    with torch.no_grad(), autocast(device, args.precision):
+        run = capture(teacher, device)[0].replay if args.graphs else teacher
+        clip = args.teacher_frames / frames_per_second(run, args.teacher_frames, device, 5)
+    block = statistics.median(blocks)
+    results["reaction_ms"] = {"student_block": block * 1e3, "teacher_clip": clip * 1e3, "ratio": block / clip,
+                              "block_frames": args.block_frames, "teacher_frames": args.teacher_frames,
+                              "teacher_steps": args.teacher_steps, "blocks_timed": len(blocks)}
+    print(f"\naction -> first frame (ms, batch 1): student block {block * 1e3:.2f} ({args.block_frames} frames, "
+          f"{len(student.config.steps)} steps + commit, median of {len(blocks)})  teacher clip {clip * 1e3:.2f} "
+          f"({args.teacher_frames} frames, {args.teacher_steps} steps, CFG 1)  ratio {block / clip:.3f} (target <= 0.1)")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 #   bench   : bench/student.py (memory vs rollout length, frames/s by batch, latency), random weights
 #   compiled: (not in all) frames/s at batch 64 with the forward compiled, static memory views
 #   graphs  : (not in all) frames/s by batch with CUDA graphs (student: one per block, teacher: one per
-#             clip), eager and compiled, plus the CUDA graph test of tests/test_student.py
+#             clip), eager and compiled, the action-to-first-frame latency at batch 1 in both (reaction),
+#             plus the CUDA graph test of tests/test_student.py
 #   teacher : the small teacher, 9-frame clips, TRAIN_MIN minutes, compiled (as bench/teacher_gpu.sh)
 #   ode     : ODE init with hybrid forcing, ODE_MIN minutes, 17-frame clips (teacher with position
 #             interpolation 0.5 = 2x its clips), 4 updates per teacher trajectory batch, EMA 0.99,
@@ -52,6 +53,8 @@ if has graphs; then
     flags=(--graphs); [ $mode = compiled_graphs ] && flags+=(--compile)
     python3 bench/student.py --preset small --sections speed --batches "${BATCHES:-1,8,64}" "${flags[@]}" \
       --json "$RES/student_speed_$mode.json" 2>&1 | grep -v "^W1" | tee "$RES/student_speed_$mode.txt"
+    python3 bench/student.py --preset small --sections reaction "${flags[@]}" \
+      --json "$RES/student_reaction_$mode.json" 2>&1 | grep -v "^W1" | tee "$RES/student_reaction_$mode.txt"
   done
 fi
 if has teacher; then

@@ -264,10 +264,16 @@ def test_teacher_cli_trains_from_shards_and_resumes(tmp_path):
     out = tmp_path / "run"
     common = ["--shards", shards, "--preset", "tiny", "--out", str(out), "--device", "cpu",
               "--set", "data.batch_size=2", "--set", "data.workers=0", "--set", "data.frames=4",
-              "--set", "log_every=2", "--set", "checkpoint_every=2", "--set", "data.shuffle_buffer=4"]
+              "--set", "log_every=2", "--set", "checkpoint_every=2", "--set", "data.shuffle_buffer=4",
+              "--set", "snapshot_every=3"]
     assert teacher.main([*common, "--steps", "4"]) == 0
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4]
+    # a snapshot holds the weights at its step (no optimiser) and loads wherever a checkpoint does
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["step0000003.pt"]
+    snap = load_checkpoint(out / "snapshots" / "step0000003.pt")
+    assert snap["step"] == 3 and "optim" not in snap and snap["ema"] is not None
+    assert teacher.model_from_state(snap, torch.device("cpu")) is not None
     assert all(np.isfinite(r["loss"]) and r["clips_per_s"] > 0 for r in records)
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 4
     summary = json.loads((out / "summary.json").read_text())
@@ -275,6 +281,7 @@ def test_teacher_cli_trains_from_shards_and_resumes(tmp_path):
     assert teacher.main([*common, "--steps", "6"]) == 0  # resumes at 4
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4, 6]
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["step0000003.pt", "step0000006.pt"]
     # a different model in the same run directory is refused, not silently mixed
     with pytest.raises(Exception, match="was trained with model"):
         teacher.main([*common, "--steps", "8", "--set", "model.depth=3"])

@@ -160,9 +160,16 @@ class TrainConfig:
     max_minutes: float | None = None  # stop after this much training wall time
     log_every: int = 50
     checkpoint_every: int = 1000
+    # every N steps also keep the weights (EMA and raw, no optimiser) as snapshots/step<N>.pt: a
+    # quality-against-training curve from one run (bench/quality_curve.py)
+    snapshot_every: int | None = None
     precision: Literal["bf16", "fp32"] = "bf16"  # bf16 autocast on CUDA; CPU always runs fp32
     compile: bool = False
     init: str | None = None  # start from these weights (a checkpoint) instead of at random
+
+    def __post_init__(self) -> None:
+        if self.snapshot_every is not None and self.snapshot_every < 1:
+            raise ValueError(f"snapshot_every must be a positive number of steps, got {self.snapshot_every}")
 
     def model_config(self) -> ModelConfig:
         return preset(self.preset, **self.model)

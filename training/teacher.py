@@ -6,7 +6,8 @@ probability `optim.action_dropout` (the CFG unconditional), and always for plain
 (`posed` False: formats.md 3), which a batch may mix in. bf16 autocast on CUDA, optional
 torch.compile, EMA weights for sampling. The run directory holds `checkpoint.pt` (resumed from
 automatically), `log.jsonl` (loss, lr, clips/s, tokens/s, MFU every `log_every` steps),
-`config.yaml` and `summary.json`.
+`config.yaml` and `summary.json`; with `snapshot_every` also `snapshots/step<N>.pt` (weights only, loadable
+wherever a checkpoint is: the points of a quality-against-training curve, bench/quality_curve.py).
 
 Long horizon: train at a short `data.frames`, then start a new run `--init SHORT/checkpoint.pt`
 at ≥ 4x the frames with `--set model.rope_time_scale=0.25` (position interpolation) or
@@ -162,11 +163,13 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
     budget = None if config.max_minutes is None else config.max_minutes * 60
     started = time.perf_counter() - elapsed
 
+    def weights() -> dict[str, Any]:
+        return {"model": unwrap(model).state_dict(), "ema": None if ema is None else ema.state_dict(),
+                "step": step, "elapsed": time.perf_counter() - started, "config": to_dict(config),
+                "model_config": asdict(model_config), "action_spec": specs.spec}
+
     def save() -> None:
-        save_checkpoint(checkpoint, {
-            "model": unwrap(model).state_dict(), "ema": None if ema is None else ema.state_dict(),
-            "optim": optimizer.state_dict(), "step": step, "elapsed": time.perf_counter() - started,
-            "config": to_dict(config), "model_config": asdict(model_config), "action_spec": specs.spec})
+        save_checkpoint(checkpoint, {**weights(), "optim": optimizer.state_dict()})
 
     model.train()
     batches = iter(stream(config.data, seed=rank_seed(config.seed + step, place), device=device))
@@ -200,6 +203,8 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
                 print(json.dumps(record), file=sys.stderr, flush=True)
         if place.main and step % config.checkpoint_every == 0:
             save()
+        if place.main and config.snapshot_every and step % config.snapshot_every == 0:
+            save_checkpoint(out / "snapshots" / f"step{step:07d}.pt", weights())
     if not place.main:
         return {"steps": step, "rank": place.rank}
     save()

@@ -29,7 +29,7 @@ class CompareError(ValueError):
     pass
 
 
-def _paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+def _paired(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> dict[str, float]:
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
     mean = float(d.mean())

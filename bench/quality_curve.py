@@ -1,0 +1,154 @@
+"""Quality against training from one teacher run, and how far a target is.
+
+Evaluates every snapshot of a run (`--set snapshot_every=N`: RUN/snapshots/step<N>.pt) and its final
+checkpoint on the same held-out clips with training.eval, then fits the paired PSNR gain over
+copy-first against training steps with a saturating power law (training/eval/curve.py) and says
+when, at the run's own steady speed, the fit reaches `--target` dB (issue 24's teacher target: 2).
+Every argument it does not know goes to training.eval (scenes, frames, cache, workers, ...); points
+already evaluated (OUT/eval_step<N>/metrics.json) are reused, so an interrupted run resumes.
+
+    python bench/quality_curve.py RUN --out RUN/curve -- --scenes corridor_0007,room_0001 --frames 9 --no-rpe
+
+Writes OUT/curve.json, OUT/table.md and OUT/curve.png. A snapshot of a long run is not the model a
+shorter run would have ended with (the learning rate decays over the whole run, so a mid-run
+snapshot trained at a higher rate and has not annealed): read the curve as the lower bound of what a
+run of that length reaches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import platform
+import sys
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from training.eval.__main__ import main as eval_main  # noqa: E402
+from training.eval.curve import SaturatingFit, fit_saturating  # noqa: E402
+from training.runtime import load_checkpoint  # noqa: E402
+
+
+def checkpoints(run: pathlib.Path) -> list[tuple[int, float, pathlib.Path]]:
+    """(step, training seconds, path) of every snapshot and the final checkpoint, by step, one per step."""
+    found: dict[int, tuple[int, float, pathlib.Path]] = {}
+    for path in sorted((run / "snapshots").glob("step*.pt")) + [run / "checkpoint.pt"]:
+        if not path.is_file():
+            continue
+        state = load_checkpoint(path)
+        step = int(state["step"])
+        found.setdefault(step, (step, float(state["elapsed"]), path))
+    if not found:
+        raise SystemExit(f"{run}: no snapshots/step*.pt and no checkpoint.pt (train with --set snapshot_every=N)")
+    return [found[s] for s in sorted(found)]
+
+
+def point(step: int, seconds: float, report: dict[str, Any]) -> dict[str, Any]:
+    gain = report["paired"]["model-copy_first"]["psnr_db"]
+    model = report["methods"]["model"]
+    paths = report.get("paths", {}).get("methods", {}).get("model", {})
+    return {"step": step, "seconds": seconds, "psnr": model["psnr"], "gain_over_copy_first": gain,
+            "copy_first": report["methods"]["copy_first"]["psnr"], "rpe_t": paths.get("rpe_t"),
+            "rpe_r": paths.get("rpe_r")}
+
+
+def steps_per_minute(points: list[dict[str, Any]]) -> float:
+    """The run's steady speed: between its first and last points (a compile's minute falls before the first)."""
+    first, last = points[0], points[-1]
+    if last["seconds"] <= first["seconds"]:
+        return math.nan
+    return 60.0 * (last["step"] - first["step"]) / (last["seconds"] - first["seconds"])
+
+
+def _stat(s: dict[str, float] | None, digits: int) -> str:
+    return "—" if not s else f"{s['mean']:.{digits}f} ± {s['se']:.{digits}f}"
+
+
+def table(points: list[dict[str, Any]]) -> list[str]:
+    out = ["| step | minutes | PSNR dB | − copy first, paired dB | RPE-t m | RPE-r deg |", "|---|---|---|---|---|---|"]
+    for p in points:
+        out.append(f"| {p['step']} | {p['seconds'] / 60:.1f} | {_stat(p['psnr'], 2)} | "
+                   f"{_stat(p['gain_over_copy_first'], 2)} | {_stat(p['rpe_t'], 4)} | {_stat(p['rpe_r'], 3)} |")
+    return out
+
+
+def plot(points: list[dict[str, Any]], fit: SaturatingFit | None, target: float, to_target: float,
+         path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    steps = np.array([p["step"] for p in points], dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), constrained_layout=True)
+    ax.errorbar(steps, [p["gain_over_copy_first"]["mean"] for p in points],
+                yerr=[p["gain_over_copy_first"]["se"] for p in points], marker="o", ls="", capsize=3,
+                label="held-out PSNR − copy first (paired, ±1 SE)")
+    if fit is not None:
+        end = steps.max() * 4 if not math.isfinite(to_target) else max(steps.max(), to_target) * 1.1
+        t = np.geomspace(steps.min(), end, 200)
+        ax.plot(t, fit(t), lw=1, label=f"fit {fit.a:.2f} − {fit.b:.3g}·t^−{fit.c:.2f}")
+    ax.axhline(target, color="grey", ls="--", lw=0.8, label=f"target +{target:g} dB")
+    ax.axhline(0.0, color="grey", lw=0.6)
+    ax.set(xscale="log", xlabel="training steps", ylabel="dB over copying the first frame",
+           title="teacher quality against training")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="other arguments are passed to training.eval")
+    parser.add_argument("run", type=pathlib.Path, help="a training.teacher run directory")
+    parser.add_argument("--out", type=pathlib.Path, required=True)
+    parser.add_argument("--target", type=float, default=2.0, help="dB over copy-first the fit is asked about")
+    args, eval_args = parser.parse_known_args(argv)
+    eval_args = [a for a in eval_args if a != "--"]
+    if any(a in ("--checkpoint", "--out", "--student") for a in eval_args):
+        raise SystemExit("--checkpoint, --out and --student are set by this script (it evaluates a teacher run)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    points = []
+    for step, seconds, ckpt in checkpoints(args.run):
+        where = args.out / f"eval_step{step:07d}"
+        if not (where / "metrics.json").is_file():
+            print(f"== step {step}: {ckpt}", flush=True)
+            if eval_main(["--checkpoint", str(ckpt), "--out", str(where), *eval_args]) != 0:
+                print(f"error: training.eval failed on {ckpt}", file=sys.stderr)
+                return 1
+        points.append(point(step, seconds, json.loads((where / "metrics.json").read_text())))
+    fit, to_target, why = None, math.nan, f"{len(points)} points: too few to fit (4 needed: the fit has 3 parameters)"
+    if len(points) >= 4:
+        try:
+            fit = fit_saturating([p["step"] for p in points], [p["gain_over_copy_first"]["mean"] for p in points],
+                                 [max(p["gain_over_copy_first"]["se"], 1e-3) for p in points])
+            to_target = fit.time_to(args.target)
+        except RuntimeError as exc:  # scipy: no convergence (e.g. points that fall with training)
+            why = f"the saturating fit did not converge: {exc}"
+    rate = steps_per_minute(points)
+    result = {"run": str(args.run), "machine": platform.node(), "points": points, "target_db": args.target,
+              "steps_per_minute": rate,
+              "fit": None if fit is None else {"a": fit.a, "b": fit.b, "c": fit.c, "rmse": fit.rmse},
+              "steps_to_target": to_target, "minutes_to_target": to_target / rate if rate > 0 else math.nan}
+    (args.out / "curve.json").write_text(json.dumps(result, indent=2))
+    lines = table(points)
+    if fit is None:
+        lines.append(f"\n{why}")
+    else:
+        reach = (f"reaches +{args.target:g} dB at step {to_target:,.0f} (~{result['minutes_to_target']:.0f} minutes "
+                 f"at {rate:.0f} steps/min)" if math.isfinite(to_target)
+                 else f"levels off below +{args.target:g} dB")
+        lines.append(f"\nfit: gain = {fit.a:.2f} − {fit.b:.3g}·step^−{fit.c:.2f} (rmse {fit.rmse:.3f} dB): {reach}")
+    (args.out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    plot(points, fit, args.target, to_target, args.out / "curve.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
