@@ -4,7 +4,8 @@ Commands run in a tree laid out like the checkout (tests/conftest.user_tree). Qu
 real: the demo build (README's command 1, conftest.demo_build), `python -m annotate` on the test
 fixtures, the stand-in server (until it prints its `listening on` line). Every other one runs with
 `--dry-run` appended, which each entry point has: the arguments are parsed and the configuration
-resolved (defaults, --config, --set, dedicated flags) as the real run would, then it stops. So a
+resolved (defaults, --config, --set, dedicated flags) as the real run would, then it stops (each as
+its own process, forked from one that has imported torch and friends already: tests/forked.py). So a
 flag, a choice, a `--set` key or a config file that the docs show and the code refuses fails here.
 `pip install -e ".[extras]"` lines are checked against pyproject's extras. Every ```yaml block must
 load into one of the project's configuration classes.
@@ -28,6 +29,7 @@ import yaml
 
 from common.config import ConfigError, from_dict
 from tests.conftest import ROOT
+from tests.forked import run_python
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)\s*$")
@@ -95,8 +97,8 @@ def python_argv(command: Command) -> list[str]:
 
 
 def dry_run(command: Command, cwd: pathlib.Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*python_argv(command), "--dry-run"], cwd=cwd, env=user_env(), capture_output=True,
-                          text=True, timeout=300)
+    """The command with `--dry-run`, as its own process forked from a warm one (tests/forked.py)."""
+    return run_python([*python_argv(command)[1:], "--dry-run"], cwd, user_env())
 
 
 def check(command: Command, cwd: pathlib.Path, demo_build=None) -> None:
