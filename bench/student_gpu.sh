@@ -22,6 +22,9 @@
 #             students reading K older frames retrieved by view overlap (memory.select view)
 #   TEACHER_ARGS more arguments of the teacher stage (e.g. "--set model.spatial_rope=rays"); the
 #             students inherit the teacher's model config
+#   STUDENT_ARGS more arguments of the ODE and DMD stages, e.g. a student trained with the memory it
+#             is evaluated with: "--set student.memory.select=view --set student.memory.pool=[1]
+#             --set student.memory.max_old=4" (then EVAL_VIEW=4 scores it that way)
 # STAGES=all runs them in that order (about 28 minutes on an H200: bench 3, teacher 8 + eval 1, ODE 7 + eval 0.5,
 # DMD 4, evals 5.5; run 2 in bench/results/student/run2_*). A machine is held at most 30 minutes, so a
 # longer DMD must come out of the rest: e.g. STAGES=teacher,ode,dmd,eval ODE_MIN=5 DMD_MIN=9
@@ -67,9 +70,10 @@ if has teacher; then
 fi
 if has ode; then
   say ode
+  # shellcheck disable=SC2086  # STUDENT_ARGS: more arguments
   python3 -m training.student_train --stage ode --teacher "$RUNS/teacher/checkpoint.pt" --shards "$SHARDS" \
     --out "$RUNS/ode" --minutes "${ODE_MIN:-7}" --set data.workers=$W --set data.frames=17 --set data.batch_size=16 \
-    --set teacher_rope_time_scale=0.5 --set ode_reuse=4 --set ema_decay=0.99
+    --set teacher_rope_time_scale=0.5 --set ode_reuse=4 --set ema_decay=0.99 ${STUDENT_ARGS:-}
   cp "$RUNS/ode/log.jsonl" "$RES/ode_log.jsonl"
   python3 -m training.eval --checkpoint "$RUNS/ode/checkpoint.pt" --student "${ev[@]}" --out "$RES/eval_ode9" --frames 9
 fi
@@ -78,9 +82,10 @@ if has dmd; then
   else dmd_scores=(--set dmd.window="${DMD_WINDOW:-9}"); fi  # windows of the teacher's clip length
   dmd_scores+=(--set dmd.guidance="${DMD_GUIDANCE:-1.0}" --set ema_decay="${DMD_EMA:-0.99}")
   say dmd
+  # shellcheck disable=SC2086  # STUDENT_ARGS: more arguments
   python3 -m training.student_train --stage dmd --teacher "$RUNS/teacher/checkpoint.pt" --init "$RUNS/ode/checkpoint.pt" \
     --shards "$SHARDS" --out "$RUNS/dmd" --minutes "${DMD_MIN:-4}" --set data.workers=$W --set data.frames=33 \
-    --set data.batch_size=16 "${dmd_scores[@]}" --set log_every=5
+    --set data.batch_size=16 "${dmd_scores[@]}" --set log_every=5 ${STUDENT_ARGS:-}
   cp "$RUNS/dmd/log.jsonl" "$RES/dmd_log.jsonl"
 fi
 if has eval; then
