@@ -16,6 +16,8 @@
 #             DMD_WINDOW=0 the whole rollout with the teacher's positions stretched 4x (run 2 and run 5);
 #             DMD_GUIDANCE the real score's CFG (default 1, the teacher's own sampler; runs 2-6 and 11 used 2),
 #             DMD_EMA the generator EMA (default 0.99, as run 7; runs 2-6 and 11 had none)
+#             DMD_CONTEXT=K: context forcing, the scores also see K earlier rollout frames (the teacher
+#             trained with TEACHER_ARGS="--set data.frames=33 --set context.frames=K")
 #   eval    : teacher vs students at 9 frames; students with compressed memory vs window-only (pool 0)
 #             on 33-frame clips, whose out-and-back scripts return to the first pose after 32 frames
 #             (4x the 8-frame window); EVAL_LONG=0 skips the 33-frame pair; EVAL_VIEW=K adds the same
@@ -81,6 +83,7 @@ if has dmd; then
   if [ "${DMD_WINDOW:-9}" = 0 ]; then dmd_scores=(--set teacher_rope_time_scale=0.25)  # run 2: whole rollout, stretched
   else dmd_scores=(--set dmd.window="${DMD_WINDOW:-9}"); fi  # windows of the teacher's clip length
   dmd_scores+=(--set dmd.guidance="${DMD_GUIDANCE:-1.0}" --set ema_decay="${DMD_EMA:-0.99}")
+  [[ -n "${DMD_CONTEXT:-}" ]] && dmd_scores+=(--set dmd.context="$DMD_CONTEXT")  # context forcing
   say dmd
   # shellcheck disable=SC2086  # STUDENT_ARGS: more arguments
   python3 -m training.student_train --stage dmd --teacher "$RUNS/teacher/checkpoint.pt" --init "$RUNS/ode/checkpoint.pt" \

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from tests.training_helpers import clip_batch, randomized_model, tiny_config
+from training.context import context_indices
+from training.data import ClipBatch
 from training.distill import (DMDConfig, ScoreWindow, critic_loss, dmd_delta, hybrid_forcing_loss, ode_grid,
                               ode_prefix_blocks, ode_targets, score_window)
 from training.flow import schedule
@@ -116,14 +118,20 @@ def test_ode_prefix_blocks_reach_every_position():
 def test_score_window_is_a_cropped_clip_and_places_its_delta_at_the_window_mean():
     config = tiny_config()
     batch = clip_batch(config, 2, 9)
-    first, x_hat, actions, poses = ScoreWindow(0, 9).clip(batch.frames, batch.actions, batch.poses)
-    assert torch.equal(first, batch.frames[:, 0]) and torch.equal(x_hat, batch.frames[:, 1:])
-    assert torch.equal(actions, batch.actions) and torch.equal(poses, batch.poses)  # frame 0 already static
+    whole = ScoreWindow(0, 9).clip(batch.frames, batch.actions, batch.poses)
+    assert whole.clean == 1 and torch.equal(whole.frames, batch.frames) and torch.equal(whole.times, torch.arange(9.0))
+    assert torch.equal(whole.actions, batch.actions) and torch.equal(whole.poses, batch.poses)  # frame 0 already static
     window = ScoreWindow(3, 4)
-    first, x_hat, actions, poses = window.clip(batch.frames, batch.actions, batch.poses)
-    assert torch.equal(first, batch.frames[:, 3]) and torch.equal(x_hat, batch.frames[:, 4:7])
-    assert torch.equal(actions[:, 1:], batch.actions[:, 4:7]) and torch.equal(actions[:, 0], batch.actions[:, 0])
-    assert torch.equal(poses, batch.poses[:, 3:7])
+    clip = window.clip(batch.frames, batch.actions, batch.poses)
+    assert clip.clean == 1 and torch.equal(clip.frames, batch.frames[:, 3:7])
+    assert torch.equal(clip.actions[:, 1:], batch.actions[:, 4:7]) and torch.equal(clip.actions[:, 0], batch.actions[:, 0])
+    assert torch.equal(clip.poses, batch.poses[:, 3:7]) and torch.equal(clip.times, torch.arange(4.0))
+    # with context: frames 0 and 2 first, clean, at their own times; the window's first frame still static
+    remembered = ScoreWindow(3, 4, (0, 2)).clip(batch.frames, batch.actions, batch.poses)
+    assert remembered.clean == 3 and torch.equal(remembered.frames, batch.frames[:, [0, 2, 3, 4, 5, 6]])
+    assert torch.equal(remembered.times, torch.tensor([0.0, 2, 3, 4, 5, 6]))
+    assert torch.equal(remembered.actions[:, 1], batch.actions[:, 2]) and torch.equal(remembered.actions[:, 2],
+                                                                                          batch.actions[:, 0])
     delta = torch.randn(2, 3, 3, 4, 4, dtype=torch.float64)
     placed = window.place(delta, 8)
     assert placed.shape == (2, 8, 3, 4, 4)
@@ -134,8 +142,13 @@ def test_score_window_is_a_cropped_clip_and_places_its_delta_at_the_window_mean(
     starts = [score_window(33, 9, g).start for _ in range(500)]
     assert min(starts) == 0 and max(starts) == 24
     assert score_window(9, 9, g) == ScoreWindow(0, 9) and score_window(9, None, g) == ScoreWindow(0, 9)
+    drawn = [score_window(33, 9, g, context=3) for _ in range(200)]
+    assert all(w.context == context_indices(w.start, 3) for w in drawn)
+    assert {len(w.context) for w in drawn} == {0, 1, 2, 3}  # fewer where the window starts early
     with pytest.raises(ValueError, match="window"):
         DMDConfig(window=1)
+    with pytest.raises(ValueError, match="needs dmd.window"):
+        DMDConfig(context=2)
 
 
 def test_dmd_delta_vanishes_when_the_fake_score_is_the_teacher_and_is_normalised():
@@ -144,17 +157,25 @@ def test_dmd_delta_vanishes_when_the_fake_score_is_the_teacher_and_is_normalised
     batch = clip_batch(config, 2, 4)
     x_hat = batch.frames[:, 1:] + 0.1
     cfg = DMDConfig(guidance=1.0)
-    same = dmd_delta(x_hat, batch.frames[:, 0], batch.actions, batch.poses, teacher, copy.deepcopy(teacher), cfg,
-                     torch.Generator().manual_seed(0))
+    clip = ClipBatch(torch.cat([batch.frames[:, :1], x_hat], dim=1), batch.actions, batch.poses)
+    same = dmd_delta(clip, teacher, copy.deepcopy(teacher), cfg, torch.Generator().manual_seed(0))
     assert torch.allclose(same, torch.zeros_like(same), atol=1e-6)
     fake = randomized_model(config, seed=1)
-    delta = dmd_delta(x_hat, batch.frames[:, 0], batch.actions, batch.poses, teacher, fake, cfg,
-                      torch.Generator().manual_seed(0))
-    assert delta.abs().max() > 1e-3 and torch.isfinite(delta).all()
+    delta = dmd_delta(clip, teacher, fake, cfg, torch.Generator().manual_seed(0))
+    assert delta.shape == x_hat.shape and delta.abs().max() > 1e-3 and torch.isfinite(delta).all()
     # scaling the fake's disagreement scales Δ; guidance changes the real score
-    guided = dmd_delta(x_hat, batch.frames[:, 0], batch.actions, batch.poses, teacher, fake, DMDConfig(guidance=3.0),
-                       torch.Generator().manual_seed(0))
+    guided = dmd_delta(clip, teacher, fake, DMDConfig(guidance=3.0), torch.Generator().manual_seed(0))
     assert not torch.allclose(guided, delta)
+    # the scores see a context frame: Δ is for the frames after it and depends on it
+    longer = clip_batch(config, 2, 6)
+    window = ScoreWindow(2, 4, (0,))
+    with_context = dmd_delta(window.clip(longer.frames, longer.actions, longer.poses), teacher, fake, cfg,
+                             torch.Generator().manual_seed(0))
+    other = longer.frames.clone()
+    other[:, 0] = -other[:, 0]
+    changed = dmd_delta(window.clip(other, longer.actions, longer.poses), teacher, fake, cfg,
+                        torch.Generator().manual_seed(0))
+    assert with_context.shape == (2, 3, *longer.frames.shape[2:]) and not torch.allclose(with_context, changed)
 
 
 def test_critic_loss_trains_only_the_fake_score():
@@ -163,8 +184,8 @@ def test_critic_loss_trains_only_the_fake_score():
     student = randomized_model(config, seed=2)
     batch = clip_batch(config, 2, 4)
     x_hat = student(batch.frames, torch.full((2, 4), 0.5), batch.actions, batch.poses)[:, 1:]
-    loss = critic_loss(fake, x_hat, batch.frames[:, 0], batch.actions, batch.poses, 3.0,
-                       torch.Generator().manual_seed(0))
+    clip = ClipBatch(torch.cat([batch.frames[:, :1], x_hat], dim=1), batch.actions, batch.poses)
+    loss = critic_loss(fake, clip, 3.0, torch.Generator().manual_seed(0))
     loss.backward()
     assert all(p.grad is None for p in student.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in fake.parameters())

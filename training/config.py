@@ -149,12 +149,26 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class ContextConfig:
+    """Memory context (training/context.py): each training sample gives a `window`-frame clip, its
+    first frame clean, and up to `frames` earlier frames of the sample, clean, at their own times:
+    a teacher that can score a student's frames with the memory the student had (dmd.context)."""
+    frames: int = 0  # most context frames per clip; 0: plain clips of data.frames frames
+    window: int = 9  # frames of the clip itself (the loss is on all but its first)
+
+    def __post_init__(self) -> None:
+        if self.frames < 0 or self.window < 2:
+            raise ValueError(f"context.frames must be >= 0 and context.window >= 2, got {self.frames}, {self.window}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     preset: str = "small"
     model: dict[str, bool | float | str] = field(default_factory=dict)  # overrides of the preset's ModelConfig fields
     data: DataConfig = field(default_factory=DataConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
     seed: int = 0
     max_steps: int = 100_000
     max_minutes: float | None = None  # stop after this much training wall time
@@ -170,6 +184,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.snapshot_every is not None and self.snapshot_every < 1:
             raise ValueError(f"snapshot_every must be a positive number of steps, got {self.snapshot_every}")
+        if self.context.frames and self.context.window >= self.data.frames:
+            raise ValueError(f"context.frames {self.context.frames} needs samples longer than the window: "
+                             f"data.frames {self.data.frames} <= context.window {self.context.window} (load "
+                             "longer samples with data.frames, e.g. 33)")
 
     def model_config(self) -> ModelConfig:
         return preset(self.preset, **self.model)

@@ -24,6 +24,10 @@ class ClipBatch:
     actions: torch.Tensor  # (B, F, 13) per frame: frame t carries A_{t-1}, frame 0 static
     poses: torch.Tensor  # (B, F, 4, 4) float64 camera-to-world
     posed: torch.Tensor | None = None  # (B,) bool: False for plain video samples (placeholder actions/poses)
+    # memory context (training/context.py): the first `clean` frames are given clean (1: an
+    # image-to-video clip), and `times` (F,) are the frames' time indices when not 0..F-1
+    clean: int = 1
+    times: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         b, f = self.frames.shape[:2]
@@ -32,6 +36,10 @@ class ClipBatch:
                              f"poses {tuple(self.poses.shape)} disagree")
         if self.posed is not None and self.posed.shape != (b,):
             raise ValueError(f"clip batch: posed {tuple(self.posed.shape)} for {b} clips")
+        if not 1 <= self.clean <= f:
+            raise ValueError(f"clip batch: {self.clean} clean frames of {f} (at least the first is clean)")
+        if self.times is not None and self.times.shape != (f,):
+            raise ValueError(f"clip batch: times {tuple(self.times.shape)} for {f} frames")
 
     def to(self, device: torch.device) -> ClipBatch:
         frames = self.frames.to(device, non_blocking=True)
@@ -39,7 +47,8 @@ class ClipBatch:
             frames = to_unit(frames)
         return ClipBatch(frames, self.actions.to(device, non_blocking=True).float(),
                          self.poses.to(device, non_blocking=True),
-                         None if self.posed is None else self.posed.to(device, non_blocking=True))
+                         None if self.posed is None else self.posed.to(device, non_blocking=True), self.clean,
+                         None if self.times is None else self.times.to(device))
 
 
 def to_unit(frames: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from training.conditioning import static_first
+from training.context import ContextWindow, context_indices
 from training.data import ClipBatch
 from training.flow import VelocityFn, add_noise, draw_device, guided, i2v_sigma, schedule, shift_sigma, x0_from_velocity
 from training.model import VideoDiT
@@ -41,18 +42,28 @@ class DMDConfig:
     window: int | None = None  # frames the real and fake scores see (their first one clean), at a random start
     #   in the rollout; None = the whole rollout. Set it to the teacher's clip length to score rollouts longer
     #   than the teacher's clips without stretching its positions (teacher_rope_time_scale)
+    # context forcing (training/context.py): the scores also see this many earlier frames of the rollout,
+    # clean, at their own times, spread over what came before the window (needs a window and a teacher
+    # trained with context.frames >= this)
+    context: int = 0
 
     def __post_init__(self) -> None:
         if self.window is not None and self.window < 2:
             raise ValueError(f"dmd.window must be >= 2 frames (a clean first frame and one scored), got {self.window}")
+        if self.context < 0 or (self.context and self.window is None):
+            raise ValueError(f"dmd.context {self.context} needs dmd.window (the frames before a window are its context)")
 
 
-def teacher_velocity(model: VideoDiT, actions: torch.Tensor, poses: torch.Tensor) -> VelocityFn:
-    """The bidirectional model as a velocity field over a whole clip (CFG batches repeat the condition)."""
+def teacher_velocity(model: VideoDiT, actions: torch.Tensor, poses: torch.Tensor,
+                     times: torch.Tensor | None = None) -> VelocityFn:
+    """The bidirectional model as a velocity field over a whole clip (CFG batches repeat the condition);
+    `times` (F,): the frames' time indices when they are not 0..F-1 (a clip with memory context)."""
+    extra = {} if times is None else {"times": times}
 
     def velocity(x: torch.Tensor, sigma: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
         reps = x.shape[0] // actions.shape[0]
-        return model(x, sigma, actions.repeat(reps, 1, 1), poses.repeat(reps, 1, 1, 1), keep=keep).to(x.dtype)
+        return model(x, sigma, actions.repeat(reps, 1, 1), poses.repeat(reps, 1, 1, 1), keep=keep,
+                     **extra).to(x.dtype)
 
     return velocity
 
@@ -135,25 +146,27 @@ def hybrid_forcing_loss(student: Student, first: torch.Tensor, states: torch.Ten
     return torch.stack(losses).sum() / elements
 
 
-def dmd_delta(x_hat: torch.Tensor, first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor,
-              teacher: VideoDiT, fake: VideoDiT, config: DMDConfig,
+def dmd_delta(clip: ClipBatch, teacher: VideoDiT, fake: VideoDiT, config: DMDConfig,
               generator: torch.Generator | None = None) -> torch.Tensor:
-    """Δ (B, F-1, C, H, W) for student frames x̂ (B, F-1, ...) after the given first frame."""
-    b, frames = x_hat.shape[0], x_hat.shape[1] + 1
+    """Δ (B, F-c, C, H, W) for the student frames of `clip` after its `clip.clean` given clean ones (the
+    window's first frame, and a memory context before it: ScoreWindow.clip)."""
+    c = clip.clean
+    prefix, x_hat = clip.frames[:, :c], clip.frames[:, c:]
+    b, frames = x_hat.shape[0], clip.frames.shape[1]
     lo, hi = config.sigma_range
     at = draw_device(generator, x_hat.device)
     u = torch.rand(b, generator=generator, device=at).to(x_hat.device)
     sigma = shift_sigma(lo + (hi - lo) * u, config.shift)
     noise = torch.randn(x_hat.shape, generator=generator, device=at).to(x_hat.device, x_hat.dtype)
-    video = torch.cat([first[:, None], x_hat], dim=1)
     sig = i2v_sigma(b, frames, sigma, x_hat.device)
-    x_t = torch.cat([first[:, None], add_noise(x_hat, noise, sig[:, 1:])], dim=1)
+    sig[:, :c] = 0.0
+    x_t = torch.cat([prefix, add_noise(x_hat, noise, sig[:, c:])], dim=1)
     with torch.no_grad():
-        v_real = guided(teacher_velocity(teacher, actions, poses), x_t, sig, config.guidance)
-        v_fake = teacher_velocity(fake, actions, poses)(x_t, sig, None)
-        real = x0_from_velocity(x_t, v_real, sig)[:, 1:]
-        fake_x0 = x0_from_velocity(x_t, v_fake, sig)[:, 1:]
-        scale = (video[:, 1:] - real).abs().flatten(1).mean(1).clamp_min(1e-6)
+        v_real = guided(teacher_velocity(teacher, clip.actions, clip.poses, clip.times), x_t, sig, config.guidance)
+        v_fake = teacher_velocity(fake, clip.actions, clip.poses, clip.times)(x_t, sig, None)
+        real = x0_from_velocity(x_t, v_real, sig)[:, c:]
+        fake_x0 = x0_from_velocity(x_t, v_fake, sig)[:, c:]
+        scale = (x_hat - real).abs().flatten(1).mean(1).clamp_min(1e-6)
         delta = (fake_x0 - real) / scale.reshape(b, 1, 1, 1, 1)
     return torch.nan_to_num(delta)
 
@@ -161,16 +174,16 @@ def dmd_delta(x_hat: torch.Tensor, first: torch.Tensor, actions: torch.Tensor, p
 @dataclass(frozen=True)
 class ScoreWindow:
     """The frames [start, start + length) of a rollout as a clip for the bidirectional scores:
-    frame `start` is their clean first frame, its action the static one (as in a cropped clip)."""
+    frame `start` is their clean first frame, its action the static one (as in a cropped clip); with
+    `context`, those earlier frames of the rollout come first, clean, at their own times (context
+    forcing: training/context.py)."""
     start: int
     length: int
+    context: tuple[int, ...] = ()
 
-    def clip(self, video: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(first (B, C, H, W), x̂ (B, length-1, ...), actions (B, length, 13), poses (B, length, 4, 4))."""
-        end = self.start + self.length
-        return (video[:, self.start], video[:, self.start + 1:end], static_first(actions[:, self.start:end]),
-                poses[:, self.start:end])
+    def clip(self, video: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor) -> ClipBatch:
+        """The window (and its context) of a rollout (B, F, C, H, W) with its per-frame actions and poses."""
+        return ContextWindow(self.start, self.length, self.context).take(ClipBatch(video, actions, poses))
 
     def place(self, delta: torch.Tensor, generated: int) -> torch.Tensor:
         """The window's Δ (B, length-1, ...) in a rollout of `generated` frames after its first: zero
@@ -181,17 +194,18 @@ class ScoreWindow:
         return full
 
 
-def score_window(frames: int, length: int | None, generator: torch.Generator | None = None) -> ScoreWindow:
-    """A window of `length` frames (None: all) at a uniform random start in a `frames`-frame rollout."""
+def score_window(frames: int, length: int | None, generator: torch.Generator | None = None,
+                 context: int = 0) -> ScoreWindow:
+    """A window of `length` frames (None: all) at a uniform random start in a `frames`-frame rollout,
+    with up to `context` earlier frames (training/context.context_indices: all there are, up to it)."""
     if length is None or length >= frames:
         return ScoreWindow(0, frames)
     start = int(torch.randint(0, frames - length + 1, (1,), generator=generator,
                               device=draw_device(generator, "cpu")))
-    return ScoreWindow(start, length)
+    return ScoreWindow(start, length, context_indices(start, context))
 
 
-def critic_loss(fake: VideoDiT, x_hat: torch.Tensor, first: torch.Tensor, actions: torch.Tensor,
-                poses: torch.Tensor, shift: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def critic_loss(fake: VideoDiT, clip: ClipBatch, shift: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Flow matching of the fake score on detached student samples (the same loss as the teacher's)."""
-    batch = ClipBatch(torch.cat([first[:, None], x_hat.detach()], dim=1), actions, poses)
-    return teacher_loss(fake, batch, shift, dropout=0.0, generator=generator)
+    detached = ClipBatch(clip.frames.detach(), clip.actions, clip.poses, clip.posed, clip.clean, clip.times)
+    return teacher_loss(fake, detached, shift, dropout=0.0, generator=generator)

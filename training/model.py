@@ -238,15 +238,22 @@ class VideoDiT(nn.Module):
         return rays
 
     def positions(self, frames: int, first_frame: int | float | torch.Tensor, poses: torch.Tensor,
-                  origin: torch.Tensor | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """RoPE positions (t, row, col) of `frames` frames' tokens from time index `first_frame`:
-        (F·N, 3) on the patch grid, or with spatial_rope "rays" (B, F·N, 3) at each token's view
-        direction relative to `origin` (default: poses[:, 0]); samples where `keep` is False, and every
-        sample of a plain video model, take the origin camera's layout."""
+                  origin: torch.Tensor | None = None, keep: torch.Tensor | None = None,
+                  times: torch.Tensor | None = None) -> torch.Tensor:
+        """RoPE positions (t, row, col) of `frames` frames' tokens from time index `first_frame`, or
+        at the per-frame time indices `times` (F,) (frames that are not consecutive: a clip with
+        memory context): (F·N, 3) on the patch grid, or with spatial_rope "rays" (B, F·N, 3) at each
+        token's view direction relative to `origin` (default: poses[:, 0]); samples where `keep` is
+        False, and every sample of a plain video model, take the origin camera's layout."""
         rows, cols = self.cfg.grid
         device = poses.device
         positions = grid_positions(frames, rows, cols, device=device)
-        positions[:, 0] += first_frame.to(device) if isinstance(first_frame, torch.Tensor) else first_frame
+        if times is not None:
+            if times.shape != (frames,):
+                raise ValueError(f"times must give one time index per frame ({frames},), got {tuple(times.shape)}")
+            positions[:, 0] = times.to(device, torch.float64).repeat_interleave(rows * cols)
+        else:
+            positions[:, 0] += first_frame.to(device) if isinstance(first_frame, torch.Tensor) else first_frame
         if self.cfg.spatial_rope == "grid":
             return positions
         still = self.get_buffer("still_positions")
@@ -266,16 +273,18 @@ class VideoDiT(nn.Module):
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor,
                 origin: torch.Tensor | None = None, keep: torch.Tensor | None = None, *,
                 first_frame: int | float | torch.Tensor = 0, mask: torch.Tensor | None = None,
-                context: list[LayerContext] | None = None) -> torch.Tensor:
-        """Velocity (B, F, C, H, W). `first_frame` is the RoPE time index of x's first frame; `mask`
-        (Lq, Lc + Lq) boolean (True = attend) over [context | own tokens]; `context` per layer."""
+                context: list[LayerContext] | None = None, times: torch.Tensor | None = None) -> torch.Tensor:
+        """Velocity (B, F, C, H, W). `first_frame` is the RoPE time index of x's first frame (or `times`
+        (F,) each frame's); `mask` (Lq, Lc + Lq) boolean (True = attend) over [context | own tokens];
+        `context` per layer."""
         return self.forward_kv(x, sigma, actions, poses, origin, keep, first_frame=first_frame, mask=mask,
-                               context=context)[0]
+                               context=context, times=times)[0]
 
     def forward_kv(self, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor,
                    origin: torch.Tensor | None = None, keep: torch.Tensor | None = None, *,
                    first_frame: int | float | torch.Tensor = 0, mask: torch.Tensor | None = None,
-                   context: list[LayerContext] | None = None) -> tuple[torch.Tensor, list[LayerKV]]:
+                   context: list[LayerContext] | None = None, times: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, list[LayerKV]]:
         """`forward` plus every layer's pre-RoPE keys and values of x's tokens (what a cache stores)."""
         cfg = self.cfg
         b, f = x.shape[:2]
@@ -296,7 +305,7 @@ class VideoDiT(nn.Module):
         rays = self.ray_tokens(poses, origin, keep)
         if rays is not None:
             h = h + rays
-        angles = self.rope_angles(self.positions(f, first_frame, poses, origin, keep))
+        angles = self.rope_angles(self.positions(f, first_frame, poses, origin, keep, times))
         rot = rotation(angles if angles.dim() == 2 else angles[:, None])  # once for all layers; per sample: over heads
         if context is not None and context[0].valid is not None:  # padded view: no query attends to the padding
             keys = torch.cat([context[0].valid, context[0].valid.new_ones(h.shape[2] * f)])[None, :]

@@ -95,6 +95,8 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device, p
     rope: dict[str, Any] = ({} if config.teacher_rope_time_scale is None
                             else {"rope_time_scale": config.teacher_rope_time_scale})
     teacher_state = load_checkpoint(pathlib.Path(config.teacher), "cpu")  # read once: teacher, shift, default init
+    if config.stage == "dmd" and config.dmd.context:
+        context_ready(teacher_state, config.dmd.context, config.data.frames, config.teacher)
     teacher = model_from_state(teacher_state, device, **rope).requires_grad_(False)
     ode_shift = config.ode_shift if config.ode_shift is not None else flow_shift(teacher_state)
     generator_model = (model_from_checkpoint(pathlib.Path(config.init), device) if config.init
@@ -247,9 +249,9 @@ def _dmd_step(config: StudentTrainConfig, step: int, student: Student, teacher: 
             rollout = student.rollout(part.first, part.batch.actions, part.batch.poses, part.noise, generator=part.gen,
                                       keep_store=False)
         frames = rollout.frames.shape[1]
-        w_first, w_x, w_actions, w_poses = score_window(frames, config.dmd.window, part.gen).clip(
+        scored = score_window(frames, config.dmd.window, part.gen, config.dmd.context).clip(
             rollout.frames.float(), part.batch.actions, part.batch.poses)
-        loss_c = critic_loss(fake, w_x, w_first, w_actions, w_poses, config.dmd.shift, part.gen)
+        loss_c = critic_loss(fake, scored, config.dmd.shift, part.gen)
         (loss_c / n).backward()
         losses.append(float(loss_c.detach()))
     average_gradients(fake.parameters(), place)  # once per critic step, over every rank's rollouts
@@ -266,11 +268,9 @@ def _dmd_step(config: StudentTrainConfig, step: int, student: Student, teacher: 
             with torch.no_grad():
                 rollout = student.rollout(part.first, part.batch.actions, part.batch.poses, part.noise, exits,
                                           generator=part.gen, keep_store=False)
-            window = score_window(frames, config.dmd.window, part.gen)
-            w_first, w_x, w_actions, w_poses = window.clip(rollout.frames.float(), part.batch.actions,
-                                                           part.batch.poses)
-            delta = window.place(dmd_delta(w_x, w_first, w_actions, w_poses, teacher, fake, config.dmd, part.gen),
-                                 frames - 1)
+            window = score_window(frames, config.dmd.window, part.gen, config.dmd.context)
+            scored = window.clip(rollout.frames.float(), part.batch.actions, part.batch.poses)
+            delta = window.place(dmd_delta(scored, teacher, fake, config.dmd, part.gen), frames - 1)
             # Δ/n: the surrogate's gradient is Δ, so this part adds its 1/n share (its loss is n² smaller)
             scaled = student.replay_backward(rollout, delta / n, part.batch.actions, part.batch.poses)
             losses.append(float(scaled) * n * n)
@@ -280,6 +280,20 @@ def _dmd_step(config: StudentTrainConfig, step: int, student: Student, teacher: 
         torch.nn.utils.clip_grad_norm_(student.model.parameters(), config.grad_clip)
         optimizer.step()
     return record
+
+
+def context_ready(teacher_state: dict[str, Any], context: int, frames: int, source: str) -> None:
+    """Context forcing asks the teacher to score windows with `context` earlier frames of `frames`-frame
+    rollouts at their own times: it must have been trained so (context.frames, on samples as long)."""
+    trained = teacher_state.get("config", {})
+    have = int(trained.get("context", {}).get("frames", 0))
+    if have < context:
+        raise ConfigError(f"dmd.context {context}: the teacher {source} was trained with context.frames {have} "
+                          "(train it with --set context.frames=N --set data.frames=33 first)")
+    seen = int(trained.get("data", {}).get("frames", 0))
+    if seen < frames:
+        raise ConfigError(f"dmd.context {context}: rollouts of data.frames {frames} put context frames at times the "
+                          f"teacher {source} never saw (its samples had {seen} frames): train it on samples as long")
 
 
 def student_from_state(state: dict[str, Any], device: torch.device, source: str) -> Student:
@@ -321,6 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         summary = train(config, args.out, ranked or pick_device(args.device), place)
         finished = True
+    except ConfigError as exc:  # found once the checkpoints are read (e.g. a teacher the stage cannot use)
+        print(f"error: {exc}", file=sys.stderr)
+        return leave(place, 2)
     finally:
         teardown(place, finished)
     if place.main:

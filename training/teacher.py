@@ -37,24 +37,29 @@ from training.distributed import (Dist, any_rank, average_gradients, broadcast_p
                                   setup, teardown)
 from training.flow import add_noise, draw_device, i2v_sigma, sample_sigma, velocity_target
 from training.model import VideoDiT, forward_flops, load_init
+from training.context import draw_window
 from training.runtime import EMA, JsonlLog, Throughput, autocast, load_checkpoint, pick_device, save_checkpoint, unwrap
 
 
 def teacher_loss(model: Callable[..., torch.Tensor], batch: ClipBatch, shift: float, dropout: float,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Flow-matching loss of one image-to-video batch (frames in [-1, 1])."""
+    """Flow-matching loss of one image-to-video batch (frames in [-1, 1]): its first `batch.clean`
+    frames given clean (frame 0, or a memory context and the window's first), the rest noised to one
+    sigma per clip and scored."""
     x0 = batch.frames
     b, f = x0.shape[:2]
     device = x0.device
     at = draw_device(generator, device)
     sigma = i2v_sigma(b, f, sample_sigma(b, shift, generator, at).to(device), device)
+    sigma[:, :batch.clean] = 0.0
     noise = torch.randn(x0.shape, generator=generator, device=at).to(device, x0.dtype)
     keep = (torch.rand(b, generator=generator, device=at) >= dropout).to(device)
     if batch.posed is not None:  # plain video samples train the unconditional model only
         keep = keep & batch.posed
-    v = model(add_noise(x0, noise, sigma), sigma, batch.actions, batch.poses, keep=keep)
+    extra = {} if batch.times is None else {"times": batch.times}
+    v = model(add_noise(x0, noise, sigma), sigma, batch.actions, batch.poses, keep=keep, **extra)
     target = velocity_target(x0, noise)
-    return F.mse_loss(v[:, 1:].float(), target[:, 1:].float())
+    return F.mse_loss(v[:, batch.clean:].float(), target[:, batch.clean:].float())
 
 
 def teacher_step(model: torch.nn.Module, forward: Callable[..., torch.Tensor], optimizer: torch.optim.Optimizer,
@@ -157,8 +162,6 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
     log = JsonlLog(out / "log.jsonl") if place.main else None
     forward = torch.compile(model) if config.compile else model
     frames = config.data.frames
-    flops_per_clip = 3 * forward_flops(model_config, frames)  # forward + backward
-    tokens_per_clip = frames * model_config.tokens_per_frame
     meter = Throughput(device)
     budget = None if config.max_minutes is None else config.max_minutes * 60
     started = time.perf_counter() - elapsed
@@ -181,7 +184,10 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
         for _ in range(config.optim.grad_accum):
             raw = next(batches)
             specs.check(raw)
-            micro.append(crop(raw, frames).to(device))
+            clip = crop(raw, frames)
+            if config.context.frames:  # a window and up to context.frames earlier frames of each sample
+                clip = draw_window(frames, config.context.window, config.context.frames).take(clip)
+            micro.append(clip.to(device))
         progress = max(step / config.max_steps, elapsed / budget if budget else 0.0)
         lr = lr_at(config, step, progress)
         for group in optimizer.param_groups:
@@ -192,7 +198,9 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
             ema.update(model)
         step += 1
         clips = sum(b.frames.shape[0] for b in micro) * place.world  # the global batch
-        meter.add(clips, tokens_per_clip * clips, flops_per_clip * clips)
+        seen = [b.frames.shape[1] for b in micro]  # frames per clip: with context, a window and what it drew
+        meter.add(clips, model_config.tokens_per_frame * clips * sum(seen) // len(seen),
+                  3 * clips * sum(forward_flops(model_config, f) for f in seen) / len(seen))  # forward + backward
         if log is not None and step % config.log_every == 0:
             record = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                       "elapsed_s": round(time.perf_counter() - started, 2), **meter.report()}
