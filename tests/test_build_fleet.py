@@ -13,6 +13,7 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 
 from capture.standin.packaged import write_packaged_game
 from tests.capture_helpers import kill_one_when, partial_frames, standin_pids
@@ -20,7 +21,8 @@ from tests.integrity_helpers import ROOT, shard_members
 
 
 def _build(out, game, *more: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    # PYTHONFAULTHANDLER: a build that hangs can be made to print every thread's stack (SIGABRT)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}, "PYTHONFAULTHANDLER": "1"}
     return subprocess.Popen([sys.executable, str(ROOT / "pipelines" / "build_dataset.py"), "--out", str(out),
                              "--no-progress", "--num-cpus", "3", "--set", f"capture.capture.fleet.binary={game}",
                              "--set", "capture.capture.fleet.instances=3", *more],
@@ -83,7 +85,12 @@ def test_ctrl_c_during_the_build_leaves_no_engine(tmp_path):
         assert len(ours) >= 3, "three engines should be running"
         build.send_signal(signal.SIGINT)
         sent = time.monotonic()
-        _, stderr = build.communicate(timeout=120)
+        try:
+            _, stderr = build.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # where it hangs: every thread's stack, then fail with it
+            build.send_signal(signal.SIGABRT)
+            _, stderr = build.communicate(timeout=60)
+            pytest.fail(f"the build did not end within 120 s of Ctrl-C; its stderr:\n{stderr[-6000:]}")
         waited = time.monotonic() - sent
     finally:
         if build.poll() is None:
