@@ -40,6 +40,7 @@ from capture.staging import clear_partials, staged_fingerprint
 from capture.standin.scene import level_name
 from capture.game import GameConfig, GameLaunchError
 from capture.worker import CaptureWorker, GameEndpoint, StandinEndpoint, capture_settings
+from common.raysession import raise_if_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,7 @@ def run_capture(jobs: list[CaptureJob], config: CaptureConfig, staging: str | pa
                 queue.clear()
                 break
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            raise_if_interrupted()  # a Ctrl-C Ray's wait consumed
             for ref in done:
                 actor, pending = in_flight.pop(ref)
                 try:

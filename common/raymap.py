@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
+from common.raysession import raise_if_interrupted
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -34,7 +36,8 @@ def ray_map(fn: Callable[..., R], items: Iterable[T], progress: bool = True, des
     pending = list(refs)
     with tqdm(total=len(refs), desc=desc, disable=not progress, unit="item") as bar:
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
+            done, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+            raise_if_interrupted()  # a Ctrl-C Ray's wait consumed
             for ref in done:
                 result = ray.get(ref)
                 out[index[ref]] = each(result) if each is not None else result

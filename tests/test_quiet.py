@@ -40,3 +40,30 @@ def test_ray_notice_filter_keeps_the_security_warning():
 
     assert not notice.filter(record("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=..."))
     assert notice.filter(record("Token authentication is disabled for this Ray cluster. Anyone with network access"))
+
+
+def test_a_ctrl_c_that_ray_swallows_still_stops_the_driver_loop():
+    """Ray's wait can consume the KeyboardInterrupt of a SIGINT (a build once kept capturing after
+    Ctrl-C): the session's handler remembers it, and raise_if_interrupted raises it again; leaving
+    the session puts the old handler back and forgets it."""
+    import os
+    import signal
+
+    import pytest
+
+    from common.raysession import _remember_sigint, raise_if_interrupted
+
+    before = signal.getsignal(signal.SIGINT)
+    restore = _remember_sigint()
+    try:
+        raise_if_interrupted()  # nothing yet
+        try:  # a wait that swallows the interrupt, as Ray's C++ signal check can
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs before os.kill returns to Python code
+        except KeyboardInterrupt:
+            pass
+        with pytest.raises(KeyboardInterrupt):
+            raise_if_interrupted()
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGINT) is before
+    raise_if_interrupted()  # forgotten with the session
