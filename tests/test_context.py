@@ -3,19 +3,17 @@ clean context at their own times, and DMD scores that see the rollout's earlier 
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.training_helpers import clip_batch, randomized_model, tiny_config, write_tiny_shards
+from tests.training_helpers import clip_batch, randomized_model, tiny_config, tiny_teacher_checkpoint, write_tiny_shards
 from training import teacher
 from training.config import ContextConfig, DataConfig, TrainConfig
 from training.context import ContextWindow, context_indices, draw_window
 from training.data import ClipBatch
-from training.runtime import load_checkpoint, save_checkpoint
+from training.runtime import load_checkpoint
 from training.student_train import main as student_main
 
 
@@ -119,9 +117,7 @@ def test_a_context_teacher_trains_and_scores_dmd_with_the_rollouts_context(tmp_p
     assert load_checkpoint(tmp_path / "dmd" / "checkpoint.pt")["step"] == 2
     # a teacher never trained with context is refused, before any work, naming it
     plain = tmp_path / "plain.pt"
-    config = tiny_config()
-    save_checkpoint(plain, {"model": randomized_model(config).state_dict(), "ema": None,
-                            "model_config": asdict(config), "config": {"flow": {"shift": 3.0}}})
+    tiny_teacher_checkpoint(plain)
     assert student_main([*student, "--teacher", str(plain), "--out", str(tmp_path / "refused")]) == 2
     assert f"the teacher {plain} was trained with context.frames 0" in capsys.readouterr().err
     assert not (tmp_path / "refused" / "checkpoint.pt").exists()

@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from common.config import from_dict, to_dict
-from tests.training_helpers import clip_batch, randomized_model, tiny_config, write_tiny_shards
+from tests.training_helpers import clip_batch, randomized_model, tiny_config, tiny_teacher_checkpoint, write_tiny_shards
 from training.config import TrainConfig
 from training.distributed import Dist
 from training.student_train import StudentTrainConfig
@@ -200,15 +200,11 @@ def test_an_ode_stage_update_equals_one_process_on_both_batches(tmp_path):
 
 @pytest.mark.timeout(600)
 def test_torchrun_runs_the_ode_and_dmd_stages_on_two_processes(tmp_path):
-    from dataclasses import asdict
-
-    from training.runtime import load_checkpoint, save_checkpoint
+    from training.runtime import load_checkpoint
 
     shards = write_tiny_shards(tmp_path / "shards", clips=8, frames=6, height=16, width=16)
     teacher = tmp_path / "teacher.pt"
-    model = randomized_model(tiny_config())
-    save_checkpoint(teacher, {"model": model.state_dict(), "ema": model.state_dict(),
-                              "model_config": asdict(tiny_config()), "config": {"flow": {"shift": 3.0}}})
+    tiny_teacher_checkpoint(teacher)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env["OMP_NUM_THREADS"] = "1"
     env["PYTHONFAULTHANDLER"] = "1"  # a crash prints every thread's Python stack

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 import torch
 
-from tests.training_helpers import randomized_model, tiny_config, tiny_student_checkpoint, write_tiny_shards
-from training.runtime import load_checkpoint, save_checkpoint
+from tests.training_helpers import tiny_config, tiny_student_checkpoint, tiny_teacher_checkpoint, write_tiny_shards
+from training.runtime import load_checkpoint
 from training.student_train import main, student_from_checkpoint
 
 
 def test_ode_then_dmd_from_shards(tmp_path):
     shards = write_tiny_shards(tmp_path / "shards", clips=8, frames=6, height=16, width=16)
-    config = tiny_config()
     teacher = tmp_path / "teacher.pt"
-    model = randomized_model(config)
-    save_checkpoint(teacher, {"model": model.state_dict(), "ema": model.state_dict(), "model_config": asdict(config),
-                              "config": {"flow": {"shift": 3.0}}})
+    model = tiny_teacher_checkpoint(teacher, tiny_config())
     common = ["--teacher", str(teacher), "--shards", shards, "--device", "cpu", "--set", "data.frames=5",
               "--set", "data.batch_size=2", "--set", "data.workers=0", "--set", "data.shuffle_buffer=4",
               "--set", "log_every=1", "--set", "precision=fp32", "--set", "ode_teacher_steps=3", "--set", "ode_reuse=2"]
@@ -60,11 +56,8 @@ def test_a_ray_teacher_distils_into_a_student_that_retrieves_by_view(tmp_path):
     (window 1, one older frame of two retrieved per block), through both stages; the student keeps
     the teacher's positions and its memory settings."""
     shards = write_tiny_shards(tmp_path / "shards", clips=6, frames=6, height=16, width=16)
-    config = tiny_config(spatial_rope="rays")
     teacher = tmp_path / "teacher.pt"
-    model = randomized_model(config)
-    save_checkpoint(teacher, {"model": model.state_dict(), "ema": model.state_dict(), "model_config": asdict(config),
-                              "config": {"flow": {"shift": 3.0}}})
+    model = tiny_teacher_checkpoint(teacher, tiny_config(spatial_rope="rays"))
     common = ["--teacher", str(teacher), "--shards", shards, "--device", "cpu", "--set", "data.frames=5",
               "--set", "data.batch_size=2", "--set", "data.workers=0", "--set", "data.shuffle_buffer=4",
               "--set", "precision=fp32", "--set", "ode_teacher_steps=3", "--set", "student.memory.window=1",

@@ -50,6 +50,16 @@ def randomized_model(config: ModelConfig, seed: int = 0, dtype: torch.dtype = to
     return model.eval()
 
 
+def tiny_teacher_checkpoint(path: pathlib.Path, config: ModelConfig | None = None) -> VideoDiT:
+    """A teacher checkpoint (training.teacher's layout, EMA = weights) of a randomized tiny model,
+    trained (it says) at flow shift 3; returns the model."""
+    config = config or tiny_config()
+    model = randomized_model(config)
+    save_checkpoint(path, {"model": model.state_dict(), "ema": model.state_dict(), "model_config": asdict(config),
+                           "config": {"flow": {"shift": 3.0}}})
+    return model
+
+
 def tiny_student_checkpoint(path: pathlib.Path, config: ModelConfig | None = None,
                             spec: ActionSpec | None = None) -> pathlib.Path:
     """A student checkpoint (training.student_train's layout) of a randomized tiny model, blocks of 2,

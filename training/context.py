@@ -23,6 +23,7 @@ import torch
 
 from training.conditioning import static_first
 from training.data import ClipBatch
+from training.flow import draw_device
 
 
 def context_indices(start: int, count: int) -> tuple[int, ...]:
@@ -81,7 +82,7 @@ def draw_window(frames: int, length: int, max_context: int, generator: torch.Gen
     by `context_indices`. Drawing zero sometimes keeps the model good without context."""
     if length > frames:
         raise ValueError(f"a {length}-frame window does not fit clips of {frames} frames")
-    at = generator.device if generator is not None else "cpu"
+    at = draw_device(generator, "cpu")
     start = int(torch.randint(0, frames - length + 1, (1,), generator=generator, device=at))
     count = int(torch.randint(0, max_context + 1, (1,), generator=generator, device=at))
     return ContextWindow(start, length, context_indices(start, count))

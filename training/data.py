@@ -25,7 +25,7 @@ class ClipBatch:
     poses: torch.Tensor  # (B, F, 4, 4) float64 camera-to-world
     posed: torch.Tensor | None = None  # (B,) bool: False for plain video samples (placeholder actions/poses)
     # memory context (training/context.py): the first `clean` frames are given clean (1: an
-    # image-to-video clip), and `times` (F,) are the frames' time indices when not 0..F-1
+    # image-to-video clip), and `times` (F,) are the frames' time indices (None: 0..F-1)
     clean: int = 1
     times: torch.Tensor | None = None
 

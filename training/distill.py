@@ -172,18 +172,15 @@ def dmd_delta(clip: ClipBatch, teacher: VideoDiT, fake: VideoDiT, config: DMDCon
 
 
 @dataclass(frozen=True)
-class ScoreWindow:
+class ScoreWindow(ContextWindow):
     """The frames [start, start + length) of a rollout as a clip for the bidirectional scores:
     frame `start` is their clean first frame, its action the static one (as in a cropped clip); with
     `context`, those earlier frames of the rollout come first, clean, at their own times (context
     forcing: training/context.py)."""
-    start: int
-    length: int
-    context: tuple[int, ...] = ()
 
     def clip(self, video: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor) -> ClipBatch:
         """The window (and its context) of a rollout (B, F, C, H, W) with its per-frame actions and poses."""
-        return ContextWindow(self.start, self.length, self.context).take(ClipBatch(video, actions, poses))
+        return self.take(ClipBatch(video, actions, poses))
 
     def place(self, delta: torch.Tensor, generated: int) -> torch.Tensor:
         """The window's Δ (B, length-1, ...) in a rollout of `generated` frames after its first: zero
