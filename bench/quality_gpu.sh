@@ -13,6 +13,7 @@
 #   SNAPSHOT_EVERY  when set, each teacher keeps its weights every that many steps and
 #             bench/quality_curve.py evaluates them all (CURVE_ARGS: more training.eval arguments, e.g.
 #             --no-rpe): the curve of quality against training and the fitted steps to +2 dB over copy-first
+#   TEACHER_ARGS  more training.teacher arguments for every arm (e.g. "--set context.frames=4")
 #   DATA_SCENES  when set, the train shards are rendered on the device first (bench/device_data.py:
 #             that many stand-in scenes, none of them an eval scene) instead of the carried .device/data
 # One arm per device call keeps each under the 10-minute command limit (about 7 minutes at TRAIN_MIN=5;
@@ -34,9 +35,10 @@ if [[ -n "${TRAIN_STEPS:-}" ]]; then budget=(--steps "$TRAIN_STEPS"); else budge
 for arm in ${ARMS:-pose plucker}; do
   say "teacher $arm"
   camera=${arm%_*}; rope=grid; [[ "$arm" == *_* ]] && rope=${arm#*_}
+  # shellcheck disable=SC2086  # TEACHER_ARGS: more arguments
   python3 -m training.teacher --shards "$SHARDS" --preset "${PRESET:-small}" --set data.workers=$W \
     --set model.camera="$camera" --set model.spatial_rope="$rope" --out "$RUNS/teacher_$arm" "${budget[@]}" \
-    --progress-every 1000
+    --progress-every 1000 ${TEACHER_ARGS:-}
   cp "$RUNS/teacher_$arm/summary.json" "$RES/teacher_${arm}_summary.json"
   cp "$RUNS/teacher_$arm/log.jsonl" "$RES/teacher_${arm}_log.jsonl"
   if [[ -n "${SNAPSHOT_EVERY:-}" ]]; then
