@@ -18,6 +18,10 @@ per-frame latency vs position in the stream. Weights are random: none of these d
    its frames when the block is done (its steps and commit: the median block past frame 10 of a
    stream); the teacher can show a new action only with its next whole clip (one sampled clip of
    `--teacher-frames`, `--teacher-steps`, CFG 1). Target (issue 25): student <= 1/10 of the teacher.
+5. Curve (`--sections curve`): the speed half of the speed/quality curve: frames/s of the student
+   with each step count of `--student-steps` (warped schedules, the same network) and of the teacher
+   at each of `--curve-teacher-steps`, CFG 1 and `--teacher-cfg`, at each of `--curve-batches`.
+   bench/speed_quality.py joins it with the held-out quality of trained students and teachers.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from training.graphs import BlockGraphs, capture  # noqa: E402
 from training.memory import MemoryConfig, view_tokens  # noqa: E402
 from training.model import VideoDiT, forward_flops  # noqa: E402
 from training.runtime import autocast  # noqa: E402
-from training.student import Student, StudentConfig, block_spans  # noqa: E402
+from training.student import Student, StudentConfig, block_spans, warped_steps  # noqa: E402
 
 COMPRESSED = MemoryConfig(window=8, pool=(2, 4), max_old=16)
 FULL = MemoryConfig(window=None)
@@ -145,6 +149,9 @@ def main() -> int:
                              "training.graphs, static memory views) and the teacher one per sampled clip")
     parser.add_argument("--static-view", action="store_true",
                         help="pad the student's memory views to one capacity (implied by --compile, --graphs)")
+    parser.add_argument("--student-steps", default="1,2,4", help="curve section: student step counts")
+    parser.add_argument("--curve-teacher-steps", default="10,20,50", help="curve section: teacher Euler steps")
+    parser.add_argument("--curve-batches", default="1,16", help="curve section: streams at once")
     parser.add_argument("--profile-rows", type=int, default=25, help="profile section: ops to list")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--sections", default="memory,speed,latency",
@@ -159,8 +166,8 @@ def main() -> int:
     torch.manual_seed(0)
     model = VideoDiT(preset(args.preset)).to(device)
     sections = set(args.sections.split(","))
-    if (args.compile or args.graphs) and not sections <= {"speed", "profile", "reaction"}:
-        parser.error("--compile and --graphs apply to the speed, profile and reaction sections alone")
+    if (args.compile or args.graphs) and not sections <= {"speed", "profile", "reaction", "curve"}:
+        parser.error("--compile and --graphs apply to the speed, profile, reaction and curve sections alone")
     if args.graphs and device.type != "cuda":
         parser.error("--graphs needs a CUDA device")
     if args.compile:  # forward and forward_kv (the student's commit) both go through forward_kv
@@ -186,6 +193,8 @@ def main() -> int:
         latency_section(student, args, device, results)
     if "reaction" in sections:
         reaction_section(student, args, device, results)
+    if "curve" in sections:
+        curve_section(student, args, device, results)
     if "profile" in sections:
         profile_section(student, args, device, results)
     if args.json:
@@ -246,6 +255,45 @@ def speed_section(student: Student, args: argparse.Namespace, device: torch.devi
         results["speed"]["by_batch"][batch] = row
         print(f"  batch {batch:3d}: student {row['student']:8.1f}  " + "  ".join(
             f"teacher CFG {cfg:g} {row[f'teacher_cfg{cfg:g}']:8.1f} ({row[f'ratio_cfg{cfg:g}']:.1f}x)" for cfg in cfgs))
+
+
+def curve_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:
+    """Frames/s of `--teacher-frames`-frame streams: the student at each step count (its block
+    schedule `warped_steps(n)`, a commit per block, CUDA graphs per block with --graphs), the teacher
+    at each Euler step count and CFG (one graph per clip with --graphs), at each batch."""
+    model = student.model
+    model.eval()
+    gen = args.teacher_frames - 1
+    counts = [int(n) for n in args.student_steps.split(",")]
+    teacher_steps = [int(n) for n in args.curve_teacher_steps.split(",")]
+    cfgs = sorted({1.0, args.teacher_cfg})
+    curve: dict = {"teacher_frames": args.teacher_frames, "block_frames": args.block_frames,
+                   "student": {str(n): {} for n in counts},
+                   "teacher": {f"{t}_cfg{c:g}": {} for t in teacher_steps for c in cfgs}}
+    print(f"\nspeed/quality curve, speed half: frames/s generating {gen} frames per stream")
+    for batch in (int(b) for b in args.curve_batches.split(",")):
+        first, actions, poses, noise = inputs(model, args.teacher_frames, device, batch=batch)
+        field = teacher_velocity(model, actions, poses)
+        with torch.no_grad(), autocast(device, args.precision):
+            for n in counts:
+                variant = Student(model, replace(student.config, steps=warped_steps(n)))
+                if args.graphs:
+                    variant.graphs = BlockGraphs(variant)
+                fps = frames_per_second(lambda: variant.rollout(first, actions, poses, noise, keep_store=False),
+                                        batch * gen, device, 3)
+                curve["student"][str(n)][str(batch)] = fps
+                print(f"  batch {batch:3d}: student {n} step(s) + commit {fps:9.1f}", flush=True)
+                del variant
+            for steps in teacher_steps:
+                for cfg in cfgs:
+                    def teacher(steps: int = steps, cfg: float = cfg) -> torch.Tensor:
+                        return sample_i2v(field, first, args.teacher_frames, steps, 3.0, cfg)
+                    run = capture(teacher, device)[0].replay if args.graphs else teacher
+                    fps = frames_per_second(run, batch * gen, device, 3)
+                    curve["teacher"][f"{steps}_cfg{cfg:g}"][str(batch)] = fps
+                    print(f"  batch {batch:3d}: teacher {steps} steps CFG {cfg:g} {fps:9.1f}", flush=True)
+                    del run
+    results["curve"] = curve
 
 
 def profile_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:

@@ -10,13 +10,16 @@ import sys
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.training_helpers import clip_batch, randomized_model, tiny_config
 from training.flow import x0_from_velocity
 from training.memory import MemoryConfig, MemoryStore, frame_positions, view, view_capacity, view_tokens
 from training.model import LayerKV
 from training.rope import apply_rope
-from training.student import (Student, StudentConfig, block_causal_mask, block_causal_velocity, block_spans)
+from training.student import (WARPED_4_STEPS, Student, StudentConfig, block_causal_mask, block_causal_velocity, block_spans,
+                              warped_steps)
 
 UNBOUNDED = MemoryConfig(window=None)
 
@@ -32,6 +35,25 @@ def float64():
     yield
     torch.use_deterministic_algorithms(False)
     torch.set_default_dtype(torch.float32)
+
+
+def test_warped_steps_known_answers():
+    # Self-Forcing's 4 steps: timesteps 1000, 750, 500, 250 through shift 5: 5u / (1 + 4u)
+    assert WARPED_4_STEPS == warped_steps(4) == (1.0, 0.9375, 2.5 / 3, 0.625)
+    assert warped_steps(2) == (1.0, 2.5 / 3)
+    assert warped_steps(1) == (1.0,)
+    assert warped_steps(2, shift=1.0) == (1.0, 0.5)
+    with pytest.raises(ValueError, match="at least one step"):
+        warped_steps(0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(1, 64), shift=st.floats(0.2, 20.0))
+def test_warped_steps_are_a_valid_schedule(n, shift):
+    steps = warped_steps(n, shift)
+    assert len(steps) == n and steps[0] == 1.0
+    assert all(a > b > 0 for a, b in zip(steps, steps[1:]))
+    assert StudentConfig(steps=steps).steps == steps  # the config's own validation accepts it
 
 
 def test_block_spans_and_mask():

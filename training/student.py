@@ -26,7 +26,7 @@ import torch
 
 from annotate.actions import N_CHANNELS
 from training.conditioning import relative_poses, static_action, static_first
-from training.flow import add_noise, draw_device, x0_from_velocity
+from training.flow import add_noise, draw_device, shift_sigma, x0_from_velocity
 from training.memory import MemoryConfig, MemoryStore, view, view_capacity
 from training.model import LayerContext, LayerKV, VideoDiT
 from training.retrieval import ViewGeometry
@@ -34,8 +34,18 @@ from training.retrieval import ViewGeometry
 if TYPE_CHECKING:
     from training.graphs import BlockGraphs
 
-#: the 4-step student schedule [1000, 750, 500, 250] warped through shift 5 (Self-Forcing)
-WARPED_4_STEPS = (1.0, 0.9375, 0.8333333333333334, 0.625)
+def warped_steps(n: int, shift: float = 5.0) -> tuple[float, ...]:
+    """An n-step student schedule: the timesteps 1000, 1000 - 1000/n, ... (n of them, from pure
+    noise) warped through the sampler's timestep shift, as Self-Forcing warps its 4 steps
+    [1000, 750, 500, 250] with shift 5. n = 1 is a single step from pure noise."""
+    if n < 1:
+        raise ValueError(f"a student schedule needs at least one step, got {n}")
+    u = torch.arange(n - 1, 0, -1, dtype=torch.float64) / n
+    return (1.0, *(float(s) for s in shift_sigma(u, shift)))  # u = 1 is sigma 1 exactly, not up to rounding
+
+
+#: the 4-step student schedule of Self-Forcing: (1.0, 0.9375, 0.8333..., 0.625)
+WARPED_4_STEPS = warped_steps(4)
 
 
 @dataclass(frozen=True)
