@@ -108,20 +108,26 @@ class MemoryStore:
         if self.config.select == "view" and cameras is None:
             raise ValueError("memory.select view: frames are stored with their cameras (append(..., cameras=))")
         n = self.grid[0] * self.grid[1]
+        device = kvs[0].k.device
+        first = len(self.frames)
+        if positions is None:
+            positions = torch.cat([frame_positions(first + j, self.grid, 1, device) for j in range(count)], dim=-2)
+        # every layer at once (layers, B, H, count·N, hd): a handful of ops per call instead of dozens per
+        # layer and frame — at batch 1 the student's block time is mostly these small ops' dispatch
+        keys = torch.stack([kv.k.detach() for kv in kvs])
+        values = torch.stack([kv.v.detach() for kv in kvs])
+        rotated = apply_rope(keys, self._rotation(positions)).to(values.dtype)
         for j in range(count):
-            frame = len(self.frames)
-            device = kvs[0].k.device
-            keys = [kv.k[:, :, j * n:(j + 1) * n].detach() for kv in kvs]
-            values = [kv.v[:, :, j * n:(j + 1) * n].detach() for kv in kvs]
-            own = (frame_positions(frame, self.grid, 1, device) if positions is None
-                   else positions[..., j * n:(j + 1) * n, :])
-            full = [LayerKV(apply_rope(k, self._rotation(own)).to(v.dtype), v) for k, v in zip(keys, values)]
+            frame = first + j
+            tokens = slice(j * n, (j + 1) * n)
+            # the frame's own copy: a view would keep the whole call's K/V alive until its last frame goes
+            full = _layers(rotated[..., tokens, :].clone(), values[..., tokens, :].clone())
             factor = old_factor(frame, self.config)
             pooled = None
             if factor > 1:
-                rot = self._rotation(pool_positions(own, self.grid, factor))
-                pooled = [LayerKV(apply_rope(_pool_tokens(k, self.grid, factor), rot).to(v.dtype),
-                                  _pool_tokens(v, self.grid, factor)) for k, v in zip(keys, values)]
+                rot = self._rotation(pool_positions(positions[..., tokens, :], self.grid, factor))
+                pooled = _layers(apply_rope(_pool_tokens(keys[..., tokens, :], self.grid, factor), rot).to(values.dtype),
+                                 _pool_tokens(values[..., tokens, :], self.grid, factor))
             self.frames.append(FrameMemory(full, pooled, None if cameras is None else cameras[:, j]))
 
     def _rotation(self, positions: torch.Tensor) -> Rotation:
@@ -145,14 +151,19 @@ class MemoryStore:
         return total
 
 
+def _layers(keys: torch.Tensor, values: torch.Tensor) -> list[LayerKV]:
+    """(layers, B, H, N, hd) keys and values -> one LayerKV per layer (views of the two tensors)."""
+    return [LayerKV(k, v) for k, v in zip(keys.unbind(0), values.unbind(0))]
+
+
 def _pool_tokens(x: torch.Tensor, grid: tuple[int, int], factor: int) -> torch.Tensor:
-    """(B, H, N, d) tokens on a rows x cols grid -> (B, H, N', d) averaged over factor x factor cells
+    """(..., N, d) tokens on a rows x cols grid -> (..., N', d) averaged over factor x factor cells
     (edge cells cover what is left: ceil mode, no padding counted)."""
-    b, h, _, d = x.shape
+    *lead, _, d = x.shape
     rows, cols = grid
-    img = x.reshape(b * h, rows, cols, d).permute(0, 3, 1, 2)
+    img = x.reshape(-1, rows, cols, d).permute(0, 3, 1, 2)
     pooled = F.avg_pool2d(img, factor, factor, ceil_mode=True)
-    return pooled.permute(0, 2, 3, 1).reshape(b, h, -1, d)
+    return pooled.permute(0, 2, 3, 1).reshape(*lead, -1, d)
 
 
 def frame_positions(frame: int, grid: tuple[int, int], factor: int, device: torch.device) -> torch.Tensor:
