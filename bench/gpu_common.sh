@@ -10,3 +10,19 @@ ev=(--scenes "$SCENES" --workers "$(nproc)" --cache "$RUNS/evalset.npz")
 say() { echo "== $* $(date +%T)" | tee -a "$RES/stages.txt"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$RES/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__)" >> "$RES/gpu.txt"
+# the brace pattern of every train shard in a folder (bench/device_data.py's output): shard_pattern DIR
+shard_pattern() {
+  local last
+  last=$(ls "$1"/train-*.tar | sort | tail -1 | sed 's/.*train-0*\([0-9]*\)\.tar/\1/')
+  echo "$1/train-{000000..$(printf %06d "${last:-0}")}.tar"
+}
+# the ODE stage's recipe from the teacher at $RUNS/teacher on $SHARDS: 17-frame clips (the teacher with
+# position interpolation 0.5 = 2x its clips), 4 updates per teacher trajectory batch, EMA 0.99:
+#   ode_stage OUT MINUTES [more training.student_train arguments]
+ode_stage() {
+  local out=$1 minutes=$2
+  shift 2
+  python3 -m training.student_train --stage ode --teacher "$RUNS/teacher/checkpoint.pt" --shards "$SHARDS" \
+    --out "$out" --minutes "$minutes" --set data.workers="$W" --set data.frames=17 --set data.batch_size=16 \
+    --set teacher_rope_time_scale=0.5 --set ode_reuse=4 --set ema_decay=0.99 "$@"
+}

@@ -25,11 +25,6 @@ PRE=${PRE:-$((STEPS / 2))}
 AMOUNTS=${AMOUNTS:-4 16}
 PRESET=${PRESET:-small}
 NPROC=$(nproc)
-pattern() {  # the brace pattern of a data folder's train shards
-  local last
-  last=$(ls "$1"/shards/train-*.tar | sort | tail -1 | sed 's/.*train-0*\([0-9]*\)\.tar/\1/')
-  echo "$1/shards/train-{000000..$(printf %06d "${last:-0}")}.tar"
-}
 render() {  # scenes first_seed out [kinds]
   python3 bench/device_data.py --scenes "$1" --first-seed "$2" --out "$3" --workers "$NPROC" \
     ${4:+--kinds "$4"} > "$RES/data_$(basename "$3").json"
@@ -58,19 +53,19 @@ runs=$(( $(wc -w <<< "$AMOUNTS") + 1 + ${GAP:-0} ))
 workers=$(( (NPROC - 2) / runs > 0 ? (NPROC - 2) / runs : 1 ))
 say "phase 1: pretrain ($PRE steps) and scratch ($STEPS steps) side by side, $workers loader workers each"
 pids=()
-teacher pretrain "$PRE" "$(pattern "$RUNS/plain")" "$workers" --set model.conditioned=false & pids+=($!)
+teacher pretrain "$PRE" "$(shard_pattern "$RUNS/plain/shards")" "$workers" --set model.conditioned=false & pids+=($!)
 if [[ "${GAP:-0}" == 1 ]]; then
-  teacher pretraingap "$PRE" "$(pattern "$RUNS/plaingap")" "$workers" --set model.conditioned=false & pids+=($!)
+  teacher pretraingap "$PRE" "$(shard_pattern "$RUNS/plaingap/shards")" "$workers" --set model.conditioned=false & pids+=($!)
 fi
-for a in $AMOUNTS; do teacher "scratch_$a" "$STEPS" "$(pattern "$RUNS/action$a")" "$workers" & pids+=($!); done
+for a in $AMOUNTS; do teacher "scratch_$a" "$STEPS" "$(shard_pattern "$RUNS/action$a/shards")" "$workers" & pids+=($!); done
 for p in "${pids[@]}"; do wait "$p"; done
 
 say "phase 2: tune ($((STEPS - PRE)) steps) from the plain models; the eval set and the scratch evals meanwhile"
 pids=()
 for a in $AMOUNTS; do
-  teacher "tune_$a" "$((STEPS - PRE))" "$(pattern "$RUNS/action$a")" "$workers" --init "$RUNS/pretrain/checkpoint.pt" & pids+=($!)
+  teacher "tune_$a" "$((STEPS - PRE))" "$(shard_pattern "$RUNS/action$a/shards")" "$workers" --init "$RUNS/pretrain/checkpoint.pt" & pids+=($!)
   if [[ "${GAP:-0}" == 1 ]]; then
-    teacher "tunegap_$a" "$((STEPS - PRE))" "$(pattern "$RUNS/action$a")" "$workers" \
+    teacher "tunegap_$a" "$((STEPS - PRE))" "$(shard_pattern "$RUNS/action$a/shards")" "$workers" \
       --init "$RUNS/pretraingap/checkpoint.pt" & pids+=($!)
   fi
 done

@@ -19,8 +19,9 @@ DATA_SCENES=${DATA_SCENES-128} SNAPSHOT_EVERY=${SNAPSHOT_EVERY:-1500} TRAIN_MIN=
   CURVE_ARGS=--no-rpe bash bench/quality_gpu.sh
 ln -sfn "$RUNS/teacher_pose_rays" "$RUNS/teacher"
 if [[ -d "$RUNS/data/shards" ]]; then
-  last=$(ls "$RUNS"/data/shards/train-*.tar | sort | tail -1 | sed 's/.*train-0*\([0-9]*\)\.tar/\1/')
-  export SHARDS="$RUNS/data/shards/train-{000000..$(printf %06d "${last:-0}")}.tar"
+  source "$(dirname "$0")/gpu_common.sh"
+  SHARDS=$(shard_pattern "$RUNS/data/shards")
+  export SHARDS
 fi
 STAGES=ode,eval ODE_MIN=${ODE_MIN:-3} EVAL_STUDENTS=ode \
   STUDENT_ARGS="--set student.memory.select=view --set student.memory.pool=[1] --set student.memory.max_old=4" \

@@ -25,8 +25,7 @@ source "$(dirname "$0")/gpu_common.sh"
 if [[ -n "${DATA_SCENES:-}" ]]; then
   say "render $DATA_SCENES scenes"
   python3 bench/device_data.py --scenes "$DATA_SCENES" --out "$RUNS/data" --workers "$(nproc)" | tee "$RES/data.json"
-  last=$(ls "$RUNS"/data/shards/train-*.tar | sort | tail -1 | sed 's/.*train-0*\([0-9]*\)\.tar/\1/')
-  SHARDS="$RUNS/data/shards/train-{000000..$(printf %06d "${last:-0}")}.tar"
+  SHARDS=$(shard_pattern "$RUNS/data/shards")
 fi
 SHARDS=${SHARDS:-"$DATA/train-{000000..000008}.tar"}
 if [[ -n "${TRAIN_STEPS:-}" ]]; then budget=(--steps "$TRAIN_STEPS"); else budget=(--minutes "${TRAIN_MIN:-6}"); fi

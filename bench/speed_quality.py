@@ -100,13 +100,13 @@ def join(speed: Mapping[str, Any], reports: Mapping[str, Mapping[str, Any]], wit
         speedup = fastest["frames_per_s"][batch] / base
         headline[batch] = {"student": fastest["method"], "vs_best_teacher_db": fastest["vs_best_teacher"]["mean"],
                            "speedup": speedup, "met": speedup >= target}
-    return {"best_teacher": best_row["method"], "within_db": within, "target_speedup": target,
+    return {"best_teacher": best_row["method"], "within_db": within, "target_speedup": target, "batches": batches,
             "clips": len(reports[best]["clip_ids"]), "frames": reports[best]["sampler"]["frames"],
             "rows": rows, "headline": headline}
 
 
 def table(result: Mapping[str, Any]) -> str:
-    batches = sorted({b for r in result["rows"] for b in r["frames_per_s"]}, key=int)
+    batches = result["batches"]
 
     def pm(stat: Mapping[str, float] | None, digits: int) -> str:
         return "—" if not stat else f"{stat['mean']:.{digits}f} ± {stat['se']:.{digits}f}"
@@ -137,7 +137,7 @@ def plot(result: Mapping[str, Any], path: pathlib.Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    batches = sorted({b for r in result["rows"] for b in r["frames_per_s"]}, key=int)
+    batches = result["batches"]
     fig = Figure(figsize=(4.2 * len(batches), 3.4), layout="constrained")
     FigureCanvasAgg(fig)
     for i, batch in enumerate(batches):

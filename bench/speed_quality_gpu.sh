@@ -34,10 +34,7 @@ for n in ${STEP_COUNTS:-4 2 1}; do
   schedule=$(python3 -c "from training.student import warped_steps; print(list(warped_steps($n)))" | tr -d ' ')
   say "ode student, $n step(s): $schedule"
   # shellcheck disable=SC2086  # STUDENT_ARGS: more arguments
-  python3 -m training.student_train --stage ode --teacher "$RUNS/teacher/checkpoint.pt" --shards "$SHARDS" \
-    --out "$RUNS/ode_s$n" --minutes "${ODE_MIN:-3}" --set data.workers=$W --set data.frames=17 --set data.batch_size=16 \
-    --set teacher_rope_time_scale=0.5 --set ode_reuse=4 --set ema_decay=0.99 --set "student.steps=$schedule" \
-    ${STUDENT_ARGS:-}
+  ode_stage "$RUNS/ode_s$n" "${ODE_MIN:-3}" --set "student.steps=$schedule" ${STUDENT_ARGS:-}
   cp "$RUNS/ode_s$n/log.jsonl" "$RES/ode_s${n}_log.jsonl"
   python3 -m training.eval --checkpoint "$RUNS/ode_s$n/checkpoint.pt" --student "${ev[@]}" --frames 9 \
     --revisit none --out "$RES/eval_student_s$n"

@@ -108,6 +108,15 @@ def frames_per_second(fn, frames: int, device: torch.device, repeats: int) -> fl
     return frames / statistics.median(times)
 
 
+def teacher_sampler(field, first: torch.Tensor, args: argparse.Namespace, device: torch.device, steps: int,
+                    cfg: float):
+    """The teacher sampling one `--teacher-frames` clip (Euler `steps`, CFG `cfg`, shift 3) as a callable,
+    captured as one CUDA graph with --graphs (call under no_grad and the precision's autocast)."""
+    def sample() -> torch.Tensor:
+        return sample_i2v(field, first, args.teacher_frames, steps, 3.0, cfg)
+    return capture(sample, device)[0].replay if args.graphs else sample
+
+
 @torch.no_grad()
 def block_latencies(student: Student, frames: int, device: torch.device, precision: str) -> list[tuple[int, float]]:
     """(first frame of block, seconds per frame) for every block of one long stream."""
@@ -246,9 +255,7 @@ def speed_section(student: Student, args: argparse.Namespace, device: torch.devi
                                                batch * gen, device, 3)
             print(f"  batch {batch:3d}: student {row['student']:8.1f} ...", flush=True)
             for cfg in cfgs:
-                def teacher(cfg: float = cfg) -> torch.Tensor:
-                    return sample_i2v(field, first, args.teacher_frames, args.teacher_steps, 3.0, cfg)
-                run = capture(teacher, device)[0].replay if args.graphs else teacher
+                run = teacher_sampler(field, first, args, device, args.teacher_steps, cfg)
                 row[f"teacher_cfg{cfg:g}"] = frames_per_second(run, batch * gen, device, 3)
         for cfg in cfgs:
             row[f"ratio_cfg{cfg:g}"] = row["student"] / row[f"teacher_cfg{cfg:g}"]
@@ -286,9 +293,7 @@ def curve_section(student: Student, args: argparse.Namespace, device: torch.devi
                 del variant
             for steps in teacher_steps:
                 for cfg in cfgs:
-                    def teacher(steps: int = steps, cfg: float = cfg) -> torch.Tensor:
-                        return sample_i2v(field, first, args.teacher_frames, steps, 3.0, cfg)
-                    run = capture(teacher, device)[0].replay if args.graphs else teacher
+                    run = teacher_sampler(field, first, args, device, steps, cfg)
                     fps = frames_per_second(run, batch * gen, device, 3)
                     curve["teacher"][f"{steps}_cfg{cfg:g}"][str(batch)] = fps
                     print(f"  batch {batch:3d}: teacher {steps} steps CFG {cfg:g} {fps:9.1f}", flush=True)
@@ -373,12 +378,8 @@ def reaction_section(student: Student, args: argparse.Namespace, device: torch.d
         blocks += [t * args.block_frames for s, t in lat if s > 10]
     first, actions, poses, _ = inputs(model, args.teacher_frames, device)
     field = teacher_velocity(model, actions, poses)
-
-    def teacher() -> torch.Tensor:
-        return sample_i2v(field, first, args.teacher_frames, args.teacher_steps, 3.0, 1.0)
-
     with torch.no_grad(), autocast(device, args.precision):
-        run = capture(teacher, device)[0].replay if args.graphs else teacher
+        run = teacher_sampler(field, first, args, device, args.teacher_steps, 1.0)
         clip = args.teacher_frames / frames_per_second(run, args.teacher_frames, device, 5)
     block = statistics.median(blocks)
     results["reaction_ms"] = {"student_block": block * 1e3, "teacher_clip": clip * 1e3, "ratio": block / clip,

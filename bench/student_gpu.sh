@@ -73,9 +73,7 @@ fi
 if has ode; then
   say ode
   # shellcheck disable=SC2086  # STUDENT_ARGS: more arguments
-  python3 -m training.student_train --stage ode --teacher "$RUNS/teacher/checkpoint.pt" --shards "$SHARDS" \
-    --out "$RUNS/ode" --minutes "${ODE_MIN:-7}" --set data.workers=$W --set data.frames=17 --set data.batch_size=16 \
-    --set teacher_rope_time_scale=0.5 --set ode_reuse=4 --set ema_decay=0.99 ${STUDENT_ARGS:-}
+  ode_stage "$RUNS/ode" "${ODE_MIN:-7}" ${STUDENT_ARGS:-}
   cp "$RUNS/ode/log.jsonl" "$RES/ode_log.jsonl"
   python3 -m training.eval --checkpoint "$RUNS/ode/checkpoint.pt" --student "${ev[@]}" --out "$RES/eval_ode9" --frames 9
 fi
