@@ -12,7 +12,9 @@ per-frame latency vs position in the stream. Weights are random: none of these d
    (its steps + a commit per block), frames/s at each batch of `--batches` (streams at once), and
    the analytic matmul FLOPs per generated frame of each (the compute-bound ceiling of the ratio).
 3. Latency: per-frame time of a long stream at frame ~20 and ~300, with the bounded compressed
-   memory and with a full cache (window None, nothing pooled).
+   memory and with a full cache (window None, nothing pooled), at each of `--latency-batches`
+   (batch 1 is launch-bound in eager mode: take --graphs there, or a batch where compute dominates).
+   With --graphs the full cache at frame f is a graphed block over exactly that cache.
 4. Reaction (`--sections reaction`, batch 1, with --compile/--graphs the fastest mode): the time from
    an action to its first frame. The student reads a block's actions when the block starts and shows
    its frames when the block is done (its steps and commit: the median block past frame 10 of a
@@ -118,9 +120,10 @@ def teacher_sampler(field, first: torch.Tensor, args: argparse.Namespace, device
 
 
 @torch.no_grad()
-def block_latencies(student: Student, frames: int, device: torch.device, precision: str) -> list[tuple[int, float]]:
-    """(first frame of block, seconds per frame) for every block of one long stream."""
-    first, actions, poses, _ = inputs(student.model, frames, device)
+def block_latencies(student: Student, frames: int, device: torch.device, precision: str,
+                    batch: int = 1) -> list[tuple[int, float]]:
+    """(first frame of block, seconds per frame) for every block of one long stream (`batch` streams at once)."""
+    first, actions, poses, _ = inputs(student.model, frames, device, batch=batch)
     out: list[tuple[int, float]] = []
     with autocast(device, precision):
         sync(device)
@@ -149,12 +152,13 @@ def main() -> int:
     parser.add_argument("--teacher-cfg", type=float, default=2.0, help="also time the teacher with this CFG")
     parser.add_argument("--batches", default="1,8,32,64", help="streams at once for the speed section")
     parser.add_argument("--stream-frames", type=int, default=321)
+    parser.add_argument("--latency-batches", default="1", help="latency section: streams at once")
     parser.add_argument("--quick", action="store_true", help="small sizes for a CPU smoke run")
     parser.add_argument("--compile", action="store_true",
-                        help="speed section only: torch.compile the model's forward (static shapes) for teacher and "
+                        help="speed, reaction, curve, profile: torch.compile the model's forward (static shapes) for teacher and "
                              "student alike; the student pads its memory views to one capacity (static_view)")
     parser.add_argument("--graphs", action="store_true",
-                        help="speed section only: CUDA graphs for both, the student one per block (steps + commit, "
+                        help="speed, reaction, curve, latency, profile: CUDA graphs for both, the student one per block (steps + commit, "
                              "training.graphs, static memory views) and the teacher one per sampled clip")
     parser.add_argument("--static-view", action="store_true",
                         help="pad the student's memory views to one capacity (implied by --compile, --graphs)")
@@ -175,8 +179,10 @@ def main() -> int:
     torch.manual_seed(0)
     model = VideoDiT(preset(args.preset)).to(device)
     sections = set(args.sections.split(","))
-    if (args.compile or args.graphs) and not sections <= {"speed", "profile", "reaction", "curve"}:
-        parser.error("--compile and --graphs apply to the speed, profile, reaction and curve sections alone")
+    if (args.compile or args.graphs) and not sections <= {"speed", "profile", "reaction", "curve", "latency"}:
+        parser.error("--compile and --graphs apply to the speed, profile, reaction, curve and latency sections alone")
+    if args.compile and "latency" in sections:
+        parser.error("--compile does not apply to the latency section (a full cache has a new shape every block)")
     if args.graphs and device.type != "cuda":
         parser.error("--graphs needs a CUDA device")
     if args.compile:  # forward and forward_kv (the student's commit) both go through forward_kv
@@ -348,22 +354,57 @@ def analytic_flops(student: Student, frames: int, teacher_steps: int) -> dict[st
 
 
 def latency_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:
+    """Per-frame latency at frame ~20 and ~`--stream-frames` - 21, compressed memory against a full
+    cache, at each of `--latency-batches`. Eager: one long stream each, its blocks timed. With
+    --graphs every block replays one captured program over a view padded to its capacity, so a block
+    costs what its capacity holds wherever it is in the stream: the compressed memory is timed over a
+    stream as eager is; the full cache at frame f is the memory whose capacity is exactly the full
+    cache there (window f, nothing older), timed on the blocks where that view is full."""
     model = student.model
-    print(f"\nper-frame latency (ms) in a {args.stream_frames}-frame stream")
-    results["latency_ms"] = {}
     near, far = 20, args.stream_frames - 21
-    for name, memory in (("compressed", COMPRESSED), ("full cache", FULL)):
-        s = Student(model, replace(student.config, memory=memory))
-        lat = block_latencies(s, args.stream_frames, device, args.precision)
-        a, b = around(lat, near) * 1e3, around(lat, far) * 1e3
-        tokens = (view_tokens(near, model.cfg.grid, memory), view_tokens(far, model.cfg.grid, memory))
-        results["latency_ms"][name] = {"near": a, "far": b, "ratio": b / a, "frames": [near, far],
-                                       "memory_tokens": tokens}
-        print(f"  {name:10s}: frame {near} {a:6.2f}  frame {far} {b:6.2f}  ratio {b / a:.2f}  "
-              f"(memory tokens {tokens[0]} -> {tokens[1]})")
-    full_tokens = view_tokens(far, model.cfg.grid, FULL)
-    print(f"  token reduction at frame {far}: {full_tokens} -> {results['latency_ms']['compressed']['memory_tokens'][1]} "
-          f"({full_tokens / results['latency_ms']['compressed']['memory_tokens'][1]:.0f}x)")
+    warm = 10 + 4 * args.block_frames  # blocks past the first few (graph capture, allocator warm-up)
+    mode = "CUDA graphs" if args.graphs else "eager"
+    results["latency_ms"] = {}
+    for batch in (int(b) for b in args.latency_batches.split(",")):
+        print(f"\nper-frame latency (ms) in a {args.stream_frames}-frame stream, batch {batch}, {mode}")
+        figures: dict = {}
+        for name, memory in (("compressed", COMPRESSED), ("full cache", FULL)):
+            if args.graphs and name == "full cache":
+                at = [full_cache_latency(student, f, batch, warm, device, args.precision) for f in (near, far)]
+            else:
+                s = Student(model, replace(student.config, memory=memory))
+                if args.graphs:
+                    s.graphs = BlockGraphs(s)
+                    block_latencies(s, warm, device, args.precision, batch)  # captures the graphs
+                lat = block_latencies(s, args.stream_frames, device, args.precision, batch)
+                at = [around(lat, near), around(lat, far)]
+            a, b = at[0] * 1e3, at[1] * 1e3
+            tokens = (view_tokens(near, model.cfg.grid, memory), view_tokens(far, model.cfg.grid, memory))
+            figures[name] = {"near": a, "far": b, "ratio": b / a, "frames": [near, far], "memory_tokens": tokens}
+            print(f"  {name:10s}: frame {near} {a:6.2f}  frame {far} {b:6.2f}  ratio {b / a:.2f}  "
+                  f"(memory tokens {tokens[0]} -> {tokens[1]})", flush=True)
+        full_tokens, kept = view_tokens(far, model.cfg.grid, FULL), figures["compressed"]["memory_tokens"][1]
+        print(f"  token reduction at frame {far}: {full_tokens} -> {kept} ({full_tokens / kept:.0f}x)")
+        results["latency_ms"][str(batch)] = figures
+    results["latency_ms"]["mode"] = mode
+
+
+def full_cache_memory(frame: int) -> MemoryConfig:
+    """The bounded memory whose view is the full cache up to frame `frame` and whose fixed capacity
+    is that cache (window `frame`, older frames dropped): a stream under it generates the same frames
+    as under a full cache up to `frame` and, from there on, reads as many tokens a block."""
+    return MemoryConfig(window=frame, pool=(0,), max_old=1)
+
+
+def full_cache_latency(student: Student, frame: int, batch: int, warm: int, device: torch.device,
+                       precision: str) -> float:
+    """Seconds per frame of a CUDA-graphed block that reads the full cache of frame `frame`
+    (full_cache_memory), timed on the blocks that start at or past `frame`, where its view is full."""
+    s = Student(student.model, replace(student.config, memory=full_cache_memory(frame), static_view=True))
+    s.graphs = BlockGraphs(s)
+    block_latencies(s, warm, device, precision, batch)  # captures the graphs
+    lat = block_latencies(s, frame + warm, device, precision, batch)
+    return statistics.median(t for start, t in lat if start >= frame)
 
 
 def reaction_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:

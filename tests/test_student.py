@@ -387,3 +387,38 @@ def test_student_bench_runs_every_section_on_the_cpu(tmp_path):
     assert reaction["student_block"] > 0 and reaction["teacher_clip"] > 0 and reaction["blocks_timed"] >= 3
     assert reaction["ratio"] == pytest.approx(reaction["student_block"] / reaction["teacher_clip"])
     assert figures["profile"]["student"]["top"] and figures["profile"]["teacher"]["top"]
+
+
+def test_the_graphed_full_cache_of_the_latency_bench_is_the_full_cache():
+    """bench/student.py times a CUDA-graphed full cache at frame f as a bounded memory of capacity
+    f frames: it must generate the frames a full cache does up to f, and hold exactly the full
+    cache's tokens at f (its capacity, so the graphed block reads no padding there)."""
+    import importlib.util
+
+    from training.graphs import BlockGraphs
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("student_bench", root / "bench" / "student.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    config = tiny_config()
+    model = randomized_model(config)
+    frame, frames = 5, 11  # blocks of 2 start at frames 1, 3, 5, 7, 9
+    memory = bench.full_cache_memory(frame)
+    full = MemoryConfig(window=None)
+    assert view_capacity(config.grid, memory) == view_tokens(frame, config.grid, full) == view_tokens(frame, config.grid,
+                                                                                                      memory)
+    assert view_tokens(frames - 1, config.grid, memory) == view_tokens(frame, config.grid, full)
+    batch = clip_batch(config, 2, frames)
+    outs = []
+    for student in (Student(model, StudentConfig(block_frames=2, memory=full)),
+                    Student(model, StudentConfig(block_frames=2, memory=memory, static_view=True))):
+        if student.config.static_view:
+            student.graphs = BlockGraphs(student, capture=False)
+        with torch.no_grad():
+            streamed = list(student.stream(batch.frames[:, 0], batch.actions, batch.poses, torch.Generator().manual_seed(3)))
+        outs.append(torch.cat([block for _s, _e, block in streamed], dim=1))
+    upto = frame + 1  # frames 1 .. 6: up to the block that starts at `frame`, every view is the full cache
+    assert torch.equal(outs[0][:, :upto], outs[1][:, :upto])
+    assert not torch.allclose(outs[0][:, upto:], outs[1][:, upto:], atol=1e-3)  # past it the window drops frame 0
