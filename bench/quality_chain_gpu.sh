@@ -12,7 +12,10 @@
 # About 28 minutes on an H100: a whole session's device time. A device machine is given back after
 # 30 s idle, so start it detached and collect it with back-to-back calls, each ending in
 #   tar -C /tmp/r --exclude='*.png' -czf "$OUT/results.tgz" results
-# (a collect call that comes late finds a fresh machine: the run is lost, as on 2026-12-06).
+# (a collect call that comes late finds a fresh machine: the run is lost, as on 2026-12-06; the same day a
+# collect call made at once found no machine either). Each snapshot of the curve is evaluated beside the
+# training as soon as it is written (quality_gpu.sh: quality_curve.py --follow), so the first collect call
+# already brings back the points measured by then.
 set -euo pipefail
 export RUNS=${RUNS:-/tmp/r}
 DATA_SCENES=${DATA_SCENES-128} SNAPSHOT_EVERY=${SNAPSHOT_EVERY:-1500} TRAIN_MIN=${TRAIN_MIN:-12} ARMS=pose_rays \

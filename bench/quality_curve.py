@@ -9,6 +9,10 @@ already evaluated (OUT/eval_step<N>/metrics.json) are reused, so an interrupted 
 
     python bench/quality_curve.py RUN --out RUN/curve -- --scenes corridor_0007,room_0001 --frames 9 --no-rpe
 
+`--follow PID` evaluates each snapshot as soon as the training process PID has written it, beside
+that process on the same GPU, and tables the whole run once PID has exited: the points exist while
+the run is still going, so a run cut short (a device machine taken back) keeps what it measured.
+
 Writes OUT/curve.json, OUT/table.md and OUT/curve.png. A snapshot of a long run is not the model a
 shorter run would have ended with (the learning rate decays over the whole run, so a mid-run
 snapshot trained at a higher rate and has not annealed): read the curve as the lower bound of what a
@@ -23,6 +27,7 @@ import math
 import pathlib
 import platform
 import sys
+import time
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -45,6 +50,39 @@ def checkpoints(run: pathlib.Path) -> list[tuple[int, float, pathlib.Path]]:
     if not found:
         raise SystemExit(f"{run}: no snapshots/step*.pt and no checkpoint.pt (train with --set snapshot_every=N)")
     return [found[s] for s in sorted(found)]
+
+
+def evaluate(step: int, checkpoint: pathlib.Path, out: pathlib.Path, eval_args: list[str]) -> pathlib.Path | None:
+    """OUT/eval_step<N>, evaluated now unless it already was; None when training.eval failed."""
+    where = out / f"eval_step{step:07d}"
+    if not (where / "metrics.json").is_file():
+        print(f"== step {step}: {checkpoint}", flush=True)
+        if eval_main(["--checkpoint", str(checkpoint), "--out", str(where), *eval_args]) != 0:
+            print(f"error: training.eval failed on {checkpoint}", file=sys.stderr)
+            return None
+    return where
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` still runs (Linux /proc; a zombie, exited but not yet reaped, does not)."""
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def follow(run: pathlib.Path, pid: int, out: pathlib.Path, eval_args: list[str], poll_s: float = 5.0) -> bool:
+    """Evaluate RUN's snapshots as they appear, while process `pid` (the training) runs; then once
+    more for those it wrote last. False when an evaluation failed."""
+    while True:
+        running = alive(pid)
+        for path in sorted((run / "snapshots").glob("step*.pt")):  # written atomically: a name is a whole file
+            if evaluate(int(path.stem.removeprefix("step")), path, out, eval_args) is None:
+                return False
+        if not running:
+            return True
+        time.sleep(poll_s)
 
 
 def point(step: int, seconds: float, report: dict[str, Any]) -> dict[str, Any]:
@@ -108,19 +146,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", type=pathlib.Path, help="a training.teacher run directory")
     parser.add_argument("--out", type=pathlib.Path, required=True)
     parser.add_argument("--target", type=float, default=2.0, help="dB over copy-first the fit is asked about")
+    parser.add_argument("--follow", type=int, metavar="PID",
+                        help="evaluate snapshots as the training process PID writes them, table once it has exited")
     args, eval_args = parser.parse_known_args(argv)
     eval_args = [a for a in eval_args if a != "--"]
     if any(a in ("--checkpoint", "--out", "--student") for a in eval_args):
         raise SystemExit("--checkpoint, --out and --student are set by this script (it evaluates a teacher run)")
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.follow is not None and not follow(args.run, args.follow, args.out, eval_args):
+        return 1
     points = []
     for step, seconds, ckpt in checkpoints(args.run):
-        where = args.out / f"eval_step{step:07d}"
-        if not (where / "metrics.json").is_file():
-            print(f"== step {step}: {ckpt}", flush=True)
-            if eval_main(["--checkpoint", str(ckpt), "--out", str(where), *eval_args]) != 0:
-                print(f"error: training.eval failed on {ckpt}", file=sys.stderr)
-                return 1
+        where = evaluate(step, ckpt, args.out, eval_args)
+        if where is None:
+            return 1
         points.append(point(step, seconds, json.loads((where / "metrics.json").read_text())))
     fit, to_target, why = None, math.nan, f"{len(points)} points: too few to fit (4 needed: the fit has 3 parameters)"
     if len(points) >= 4:

@@ -11,8 +11,10 @@
 #   COMPILE   1 (default): torch.compile the teacher; 0: eager (saves the compile's minute on short runs)
 #   GUIDANCE  space-separated CFG scales each teacher is evaluated at (default "1"; 1 = off)
 #   SNAPSHOT_EVERY  when set, each teacher keeps its weights every that many steps and
-#             bench/quality_curve.py evaluates them all (CURVE_ARGS: more training.eval arguments, e.g.
-#             --no-rpe): the curve of quality against training and the fitted steps to +2 dB over copy-first
+#             bench/quality_curve.py --follow evaluates each as soon as it is written, on the same GPU beside
+#             the training (CURVE_ARGS: more training.eval arguments, e.g. --no-rpe): the curve of quality
+#             against training and the fitted steps to +2 dB over copy-first; its points exist while the run
+#             goes on, so a collect call made mid-run already brings them back
 #   TEACHER_ARGS  more training.teacher arguments for every arm (e.g. "--set context.frames=4")
 #   DATA_SCENES  when set, the train shards are rendered on the device first (bench/device_data.py:
 #             that many stand-in scenes, none of them an eval scene) instead of the carried .device/data
@@ -37,13 +39,22 @@ for arm in ${ARMS:-pose plucker}; do
   # shellcheck disable=SC2086  # TEACHER_ARGS: more arguments
   python3 -m training.teacher --shards "$SHARDS" --preset "${PRESET:-small}" --set data.workers=$W \
     --set model.camera="$camera" --set model.spatial_rope="$rope" --out "$RUNS/teacher_$arm" "${budget[@]}" \
-    --progress-every 1000 ${TEACHER_ARGS:-}
+    --progress-every 1000 ${TEACHER_ARGS:-} &
+  teacher=$!
+  curve=
+  if [[ -n "${SNAPSHOT_EVERY:-}" ]]; then  # each snapshot evaluated as soon as it is written, beside the training
+    say "curve $arm, following the training"
+    # shellcheck disable=SC2086  # CURVE_ARGS: more training.eval arguments
+    python3 bench/quality_curve.py "$RUNS/teacher_$arm" --out "$RES/curve_$arm" --follow "$teacher" -- "${ev[@]}" \
+      --frames 9 ${CURVE_ARGS:-} &
+    curve=$!
+  fi
+  wait "$teacher"
   cp "$RUNS/teacher_$arm/summary.json" "$RES/teacher_${arm}_summary.json"
   cp "$RUNS/teacher_$arm/log.jsonl" "$RES/teacher_${arm}_log.jsonl"
-  if [[ -n "${SNAPSHOT_EVERY:-}" ]]; then
-    say "curve $arm"
-    # shellcheck disable=SC2086  # CURVE_ARGS: more training.eval arguments
-    python3 bench/quality_curve.py "$RUNS/teacher_$arm" --out "$RES/curve_$arm" -- "${ev[@]}" --frames 9 ${CURVE_ARGS:-}
+  if [[ -n "$curve" ]]; then
+    wait "$curve"
+    say "curve $arm done"
     rm -f "$RES"/curve_"$arm"/eval_step*/grid.png
   fi
   for g in ${GUIDANCE:-1}; do

@@ -70,6 +70,13 @@ def partial_frames(staging: pathlib.Path, trajectory: str | None = None) -> int:
     return sum(len(list((d / "frames").glob("*"))) for d in partial.glob(pattern) if (d / "frames").is_dir()) if partial.is_dir() else 0
 
 
+def in_flight(staging: pathlib.Path, trajectory: str) -> bool:
+    """Whether `trajectory` is being written (its folder under .partial exists, frames or not yet)."""
+    partial = staging / ".partial"
+    return partial.is_dir() and any(d.is_dir() and not d.name.startswith("old__")
+                                    for d in partial.glob(f"*__{trajectory}__*"))
+
+
 def kill_one_when(ready, pids, before: set[int], timeout_s: float = 120.0) -> tuple[threading.Thread, list[int]]:
     """A started thread that SIGKILLs the lowest-numbered process of `pids()` not in `before` as soon
     as `ready()` holds (polling every 5 ms, for at most `timeout_s`); the list gets the pid killed."""

@@ -14,7 +14,7 @@ from ray.cluster_utils import Cluster
 from capture.config import FleetConfig, RetryConfig
 from capture.scheduler import run_capture
 from capture.standin.packaged import write_packaged_game
-from tests.capture_helpers import partial_frames, small_config, standin_pids, walk_job
+from tests.capture_helpers import in_flight, partial_frames, small_config, standin_pids, walk_job
 
 
 @pytest.fixture
@@ -43,7 +43,10 @@ def test_instances_per_node_by_resource_and_a_node_removed_mid_capture(cluster, 
     def remover():
         deadline = time.time() + 120
         while time.time() < deadline:
-            if sum(partial_frames(staging, f"t{i}") >= 20 for i in range(4)) >= 2:  # both engines mid-trajectory
+            # both engines have a trajectory open and one is well into it: whichever runs on the worker
+            # node is in flight when it goes (under load the two need not both be 20 frames in at once)
+            frames = [partial_frames(staging, f"t{i}") for i in range(4) if in_flight(staging, f"t{i}")]
+            if len(frames) >= 2 and max(frames) >= 20:
                 cluster.remove_node(worker)
                 removed.append(time.time())
                 return
