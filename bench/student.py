@@ -386,7 +386,7 @@ def latency_section(student: Student, args: argparse.Namespace, device: torch.de
         full_tokens, kept = view_tokens(far, model.cfg.grid, FULL), figures["compressed"]["memory_tokens"][1]
         print(f"  token reduction at frame {far}: {full_tokens} -> {kept} ({full_tokens / kept:.0f}x)")
         results["latency_ms"][str(batch)] = figures
-    results["latency_ms"]["mode"] = mode
+    results["latency_mode"] = mode
 
 
 def full_cache_memory(frame: int) -> MemoryConfig:
