@@ -6,6 +6,9 @@
 #   graphs  : (not in all) frames/s by batch with CUDA graphs (student: one per block, teacher: one per
 #             clip), eager and compiled, the action-to-first-frame latency at batch 1 in both (reaction),
 #             plus the CUDA graph test of tests/test_student.py
+#   latency : (not in all) per-frame latency at frame 20 and 300, compressed memory vs full cache, with CUDA
+#             graphs at batches 1 and 16 (the full cache at frame f timed as a graphed block over exactly
+#             that cache) and eager at batch 16, where compute dominates (issue 25's latency growth)
 #   teacher : the small teacher, 9-frame clips, TRAIN_MIN minutes, compiled (as bench/teacher_gpu.sh)
 #   ode     : ODE init with hybrid forcing, ODE_MIN minutes, 17-frame clips (teacher with position
 #             interpolation 0.5 = 2x its clips), 4 updates per teacher trajectory batch, EMA 0.99,
@@ -36,7 +39,7 @@
 #   ... then: tar -C /tmp/runs --exclude='*.png' -czf "$OUT/results.tgz" results   (every figure; the
 #   grids exceed the 16 MiB a returned file may have)
 set -euo pipefail
-STAGES=${STAGES:?set STAGES=all or a comma list of bench,compiled,graphs,teacher,ode,dmd,eval}
+STAGES=${STAGES:?set STAGES=all or a comma list of bench,compiled,graphs,latency,teacher,ode,dmd,eval}
 [ "$STAGES" = all ] && STAGES=bench,teacher,ode,dmd,eval
 RUNS=${RUNS:-/tmp/runs}
 source "$(dirname "$0")/gpu_common.sh"
@@ -61,6 +64,13 @@ if has graphs; then
     python3 bench/student.py --preset small --sections reaction "${flags[@]}" \
       --json "$RES/student_reaction_$mode.json" 2>&1 | grep -v "^W1" | tee "$RES/student_reaction_$mode.txt"
   done
+fi
+if has latency; then
+  say latency
+  python3 bench/student.py --preset small --sections latency --graphs --latency-batches 1,16 \
+    --json "$RES/student_latency_graphs.json" 2>&1 | grep -v "^W1" | tee "$RES/student_latency_graphs.txt"
+  python3 bench/student.py --preset small --sections latency --latency-batches 16 \
+    --json "$RES/student_latency_eager16.json" 2>&1 | grep -v "^W1" | tee "$RES/student_latency_eager16.txt"
 fi
 if has teacher; then
   say teacher
