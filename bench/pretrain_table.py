@@ -13,14 +13,15 @@ import argparse
 import json
 import pathlib
 import re
+import sys
 from typing import Any
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from training.eval.table import cell  # noqa: E402
 
 ARMS = (("scratch", "action-labelled only"), ("tune", "plain video, then tuned"),
         ("tunegap", "plain video (streets only), then tuned"))
-
-
-def _cell(stat: dict | None, digits: int) -> str:
-    return "—" if not stat else f"{stat['mean']:.{digits}f} ± {stat['se']:.{digits}f}"
 
 
 def results(folder: pathlib.Path) -> list[dict[str, Any]]:
@@ -50,9 +51,9 @@ def rows(records: list[dict[str, Any]]) -> list[str]:
            "|---|---|---|---|---|---|---|"]
     for r in records:
         diff = r["vs_scratch"]
-        out.append(f"| {r['amount']} | {r['label']} | {_cell(r['psnr'], 2)} | {_cell(r['paths'].get('rpe_t'), 4)} | "
-                   f"{_cell(r['paths'].get('rpe_r'), 3)} | {_cell(diff, 2) if diff else '—'} | "
-                   f"{_cell(r['copy_first'], 2)} |")
+        out.append(f"| {r['amount']} | {r['label']} | {cell(r['psnr'], 2)} | {cell(r['paths'].get('rpe_t'), 4)} | "
+                   f"{cell(r['paths'].get('rpe_r'), 3)} | {cell(diff, 2) if diff else '—'} | "
+                   f"{cell(r['copy_first'], 2)} |")
     return out
 
 

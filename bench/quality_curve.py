@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from training.eval.__main__ import main as eval_main  # noqa: E402
 from training.eval.curve import SaturatingFit, fit_saturating  # noqa: E402
+from training.eval.table import cell  # noqa: E402
 from training.runtime import load_checkpoint  # noqa: E402
 
 
@@ -102,15 +103,11 @@ def steps_per_minute(points: list[dict[str, Any]]) -> float:
     return 60.0 * (last["step"] - first["step"]) / (last["seconds"] - first["seconds"])
 
 
-def _stat(s: dict[str, float] | None, digits: int) -> str:
-    return "—" if not s else f"{s['mean']:.{digits}f} ± {s['se']:.{digits}f}"
-
-
 def table(points: list[dict[str, Any]]) -> list[str]:
     out = ["| step | minutes | PSNR dB | − copy first, paired dB | RPE-t m | RPE-r deg |", "|---|---|---|---|---|---|"]
     for p in points:
-        out.append(f"| {p['step']} | {p['seconds'] / 60:.1f} | {_stat(p['psnr'], 2)} | "
-                   f"{_stat(p['gain_over_copy_first'], 2)} | {_stat(p['rpe_t'], 4)} | {_stat(p['rpe_r'], 3)} |")
+        out.append(f"| {p['step']} | {p['seconds'] / 60:.1f} | {cell(p['psnr'], 2)} | "
+                   f"{cell(p['gain_over_copy_first'], 2)} | {cell(p['rpe_t'], 4)} | {cell(p['rpe_r'], 3)} |")
     return out
 
 

@@ -27,6 +27,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from common.cli import add_dry_run, dry_run  # noqa: E402
 from training.eval.compare import compare  # noqa: E402
+from training.eval.table import cell  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,6 @@ def join(speed: Mapping[str, Any], reports: Mapping[str, Mapping[str, Any]], wit
 
 def table(result: Mapping[str, Any]) -> str:
     batches = result["batches"]
-
-    def pm(stat: Mapping[str, float] | None, digits: int) -> str:
-        return "—" if not stat else f"{stat['mean']:.{digits}f} ± {stat['se']:.{digits}f}"
-
     lines = [f"{result['clips']} held-out clips of {result['frames']} frames; paired against the teacher's best "
              f"sampler ({result['best_teacher']})", "",
              "| method | PSNR dB | − best teacher, paired dB | RPE-t m | RPE-r deg | "
@@ -119,7 +116,7 @@ def table(result: Mapping[str, Any]) -> str:
     for r in result["rows"]:
         d = r["vs_best_teacher"]
         diff = "0 (itself)" if r["method"] == result["best_teacher"] else f"{d['mean']:+.2f} ± {d['se']:.2f}"
-        lines.append(f"| {r['method']} | {pm(r['psnr'], 2)} | {diff} | {pm(r['rpe_t'], 4)} | {pm(r['rpe_r'], 3)} | "
+        lines.append(f"| {r['method']} | {cell(r['psnr'], 2)} | {diff} | {cell(r['rpe_t'], 4)} | {cell(r['rpe_r'], 3)} | "
                      + " | ".join(f"{r['frames_per_s'][b]:,.0f}" if b in r["frames_per_s"] else "—" for b in batches)
                      + " |")
     lines.append("")

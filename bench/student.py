@@ -373,10 +373,7 @@ def latency_section(student: Student, args: argparse.Namespace, device: torch.de
                 at = [full_cache_latency(student, f, batch, warm, device, args.precision) for f in (near, far)]
             else:
                 s = Student(model, replace(student.config, memory=memory))
-                if args.graphs:
-                    s.graphs = BlockGraphs(s)
-                    block_latencies(s, warm, device, args.precision, batch)  # captures the graphs
-                lat = block_latencies(s, args.stream_frames, device, args.precision, batch)
+                lat = stream_latencies(s, args.stream_frames, batch, device, args.precision, args.graphs, warm)
                 at = [around(lat, near), around(lat, far)]
             a, b = at[0] * 1e3, at[1] * 1e3
             tokens = (view_tokens(near, model.cfg.grid, memory), view_tokens(far, model.cfg.grid, memory))
@@ -401,10 +398,18 @@ def full_cache_latency(student: Student, frame: int, batch: int, warm: int, devi
     """Seconds per frame of a CUDA-graphed block that reads the full cache of frame `frame`
     (full_cache_memory), timed on the blocks that start at or past `frame`, where its view is full."""
     s = Student(student.model, replace(student.config, memory=full_cache_memory(frame), static_view=True))
-    s.graphs = BlockGraphs(s)
-    block_latencies(s, warm, device, precision, batch)  # captures the graphs
-    lat = block_latencies(s, frame + warm, device, precision, batch)
+    lat = stream_latencies(s, frame + warm, batch, device, precision, True, warm)
     return statistics.median(t for start, t in lat if start >= frame)
+
+
+def stream_latencies(student: Student, frames: int, batch: int, device: torch.device, precision: str,
+                     graphs: bool, warm: int) -> list[tuple[int, float]]:
+    """block_latencies of one stream; with `graphs`, CUDA graphs captured first on a stream of `warm`
+    frames (the block shapes the timed stream has, a short last block included), then replayed."""
+    if graphs:
+        student.graphs = BlockGraphs(student)
+        block_latencies(student, warm, device, precision, batch)
+    return block_latencies(student, frames, device, precision, batch)
 
 
 def reaction_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:

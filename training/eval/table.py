@@ -14,7 +14,8 @@ METHOD_NAMES = {"model": "model", "window_only": "model, window only", "shuffled
                 "copy_first": "copy first frame", "ground_truth": "ground-truth renders"}
 
 
-def _cell(stats: dict[str, Any] | None, digits: int) -> str:
+def cell(stats: dict[str, Any] | None, digits: int) -> str:
+    """A table cell for a {mean, se} statistic, "mean ± se" to `digits` places; "—" when there is none."""
     if not stats:
         return "—"
     return f"{stats['mean']:.{digits}f} ± {stats['se']:.{digits}f}"
@@ -30,9 +31,9 @@ def markdown_table(report: dict[str, Any]) -> str:
     head = ["method", "PSNR dB", "SSIM", "RPE-t m", "RPE-r deg"] + [f"return PSNR @{m} window" for m in multiples]
     rows = []
     for m in names:
-        row = [METHOD_NAMES[m], _cell(methods.get(m, {}).get("psnr"), 2), _cell(methods.get(m, {}).get("ssim"), 3),
-               _cell(paths.get(m, {}).get("rpe_t"), 4), _cell(paths.get(m, {}).get("rpe_r"), 3)]
-        row += [_cell(revisits[x]["methods"].get(m, {}).get("psnr"), 2) for x in multiples]
+        row = [METHOD_NAMES[m], cell(methods.get(m, {}).get("psnr"), 2), cell(methods.get(m, {}).get("ssim"), 3),
+               cell(paths.get(m, {}).get("rpe_t"), 4), cell(paths.get(m, {}).get("rpe_r"), 3)]
+        row += [cell(revisits[x]["methods"].get(m, {}).get("psnr"), 2) for x in multiples]
         rows.append(row)
     frames = report.get("sampler", {}).get("frames")
     title = f"{report.get('checkpoint', '?')}: {report.get('clips', '?')} clips of {frames} frames"
