@@ -405,8 +405,7 @@ def test_the_graphed_full_cache_of_the_latency_bench_is_the_full_cache():
     config = tiny_config()
     model = randomized_model(config)
     frame, frames = 5, 11  # blocks of 2 start at frames 1, 3, 5, 7, 9
-    memory = bench.full_cache_memory(frame)
-    full = MemoryConfig(window=None)
+    memory, full = bench.full_cache_memory(frame), UNBOUNDED
     assert view_capacity(config.grid, memory) == view_tokens(frame, config.grid, full) == view_tokens(frame, config.grid,
                                                                                                       memory)
     assert view_tokens(frames - 1, config.grid, memory) == view_tokens(frame, config.grid, full)
