@@ -25,6 +25,8 @@
 #             on 33-frame clips, whose out-and-back scripts return to the first pose after 32 frames
 #             (4x the 8-frame window); EVAL_LONG=0 skips the 33-frame pair; EVAL_VIEW=K adds the same
 #             students reading K older frames retrieved by view overlap (memory.select view)
+#   EVAL_TEACHER=0 skips the teacher's evaluation; ODE_EVAL_ARGS: more arguments of the ODE student's
+#             (e.g. "--no-rpe"; its revisit table comes with it, by the student's own memory)
 #   TEACHER_ARGS more arguments of the teacher stage (e.g. "--set model.spatial_rope=rays"); the
 #             students inherit the teacher's model config
 #   STUDENT_ARGS more arguments of the ODE and DMD stages, e.g. a student trained with the memory it
@@ -72,20 +74,25 @@ if has latency; then
   python3 bench/student.py --preset small --sections latency --latency-batches 16 \
     --json "$RES/student_latency_eager16.json" 2>&1 | grep -v "^W1" | tee "$RES/student_latency_eager16.txt"
 fi
+compile=(--compile); [ "${COMPILE:-1}" = 1 ] || compile=()  # COMPILE=0: eager (a CPU smoke run)
 if has teacher; then
   say teacher
   # shellcheck disable=SC2086  # TEACHER_ARGS: more arguments, e.g. "--set model.spatial_rope=rays"
   python3 -m training.teacher --shards "$SHARDS" --preset "${PRESET:-small}" --set data.workers=$W --out "$RUNS/teacher" \
-    --minutes "${TRAIN_MIN:-7}" --compile --progress-every 1000 ${TEACHER_ARGS:-}
+    --minutes "${TRAIN_MIN:-7}" "${compile[@]}" --progress-every 1000 ${TEACHER_ARGS:-}
   cp "$RUNS/teacher/summary.json" "$RES/teacher_summary.json"
-  python3 -m training.eval --checkpoint "$RUNS/teacher/checkpoint.pt" "${ev[@]}" --out "$RES/eval_teacher9" --frames 9
+  if [ "${EVAL_TEACHER:-1}" = 1 ]; then
+    python3 -m training.eval --checkpoint "$RUNS/teacher/checkpoint.pt" "${ev[@]}" --out "$RES/eval_teacher9" --frames 9
+  fi
 fi
 if has ode; then
   say ode
   # shellcheck disable=SC2086  # STUDENT_ARGS: more arguments
   ode_stage "$RUNS/ode" "${ODE_MIN:-7}" ${STUDENT_ARGS:-}
   cp "$RUNS/ode/log.jsonl" "$RES/ode_log.jsonl"
-  python3 -m training.eval --checkpoint "$RUNS/ode/checkpoint.pt" --student "${ev[@]}" --out "$RES/eval_ode9" --frames 9
+  # shellcheck disable=SC2086  # ODE_EVAL_ARGS: more training.eval arguments
+  python3 -m training.eval --checkpoint "$RUNS/ode/checkpoint.pt" --student "${ev[@]}" --out "$RES/eval_ode9" --frames 9 \
+    ${ODE_EVAL_ARGS:-}
 fi
 if has dmd; then
   if [ "${DMD_WINDOW:-9}" = 0 ]; then dmd_scores=(--set teacher_rope_time_scale=0.25)  # run 2: whole rollout, stretched
