@@ -9,6 +9,10 @@
 #   latency : (not in all) per-frame latency at frame 20 and 300, compressed memory vs full cache, with CUDA
 #             graphs at batches 1 and 16 (the full cache at frame f timed as a graphed block over exactly
 #             that cache) and eager at batch 16, where compute dominates (issue 25's latency growth)
+#   reaction: (not in all) the action-to-first-frame latency at batch 1 with CUDA graphs, student vs teacher
+#   curve   : (not in all) the speed half of the speed/quality curve: frames/s of 1-, 2- and 4-step students
+#             and the teacher at 10/20/50 steps, CFG 1 and 2, at batches 1 and 16, CUDA graphs
+#             (as bench/speed_quality_gpu.sh's speed stage)
 #   teacher : the small teacher, 9-frame clips, TRAIN_MIN minutes, compiled (as bench/teacher_gpu.sh)
 #   ode     : ODE init with hybrid forcing, ODE_MIN minutes, 17-frame clips (teacher with position
 #             interpolation 0.5 = 2x its clips), 4 updates per teacher trajectory batch, EMA 0.99,
@@ -41,7 +45,7 @@
 #   ... then: tar -C /tmp/runs --exclude='*.png' -czf "$OUT/results.tgz" results   (every figure; the
 #   grids exceed the 16 MiB a returned file may have)
 set -euo pipefail
-STAGES=${STAGES:?set STAGES=all or a comma list of bench,compiled,graphs,latency,teacher,ode,dmd,eval}
+STAGES=${STAGES:?set STAGES=all or a comma list of bench,compiled,graphs,reaction,latency,curve,teacher,ode,dmd,eval}
 [ "$STAGES" = all ] && STAGES=bench,teacher,ode,dmd,eval
 RUNS=${RUNS:-/tmp/runs}
 source "$(dirname "$0")/gpu_common.sh"
@@ -67,6 +71,11 @@ if has graphs; then
       --json "$RES/student_reaction_$mode.json" 2>&1 | grep -v "^W1" | tee "$RES/student_reaction_$mode.txt"
   done
 fi
+if has reaction; then
+  say reaction
+  python3 bench/student.py --preset small --sections reaction --graphs \
+    --json "$RES/student_reaction_graphs.json" 2>&1 | grep -v "^W1" | tee "$RES/student_reaction_graphs.txt"
+fi
 if has latency; then
   say latency
   python3 bench/student.py --preset small --sections latency --graphs --latency-batches 1,16 \
@@ -75,6 +84,11 @@ if has latency; then
     --json "$RES/student_latency_eager16.json" 2>&1 | grep -v "^W1" | tee "$RES/student_latency_eager16.txt"
 fi
 compile=(--compile); [ "${COMPILE:-1}" = 1 ] || compile=()  # COMPILE=0: eager (a CPU smoke run)
+if has curve; then
+  say curve
+  python3 bench/student.py --preset small --sections curve --graphs --student-steps 1,2,4 --curve-teacher-steps 10,20,50 \
+    --teacher-cfg 2 --curve-batches 1,16 --json "$RES/speed_curve.json" 2>&1 | grep -v "^W1" | tee "$RES/speed_curve.txt"
+fi
 if has teacher; then
   say teacher
   # shellcheck disable=SC2086  # TEACHER_ARGS: more arguments, e.g. "--set model.spatial_rope=rays"
