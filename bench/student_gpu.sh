@@ -9,7 +9,8 @@
 #   latency : (not in all) per-frame latency at frame 20 and 300, compressed memory vs full cache, with CUDA
 #             graphs at batches 1 and 16 (the full cache at frame f timed as a graphed block over exactly
 #             that cache) and eager at batch 16, where compute dominates (issue 25's latency growth)
-#   reaction: (not in all) the action-to-first-frame latency at batch 1 with CUDA graphs, student vs teacher
+#   reaction: (not in all) the action-to-first-frame latency at batch 1 with CUDA graphs, eager and compiled,
+#             student vs teacher
 #   curve   : (not in all) the speed half of the speed/quality curve: frames/s of 1-, 2- and 4-step students
 #             and the teacher at 10/20/50 steps, CFG 1 and 2, at batches 1 and 16, CUDA graphs
 #             (as bench/speed_quality_gpu.sh's speed stage)
@@ -72,9 +73,12 @@ if has graphs; then
   done
 fi
 if has reaction; then
-  say reaction
-  python3 bench/student.py --preset small --sections reaction --graphs \
-    --json "$RES/student_reaction_graphs.json" 2>&1 | grep -v "^W1" | tee "$RES/student_reaction_graphs.txt"
+  for mode in graphs compiled_graphs; do
+    say "reaction $mode"
+    flags=(--graphs); [ $mode = compiled_graphs ] && flags+=(--compile)
+    python3 bench/student.py --preset small --sections reaction "${flags[@]}" \
+      --json "$RES/student_reaction_$mode.json" 2>&1 | grep -v "^W1" | tee "$RES/student_reaction_$mode.txt"
+  done
 fi
 if has latency; then
   say latency
