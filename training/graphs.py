@@ -1,21 +1,25 @@
-"""CUDA graphs for the student's gradient-free generation: each block's denoising steps and its
-commit (`Student.denoise_block`) replayed as one captured graph.
+"""CUDA graphs for the student's gradient-free generation: each block's denoising steps
+(`Student.denoise_steps`) replayed as one captured graph, and its commit (`Student.commit_kv`) as
+another, replayed when the block's frames are out (the commit is off the path from an action to
+its first frame: `Student._blocks`).
 
 A small model generating a block of a few frames is launch-bound: an eager forward issues some
 500 kernels, and at batch 64 the GPU waits on the host for most of each forward. A graph replays
-all of a block's kernels (steps + commit, about 2,500) with one launch.
+all of a block's kernels (steps: about 2,000; commit: about 500) with one launch.
 
 The memory stays eager and outside the graph: the view (`memory.view`, padded to its fixed
 capacity by `static_view`, so every block has the same shapes) is built per block and copied into
-the graph's static input buffers with the block's noise, re-noising draws, actions, poses and
-RoPE time index; after the replay the outputs (the exit step's input, the clean prediction and the
-commit's K/V) are copied out, since the next replay overwrites them. So the numbers are those of
-the eager block: the same kernels on the same inputs.
+the steps graph's static input buffers with the block's noise, re-noising draws, actions, poses and
+RoPE time index; after the replay the outputs (the exit step's input, the clean prediction) are
+copied out, since the next replay overwrites them. The commit graph reads the steps graph's own
+buffers (the view and the clean prediction), so it must be replayed before the next steps replay,
+and its K/V are copied out. So the numbers are those of the eager block: the same kernels on the
+same inputs.
 
-One graph per (block shape, exit step, dtype): a stream has one block size (plus maybe a short
-last block); all graphs share one memory pool. Capture follows the CUDA graph rules of
+One pair of graphs per (block shape, exit step, dtype): a stream has one block size (plus maybe a
+short last block); all graphs share one memory pool. Capture follows the CUDA graph rules of
 `torch.cuda.graph`: warm-up iterations on a side stream first, and autocast without its weight
-cache. `capture=False` runs the same static-buffer program without capturing (CPU tests check
+cache. `capture=False` runs the same static-buffer programs without capturing (CPU tests check
 the plumbing against the eager path that way).
 """
 
@@ -57,13 +61,16 @@ class _Inputs:
 @dataclass(eq=False)
 class _Graph:
     inputs: _Inputs
-    outputs: tuple[torch.Tensor, torch.Tensor, list[LayerKV]]
+    outputs: tuple[torch.Tensor, torch.Tensor]  # the steps': the exit step's input, the clean prediction
     replay: Callable[[], Any]
+    kvs: list[LayerKV]  # the commit's
+    replay_commit: Callable[[], Any]
 
 
 class BlockGraphs:
     """Per-block CUDA graphs of one student (`Student(..., graphs=BlockGraphs(...))` or
-    `student.graphs = BlockGraphs(student)`): `run` takes `denoise_block`'s arguments (no grad)."""
+    `student.graphs = BlockGraphs(student)`): `steps` takes `denoise_steps`' arguments (no grad),
+    then `commit` gives that block's K/V, before the next `steps`."""
 
     def __init__(self, student: Student, capture: bool = True):
         if not student.config.static_view:
@@ -71,19 +78,22 @@ class BlockGraphs:
         self.student, self.capture = student, capture
         self._graphs: dict[tuple[Any, ...], _Graph] = {}
         self._pool: Any = None
+        self._pending: _Graph | None = None  # the graph whose steps ran last and whose commit has not
 
     def __len__(self) -> int:
         return len(self._graphs)
 
     @torch.no_grad()
-    def run(self, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: int | torch.Tensor,
-            context: list[LayerContext] | None, actions: torch.Tensor, poses: torch.Tensor,
-            origin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[LayerKV]]:
+    def steps(self, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: int | torch.Tensor,
+              context: list[LayerContext] | None, actions: torch.Tensor, poses: torch.Tensor,
+              origin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(time, torch.Tensor):
             raise ValueError("CUDA graphs need the block's time index as a tensor (student.static_view)")
         if context is None or context[0].valid is None:
             raise ValueError("CUDA graphs need a fixed-capacity memory view for every block (student.static_view; "
                              "a view that drops every frame has none)")
+        if self._pending is not None:
+            raise RuntimeError("BlockGraphs.steps: the last block's commit has not run (its buffers would be overwritten)")
         key = (tuple(x.shape), x.dtype, len(renoise), tuple(context[0].k.shape), context[0].k.dtype,
                context[0].reserved, torch.is_autocast_enabled(x.device.type))
         graph = self._graphs.get(key)
@@ -93,31 +103,55 @@ class BlockGraphs:
         if not fresh:  # a fresh graph's buffers hold this block's inputs already
             _load(graph.inputs, x, renoise, time, context, actions, poses, origin)
         graph.replay()
-        x_in, x0, kvs = graph.outputs
-        # the next replay overwrites the outputs: hand out copies (a stored K/V must not change)
-        return x_in.clone(), x0.clone(), [LayerKV(kv.k.clone(), kv.v.clone()) for kv in kvs]
+        self._pending = graph
+        x_in, x0 = graph.outputs
+        # the next replay overwrites the outputs: hand out copies
+        return x_in.clone(), x0.clone()
+
+    @torch.no_grad()
+    def commit(self) -> list[LayerKV]:
+        """The last `steps` block's commit: its per-layer K/V (copies: a stored K/V must not change)."""
+        graph = self._pending
+        if graph is None:
+            raise RuntimeError("BlockGraphs.commit: no block's steps to commit (call steps first, once per commit)")
+        graph.replay_commit()
+        self._pending = None
+        return [LayerKV(kv.k.clone(), kv.v.clone()) for kv in graph.kvs]
 
     def _build(self, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: torch.Tensor,
                context: list[LayerContext], actions: torch.Tensor, poses: torch.Tensor,
                origin: torch.Tensor) -> _Graph:
         valid = context[0].valid
-        assert valid is not None  # run() checked
+        assert valid is not None  # steps() checked
         inputs = _Inputs(x.clone(), tuple(r.clone() for r in renoise), time.clone(),
                          tuple(c.k.clone() for c in context), tuple(c.v.clone() for c in context),
                          valid.clone(), context[0].reserved,
                          actions.clone(), poses.clone(), origin.clone())
+        student = self.student
 
-        def program() -> tuple[torch.Tensor, torch.Tensor, list[LayerKV]]:
-            return self.student.denoise_block(inputs.x, inputs.renoise, inputs.time, inputs.context(),
-                                              inputs.actions, inputs.poses, inputs.origin)
+        def steps() -> tuple[torch.Tensor, torch.Tensor]:
+            return student.denoise_steps(inputs.x, inputs.renoise, inputs.time, inputs.context(),
+                                         inputs.actions, inputs.poses, inputs.origin)
 
         if not self.capture:
-            outputs = program()
-            return _Graph(inputs, outputs, lambda: _assign(outputs, program()))
-        graph, outputs = capture(program, x.device, self._pool)
+            outputs = steps()
+
+            def commit() -> list[LayerKV]:
+                return student.commit_kv(outputs[1], inputs.time, inputs.context(), inputs.actions, inputs.poses,
+                                         inputs.origin)
+
+            kvs = commit()
+            return _Graph(inputs, outputs, lambda: _assign(outputs, steps()), kvs, lambda: _assign_kvs(kvs, commit()))
+        graph, outputs = capture(steps, x.device, self._pool)
         if self._pool is None:
             self._pool = graph.pool()
-        return _Graph(inputs, outputs, graph.replay)
+
+        def commit_captured() -> list[LayerKV]:
+            return student.commit_kv(outputs[1], inputs.time, inputs.context(), inputs.actions, inputs.poses,
+                                     inputs.origin)
+
+        commit_graph, kvs = capture(commit_captured, x.device, self._pool)  # its warm-up reads unset outputs: harmless
+        return _Graph(inputs, outputs, graph.replay, kvs, commit_graph.replay)
 
 
 def _load(inputs: _Inputs, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: torch.Tensor,
@@ -139,12 +173,15 @@ def _load(inputs: _Inputs, x: torch.Tensor, renoise: Sequence[torch.Tensor], tim
     inputs.origin.copy_(origin)
 
 
-def _assign(outputs: tuple[torch.Tensor, torch.Tensor, list[LayerKV]],
-            new: tuple[torch.Tensor, torch.Tensor, list[LayerKV]]) -> None:
-    """The uncaptured replay: write a fresh run into the output buffers (as a graph replay does)."""
+def _assign(outputs: tuple[torch.Tensor, torch.Tensor], new: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """The uncaptured replay of the steps: write a fresh run into the output buffers (as a graph replay does)."""
     outputs[0].copy_(new[0])
     outputs[1].copy_(new[1])
-    for kv, fresh in zip(outputs[2], new[2]):
+
+
+def _assign_kvs(kvs: list[LayerKV], new: list[LayerKV]) -> None:
+    """The uncaptured replay of the commit."""
+    for kv, fresh in zip(kvs, new):
         kv.k.copy_(fresh.k)
         kv.v.copy_(fresh.v)
 

@@ -17,6 +17,7 @@ left the window.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -147,15 +148,14 @@ class Student:
         v = self.model(x, sig, actions, poses, origin, first_frame=time, context=context)
         return x0_from_velocity(x, v.to(x.dtype), sig)
 
-    def denoise_block(self, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: int | torch.Tensor,
+    def denoise_steps(self, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: int | torch.Tensor,
                       context: list[LayerContext] | None, actions: torch.Tensor, poses: torch.Tensor,
-                      origin: torch.Tensor, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[LayerKV]]:
-        """One block: steps 0..len(renoise) from its starting noise x (B, n, C, H, W), re-noised with
-        renoise[i] to the next step's sigma in between, then the commit forward of the clean
-        prediction over the same view. actions/poses are the block's own (B, n, ...); `time` its
-        RoPE time index. With grad, the exit step's forward keeps its graph. Returns (the exit
-        step's input, the clean prediction, the commit's per-layer K/V). Every tensor op here runs
-        on the inputs' device with no host sync, so a CUDA graph can capture it (training.graphs)."""
+                      origin: torch.Tensor, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """One block's steps: 0..len(renoise) from its starting noise x (B, n, C, H, W), re-noised
+        with renoise[i] to the next step's sigma in between. actions/poses are the block's own
+        (B, n, ...); `time` its RoPE time index. With grad, the exit step's forward keeps its graph.
+        Returns (the exit step's input, the clean prediction). Every tensor op here runs on the
+        inputs' device with no host sync, so a CUDA graph can capture it (training.graphs)."""
         steps = self.config.steps
         exit_step = len(renoise)
         for i in range(exit_step + 1):
@@ -163,11 +163,25 @@ class Student:
                 x0 = self._x0(x, steps[i], time, context, actions, poses, origin)
             if i < exit_step:
                 x = add_noise(x0, renoise[i], torch.full(x.shape[:2], steps[i + 1], device=x.device))
-        with torch.no_grad():
-            b, n = x0.shape[:2]
-            _, kvs = self.model.forward_kv(x0.detach(), torch.zeros(b, n, device=x0.device), actions, poses, origin,
-                                           first_frame=time, context=context)
-        return x, x0, kvs
+        return x, x0
+
+    @torch.no_grad()
+    def commit_kv(self, x0: torch.Tensor, time: int | torch.Tensor, context: list[LayerContext] | None,
+                  actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor) -> list[LayerKV]:
+        """The commit forward of a block's clean prediction x0 (B, n, ...) over the view its steps
+        read: its per-layer K/V, at sigma 0 and without grad (host-sync free, as denoise_steps)."""
+        b, n = x0.shape[:2]
+        _, kvs = self.model.forward_kv(x0.detach(), torch.zeros(b, n, device=x0.device), actions, poses, origin,
+                                       first_frame=time, context=context)
+        return kvs
+
+    def denoise_block(self, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: int | torch.Tensor,
+                      context: list[LayerContext] | None, actions: torch.Tensor, poses: torch.Tensor,
+                      origin: torch.Tensor, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[LayerKV]]:
+        """denoise_steps, then commit_kv over the same view: (the exit step's input, the clean
+        prediction, the commit's per-layer K/V)."""
+        x, x0 = self.denoise_steps(x, renoise, time, context, actions, poses, origin, grad)
+        return x, x0, self.commit_kv(x0, time, context, actions, poses, origin)
 
     def _append(self, store: MemoryStore, kvs: list[LayerKV], start: int, poses: torch.Tensor,
                 origin: torch.Tensor) -> None:
@@ -219,7 +233,7 @@ class Student:
     def stream(self, first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor,
                generator: torch.Generator | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
         """Inference: yield (start, end, frames (B, end-start, C, H, W)) block by block as soon as
-        each is generated (all steps, then the commit), without grad (stream_live over the fixed
+        each is denoised (its commit runs when the next block is asked for), without grad (stream_live over the fixed
         tensors). Memory stays bounded with a bounded config."""
         return self.stream_live(first, poses[:, 0], _slices(actions, poses), generator,
                                 frames=actions.shape[1])
@@ -249,12 +263,20 @@ class Student:
         """The block loop of `rollout` and the streams: commit the first frame (static action, pose
         `first_pose`, the origin of every pose feature), then per block take its actions and poses
         from `inputs` (stop at None), denoise from `initial(start, end)` down to its exit step
-        (re-noising in between) and commit."""
+        (re-noising in between) and yield it; its commit runs when the next block is asked for,
+        before that block's `inputs` are read (or after the last block). So a block's frames are out
+        one forward before its commit, and a live stream reads each action one forward later: the
+        commit is off the path from an action to its first frame. The yielded frames are what the
+        commit reads: do not modify them in place."""
         steps = self.config.steps
         origin = first_pose
         b = first.shape[0]
         self.commit(first[:, None], 0, store, static_action(b, first.device)[:, None], first_pose[:, None], origin)
+        pending: Callable[[], None] | None = None  # the last yielded block's commit
         for (start, end), exit_step in zip(spans, exits):
+            if pending is not None:
+                pending()
+                pending = None
             given = inputs(start, end)
             if given is None:
                 return
@@ -265,13 +287,23 @@ class Student:
             renoise = [_randn(x.shape, generator, x) for _ in range(exit_step)]
             # one view per block: every step and the commit read it
             context = self.context(store, start, end - start, block_poses[:, 0], origin)
-            args = (x, renoise, self.time_index(start), context, block_actions, block_poses, origin)
+            time = self.time_index(start)
+            args = (x, renoise, time, context, block_actions, block_poses, origin)
+            commit: Callable[[], list[LayerKV]]
             if self.graphs is not None and not (grad and torch.is_grad_enabled()):
-                x, x0, kvs = self.graphs.run(*args)
+                x, x0 = self.graphs.steps(*args)
+                commit = self.graphs.commit
             else:
-                x, x0, kvs = self.denoise_block(*args, grad=grad)
-            self._append(store, kvs, start, block_poses, origin)
+                x, x0 = self.denoise_steps(*args, grad=grad)
+                commit = functools.partial(self.commit_kv, x0, time, context, block_actions, block_poses, origin)
+            pending = functools.partial(self._commit_block, commit, store, start, block_poses, origin)
             yield start, end, x0, ReplayState(start, end, x.detach(), steps[exit_step])
+        if pending is not None:
+            pending()
+
+    def _commit_block(self, commit: Callable[[], list[LayerKV]], store: MemoryStore, start: int,
+                      poses: torch.Tensor, origin: torch.Tensor) -> None:
+        self._append(store, commit(), start, poses, origin)
 
     def replay_backward(self, rollout: Rollout, delta: torch.Tensor, actions: torch.Tensor,
                         poses: torch.Tensor) -> torch.Tensor:
