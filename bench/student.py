@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import sys
@@ -449,11 +450,11 @@ def reaction_section(student: Student, args: argparse.Namespace, device: torch.d
     model.eval()
     frames = max(args.stream_frames // 4, 10 + 4 * args.block_frames)
     blocks, commits = [], []
-    for _ in range(3):  # the first stream warms up (compiles, captures graphs)
+    for _ in range(3):  # blocks past frame 10: the first stream's first blocks compile and capture the graphs
         for start, seconds, commit in reaction_times(student, frames, device, args.precision):
             if start > 10:
                 blocks.append(seconds)
-                if commit == commit:  # the last block's commit is not timed (nothing asks for a next block)
+                if not math.isnan(commit):  # the last block's commit is not timed (nothing asks for a next block)
                     commits.append(commit)
     first, actions, poses, _ = inputs(model, args.teacher_frames, device)
     field = teacher_velocity(model, actions, poses)
