@@ -12,40 +12,77 @@
 #              CURVE_TEACHER_STEPS must cover STEP_COUNTS and SAMPLERS)
 #   join     : bench/speed_quality.py: the table, the curve and the headline (fastest student within
 #              1.5 dB of the best teacher sampler, its frames/s against that sampler's; target 10x)
+#   PARALLEL=1: the students train at the same time on the one GPU while the teacher's samplers are
+#              evaluated, then are evaluated at the same time (the quality half in one device call:
+#              PARALLEL=1 SPEED=0 TRAIN_MIN=2.5 ODE_MIN=2.5, about 8 minutes on an H100)
+#   SPEED=0   : no speed stage (time it in its own call, alone on the GPU: STAGES=curve bash
+#              bench/student_gpu.sh); SPEED_JSON=FILE joins with such a file
+#   COMPILE=0 : the teacher eager (a CPU smoke run)
 # Results in $RUNS/results (default RUNS=/tmp/sq).
 set -euo pipefail
 RUNS=${RUNS:-/tmp/sq}
 source "$(dirname "$0")/gpu_common.sh"
 SHARDS=${SHARDS:-"$DATA/train-{000000..000006}.tar"}
 say teacher
+compile=(--compile); [ "${COMPILE:-1}" = 1 ] || compile=()  # COMPILE=0: eager (a CPU smoke run)
 # shellcheck disable=SC2086  # TEACHER_ARGS: more arguments
 python3 -m training.teacher --shards "$SHARDS" --preset "${PRESET:-small}" --set data.workers=$W --out "$RUNS/teacher" \
-  --minutes "${TRAIN_MIN:-5}" --compile --progress-every 1000 ${TEACHER_ARGS:---set model.spatial_rope=rays}
+  --minutes "${TRAIN_MIN:-5}" "${compile[@]}" --progress-every 1000 ${TEACHER_ARGS:---set model.spatial_rope=rays}
 cp "$RUNS/teacher/summary.json" "$RES/teacher_summary.json"
-first=1
-for sampler in ${SAMPLERS:-20:1 10:1 50:1 20:2}; do
-  steps=${sampler%:*}; cfg=${sampler#*:}
-  rpe=(); [[ $first = 1 || "${RPE_ALL:-0}" = 1 ]] || rpe=(--no-rpe); first=0
-  say "eval teacher $steps steps CFG $cfg"
-  python3 -m training.eval --checkpoint "$RUNS/teacher/checkpoint.pt" "${ev[@]}" --frames 9 --steps "$steps" \
-    --guidance "$cfg" "${rpe[@]}" --out "$RES/eval_teacher_s${steps}_g${cfg}"
-done
-for n in ${STEP_COUNTS:-4 2 1}; do
-  schedule=$(python3 -c "from training.student import warped_steps; print(list(warped_steps($n)))" | tr -d ' ')
-  say "ode student, $n step(s): $schedule"
+teacher_evals() {
+  local first=1 sampler steps cfg rpe
+  for sampler in ${SAMPLERS:-20:1 10:1 50:1 20:2}; do
+    steps=${sampler%:*}; cfg=${sampler#*:}
+    rpe=(); [[ $first = 1 || "${RPE_ALL:-0}" = 1 ]] || rpe=(--no-rpe); first=0
+    say "eval teacher $steps steps CFG $cfg"
+    python3 -m training.eval --checkpoint "$RUNS/teacher/checkpoint.pt" "${ev[@]}" --frames 9 --steps "$steps" \
+      --guidance "$cfg" "${rpe[@]}" --out "$RES/eval_teacher_s${steps}_g${cfg}"
+  done
+}
+train_student() {  # train_student N WORKERS: the N-step ODE student
+  local schedule
+  schedule=$(python3 -c "from training.student import warped_steps; print(list(warped_steps($1)))" | tr -d ' ')
+  say "ode student, $1 step(s): $schedule"
   # shellcheck disable=SC2086  # STUDENT_ARGS: more arguments
-  ode_stage "$RUNS/ode_s$n" "${ODE_MIN:-3}" --set "student.steps=$schedule" ${STUDENT_ARGS:-}
-  cp "$RUNS/ode_s$n/log.jsonl" "$RES/ode_s${n}_log.jsonl"
-  python3 -m training.eval --checkpoint "$RUNS/ode_s$n/checkpoint.pt" --student "${ev[@]}" --frames 9 \
-    --revisit none --out "$RES/eval_student_s$n"
-done
-say speed
-graphs=(--graphs); [[ "${GRAPHS:-1}" = 1 ]] || graphs=()  # GRAPHS=0: eager (a CPU smoke run)
-python3 bench/student.py --preset "${PRESET:-small}" --sections curve "${graphs[@]}" --student-steps "${CURVE_STEPS:-1,2,4}" \
-  --curve-teacher-steps "${CURVE_TEACHER_STEPS:-10,20,50}" --teacher-cfg 2 --curve-batches 1,16 --json "$RES/speed_curve.json" 2>&1 \
-  | grep -v "^W1" | tee "$RES/speed_curve.txt"
-say join
-python3 bench/speed_quality.py --speed "$RES/speed_curve.json" "$RES"/eval_teacher_s* "$RES"/eval_student_s* \
-  --out "$RES/speed_quality"
+  ode_stage "$RUNS/ode_s$1" "${ODE_MIN:-3}" --set "student.steps=$schedule" --set data.workers="$2" ${STUDENT_ARGS:-}
+  cp "$RUNS/ode_s$1/log.jsonl" "$RES/ode_s$1_log.jsonl"
+}
+eval_student() {
+  say "eval student, $1 step(s)"
+  python3 -m training.eval --checkpoint "$RUNS/ode_s$1/checkpoint.pt" --student "${ev[@]}" --frames 9 \
+    --revisit none --out "$RES/eval_student_s$1"
+}
+counts=(${STEP_COUNTS:-4 2 1})
+if [[ "${PARALLEL:-0}" = 1 ]]; then
+  # one GPU, several processes: the small model leaves most of an H100 idle, so the students train at
+  # the same time (equal minutes under the same contention; their steps are in the logs) while the
+  # teacher's samplers are evaluated (the first builds the eval set's cache the student evals reuse)
+  per=$(( W / (${#counts[@]} + 1) )); (( per >= 1 )) || per=1
+  pids=()
+  teacher_evals & pids+=($!)
+  for n in "${counts[@]}"; do train_student "$n" "$per" & pids+=($!); done
+  for pid in "${pids[@]}"; do wait "$pid"; done
+  pids=()
+  for n in "${counts[@]}"; do eval_student "$n" & pids+=($!); done
+  for pid in "${pids[@]}"; do wait "$pid"; done
+else
+  teacher_evals
+  for n in "${counts[@]}"; do train_student "$n" "$W"; eval_student "$n"; done
+fi
+speed=${SPEED_JSON:-}
+if [[ "${SPEED:-1}" = 1 ]]; then
+  say speed
+  graphs=(--graphs); [[ "${GRAPHS:-1}" = 1 ]] || graphs=()  # GRAPHS=0: eager (a CPU smoke run)
+  python3 bench/student.py --preset "${PRESET:-small}" --sections curve "${graphs[@]}" --student-steps "${CURVE_STEPS:-1,2,4}" \
+    --curve-teacher-steps "${CURVE_TEACHER_STEPS:-10,20,50}" --teacher-cfg 2 --curve-batches 1,16 --json "$RES/speed_curve.json" 2>&1 \
+    | grep -v "^W1" | tee "$RES/speed_curve.txt"
+  speed=$RES/speed_curve.json
+fi
 rm -f "$RES"/eval_*/grid.png
+if [[ -n "$speed" ]]; then
+  say join
+  python3 bench/speed_quality.py --speed "$speed" "$RES"/eval_teacher_s* "$RES"/eval_student_s* --out "$RES/speed_quality"
+else
+  say "no join: SPEED=0 and no SPEED_JSON (join later: bench/speed_quality.py --speed FILE $RES/eval_*)"
+fi
 say done
