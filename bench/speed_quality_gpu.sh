@@ -14,7 +14,7 @@
 #              1.5 dB of the best teacher sampler, its frames/s against that sampler's; target 10x)
 #   PARALLEL=1: the students train at the same time on the one GPU while the teacher's samplers are
 #              evaluated, then are evaluated at the same time (the quality half in one device call:
-#              PARALLEL=1 SPEED=0 TRAIN_MIN=2.5 ODE_MIN=2.5, about 8 minutes on an H100)
+#              PARALLEL=1 SPEED=0 TRAIN_MIN=2.5 ODE_MIN=2.5, an estimated 8 minutes on an H100)
 #   SPEED=0   : no speed stage (time it in its own call, alone on the GPU: STAGES=curve bash
 #              bench/student_gpu.sh); SPEED_JSON=FILE joins with such a file
 #   COMPILE=0 : the teacher eager (a CPU smoke run)
