@@ -391,6 +391,13 @@ def test_a_live_stream_reads_each_action_after_the_commit_before_it(graphed):
             steps(*args[:3], context, *args[4:])
             with pytest.raises(RuntimeError, match="commit has not run"):
                 steps(*args[:3], context, *args[4:])
+            graphs.discard()
+            closed = student.stream(batch.frames[:, 0], batch.actions, batch.poses, torch.Generator().manual_seed(1))
+            next(closed)
+            closed.close()  # a consumer that stops mid-stream leaves no commit pending: the next stream runs
+            again = [b for _s, _e, b in student.stream(batch.frames[:, 0], batch.actions, batch.poses,
+                                                       torch.Generator().manual_seed(1))]
+            assert len(again) == 4
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")

@@ -118,6 +118,10 @@ class BlockGraphs:
         self._pending = None
         return [LayerKV(kv.k.clone(), kv.v.clone()) for kv in graph.kvs]
 
+    def discard(self) -> None:
+        """Forget the last block's commit (its stream was closed before asking for another block)."""
+        self._pending = None
+
     def _build(self, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: torch.Tensor,
                context: list[LayerContext], actions: torch.Tensor, poses: torch.Tensor,
                origin: torch.Tensor) -> _Graph:
@@ -133,26 +137,20 @@ class BlockGraphs:
             return student.denoise_steps(inputs.x, inputs.renoise, inputs.time, inputs.context(),
                                          inputs.actions, inputs.poses, inputs.origin)
 
+        def commit(clean: torch.Tensor) -> list[LayerKV]:
+            return student.commit_kv(clean, inputs.time, inputs.context(), inputs.actions, inputs.poses, inputs.origin)
+
         if not self.capture:
             outputs = steps()
-
-            def commit() -> list[LayerKV]:
-                return student.commit_kv(outputs[1], inputs.time, inputs.context(), inputs.actions, inputs.poses,
-                                         inputs.origin)
-
-            kvs = commit()
-            return _Graph(inputs, outputs, lambda: _assign(outputs, steps()), kvs, lambda: _assign_kvs(kvs, commit()))
+            kvs = commit(outputs[1])
+            return _Graph(inputs, outputs, lambda: _assign(outputs, steps()), kvs,
+                          lambda: _assign_kvs(kvs, commit(outputs[1])))
         graph, outputs = capture(steps, x.device, self._pool)
         if self._pool is None:
             self._pool = graph.pool()
-
-        def commit_captured() -> list[LayerKV]:
-            return student.commit_kv(outputs[1], inputs.time, inputs.context(), inputs.actions, inputs.poses,
-                                     inputs.origin)
-
-        commit_graph, kvs = capture(commit_captured, x.device, self._pool)  # its warm-up reads unset outputs: harmless
+        # the commit reads the steps' output buffer (its warm-up reads it unset: harmless)
+        commit_graph, kvs = capture(lambda: commit(outputs[1]), x.device, self._pool)
         return _Graph(inputs, outputs, graph.replay, kvs, commit_graph.replay)
-
 
 def _load(inputs: _Inputs, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: torch.Tensor,
           context: list[LayerContext], actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor) -> None:

@@ -297,7 +297,12 @@ class Student:
                 x, x0 = self.denoise_steps(*args, grad=grad)
                 commit = functools.partial(self.commit_kv, x0, time, context, block_actions, block_poses, origin)
             pending = functools.partial(self._commit_block, commit, store, start, block_poses, origin)
-            yield start, end, x0, ReplayState(start, end, x.detach(), steps[exit_step])
+            try:
+                yield start, end, x0, ReplayState(start, end, x.detach(), steps[exit_step])
+            except GeneratorExit:  # the consumer stopped: the block is never committed
+                if self.graphs is not None:
+                    self.graphs.discard()
+                raise
         if pending is not None:
             pending()
 
