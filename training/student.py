@@ -175,14 +175,6 @@ class Student:
                                        first_frame=time, context=context)
         return kvs
 
-    def denoise_block(self, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: int | torch.Tensor,
-                      context: list[LayerContext] | None, actions: torch.Tensor, poses: torch.Tensor,
-                      origin: torch.Tensor, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[LayerKV]]:
-        """denoise_steps, then commit_kv over the same view: (the exit step's input, the clean
-        prediction, the commit's per-layer K/V)."""
-        x, x0 = self.denoise_steps(x, renoise, time, context, actions, poses, origin, grad)
-        return x, x0, self.commit_kv(x0, time, context, actions, poses, origin)
-
     def _append(self, store: MemoryStore, kvs: list[LayerKV], start: int, poses: torch.Tensor,
                 origin: torch.Tensor) -> None:
         """Append a committed block's K/V (its frames' poses (B, n, 4, 4): their RoPE positions), then
@@ -233,8 +225,8 @@ class Student:
     def stream(self, first: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor,
                generator: torch.Generator | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
         """Inference: yield (start, end, frames (B, end-start, C, H, W)) block by block as soon as
-        each is denoised (its commit runs when the next block is asked for), without grad (stream_live over the fixed
-        tensors). Memory stays bounded with a bounded config."""
+        each is denoised (its commit runs when the next block is asked for), without grad
+        (stream_live over the fixed tensors). Memory stays bounded with a bounded config."""
         return self.stream_live(first, poses[:, 0], _slices(actions, poses), generator,
                                 frames=actions.shape[1])
 
