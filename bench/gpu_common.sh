@@ -16,6 +16,14 @@ shard_pattern() {
   last=$(ls "$1"/train-*.tar | sort | tail -1 | sed 's/.*train-0*\([0-9]*\)\.tar/\1/')
   echo "$1/train-{000000..$(printf %06d "${last:-0}")}.tar"
 }
+# the small teacher trained on $SHARDS with every data worker, a log record every 1,000 steps:
+#   teacher_stage OUT [more training.teacher arguments: budget, --compile, --set ...]
+teacher_stage() {
+  local out=$1
+  shift
+  python3 -m training.teacher --shards "$SHARDS" --preset "${PRESET:-small}" --set data.workers="$W" --out "$out" \
+    --progress-every 1000 "$@"
+}
 # the ODE stage's recipe from the teacher at $RUNS/teacher on $SHARDS: 17-frame clips (the teacher with
 # position interpolation 0.5 = 2x its clips), 4 updates per teacher trajectory batch, EMA 0.99:
 #   ode_stage OUT MINUTES [more training.student_train arguments]

@@ -37,9 +37,8 @@ for arm in ${ARMS:-pose plucker}; do
   say "teacher $arm"
   camera=${arm%_*}; rope=grid; [[ "$arm" == *_* ]] && rope=${arm#*_}
   # shellcheck disable=SC2086  # TEACHER_ARGS: more arguments
-  python3 -m training.teacher --shards "$SHARDS" --preset "${PRESET:-small}" --set data.workers=$W \
-    --set model.camera="$camera" --set model.spatial_rope="$rope" --out "$RUNS/teacher_$arm" "${budget[@]}" \
-    --progress-every 1000 ${TEACHER_ARGS:-} &
+  teacher_stage "$RUNS/teacher_$arm" --set model.camera="$camera" --set model.spatial_rope="$rope" "${budget[@]}" \
+    ${TEACHER_ARGS:-} &
   teacher=$!
   curve=
   if [[ -n "${SNAPSHOT_EVERY:-}" ]]; then  # each snapshot evaluated as soon as it is written, beside the training

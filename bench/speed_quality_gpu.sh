@@ -26,8 +26,7 @@ SHARDS=${SHARDS:-"$DATA/train-{000000..000006}.tar"}
 say teacher
 compile=(--compile); [ "${COMPILE:-1}" = 1 ] || compile=()  # COMPILE=0: eager (a CPU smoke run)
 # shellcheck disable=SC2086  # TEACHER_ARGS: more arguments
-python3 -m training.teacher --shards "$SHARDS" --preset "${PRESET:-small}" --set data.workers=$W --out "$RUNS/teacher" \
-  --minutes "${TRAIN_MIN:-5}" "${compile[@]}" --progress-every 1000 ${TEACHER_ARGS:---set model.spatial_rope=rays}
+teacher_stage "$RUNS/teacher" --minutes "${TRAIN_MIN:-5}" "${compile[@]}" ${TEACHER_ARGS:---set model.spatial_rope=rays}
 cp "$RUNS/teacher/summary.json" "$RES/teacher_summary.json"
 teacher_evals() {
   local first=1 sampler steps cfg rpe

@@ -96,8 +96,7 @@ fi
 if has teacher; then
   say teacher
   # shellcheck disable=SC2086  # TEACHER_ARGS: more arguments, e.g. "--set model.spatial_rope=rays"
-  python3 -m training.teacher --shards "$SHARDS" --preset "${PRESET:-small}" --set data.workers=$W --out "$RUNS/teacher" \
-    --minutes "${TRAIN_MIN:-7}" "${compile[@]}" --progress-every 1000 ${TEACHER_ARGS:-}
+  teacher_stage "$RUNS/teacher" --minutes "${TRAIN_MIN:-7}" "${compile[@]}" ${TEACHER_ARGS:-}
   cp "$RUNS/teacher/summary.json" "$RES/teacher_summary.json"
   if [ "${EVAL_TEACHER:-1}" = 1 ]; then
     python3 -m training.eval --checkpoint "$RUNS/teacher/checkpoint.pt" "${ev[@]}" --out "$RES/eval_teacher9" --frames 9
