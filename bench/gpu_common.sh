@@ -16,6 +16,20 @@ shard_pattern() {
   last=$(ls "$1"/train-*.tar | sort | tail -1 | sed 's/.*train-0*\([0-9]*\)\.tar/\1/')
   echo "$1/train-{000000..$(printf %06d "${last:-0}")}.tar"
 }
+# bench/student.py, its figures in $RES/NAME.json and what it prints in $RES/NAME.txt (compile warnings
+# dropped):   student_bench NAME [bench/student.py arguments]
+student_bench() {
+  local name=$1
+  shift
+  python3 bench/student.py "$@" --json "$RES/$name.json" 2>&1 | grep -v "^W1" | tee "$RES/$name.txt"
+}
+# the speed half of issue 25's speed/quality curve (frames/s of the CURVE_STEPS students and the teacher at
+# CURVE_TEACHER_STEPS, CFG 1 and 2, batches 1 and 16) in $RES/speed_curve.*:
+#   speed_curve [more bench/student.py arguments: --preset, --graphs]
+speed_curve() {
+  student_bench speed_curve --sections curve --student-steps "${CURVE_STEPS:-1,2,4}" \
+    --curve-teacher-steps "${CURVE_TEACHER_STEPS:-10,20,50}" --teacher-cfg 2 --curve-batches 1,16 "$@"
+}
 # the small teacher trained on $SHARDS with every data worker, a log record every 1,000 steps:
 #   teacher_stage OUT [more training.teacher arguments: budget, --compile, --set ...]
 teacher_stage() {

@@ -18,18 +18,17 @@
 # already brings back the points measured by then.
 set -euo pipefail
 export RUNS=${RUNS:-/tmp/r}
+source "$(dirname "$0")/gpu_common.sh"
 DATA_SCENES=${DATA_SCENES-128} SNAPSHOT_EVERY=${SNAPSHOT_EVERY:-1500} TRAIN_MIN=${TRAIN_MIN:-12} ARMS=pose_rays \
   CURVE_ARGS=--no-rpe bash bench/quality_gpu.sh
 ln -sfn "$RUNS/teacher_pose_rays" "$RUNS/teacher"
 if [[ -d "$RUNS/data/shards" ]]; then
-  source "$(dirname "$0")/gpu_common.sh"
   SHARDS=$(shard_pattern "$RUNS/data/shards")
   export SHARDS
 fi
 STAGES=ode,eval ODE_MIN=${ODE_MIN:-3} EVAL_STUDENTS=ode \
   STUDENT_ARGS="--set student.memory.select=view --set student.memory.pool=[1] --set student.memory.max_old=4" \
   bash bench/student_gpu.sh
-echo "== reaction $(date +%T)" >> "$RUNS/results/stages.txt"
-python3 bench/student.py --preset small --sections reaction --graphs \
-  --json "$RUNS/results/student_reaction_graphs.json" 2>&1 | grep -v "^W1" | tee "$RUNS/results/student_reaction_graphs.txt"
-echo "== chain done $(date +%T)" >> "$RUNS/results/stages.txt"
+say reaction
+student_bench student_reaction_graphs --preset small --sections reaction --graphs
+say "chain done"

@@ -72,9 +72,7 @@ speed=${SPEED_JSON:-}
 if [[ "${SPEED:-1}" = 1 ]]; then
   say speed
   graphs=(--graphs); [[ "${GRAPHS:-1}" = 1 ]] || graphs=()  # GRAPHS=0: eager (a CPU smoke run)
-  python3 bench/student.py --preset "${PRESET:-small}" --sections curve "${graphs[@]}" --student-steps "${CURVE_STEPS:-1,2,4}" \
-    --curve-teacher-steps "${CURVE_TEACHER_STEPS:-10,20,50}" --teacher-cfg 2 --curve-batches 1,16 --json "$RES/speed_curve.json" 2>&1 \
-    | grep -v "^W1" | tee "$RES/speed_curve.txt"
+  speed_curve --preset "${PRESET:-small}" "${graphs[@]}"
   speed=$RES/speed_curve.json
 fi
 rm -f "$RES"/eval_*/grid.png

@@ -58,41 +58,32 @@ if has bench; then
 fi
 if has compiled; then
   say compiled
-  python3 bench/student.py --preset small --sections speed --batches 64 --compile \
-    --json "$RES/student_speed_compiled.json" 2>&1 | grep -v "^W1" | tee "$RES/student_speed_compiled.txt"
+  student_bench student_speed_compiled --preset small --sections speed --batches 64 --compile
 fi
 if has graphs; then
   say graphs
   python3 -m pytest -q -p no:cacheprovider tests/test_student.py -k captured 2>&1 | tail -3 | tee "$RES/graphs_test.txt"
-  for mode in graphs compiled_graphs; do
-    flags=(--graphs); [ $mode = compiled_graphs ] && flags+=(--compile)
-    python3 bench/student.py --preset small --sections speed --batches "${BATCHES:-1,8,64}" "${flags[@]}" \
-      --json "$RES/student_speed_$mode.json" 2>&1 | grep -v "^W1" | tee "$RES/student_speed_$mode.txt"
-    python3 bench/student.py --preset small --sections reaction "${flags[@]}" \
-      --json "$RES/student_reaction_$mode.json" 2>&1 | grep -v "^W1" | tee "$RES/student_reaction_$mode.txt"
-  done
 fi
-if has reaction; then
-  for mode in graphs compiled_graphs; do
+for mode in graphs compiled_graphs; do  # graphs: frames/s and reaction; reaction alone: reaction
+  flags=(--graphs); [ $mode = compiled_graphs ] && flags+=(--compile)
+  if has graphs; then
+    student_bench "student_speed_$mode" --preset small --sections speed --batches "${BATCHES:-1,8,64}" "${flags[@]}"
+  fi
+  if has graphs || has reaction; then
     say "reaction $mode"
-    flags=(--graphs); [ $mode = compiled_graphs ] && flags+=(--compile)
-    python3 bench/student.py --preset small --sections reaction "${flags[@]}" \
-      --json "$RES/student_reaction_$mode.json" 2>&1 | grep -v "^W1" | tee "$RES/student_reaction_$mode.txt"
-  done
-fi
+    student_bench "student_reaction_$mode" --preset small --sections reaction "${flags[@]}"
+  fi
+done
 if has latency; then
   say latency
-  python3 bench/student.py --preset small --sections latency --graphs --latency-batches 1,16 \
-    --json "$RES/student_latency_graphs.json" 2>&1 | grep -v "^W1" | tee "$RES/student_latency_graphs.txt"
-  python3 bench/student.py --preset small --sections latency --latency-batches 16 \
-    --json "$RES/student_latency_eager16.json" 2>&1 | grep -v "^W1" | tee "$RES/student_latency_eager16.txt"
+  student_bench student_latency_graphs --preset small --sections latency --graphs --latency-batches 1,16
+  student_bench student_latency_eager16 --preset small --sections latency --latency-batches 16
 fi
-compile=(--compile); [ "${COMPILE:-1}" = 1 ] || compile=()  # COMPILE=0: eager (a CPU smoke run)
 if has curve; then
   say curve
-  python3 bench/student.py --preset small --sections curve --graphs --student-steps 1,2,4 --curve-teacher-steps 10,20,50 \
-    --teacher-cfg 2 --curve-batches 1,16 --json "$RES/speed_curve.json" 2>&1 | grep -v "^W1" | tee "$RES/speed_curve.txt"
+  speed_curve --preset small --graphs
 fi
+compile=(--compile); [ "${COMPILE:-1}" = 1 ] || compile=()  # COMPILE=0: eager (a CPU smoke run)
 if has teacher; then
   say teacher
   # shellcheck disable=SC2086  # TEACHER_ARGS: more arguments, e.g. "--set model.spatial_rope=rays"
