@@ -25,7 +25,6 @@ import argparse
 import json
 import math
 import pathlib
-import platform
 import sys
 import time
 from typing import Any
@@ -33,6 +32,9 @@ from typing import Any
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import torch  # noqa: E402
+
+from bench._common import machine  # noqa: E402
 from training.eval.__main__ import main as eval_main  # noqa: E402
 from training.eval.curve import SaturatingFit, fit_saturating  # noqa: E402
 from training.eval.table import cell  # noqa: E402
@@ -167,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as exc:  # scipy: no convergence (e.g. points that fall with training)
             why = f"the saturating fit did not converge: {exc}"
     rate = steps_per_minute(points)
-    result = {"run": str(args.run), "machine": platform.node(), "points": points, "target_db": args.target,
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    result = {"run": str(args.run), "machine": f"{gpu} | {machine()}", "points": points, "target_db": args.target,
               "steps_per_minute": rate,
               "fit": None if fit is None else {"a": fit.a, "b": fit.b, "c": fit.c, "rmse": fit.rmse},
               "steps_to_target": to_target, "minutes_to_target": to_target / rate if rate > 0 else math.nan}

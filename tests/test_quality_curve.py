@@ -39,6 +39,7 @@ def test_every_snapshot_is_evaluated_once_tabled_and_drawn(tmp_path):
     curve = json.loads((out / "curve.json").read_text())
     assert [p["step"] for p in curve["points"]] == [10, 20, 30, 40]
     assert curve["steps_per_minute"] == 30.0 * 60 / 90  # (40 - 10) steps in 90 s
+    assert curve["machine"].startswith("no GPU | ") and "cores" in curve["machine"]  # not the host's name alone
     for p in curve["points"]:
         report = json.loads((out / f"eval_step{p['step']:07d}" / "metrics.json").read_text())
         assert p["gain_over_copy_first"] == report["paired"]["model-copy_first"]["psnr_db"]
