@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import webdataset as wds
 
+from common.stopping import ignore_in_worker
 from datasets.pool import BufferPool
 from datasets.samples import VIDEO, frame_members, npy_load
 
@@ -322,8 +323,9 @@ def make_loader(config: LoaderConfig, num_workers: int = 2, pin_memory: bool | N
     memory when `pin_memory` (default: when CUDA is available)."""
     # batches are ready as they come: DataLoader's default_convert would walk every meta dict, and
     # copy a worker's SharedBatch into a plain dict that travels as one shared file per tensor
+    # workers leave SIGTERM/SIGUSR1 to their trainer, which saves before it exits (common/stopping.py)
     return wds.WebLoader(make_dataset(config), batch_size=None, num_workers=num_workers, collate_fn=_as_is,
-                         persistent_workers=False,
+                         persistent_workers=False, worker_init_fn=ignore_in_worker if num_workers else None,
                          pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory)
 
 

@@ -104,3 +104,40 @@ def test_play_streams_a_script_into_a_video(tmp_path):
     assert report["cuda_graphs"] is False
     assert play_main(["--checkpoint", str(ckpt), "--out", str(out), "--scene", "room_0001",
                       "--script", "forward:3", "--device", "cpu", "--cuda-graphs"]) == 2  # no GPU here
+
+
+def test_sigusr1_stops_the_stage_at_a_saved_step_that_the_same_command_resumes(tmp_path):
+    """A scheduler's warning (SLURM `--signal=USR1@...`) during the ODE stage: the step in progress
+    ends, the checkpoint is saved at it, the exit code says which signal (128 + 10), and the same
+    command picks the run up there; the process's own handler is back afterwards."""
+    import os
+    import signal
+    import threading
+    import time
+
+    shards = write_tiny_shards(tmp_path / "shards", clips=8, frames=6, height=16, width=16)
+    teacher = tmp_path / "teacher.pt"
+    tiny_teacher_checkpoint(teacher, tiny_config())
+    out = tmp_path / "ode"
+    common = ["--teacher", str(teacher), "--shards", shards, "--device", "cpu", "--set", "data.frames=5",
+              "--set", "data.batch_size=2", "--set", "data.workers=0", "--set", "data.shuffle_buffer=4",
+              "--set", "log_every=1", "--set", "precision=fp32", "--set", "ode_teacher_steps=2",
+              "--stage", "ode", "--out", str(out)]
+    log = out / "log.jsonl"
+
+    def warn() -> None:
+        deadline = time.monotonic() + 120
+        while not (log.exists() and len(log.read_text().splitlines()) >= 2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    before = signal.getsignal(signal.SIGUSR1)
+    threading.Thread(target=warn, daemon=True).start()
+    assert main([*common, "--minutes", "10"]) == 128 + signal.SIGUSR1
+    assert signal.getsignal(signal.SIGUSR1) is before
+    summary = json.loads((out / "summary.json").read_text())
+    logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert summary["stopped"] == "SIGUSR1" and summary["steps"] == logged[-1] >= 2
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == summary["steps"]
+    assert main([*common, "--steps", str(summary["steps"] + 1)]) == 0
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()][-1] == summary["steps"] + 1

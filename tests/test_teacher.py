@@ -356,3 +356,49 @@ def test_teacher_cli_pretrains_on_plain_video_then_tunes_with_actions(tmp_path, 
 def test_teacher_cli_rejects_bad_config(tmp_path, capsys):
     assert teacher.main(["--out", str(tmp_path), "--preset", "huge"]) == 2
     assert "unknown model preset 'huge'" in capsys.readouterr().err
+
+
+def test_a_signal_to_the_whole_job_saves_the_step_reached_and_the_same_command_resumes(tmp_path):
+    """SIGTERM to the teacher's process group (a scheduler's warning, `timeout`, kill -- -PGID) while it
+    trains with a DataLoader worker: the worker leaves the signal to its trainer, which ends the step,
+    saves the checkpoint at that step, says so in summary.json, exits 143 and leaves no process
+    behind; the same command then resumes from that step."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    shards = write_tiny_shards(tmp_path / "shards", clips=8, frames=6, height=16, width=16)
+    out = tmp_path / "run"
+    common = ["--shards", shards, "--preset", "tiny", "--out", str(out), "--device", "cpu",
+              "--set", "data.batch_size=2", "--set", "data.workers=1", "--set", "data.frames=4",
+              "--set", "log_every=1", "--set", "checkpoint_every=1000", "--set", "data.shuffle_buffer=4"]
+    root = pathlib.Path(__file__).resolve().parents[1]
+    job = subprocess.Popen([sys.executable, "-m", "training.teacher", *common, "--minutes", "10"], cwd=root,
+                           start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "log.jsonl"
+    deadline = time.monotonic() + 180
+    while not (log.exists() and len(log.read_text().splitlines()) >= 3):
+        assert job.poll() is None and time.monotonic() < deadline, job.communicate()
+        time.sleep(0.2)
+    os.killpg(job.pid, signal.SIGTERM)
+    stdout, stderr = job.communicate(timeout=120)
+    assert job.returncode == 128 + signal.SIGTERM, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert summary["stopped"] == "SIGTERM" and summary["steps"] == logged[-1] >= 3  # saved at the step reached
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == summary["steps"]
+    assert "SIGTERM: stopped at step" in stderr and "resumes the run" in stderr
+    deadline = time.monotonic() + 30  # the worker ends itself once its trainer is gone
+    while True:
+        try:
+            os.killpg(job.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "a process of the stopped job is still alive"
+        time.sleep(0.2)
+    reached = summary["steps"]
+    assert teacher.main([*common, "--set", "data.workers=0", "--steps", str(reached + 2)]) == 0
+    assert json.loads((out / "summary.json").read_text())["stopped"] is None  # ran to its budget
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()][-3:] == [reached, reached + 1, reached + 2]

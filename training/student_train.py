@@ -31,6 +31,7 @@ import torch
 
 from common.cli import add_dry_run, dry_run
 from common.config import ConfigError, dump_yaml, from_dict, load_config, to_dict
+from common.stopping import StopSignals
 from training.config import DataConfig
 from training.data import ActionSpecGuard, ClipBatch, crop, stream
 from training.distributed import (Dist, any_rank, average_gradients, broadcast_parameters, leave, rank_seed,
@@ -82,13 +83,14 @@ class StudentTrainConfig:
                              f"{self.ode_teacher_steps}, {self.ode_reuse}, {self.grad_accum}")
 
 
-def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device, place: Dist = Dist()
-          ) -> dict[str, Any]:
+def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device, place: Dist = Dist(),
+          stop: StopSignals | None = None) -> dict[str, Any]:
     """Train (or resume) a student stage in `out`; under torchrun `place` is this process's rank
     (training/distributed.py): the generator and the critic start from rank 0's weights, each rank
     draws its own data and noise, and every gradient (the ODE loss's, the critic's, the generator's
     replayed backward) is averaged over the ranks once before its optimiser step; the frozen
-    teacher is only read. Rank 0 alone writes."""
+    teacher is only read. Rank 0 alone writes. A signal `stop` received ends the run after the step
+    in progress, as its budget does (checkpoint and summary written; summary["stopped"] names it)."""
     torch.manual_seed(config.seed)
     if not config.teacher:
         raise ConfigError("teacher: a teacher checkpoint is required (--teacher)")
@@ -158,8 +160,9 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device, p
             continue
         parts, pending = pending, []
         for use in range(uses):  # ODE: `ode_reuse` student updates per teacher trajectory batch
-            if any_rank(step >= config.max_steps or (budget is not None and time.perf_counter() - started >= budget),
-                        place, device):
+            asked = stop is not None and stop.received is not None
+            if any_rank(step >= config.max_steps or (budget is not None and time.perf_counter() - started >= budget)
+                        or asked, place, device):
                 break  # every rank stops at the same step
             record: dict[str, Any] = {"step": step + 1}
             with autocast(device, config.precision):
@@ -194,7 +197,11 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device, p
     if not place.main:
         return {"stage": config.stage, "steps": step, "rank": place.rank}
     save()
-    summary = {"stage": config.stage, "steps": step, "train_seconds": round(time.perf_counter() - started, 1)}
+    summary = {"stage": config.stage, "steps": step, "train_seconds": round(time.perf_counter() - started, 1),
+               "stopped": None if stop is None else stop.received}
+    if stop is not None and stop.received:
+        print(f"{stop.received}: stopped at step {step}, {checkpoint} saved; the same command resumes the run",
+              file=sys.stderr)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -333,7 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     place, ranked = setup(args.device)  # under torchrun: this process's rank and device
     finished = False
     try:
-        summary = train(config, args.out, ranked or pick_device(args.device), place)
+        with StopSignals() as stop:
+            summary = train(config, args.out, ranked or pick_device(args.device), place, stop)
         finished = True
     except ConfigError as exc:  # found once the checkpoints are read (e.g. a teacher the stage cannot use)
         print(f"error: {exc}", file=sys.stderr)
@@ -342,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         teardown(place, finished)
     if place.main:
         print(json.dumps(summary, indent=2))
-    return leave(place, 0)
+    return leave(place, stop.exit_code())  # 128 + the signal's number when one stopped the run
 
 
 if __name__ == "__main__":

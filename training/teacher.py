@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from common.cli import add_dry_run, dry_run
 from common.config import ConfigError, dump_yaml, load_config, to_dict
+from common.stopping import StopSignals
 from training.config import FlowConfig, ModelConfig, TrainConfig
 from training.data import ActionSpecGuard, ClipBatch, crop, stream
 from training.distributed import (Dist, any_rank, average_gradients, broadcast_parameters, leave, rank_seed,
@@ -118,10 +119,11 @@ def model_from_checkpoint(path: pathlib.Path, device: torch.device, *, weights: 
 
 
 def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress_every: int | None = None,
-          place: Dist = Dist()) -> dict[str, Any]:
+          place: Dist = Dist(), stop: StopSignals | None = None) -> dict[str, Any]:
     """Train (or resume) the teacher in `out`; under torchrun `place` is this process's rank
     (training/distributed.py): the same model on every rank, rank-aware data and noise, gradients
-    averaged once per step, only rank 0 writing."""
+    averaged once per step, only rank 0 writing. A signal `stop` received ends the run after the
+    step in progress, as its budget does (checkpoint and summary written; summary["stopped"] names it)."""
     torch.manual_seed(config.seed)
     model_config = config.model_config()
     model = build_model(model_config, device)
@@ -178,7 +180,8 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
     batches = iter(stream(config.data, seed=rank_seed(config.seed + step, place), device=device))
     while True:
         elapsed = time.perf_counter() - started
-        if any_rank(step >= config.max_steps or (budget is not None and elapsed >= budget), place, device):
+        asked = stop is not None and stop.received is not None
+        if any_rank(step >= config.max_steps or (budget is not None and elapsed >= budget) or asked, place, device):
             break  # every rank stops at the same step, also when one rank's clock says so
         micro = []
         for _ in range(config.optim.grad_accum):
@@ -225,7 +228,11 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
                "clips_per_s": _mean(r["clips_per_s"] for r in steady),
                "tokens_per_s": _mean(r["tokens_per_s"] for r in steady),
                "mfu": _mean(r["mfu"] for r in steady if r.get("mfu") is not None),
-               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+               "stopped": None if stop is None else stop.received}
+    if stop is not None and stop.received:
+        print(f"{stop.received}: stopped at step {step}, {checkpoint} saved; the same command resumes the run",
+              file=sys.stderr)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -271,13 +278,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.backends.cudnn.allow_tf32 = True
     finished = False
     try:
-        summary = train(config, args.out, device, args.progress_every, place)
+        with StopSignals() as stop:
+            summary = train(config, args.out, device, args.progress_every, place, stop)
         finished = True
     finally:
         teardown(place, finished)
     if place.main:
         print(json.dumps(summary, indent=2))
-    return leave(place, 0)
+    return leave(place, stop.exit_code())  # 128 + the signal's number when one stopped the run
 
 
 if __name__ == "__main__":

@@ -1,0 +1,54 @@
+"""A stop asked for by a signal: finish the step, save the checkpoint, exit — what a preempted job needs.
+
+A cluster scheduler (SLURM's `--signal`, Kubernetes, `timeout`) warns a job with SIGTERM or SIGUSR1
+before it kills it. While a `StopSignals` is active those signals set `received` instead of ending
+the process; the trainers check it once per step (with every rank, under torchrun), save their
+checkpoint and return, and the same command resumes the run. DataLoader workers leave the signals to
+their trainer (`ignore_in_worker`, the loader's worker_init_fn): a signal sent to the whole process
+group would otherwise kill a worker mid-batch and the trainer with it, before it could save; a
+worker whose trainer is gone ends itself (the DataLoader's parent watchdog).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType, TracebackType
+
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class StopSignals:
+    """Context manager: SIGTERM and SIGUSR1 set `received` (the signal's name) while it is active;
+    the previous handlers come back on exit. Python installs handlers from the main thread only: in
+    any other thread it installs none and `installed` is False (the signals keep their default)."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self.installed = False
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signal.Signals(signum).name
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
+            self.installed = True
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)  # type: ignore[arg-type]
+        self._previous, self.installed = {}, False
+
+    def exit_code(self) -> int:
+        """0 when no signal came; else 128 + the signal's number, the shell's code for it."""
+        return 0 if self.received is None else 128 + int(signal.Signals[self.received])
+
+
+def ignore_in_worker(worker_id: int = 0) -> None:
+    """A DataLoader worker's worker_init_fn: leave SIGTERM and SIGUSR1 to the process that owns it."""
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
