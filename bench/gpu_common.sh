@@ -30,13 +30,15 @@ speed_curve() {
   student_bench speed_curve --sections curve --student-steps "${CURVE_STEPS:-1,2,4}" \
     --curve-teacher-steps "${CURVE_TEACHER_STEPS:-10,20,50}" --teacher-cfg 2 --curve-batches 1,16 "$@"
 }
-# the small teacher trained on $SHARDS with every data worker, a log record every 1,000 steps:
-#   teacher_stage OUT [more training.teacher arguments: budget, --compile, --set ...]
+# the small teacher trained on $SHARDS with every data worker, a log record every 1,000 steps; with
+# STOP_AFTER_S set, a SIGTERM after that many seconds (the teacher saves the step reached and exits;
+# the same command resumes it):   teacher_stage OUT [more training.teacher arguments: budget, --compile, --set ...]
 teacher_stage() {
-  local out=$1
+  local out=$1 stop=()
   shift
-  python3 -m training.teacher --shards "$SHARDS" --preset "${PRESET:-small}" --set data.workers="$W" --out "$out" \
-    --progress-every 1000 "$@"
+  [[ -n "${STOP_AFTER_S:-}" ]] && stop=(timeout -s TERM "$STOP_AFTER_S")
+  "${stop[@]}" python3 -m training.teacher --shards "$SHARDS" --preset "${PRESET:-small}" --set data.workers="$W" \
+    --out "$out" --progress-every 1000 "$@"
 }
 # the ODE stage's recipe from the teacher at $RUNS/teacher on $SHARDS: 17-frame clips (the teacher with
 # position interpolation 0.5 = 2x its clips), 4 updates per teacher trajectory batch, EMA 0.99:

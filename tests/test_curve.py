@@ -29,6 +29,10 @@ def test_known_answer_and_out_of_reach():
     assert fit(4.0) == pytest.approx(2.5)
     assert fit.time_to(2.0) == pytest.approx(2.0)  # 3 - 2/t = 2
     assert fit.time_to(3.0) == math.inf and fit.time_to(3.5) == math.inf
+    # a nearly flat fit (c at its 1e-3 bound) reaches a target below its ceiling only past any float:
+    # inf, not an OverflowError (what a tiny run's noise fitted to on the CPU)
+    assert SaturatingFit(a=3.0, b=4.0, c=1e-3, rmse=0.0).time_to(2.0) == math.inf  # (4/1) ** 1000
+    assert SaturatingFit(a=3.0, b=0.0, c=1.0, rmse=0.0).time_to(2.0) == 0.0  # flat at the ceiling
 
 
 def test_too_few_or_nonpositive_points_are_refused():

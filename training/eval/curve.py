@@ -28,10 +28,14 @@ class SaturatingFit:
         return self.a - self.b * np.power(np.asarray(t, dtype=np.float64), -self.c)
 
     def time_to(self, target: float) -> float:
-        """t at which the fitted gain reaches `target`; inf when it never does (target >= the ceiling)."""
+        """t at which the fitted gain reaches `target`; inf when it never does (target >= the ceiling)
+        or only past the largest float (a fit that is nearly flat: c near 0)."""
         if target >= self.a:
             return math.inf
-        return float((self.b / (self.a - target)) ** (1.0 / self.c))
+        if self.b <= 0:  # flat at the ceiling: reached from the start
+            return 0.0
+        log_t = (math.log(self.b) - math.log(self.a - target)) / self.c  # in logs: b/(a-g) ** (1/c) overflows
+        return math.exp(log_t) if log_t < math.log(np.finfo(np.float64).max) else math.inf
 
 
 def saturating(t: np.ndarray, a: float, b: float, c: float) -> np.ndarray:

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Issue 24's teacher trained longer than one device call allows (10 minutes a command), over several
+# calls made back to back on the same warm machine (it keeps $RUNS while warm: 30 s). Each call runs
+# this same command: the teacher resumes from $RUNS/teacher, trains until STOP_AFTER_S seconds
+# (default 420: a SIGTERM, on which it saves the step reached) or the end of its TRAIN_MIN budget
+# (default 15; the learning rate anneals over the whole budget), while bench/quality_curve.py
+# evaluates each snapshot (every SNAPSHOT_EVERY steps, default 1000) beside it; the call that ends the
+# budget also evaluates the final checkpoint with RPE. Collect $RUNS/results after every call:
+#   bash bench/long_teacher_gpu.sh; cp -r /tmp/long/results/. "$OUT/"
+#   TEACHER_ARGS  more training.teacher arguments (default: view-direction RoPE, --compile)
+#   CURVE_ARGS    more training.eval arguments for the snapshots (default --no-rpe)
+set -euo pipefail
+RUNS=${RUNS:-/tmp/long}
+source "$(dirname "$0")/gpu_common.sh"
+SHARDS=${SHARDS:-"$DATA/train-{000000..000008}.tar"}
+run=$RUNS/teacher
+export STOP_AFTER_S=${STOP_AFTER_S:-420}
+say "teacher: ${TRAIN_MIN:-15} minutes in all, this call at most $STOP_AFTER_S s"
+# shellcheck disable=SC2086  # TEACHER_ARGS: more arguments
+teacher_stage "$run" --minutes "${TRAIN_MIN:-15}" --set snapshot_every="${SNAPSHOT_EVERY:-1000}" \
+  ${TEACHER_ARGS:---compile --set model.spatial_rope=rays} &
+teacher=$!
+# shellcheck disable=SC2086  # CURVE_ARGS: more training.eval arguments
+python3 bench/quality_curve.py "$run" --out "$RES/curve" --follow "$teacher" -- "${ev[@]}" --frames 9 \
+  ${CURVE_ARGS:---no-rpe} &
+curve=$!
+status=0
+wait "$teacher" || status=$?
+wait "$curve" || say "the curve failed (exit $?); the teacher goes on"
+rm -f "$RES"/curve/eval_step*/grid.png
+cp "$run/log.jsonl" "$RES/teacher_log.jsonl"
+cp "$run/summary.json" "$RES/teacher_summary.json"
+stopped=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['stopped'] or '')" "$run/summary.json")
+if [[ $status -ne 0 && -z "$stopped" ]]; then
+  say "the teacher failed (exit $status)"
+  exit "$status"
+fi
+if [[ -n "$stopped" ]]; then
+  say "stopped by $stopped at step $(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['steps'])" \
+    "$run/summary.json"): run this command again at once (same RUNS) to go on"
+  exit 0
+fi
+say "budget spent: final evaluation"
+python3 -m training.eval --checkpoint "$run/checkpoint.pt" "${ev[@]}" --frames 9 --out "$RES/eval_teacher9"
+rm -f "$RES"/eval_teacher9/grid.png
+say done
