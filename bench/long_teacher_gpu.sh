@@ -30,14 +30,14 @@ wait "$curve" || say "the curve failed (exit $?); the teacher goes on"
 rm -f "$RES"/curve/eval_step*/grid.png
 cp "$run/log.jsonl" "$RES/teacher_log.jsonl"
 cp "$run/summary.json" "$RES/teacher_summary.json"
-stopped=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['stopped'] or '')" "$run/summary.json")
+read -r steps stopped < <(python3 -c "import json, sys; s = json.load(open(sys.argv[1])); print(s['steps'], s['stopped'] or '')" \
+  "$run/summary.json")
 if [[ $status -ne 0 && -z "$stopped" ]]; then
   say "the teacher failed (exit $status)"
   exit "$status"
 fi
 if [[ -n "$stopped" ]]; then
-  say "stopped by $stopped at step $(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['steps'])" \
-    "$run/summary.json"): run this command again at once (same RUNS) to go on"
+  say "stopped by $stopped at step $steps: run this command again at once (same RUNS) to go on"
   exit 0
 fi
 say "budget spent: final evaluation"

@@ -12,6 +12,7 @@ worker whose trainer is gone ends itself (the DataLoader's parent watchdog).
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from types import FrameType, TracebackType
 
@@ -25,8 +26,11 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.received: str | None = None
-        self.installed = False
         self._previous: dict[int, object] = {}
+
+    @property
+    def installed(self) -> bool:
+        return bool(self._previous)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.received = signal.Signals(signum).name
@@ -34,14 +38,19 @@ class StopSignals:
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
-            self.installed = True
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)  # type: ignore[arg-type]
-        self._previous, self.installed = {}, False
+        self._previous = {}
+
+    def notice(self, step: int, checkpoint: object) -> None:
+        """After a trainer saved: say on stderr which signal stopped it where, and how to go on."""
+        if self.received is not None:
+            print(f"{self.received}: stopped at step {step}, {checkpoint} saved; the same command resumes the run",
+                  file=sys.stderr)
 
     def exit_code(self) -> int:
         """0 when no signal came; else 128 + the signal's number, the shell's code for it."""

@@ -325,7 +325,7 @@ def make_loader(config: LoaderConfig, num_workers: int = 2, pin_memory: bool | N
     # copy a worker's SharedBatch into a plain dict that travels as one shared file per tensor
     # workers leave SIGTERM/SIGUSR1 to their trainer, which saves before it exits (common/stopping.py)
     return wds.WebLoader(make_dataset(config), batch_size=None, num_workers=num_workers, collate_fn=_as_is,
-                         persistent_workers=False, worker_init_fn=ignore_in_worker if num_workers else None,
+                         persistent_workers=False, worker_init_fn=ignore_in_worker,
                          pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory)
 
 

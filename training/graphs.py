@@ -152,6 +152,7 @@ class BlockGraphs:
         commit_graph, kvs = capture(lambda: commit(outputs[1]), x.device, self._pool)
         return _Graph(inputs, outputs, graph.replay, kvs, commit_graph.replay)
 
+
 def _load(inputs: _Inputs, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: torch.Tensor,
           context: list[LayerContext], actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor) -> None:
     """Copy one block's inputs into a graph's static buffers."""

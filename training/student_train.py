@@ -91,6 +91,7 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device, p
     replayed backward) is averaged over the ranks once before its optimiser step; the frozen
     teacher is only read. Rank 0 alone writes. A signal `stop` received ends the run after the step
     in progress, as its budget does (checkpoint and summary written; summary["stopped"] names it)."""
+    stop = StopSignals() if stop is None else stop  # one never entered: no signal reaches it
     torch.manual_seed(config.seed)
     if not config.teacher:
         raise ConfigError("teacher: a teacher checkpoint is required (--teacher)")
@@ -160,9 +161,8 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device, p
             continue
         parts, pending = pending, []
         for use in range(uses):  # ODE: `ode_reuse` student updates per teacher trajectory batch
-            asked = stop is not None and stop.received is not None
             if any_rank(step >= config.max_steps or (budget is not None and time.perf_counter() - started >= budget)
-                        or asked, place, device):
+                        or stop.received is not None, place, device):
                 break  # every rank stops at the same step
             record: dict[str, Any] = {"step": step + 1}
             with autocast(device, config.precision):
@@ -198,10 +198,8 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device, p
         return {"stage": config.stage, "steps": step, "rank": place.rank}
     save()
     summary = {"stage": config.stage, "steps": step, "train_seconds": round(time.perf_counter() - started, 1),
-               "stopped": None if stop is None else stop.received}
-    if stop is not None and stop.received:
-        print(f"{stop.received}: stopped at step {step}, {checkpoint} saved; the same command resumes the run",
-              file=sys.stderr)
+               "stopped": stop.received}
+    stop.notice(step, checkpoint)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

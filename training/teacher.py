@@ -124,6 +124,7 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
     (training/distributed.py): the same model on every rank, rank-aware data and noise, gradients
     averaged once per step, only rank 0 writing. A signal `stop` received ends the run after the
     step in progress, as its budget does (checkpoint and summary written; summary["stopped"] names it)."""
+    stop = StopSignals() if stop is None else stop  # one never entered: no signal reaches it
     torch.manual_seed(config.seed)
     model_config = config.model_config()
     model = build_model(model_config, device)
@@ -180,8 +181,8 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
     batches = iter(stream(config.data, seed=rank_seed(config.seed + step, place), device=device))
     while True:
         elapsed = time.perf_counter() - started
-        asked = stop is not None and stop.received is not None
-        if any_rank(step >= config.max_steps or (budget is not None and elapsed >= budget) or asked, place, device):
+        if any_rank(step >= config.max_steps or (budget is not None and elapsed >= budget) or stop.received is not None,
+                    place, device):
             break  # every rank stops at the same step, also when one rank's clock says so
         micro = []
         for _ in range(config.optim.grad_accum):
@@ -229,10 +230,8 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
                "tokens_per_s": _mean(r["tokens_per_s"] for r in steady),
                "mfu": _mean(r["mfu"] for r in steady if r.get("mfu") is not None),
                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-               "stopped": None if stop is None else stop.received}
-    if stop is not None and stop.received:
-        print(f"{stop.received}: stopped at step {step}, {checkpoint} saved; the same command resumes the run",
-              file=sys.stderr)
+               "stopped": stop.received}
+    stop.notice(step, checkpoint)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
