@@ -13,7 +13,9 @@
 # held-out scripts (PSNR and RPE next to copy-first and shuffled actions), and each tuned model is
 # paired against its scratch model on the same clips (training.eval.compare).
 #   AMOUNTS  action-labelled scene counts (default "4 16"); scenes from seed 100, all four kinds in turn
-#   STEPS    steps per arm (default 1200); PRE: pretraining steps of it (default STEPS/2)
+#   STEPS    steps per arm (default 1200); PRE: pretraining steps of it (default STEPS/2), or several
+#            ("300 600 900": the budget's splits; then every pretrained and tuned arm is named by its
+#            split: pretrain_p300, tune_p300_16, ...)
 #   PLAIN    plain-video scenes (default 64; seeds from 1000)
 #   TRAIN_ARGS / EVAL_ARGS  more arguments for every training.teacher / training.eval (a CPU smoke
 #            run: PRESET=tiny TRAIN_ARGS="--set model.height=72 --set model.width_px=128" ...)
@@ -21,7 +23,11 @@ set -euo pipefail
 RUNS=${RUNS:-/tmp/pretrain}
 source "$(dirname "$0")/gpu_common.sh"
 STEPS=${STEPS:-1200}
-PRE=${PRE:-$((STEPS / 2))}
+PRES=${PRE:-$((STEPS / 2))}
+for p in $PRES; do
+  (( p > 0 && p < STEPS )) || { echo "PRE=$p: each split must be between 0 and STEPS=$STEPS" >&2; exit 2; }
+done
+split() { if (( $(wc -w <<< "$PRES") > 1 )); then echo "_p$1"; fi; }  # the arm names' tag of split $1
 AMOUNTS=${AMOUNTS:-4 16}
 PRESET=${PRESET:-small}
 NPROC=$(nproc)
@@ -49,25 +55,33 @@ render "$PLAIN_SCENES" 1000 "$RUNS/plain"
 [[ "${GAP:-0}" == 1 ]] && render "$PLAIN_SCENES" 2000 "$RUNS/plaingap" street
 for a in $AMOUNTS; do render "$a" 100 "$RUNS/action$a"; done
 
-runs=$(( $(wc -w <<< "$AMOUNTS") + 1 + ${GAP:-0} ))
+splits=$(wc -w <<< "$PRES")
+amounts=$(wc -w <<< "$AMOUNTS")
+phase1=$(( amounts + splits * (1 + ${GAP:-0}) )) phase2=$(( amounts * splits * (1 + ${GAP:-0}) ))
+runs=$(( phase1 > phase2 ? phase1 : phase2 ))  # training runs side by side at most
 workers=$(( (NPROC - 2) / runs > 0 ? (NPROC - 2) / runs : 1 ))
-say "phase 1: pretrain ($PRE steps) and scratch ($STEPS steps) side by side, $workers loader workers each"
+say "phase 1: pretrain ($PRES steps) and scratch ($STEPS steps) side by side, $workers loader workers each"
 pids=()
-teacher pretrain "$PRE" "$(shard_pattern "$RUNS/plain/shards")" "$workers" --set model.conditioned=false & pids+=($!)
-if [[ "${GAP:-0}" == 1 ]]; then
-  teacher pretraingap "$PRE" "$(shard_pattern "$RUNS/plaingap/shards")" "$workers" --set model.conditioned=false & pids+=($!)
-fi
+for p in $PRES; do
+  teacher "pretrain$(split "$p")" "$p" "$(shard_pattern "$RUNS/plain/shards")" "$workers" --set model.conditioned=false & pids+=($!)
+  if [[ "${GAP:-0}" == 1 ]]; then
+    teacher "pretraingap$(split "$p")" "$p" "$(shard_pattern "$RUNS/plaingap/shards")" "$workers" \
+      --set model.conditioned=false & pids+=($!)
+  fi
+done
 for a in $AMOUNTS; do teacher "scratch_$a" "$STEPS" "$(shard_pattern "$RUNS/action$a/shards")" "$workers" & pids+=($!); done
 for p in "${pids[@]}"; do wait "$p"; done
 
-say "phase 2: tune ($((STEPS - PRE)) steps) from the plain models; the eval set and the scratch evals meanwhile"
+say "phase 2: tune (STEPS minus $PRES steps) from the plain models; the eval set and the scratch evals meanwhile"
 pids=()
 for a in $AMOUNTS; do
-  teacher "tune_$a" "$((STEPS - PRE))" "$(shard_pattern "$RUNS/action$a/shards")" "$workers" --init "$RUNS/pretrain/checkpoint.pt" & pids+=($!)
-  if [[ "${GAP:-0}" == 1 ]]; then
-    teacher "tunegap_$a" "$((STEPS - PRE))" "$(shard_pattern "$RUNS/action$a/shards")" "$workers" \
-      --init "$RUNS/pretraingap/checkpoint.pt" & pids+=($!)
-  fi
+  for p in $PRES; do
+    for kind in "" gap; do
+      [[ -z "$kind" || "${GAP:-0}" == 1 ]] || continue
+      teacher "tune$kind$(split "$p")_$a" "$((STEPS - p))" "$(shard_pattern "$RUNS/action$a/shards")" "$workers" \
+        --init "$RUNS/pretrain$kind$(split "$p")/checkpoint.pt" & pids+=($!)
+    done
+  done
 done
 first=$(awk '{print $1}' <<< "$AMOUNTS")
 evaluate "scratch_$first" 4  # renders the held-out clips into the cache the others reuse
@@ -76,16 +90,18 @@ for p in "${pids[@]}"; do wait "$p"; done
 
 say "phase 3: evaluate the tuned models, pair them with scratch"
 pids=()
+tuned=()
 for a in $AMOUNTS; do
-  evaluate "tune_$a" 4 & pids+=($!)
-  [[ "${GAP:-0}" == 1 ]] && { evaluate "tunegap_$a" 4 & pids+=($!); }
-done
-for p in "${pids[@]}"; do wait "$p"; done
-for a in $AMOUNTS; do
-  for arm in tune tunegap; do
-    [[ -f "$RES/eval_${arm}_$a/metrics.json" ]] || continue
-    python3 -m training.eval.compare "$RES/eval_${arm}_$a/metrics.json" "$RES/eval_scratch_$a/metrics.json" \
-      --json "$RES/${arm}_vs_scratch_$a.json" > /dev/null
+  for p in $PRES; do
+    tuned+=("tune$(split "$p")_$a")
+    [[ "${GAP:-0}" == 1 ]] && tuned+=("tunegap$(split "$p")_$a")
   done
+done
+for t in "${tuned[@]}"; do evaluate "$t" 4 & pids+=($!); done
+for p in "${pids[@]}"; do wait "$p"; done
+for t in "${tuned[@]}"; do
+  [[ -f "$RES/eval_$t/metrics.json" ]] || continue
+  python3 -m training.eval.compare "$RES/eval_$t/metrics.json" "$RES/eval_scratch_${t##*_}/metrics.json" \
+    --json "$RES/${t%_*}_vs_scratch_${t##*_}.json" > /dev/null
 done
 say done
