@@ -84,9 +84,13 @@ def test_translation_scale_known_answer():
     assert translation_scale(np.zeros((3, 6)), 0.1, SCALED) is None
 
 
+# metres per frame: zero or at least a nanometre (below ~1e-154 m, squaring in the norm loses precision
+# to subnormals, and such a motion is nothing a capture records)
+METRES = st.floats(-3, 3).map(lambda v: v if abs(v) >= 1e-9 else 0.0)
+
+
 @settings(max_examples=80, deadline=None)
-@given(st.lists(st.tuples(st.floats(-3, 3), st.floats(-3, 3), st.floats(-3, 3), st.floats(-60, 60)), min_size=2,
-                max_size=30), st.floats(0.05, 50.0))
+@given(st.lists(st.tuples(METRES, METRES, METRES, st.floats(-60, 60)), min_size=2, max_size=30), st.floats(0.05, 50.0))
 def test_clip_mean_bins_do_not_depend_on_the_scene_scale(rows, factor):
     """The same camera path in a scene `factor` times larger gets the same actions; the stored scale
     grows by `factor` and decoding with it gives metric motion that re-encodes to the same actions."""
