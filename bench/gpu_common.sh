@@ -30,23 +30,52 @@ speed_curve() {
   student_bench speed_curve --sections curve --student-steps "${CURVE_STEPS:-1,2,4}" \
     --curve-teacher-steps "${CURVE_TEACHER_STEPS:-10,20,50}" --teacher-cfg 2 --curve-batches 1,16 "$@"
 }
-# the small teacher trained on $SHARDS with every data worker, a log record every 1,000 steps; with
-# STOP_AFTER_S set, a SIGTERM after that many seconds (the teacher saves the step reached and exits;
-# the same command resumes it):   teacher_stage OUT [more training.teacher arguments: budget, --compile, --set ...]
+# STOP_AFTER_S: this call's time limit, for work longer than one device call. Every stage run through
+# `limited` gets what is left of it, then a SIGTERM (the trainers save the step reached and exit; the
+# same command resumes them); a script run again on the warm machine skips what is `finished`.
+deadline=$(( SECONDS + ${STOP_AFTER_S:-1000000} ))
+limited() {  # limited COMMAND...: under what is left of STOP_AFTER_S, if set
+  if [[ -n "${STOP_AFTER_S:-}" ]]; then
+    timeout -s TERM "$(( deadline - SECONDS > 1 ? deadline - SECONDS : 1 ))" "$@"
+  else
+    "$@"
+  fi
+}
+# await PID...: wait for stages run side by side; if one failed, stop the script: with exit 0 and how to
+# go on when STOP_AFTER_S came first, with the stage's status otherwise
+await() {
+  local status=0 pid
+  for pid in "$@"; do wait "$pid" || status=$?; done
+  (( status == 0 )) && return 0
+  if [[ -n "${STOP_AFTER_S:-}" ]] && (( SECONDS >= deadline - 1 )); then
+    say "this call's STOP_AFTER_S=$STOP_AFTER_S came first: run the same command again at once (same RUNS) to go on"
+    exit 0
+  fi
+  say "a stage failed (exit $status): see its log in $RES"
+  exit "$status"
+}
+alone() { "$@" & await $!; }  # alone COMMAND...: one stage, stopped as `await` says
+# finished RUN [STEPS]: the training run in RUN ended by its budget (at STEPS steps, if given), not stopped
+finished() {
+  [[ -f "$1/summary.json" ]] && python3 -c "import json, sys; s = json.load(open(sys.argv[1])); \
+    sys.exit(bool(s['stopped']) or (len(sys.argv) > 2 and s['steps'] != int(sys.argv[2])))" "$1/summary.json" ${2:+"$2"}
+}
+# the small teacher trained on $SHARDS with every data worker, a log record every 1,000 steps, under
+# STOP_AFTER_S (`limited`):   teacher_stage OUT [more training.teacher arguments: budget, --compile, --set ...]
 teacher_stage() {
-  local out=$1 stop=()
+  local out=$1
   shift
-  [[ -n "${STOP_AFTER_S:-}" ]] && stop=(timeout -s TERM "$STOP_AFTER_S")
-  "${stop[@]}" python3 -m training.teacher --shards "$SHARDS" --preset "${PRESET:-small}" --set data.workers="$W" \
+  limited python3 -m training.teacher --shards "$SHARDS" --preset "${PRESET:-small}" --set data.workers="$W" \
     --out "$out" --progress-every 1000 "$@"
 }
-# the ODE stage's recipe from the teacher at $RUNS/teacher on $SHARDS: 17-frame clips (the teacher with
-# position interpolation 0.5 = 2x its clips), 4 updates per teacher trajectory batch, EMA 0.99:
+# the ODE stage's recipe from the teacher at $RUNS/teacher on $SHARDS, under STOP_AFTER_S (`limited`):
+# 17-frame clips (the teacher with position interpolation 0.5 = 2x its clips), 4 updates per teacher
+# trajectory batch, EMA 0.99:
 #   ode_stage OUT MINUTES [more training.student_train arguments]
 ode_stage() {
   local out=$1 minutes=$2
   shift 2
-  python3 -m training.student_train --stage ode --teacher "$RUNS/teacher/checkpoint.pt" --shards "$SHARDS" \
+  limited python3 -m training.student_train --stage ode --teacher "$RUNS/teacher/checkpoint.pt" --shards "$SHARDS" \
     --out "$out" --minutes "$minutes" --set data.workers="$W" --set data.frames=17 --set data.batch_size=16 \
     --set teacher_rope_time_scale=0.5 --set ode_reuse=4 --set ema_decay=0.99 "$@"
 }

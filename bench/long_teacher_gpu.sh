@@ -11,10 +11,10 @@
 #   CURVE_ARGS    more training.eval arguments for the snapshots (default --no-rpe)
 set -euo pipefail
 RUNS=${RUNS:-/tmp/long}
+export STOP_AFTER_S=${STOP_AFTER_S:-420}  # before gpu_common.sh, which starts the call's clock
 source "$(dirname "$0")/gpu_common.sh"
 SHARDS=${SHARDS:-"$DATA/train-{000000..000008}.tar"}
 run=$RUNS/teacher
-export STOP_AFTER_S=${STOP_AFTER_S:-420}
 say "teacher: ${TRAIN_MIN:-15} minutes in all, this call at most $STOP_AFTER_S s"
 # shellcheck disable=SC2086  # TEACHER_ARGS: more arguments
 teacher_stage "$run" --minutes "${TRAIN_MIN:-15}" --set snapshot_every="${SNAPSHOT_EVERY:-1000}" \

@@ -19,6 +19,12 @@
 #   PLAIN    plain-video scenes (default 64; seeds from 1000)
 #   TRAIN_ARGS / EVAL_ARGS  more arguments for every training.teacher / training.eval (a CPU smoke
 #            run: PRESET=tiny TRAIN_ARGS="--set model.height=72 --set model.width_px=128" ...)
+#   STOP_AFTER_S  this call's time limit: every training and evaluation gets what is left of it (a
+#            SIGTERM: the teacher saves the step it reached). The same command run again on the warm
+#            machine (same RUNS) goes on: renders, trainings and evaluations already done are skipped,
+#            a stopped training resumes. Three splits at one amount take ~13 minutes on an H100, past
+#            one device call's 10. Collect the results as one file (a call brings back few files):
+#              STOP_AFTER_S=540 bash bench/pretrain_gpu.sh; tar czf "$OUT/pretrain.tgz" -C /tmp/pretrain/results .
 set -euo pipefail
 RUNS=${RUNS:-/tmp/pretrain}
 source "$(dirname "$0")/gpu_common.sh"
@@ -32,28 +38,34 @@ AMOUNTS=${AMOUNTS:-4 16}
 PRESET=${PRESET:-small}
 NPROC=$(nproc)
 render() {  # scenes first_seed out [kinds]
-  python3 bench/device_data.py --scenes "$1" --first-seed "$2" --out "$3" --workers "$NPROC" \
+  [[ -f "$3/data.json" ]] && return 0  # rendered by an earlier call
+  rm -rf "$3"
+  limited python3 bench/device_data.py --scenes "$1" --first-seed "$2" --out "$3" --workers "$NPROC" \
     ${4:+--kinds "$4"} > "$RES/data_$(basename "$3").json"
 }
 teacher() {  # out steps shards workers [extra args]
-  local out=$1 steps=$2 shards=$3 workers=$4
+  local out=$1 steps=$2 shards=$3 workers=$4 status=0
   shift 4
-  python3 -m training.teacher --shards "$shards" --preset "$PRESET" --set data.workers="$workers" \
-    --steps "$steps" --out "$RUNS/$out" --progress-every 100000 ${TRAIN_ARGS:-} "$@" > "$RES/$out.log" 2>&1
-  cp "$RUNS/$out/summary.json" "$RES/${out}_summary.json"
+  finished "$RUNS/$out" "$steps" && return 0  # trained to the end by an earlier call
+  limited python3 -m training.teacher --shards "$shards" --preset "$PRESET" --set data.workers="$workers" \
+    --steps "$steps" --out "$RUNS/$out" --progress-every 100000 ${TRAIN_ARGS:-} "$@" >> "$RES/$out.log" 2>&1 \
+    || status=$?
+  if [[ -f "$RUNS/$out/summary.json" ]]; then cp "$RUNS/$out/summary.json" "$RES/${out}_summary.json"; fi
   if [[ -f "$RUNS/$out/log.jsonl" ]]; then cp "$RUNS/$out/log.jsonl" "$RES/${out}_log.jsonl"; fi
+  return "$status"
 }
 evaluate() {  # name workers
-  python3 -m training.eval --checkpoint "$RUNS/$1/checkpoint.pt" --scenes "$SCENES" --workers "$2" \
+  [[ -f "$RES/eval_$1/metrics.json" ]] && return 0  # evaluated by an earlier call
+  limited python3 -m training.eval --checkpoint "$RUNS/$1/checkpoint.pt" --scenes "$SCENES" --workers "$2" \
     --cache "$RUNS/evalset.npz" --out "$RES/eval_$1" --frames 9 ${EVAL_ARGS:-} > "$RES/eval_$1.log" 2>&1
   rm -f "$RES/eval_$1/grid.png"
 }
 
 PLAIN_SCENES=${PLAIN:-64}
 say "render: plain $PLAIN_SCENES scenes, action-labelled $AMOUNTS"
-render "$PLAIN_SCENES" 1000 "$RUNS/plain"
-[[ "${GAP:-0}" == 1 ]] && render "$PLAIN_SCENES" 2000 "$RUNS/plaingap" street
-for a in $AMOUNTS; do render "$a" 100 "$RUNS/action$a"; done
+alone render "$PLAIN_SCENES" 1000 "$RUNS/plain"
+[[ "${GAP:-0}" == 1 ]] && alone render "$PLAIN_SCENES" 2000 "$RUNS/plaingap" street
+for a in $AMOUNTS; do alone render "$a" 100 "$RUNS/action$a"; done
 
 splits=$(wc -w <<< "$PRES")
 amounts=$(wc -w <<< "$AMOUNTS")
@@ -70,7 +82,7 @@ for p in $PRES; do
   fi
 done
 for a in $AMOUNTS; do teacher "scratch_$a" "$STEPS" "$(shard_pattern "$RUNS/action$a/shards")" "$workers" & pids+=($!); done
-for p in "${pids[@]}"; do wait "$p"; done
+await "${pids[@]}"
 
 say "phase 2: tune (STEPS minus $PRES steps) from the plain models; the eval set and the scratch evals meanwhile"
 pids=()
@@ -84,9 +96,11 @@ for a in $AMOUNTS; do
   done
 done
 first=$(awk '{print $1}' <<< "$AMOUNTS")
-evaluate "scratch_$first" 4  # renders the held-out clips into the cache the others reuse
-for a in $AMOUNTS; do [[ "$a" != "$first" ]] && evaluate "scratch_$a" 2; done
-for p in "${pids[@]}"; do wait "$p"; done
+(
+  evaluate "scratch_$first" 4  # renders the held-out clips into the cache the others reuse
+  for a in $AMOUNTS; do [[ "$a" == "$first" ]] || evaluate "scratch_$a" 2; done
+) & pids+=($!)
+await "${pids[@]}"
 
 say "phase 3: evaluate the tuned models, pair them with scratch"
 pids=()
@@ -98,7 +112,7 @@ for a in $AMOUNTS; do
   done
 done
 for t in "${tuned[@]}"; do evaluate "$t" 4 & pids+=($!); done
-for p in "${pids[@]}"; do wait "$p"; done
+await "${pids[@]}"
 for t in "${tuned[@]}"; do
   [[ -f "$RES/eval_$t/metrics.json" ]] || continue
   python3 -m training.eval.compare "$RES/eval_$t/metrics.json" "$RES/eval_scratch_${t##*_}/metrics.json" \

@@ -18,6 +18,8 @@
 #   SPEED=0   : no speed stage (time it in its own call, alone on the GPU: STAGES=curve bash
 #              bench/student_gpu.sh); SPEED_JSON=FILE joins with such a file
 #   COMPILE=0 : the teacher eager (a CPU smoke run)
+#   STOP_AFTER_S: this call's time limit; the same command run again on the warm machine (same RUNS)
+#              skips the trainings and evaluations done and resumes a stopped one (bench/gpu_common.sh)
 # Results in $RUNS/results (default RUNS=/tmp/sq).
 set -euo pipefail
 RUNS=${RUNS:-/tmp/sq}
@@ -25,21 +27,25 @@ source "$(dirname "$0")/gpu_common.sh"
 SHARDS=${SHARDS:-"$DATA/train-{000000..000006}.tar"}
 say teacher
 compile=(--compile); [ "${COMPILE:-1}" = 1 ] || compile=()  # COMPILE=0: eager (a CPU smoke run)
-# shellcheck disable=SC2086  # TEACHER_ARGS: more arguments
-teacher_stage "$RUNS/teacher" --minutes "${TRAIN_MIN:-5}" "${compile[@]}" ${TEACHER_ARGS:---set model.spatial_rope=rays}
+if ! finished "$RUNS/teacher"; then
+  # shellcheck disable=SC2086  # TEACHER_ARGS: more arguments
+  alone teacher_stage "$RUNS/teacher" --minutes "${TRAIN_MIN:-5}" "${compile[@]}" ${TEACHER_ARGS:---set model.spatial_rope=rays}
+fi
 cp "$RUNS/teacher/summary.json" "$RES/teacher_summary.json"
 teacher_evals() {
   local first=1 sampler steps cfg rpe
   for sampler in ${SAMPLERS:-20:1 10:1 50:1 20:2}; do
     steps=${sampler%:*}; cfg=${sampler#*:}
     rpe=(); [[ $first = 1 || "${RPE_ALL:-0}" = 1 ]] || rpe=(--no-rpe); first=0
+    [[ -f "$RES/eval_teacher_s${steps}_g${cfg}/metrics.json" ]] && continue  # done by an earlier call
     say "eval teacher $steps steps CFG $cfg"
-    python3 -m training.eval --checkpoint "$RUNS/teacher/checkpoint.pt" "${ev[@]}" --frames 9 --steps "$steps" \
+    limited python3 -m training.eval --checkpoint "$RUNS/teacher/checkpoint.pt" "${ev[@]}" --frames 9 --steps "$steps" \
       --guidance "$cfg" "${rpe[@]}" --out "$RES/eval_teacher_s${steps}_g${cfg}"
   done
 }
 train_student() {  # train_student N WORKERS: the N-step ODE student
   local schedule
+  finished "$RUNS/ode_s$1" && return 0  # trained by an earlier call
   schedule=$(python3 -c "from training.student import warped_steps; print(list(warped_steps($1)))" | tr -d ' ')
   say "ode student, $1 step(s): $schedule"
   # shellcheck disable=SC2086  # STUDENT_ARGS: more arguments
@@ -47,8 +53,9 @@ train_student() {  # train_student N WORKERS: the N-step ODE student
   cp "$RUNS/ode_s$1/log.jsonl" "$RES/ode_s$1_log.jsonl"
 }
 eval_student() {
+  [[ -f "$RES/eval_student_s$1/metrics.json" ]] && return 0  # done by an earlier call
   say "eval student, $1 step(s)"
-  python3 -m training.eval --checkpoint "$RUNS/ode_s$1/checkpoint.pt" --student "${ev[@]}" --frames 9 \
+  limited python3 -m training.eval --checkpoint "$RUNS/ode_s$1/checkpoint.pt" --student "${ev[@]}" --frames 9 \
     --revisit none --out "$RES/eval_student_s$1"
 }
 counts=(${STEP_COUNTS:-4 2 1})
@@ -60,13 +67,13 @@ if [[ "${PARALLEL:-0}" = 1 ]]; then
   pids=()
   teacher_evals & pids+=($!)
   for n in "${counts[@]}"; do train_student "$n" "$per" & pids+=($!); done
-  for pid in "${pids[@]}"; do wait "$pid"; done
+  await "${pids[@]}"
   pids=()
   for n in "${counts[@]}"; do eval_student "$n" & pids+=($!); done
-  for pid in "${pids[@]}"; do wait "$pid"; done
+  await "${pids[@]}"
 else
-  teacher_evals
-  for n in "${counts[@]}"; do train_student "$n" "$W"; eval_student "$n"; done
+  alone teacher_evals
+  for n in "${counts[@]}"; do alone train_student "$n" "$W"; alone eval_student "$n"; done
 fi
 speed=${SPEED_JSON:-}
 if [[ "${SPEED:-1}" = 1 ]]; then
