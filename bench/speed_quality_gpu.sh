@@ -50,7 +50,7 @@ train_student() {  # train_student N WORKERS: the N-step ODE student
   say "ode student, $1 step(s): $schedule"
   # shellcheck disable=SC2086  # STUDENT_ARGS: more arguments
   ode_stage "$RUNS/ode_s$1" "${ODE_MIN:-3}" --set "student.steps=$schedule" --set data.workers="$2" ${STUDENT_ARGS:-}
-  cp "$RUNS/ode_s$1/log.jsonl" "$RES/ode_s$1_log.jsonl"
+  if [[ -f "$RUNS/ode_s$1/log.jsonl" ]]; then cp "$RUNS/ode_s$1/log.jsonl" "$RES/ode_s$1_log.jsonl"; fi
 }
 eval_student() {
   [[ -f "$RES/eval_student_s$1/metrics.json" ]] && return 0  # done by an earlier call
