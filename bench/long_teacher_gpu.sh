@@ -6,7 +6,7 @@
 # (default 15; the learning rate anneals over the whole budget), while bench/quality_curve.py
 # evaluates each snapshot (every SNAPSHOT_EVERY steps, default 1000) beside it; the call that ends the
 # budget also evaluates the final checkpoint with RPE. Collect $RUNS/results after every call:
-#   bash bench/long_teacher_gpu.sh; cp -r /tmp/long/results/. "$OUT/"
+#   bash bench/long_teacher_gpu.sh; tar czf "$OUT/long.tgz" -C /tmp/long/results .  (a call brings back 8 files)
 #   TEACHER_ARGS  more training.teacher arguments (default: view-direction RoPE, --compile)
 #   CURVE_ARGS    more training.eval arguments for the snapshots (default --no-rpe)
 set -euo pipefail

@@ -23,7 +23,7 @@
 #            SIGTERM: the teacher saves the step it reached). The same command run again on the warm
 #            machine (same RUNS) goes on: renders, trainings and evaluations already done are skipped,
 #            a stopped training resumes. Three splits at one amount take ~13 minutes on an H100, past
-#            one device call's 10. Collect the results as one file (a call brings back few files):
+#            one device call's 10. Collect the results as one file (a call brings back 8 files):
 #              STOP_AFTER_S=540 bash bench/pretrain_gpu.sh; tar czf "$OUT/pretrain.tgz" -C /tmp/pretrain/results .
 set -euo pipefail
 RUNS=${RUNS:-/tmp/pretrain}
