@@ -1,0 +1,65 @@
+"""bench/gpu_common.sh's helpers for GPU work longer than one device call: `limited` gives a stage
+what is left of STOP_AFTER_S, `await` stops the script (exit 0 and how to go on when the limit came
+first, the stage's status otherwise) and `finished` tells a training that ended by its budget from
+one that was stopped, so a second call skips the first and resumes the second."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _script(tmp_path: pathlib.Path, body: str, stop_after: str | None = None) -> subprocess.CompletedProcess:
+    """Run `body` in bash after sourcing gpu_common.sh (RUNS in tmp_path; a stand-in nvidia-smi)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text('#!/bin/sh\necho "name, memory.total [MiB], driver_version"; echo "none, 0 MiB, 0"\n')
+    smi.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RUNS": str(tmp_path / "runs")}
+    env.pop("STOP_AFTER_S", None)
+    if stop_after is not None:
+        env["STOP_AFTER_S"] = stop_after
+    script = f"set -euo pipefail\nsource {ROOT / 'bench' / 'gpu_common.sh'}\n{body}\n"
+    return subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _summary(run: pathlib.Path, steps: int, stopped: str | None) -> None:
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"steps": steps, "stopped": stopped}))
+
+
+def test_finished_is_a_run_that_ended_by_its_budget_at_the_steps_asked(tmp_path):
+    runs = tmp_path / "runs"
+    _summary(runs / "done", 1200, None)
+    _summary(runs / "stopped", 700, "SIGTERM")
+    _summary(runs / "short", 900, None)
+    checks = " ".join(f"$(finished $RUNS/{run} {steps} && echo yes || echo no)" for run, steps in (
+        ("done", 1200), ("done", ""), ("stopped", 700), ("stopped", ""), ("short", 1200), ("missing", "")))
+    done = _script(tmp_path, f"echo {checks}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["yes", "yes", "no", "no", "no", "no"]
+
+
+def test_the_time_limit_stops_every_stage_and_the_script_says_how_to_go_on(tmp_path):
+    start = time.monotonic()
+    done = _script(tmp_path, "limited sleep 30 & a=$!\nlimited sleep 30 & b=$!\nawait $a $b\necho after", "2")
+    assert time.monotonic() - start < 20, "both stages should have been stopped at the limit"
+    assert done.returncode == 0, done.stderr
+    assert "after" not in done.stdout
+    assert "STOP_AFTER_S=2 came first: run the same command again" in done.stdout
+    assert "came first" in (tmp_path / "runs" / "results" / "stages.txt").read_text()
+
+
+def test_a_failed_stage_stops_the_script_with_its_status_and_a_good_one_goes_on(tmp_path):
+    done = _script(tmp_path, "alone true\necho between\nalone sh -c 'exit 3'\necho after", "60")
+    assert done.returncode == 3
+    assert "between" in done.stdout and "after" not in done.stdout
+    assert "a stage failed (exit 3)" in done.stdout and "came first" not in done.stdout
+    unlimited = _script(tmp_path, "alone sh -c 'exit 5'\necho after")
+    assert unlimited.returncode == 5 and "a stage failed (exit 5)" in unlimited.stdout
