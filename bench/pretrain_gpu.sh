@@ -33,7 +33,9 @@ PRES=${PRE:-$((STEPS / 2))}
 for p in $PRES; do
   (( p > 0 && p < STEPS )) || { echo "PRE=$p: each split must be between 0 and STEPS=$STEPS" >&2; exit 2; }
 done
-split() { if (( $(wc -w <<< "$PRES") > 1 )); then echo "_p$1"; fi; }  # the arm names' tag of split $1
+splits=$(wc -w <<< "$PRES")
+split() { if (( splits > 1 )); then echo "_p$1"; fi; }  # the arm names' tag of split $1
+kinds=(""); [[ "${GAP:-0}" == 1 ]] && kinds+=(gap)  # the plain models: matched, and with GAP=1 streets only
 AMOUNTS=${AMOUNTS:-4 16}
 PRESET=${PRESET:-small}
 NPROC=$(nproc)
@@ -67,30 +69,28 @@ alone render "$PLAIN_SCENES" 1000 "$RUNS/plain"
 [[ "${GAP:-0}" == 1 ]] && alone render "$PLAIN_SCENES" 2000 "$RUNS/plaingap" street
 for a in $AMOUNTS; do alone render "$a" 100 "$RUNS/action$a"; done
 
-splits=$(wc -w <<< "$PRES")
 amounts=$(wc -w <<< "$AMOUNTS")
-phase1=$(( amounts + splits * (1 + ${GAP:-0}) )) phase2=$(( amounts * splits * (1 + ${GAP:-0}) ))
+phase1=$(( amounts + splits * ${#kinds[@]} )) phase2=$(( amounts * splits * ${#kinds[@]} ))
 runs=$(( phase1 > phase2 ? phase1 : phase2 ))  # training runs side by side at most
 workers=$(( (NPROC - 2) / runs > 0 ? (NPROC - 2) / runs : 1 ))
 say "phase 1: pretrain ($PRES steps) and scratch ($STEPS steps) side by side, $workers loader workers each"
 pids=()
 for p in $PRES; do
-  teacher "pretrain$(split "$p")" "$p" "$(shard_pattern "$RUNS/plain/shards")" "$workers" --set model.conditioned=false & pids+=($!)
-  if [[ "${GAP:-0}" == 1 ]]; then
-    teacher "pretraingap$(split "$p")" "$p" "$(shard_pattern "$RUNS/plaingap/shards")" "$workers" \
+  for kind in "${kinds[@]}"; do
+    teacher "pretrain$kind$(split "$p")" "$p" "$(shard_pattern "$RUNS/plain$kind/shards")" "$workers" \
       --set model.conditioned=false & pids+=($!)
-  fi
+  done
 done
 for a in $AMOUNTS; do teacher "scratch_$a" "$STEPS" "$(shard_pattern "$RUNS/action$a/shards")" "$workers" & pids+=($!); done
 await "${pids[@]}"
 
 say "phase 2: tune (STEPS minus $PRES steps) from the plain models; the eval set and the scratch evals meanwhile"
-pids=()
+pids=() tuned=()
 for a in $AMOUNTS; do
   for p in $PRES; do
-    for kind in "" gap; do
-      [[ -z "$kind" || "${GAP:-0}" == 1 ]] || continue
-      teacher "tune$kind$(split "$p")_$a" "$((STEPS - p))" "$(shard_pattern "$RUNS/action$a/shards")" "$workers" \
+    for kind in "${kinds[@]}"; do
+      tuned+=("tune$kind$(split "$p")_$a")
+      teacher "${tuned[-1]}" "$((STEPS - p))" "$(shard_pattern "$RUNS/action$a/shards")" "$workers" \
         --init "$RUNS/pretrain$kind$(split "$p")/checkpoint.pt" & pids+=($!)
     done
   done
@@ -104,13 +104,6 @@ await "${pids[@]}"
 
 say "phase 3: evaluate the tuned models, pair them with scratch"
 pids=()
-tuned=()
-for a in $AMOUNTS; do
-  for p in $PRES; do
-    tuned+=("tune$(split "$p")_$a")
-    [[ "${GAP:-0}" == 1 ]] && tuned+=("tunegap$(split "$p")_$a")
-  done
-done
 for t in "${tuned[@]}"; do evaluate "$t" 4 & pids+=($!); done
 await "${pids[@]}"
 for t in "${tuned[@]}"; do

@@ -75,15 +75,41 @@ def rows(records: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def plot(records: list[dict[str, Any]], path: pathlib.Path) -> None:
-    """Two panels against the amount of action-labelled scenes (log scale): each pretrained arm's paired
-    PSNR difference to scratch, and every arm's RPE-r next to copy-first's, error bars ±1 SE."""
+NO_RPE = {"mean": float("nan"), "se": 0.0}  # an arm evaluated without RPE: no point on the right panel
+
+
+def _panels():
+    """The figure both curves draw on: the paired PSNR difference to scratch (left), RPE-r (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    return plt, fig, left, right
+
+
+def _finish(plt, fig, left, right, records: list[dict[str, Any]], path: pathlib.Path, xlabel: str,
+            title: str) -> None:
+    """What both curves share: copy-first's RPE-r, the zero line, labels, legends; saved to `path`."""
+    copy_rpe = next((r["copy_first_rpe_r"] for r in records if r["copy_first_rpe_r"]), None)
+    if copy_rpe:  # a still video: its RPE is the commanded motion, the ceiling
+        right.axhline(copy_rpe["mean"], color="grey", ls="--", lw=0.8, label="copy first frame")
+    left.axhline(0.0, color="grey", lw=0.8)
+    left.set(xlabel=xlabel, ylabel="PSNR − scratch, paired (dB)", title=title)
+    right.set(xlabel=xlabel, ylabel="RPE-r (deg/step, lower is better)", title="action following")
+    for ax in (left, right):
+        ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot(records: list[dict[str, Any]], path: pathlib.Path) -> None:
+    """Two panels against the amount of action-labelled scenes (log scale): each pretrained arm's paired
+    PSNR difference to scratch, and every arm's RPE-r next to copy-first's, error bars ±1 SE."""
+    import matplotlib.ticker
+
+    plt, fig, left, right = _panels()
     for (arm, label), marker, color in zip(ARMS, "osD", ("C0", "C1", "C2")):
         mine = [r for r in records if r["arm"] == arm]
         if not mine:
@@ -94,56 +120,33 @@ def plot(records: list[dict[str, Any]], path: pathlib.Path) -> None:
             left.errorbar([r["amount"] for r in paired], [r["vs_scratch"]["mean"] for r in paired],
                           yerr=[r["vs_scratch"]["se"] for r in paired], marker=marker, color=color, capsize=3,
                           label=label)
-        rpe = [r["paths"].get("rpe_r") or {"mean": float("nan"), "se": 0.0} for r in mine]
+        rpe = [r["paths"].get("rpe_r") or NO_RPE for r in mine]
         right.errorbar(x, [s["mean"] for s in rpe], yerr=[s["se"] for s in rpe], marker=marker, color=color,
                        capsize=3, label=label)
-    copy_rpe = next((r["copy_first_rpe_r"] for r in records if r["copy_first_rpe_r"]), None)
-    if copy_rpe:  # a still video: its RPE is the commanded motion, the ceiling
-        right.axhline(copy_rpe["mean"], color="grey", ls="--", lw=0.8, label="copy first frame")
-    left.axhline(0.0, color="grey", lw=0.8)
-    left.set(xscale="log", xlabel="action-labelled scenes", ylabel="PSNR − scratch, paired (dB)",
-             title="pretrained on plain video, then tuned")
-    right.set(xscale="log", xlabel="action-labelled scenes", ylabel="RPE-r (deg/step, lower is better)",
-              title="action following")
     for ax in (left, right):
+        ax.set(xscale="log")
         ax.set_xticks(sorted({r["amount"] for r in records}))
         ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.get_xaxis().set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, left, right, records, path, "action-labelled scenes", "pretrained on plain video, then tuned")
 
 
 def plot_splits(records: list[dict[str, Any]], path: pathlib.Path) -> None:
     """Two panels against the pretraining steps of a fixed budget (0: scratch), a line per amount of
     action-labelled scenes: the tuned model's paired PSNR difference to scratch, and RPE-r, ±1 SE."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    plt, fig, left, right = _panels()
     for amount, color in zip(sorted({r["amount"] for r in records}), ("C0", "C1", "C2", "C3")):
         mine = sorted((r for r in records if r["amount"] == amount and r["arm"].startswith(("scratch", "tune_p"))),
                       key=lambda r: r["pretrain_steps"])
-        diff = [(r["pretrain_steps"], r["vs_scratch"] or {"mean": 0.0, "se": 0.0}) for r in mine]
-        left.errorbar([x for x, _ in diff], [d["mean"] for _, d in diff], yerr=[d["se"] for _, d in diff],
-                      marker="o", color=color, capsize=3, label=f"{amount} action-labelled scenes")
-        rpe = [r["paths"].get("rpe_r") or {"mean": float("nan"), "se": 0.0} for r in mine]
-        right.errorbar([r["pretrain_steps"] for r in mine], [s["mean"] for s in rpe], yerr=[s["se"] for s in rpe],
-                       marker="o", color=color, capsize=3, label=f"{amount} action-labelled scenes")
-    copy_rpe = next((r["copy_first_rpe_r"] for r in records if r["copy_first_rpe_r"]), None)
-    if copy_rpe:
-        right.axhline(copy_rpe["mean"], color="grey", ls="--", lw=0.8, label="copy first frame")
-    left.axhline(0.0, color="grey", lw=0.8)
-    left.set(xlabel="pretraining steps on plain video (of the same total)", ylabel="PSNR − scratch, paired (dB)",
-             title="the budget's split")
-    right.set(xlabel="pretraining steps on plain video (of the same total)",
-              ylabel="RPE-r (deg/step, lower is better)", title="action following")
-    for ax in (left, right):
-        ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        x = [r["pretrain_steps"] for r in mine]
+        diff = [r["vs_scratch"] or {"mean": 0.0, "se": 0.0} for r in mine]  # scratch: 0 against itself
+        left.errorbar(x, [d["mean"] for d in diff], yerr=[d["se"] for d in diff], marker="o", color=color,
+                      capsize=3, label=f"{amount} action-labelled scenes")
+        rpe = [r["paths"].get("rpe_r") or NO_RPE for r in mine]
+        right.errorbar(x, [s["mean"] for s in rpe], yerr=[s["se"] for s in rpe], marker="o", color=color,
+                       capsize=3, label=f"{amount} action-labelled scenes")
+    _finish(plt, fig, left, right, records, path, "pretraining steps on plain video (of the same total)",
+            "the budget's split")
 
 
 def main(argv: list[str] | None = None) -> int:
