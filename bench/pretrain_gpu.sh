@@ -19,6 +19,10 @@
 #   PLAIN    plain-video scenes (default 64; seeds from 1000)
 #   TRAIN_ARGS / EVAL_ARGS  more arguments for every training.teacher / training.eval (a CPU smoke
 #            run: PRESET=tiny TRAIN_ARGS="--set model.height=72 --set model.width_px=128" ...)
+#   REUSE    the results folder of an earlier run with the same STEPS, PRESET, plain and held-out scenes:
+#            the amounts it evaluated a scratch model for are not trained from scratch again, its
+#            evaluations are paired with instead (same clips; training.eval.compare checks). With it, more
+#            splits fit one device call: REUSE=bench/results/pretrain AMOUNTS=16 PRE="300 900"
 #   STOP_AFTER_S  this call's time limit: every training and evaluation gets what is left of it (a
 #            SIGTERM: the teacher saves the step it reached). The same command run again on the warm
 #            machine (same RUNS) goes on: renders, trainings and evaluations already done are skipped,
@@ -69,11 +73,18 @@ alone render "$PLAIN_SCENES" 1000 "$RUNS/plain"
 [[ "${GAP:-0}" == 1 ]] && alone render "$PLAIN_SCENES" 2000 "$RUNS/plaingap" street
 for a in $AMOUNTS; do alone render "$a" 100 "$RUNS/action$a"; done
 
+reused() {  # reused A: the scratch model of amount A was evaluated by the REUSE run (copied here)
+  [[ -n "${REUSE:-}" && -f "$REUSE/eval_scratch_$1/metrics.json" ]] || return 1
+  [[ -f "$RES/eval_scratch_$1/metrics.json" ]] || cp -r "$REUSE/eval_scratch_$1" "$RES/"
+  echo "scratch_$1: the evaluation of $REUSE/eval_scratch_$1 (not trained again)" >> "$RES/reused.txt"
+}
+scratch=()  # the amounts whose scratch model this run trains
+for a in $AMOUNTS; do reused "$a" || scratch+=("$a"); done
 amounts=$(wc -w <<< "$AMOUNTS")
-phase1=$(( amounts + splits * ${#kinds[@]} )) phase2=$(( amounts * splits * ${#kinds[@]} ))
+phase1=$(( ${#scratch[@]} + splits * ${#kinds[@]} )) phase2=$(( amounts * splits * ${#kinds[@]} ))
 runs=$(( phase1 > phase2 ? phase1 : phase2 ))  # training runs side by side at most
 workers=$(( (NPROC - 2) / runs > 0 ? (NPROC - 2) / runs : 1 ))
-say "phase 1: pretrain ($PRES steps) and scratch ($STEPS steps) side by side, $workers loader workers each"
+say "phase 1: pretrain ($PRES steps)${scratch[*]:+ and scratch ($STEPS steps: ${scratch[*]})} side by side, $workers loader workers each"
 pids=()
 for p in $PRES; do
   for kind in "${kinds[@]}"; do
@@ -81,7 +92,7 @@ for p in $PRES; do
       --set model.conditioned=false & pids+=($!)
   done
 done
-for a in $AMOUNTS; do teacher "scratch_$a" "$STEPS" "$(shard_pattern "$RUNS/action$a/shards")" "$workers" & pids+=($!); done
+for a in "${scratch[@]}"; do teacher "scratch_$a" "$STEPS" "$(shard_pattern "$RUNS/action$a/shards")" "$workers" & pids+=($!); done
 await "${pids[@]}"
 
 say "phase 2: tune (STEPS minus $PRES steps) from the plain models; the eval set and the scratch evals meanwhile"
@@ -95,16 +106,18 @@ for a in $AMOUNTS; do
     done
   done
 done
-first=$(awk '{print $1}' <<< "$AMOUNTS")
 (
-  evaluate "scratch_$first" 4  # renders the held-out clips into the cache the others reuse
-  for a in $AMOUNTS; do [[ "$a" == "$first" ]] || evaluate "scratch_$a" 2; done
+  # the first evaluation renders the held-out clips into the cache the others reuse
+  for a in "${scratch[@]}"; do evaluate "scratch_$a" "$([[ -f "$RUNS/evalset.npz" ]] && echo 2 || echo 4)"; done
 ) & pids+=($!)
 await "${pids[@]}"
 
 say "phase 3: evaluate the tuned models, pair them with scratch"
 pids=()
-for t in "${tuned[@]}"; do evaluate "$t" 4 & pids+=($!); done
+for t in "${tuned[@]}"; do
+  evaluate "$t" 4 & pids+=($!)
+  [[ -f "$RUNS/evalset.npz" ]] || { await "${pids[@]}"; pids=(); }  # no scratch evaluated here: this one renders the clips
+done
 await "${pids[@]}"
 for t in "${tuned[@]}"; do
   [[ -f "$RES/eval_$t/metrics.json" ]] || continue
