@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 from dataclasses import asdict
 
 import numpy as np
@@ -88,6 +89,28 @@ def test_eval_clips_are_rendered_along_free_scripted_paths(tmp_path):
     loaded = load_eval_set(path, config)
     assert loaded is not None and np.array_equal(loaded[5].poses, clips[5].poses)
     assert load_eval_set(path, EvalSetConfig(scenes=("room_0001",), starts=2, frames=5, width=32, height=18)) is None
+
+
+def _save_when_both_are_ready(args) -> None:
+    barrier, clips, config, path, rounds = args
+    for _ in range(rounds):
+        barrier.wait(timeout=60)  # the other failed: this one stops too
+        save_eval_set(clips, config, path)
+
+
+def test_evaluations_side_by_side_can_write_the_same_eval_set(tmp_path):
+    """Two evaluations started together on a missing cache both render and save it: neither fails
+    on the other's temporary file, and the set left behind loads whole."""
+    config = EvalSetConfig(scenes=("room_0001",), starts=1, frames=5, width=32, height=18)
+    clips = scene_clips("room_0001", config) * 40  # a save long enough to overlap
+    path = tmp_path / "set.npz"
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Manager().Barrier(2)
+    with context.Pool(2) as pool:
+        pool.map(_save_when_both_are_ready, [(barrier, clips, config, path, 5)] * 2)
+    loaded = load_eval_set(path, config)
+    assert loaded is not None and len(loaded) == len(clips)
+    assert [p.name for p in tmp_path.iterdir()] == ["set.npz"]
 
 
 def test_methods_metrics_and_paired_summary():

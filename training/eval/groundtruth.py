@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pathlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -134,7 +135,7 @@ def make_eval_set(config: EvalSetConfig, workers: int = 1) -> list[EvalClip]:
 
 def save_eval_set(clips: list[EvalClip], config: EvalSetConfig, path: pathlib.Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")  # evaluations side by side may write the same set
     np.savez(tmp, config=json.dumps(to_dict(config)), scene=[c.scene for c in clips], start=[c.start for c in clips],
              script=[c.script for c in clips], kind=[c.kind for c in clips], level=[c.level for c in clips],
              motion=np.stack([c.motion for c in clips]), actions=np.stack([c.actions for c in clips]),
