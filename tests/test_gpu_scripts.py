@@ -9,7 +9,10 @@ import json
 import os
 import pathlib
 import subprocess
+import sys
 import time
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -63,3 +66,59 @@ def test_a_failed_stage_stops_the_script_with_its_status_and_a_good_one_goes_on(
     assert "a stage failed (exit 3)" in done.stdout and "came first" not in done.stdout
     unlimited = _script(tmp_path, "alone sh -c 'exit 5'\necho after")
     assert unlimited.returncode == 5 and "a stage failed (exit 5)" in unlimited.stdout
+
+
+FAKE_PYTHON = r"""#!/bin/bash
+# records every call of bench/pretrain_gpu.sh; renders, trains, evaluates and compares in name only
+echo "$*" >> "$CALLS"
+[[ "$1" == "-c" ]] && exec "$REAL_PYTHON" "$@"
+arg() { local want=$1; shift; while (( $# )); do [[ "$1" == "$want" ]] && { echo "$2"; return; }; shift; done; }
+out=$(arg --out "$@")
+case "$*" in
+  *training.eval.compare*) echo '{}' > "$(arg --json "$@")";;
+  *training.teacher*) mkdir -p "$out"; echo "{\"steps\": $(arg --steps "$@"), \"stopped\": null}" > "$out/summary.json";;
+  *training.eval*) cache=$(arg --cache "$@")
+    [[ -f "$cache" ]] || { echo "renders $cache" >> "$CALLS"; sleep 0.5; touch "$cache"; }
+    mkdir -p "$out"; echo '{}' > "$out/metrics.json";;
+  *device_data.py*) mkdir -p "$out/shards"; touch "$out/shards/train-000000.tar"; echo '{}' > "$out/data.json";;
+  *) exec "$REAL_PYTHON" "$@";;
+esac
+"""
+
+
+@pytest.mark.parametrize("amounts", ["16", "4 16"])
+def test_pretrain_splits_reuse_an_earlier_runs_scratch_evaluation(tmp_path, amounts):
+    """REUSE: the scratch model of an amount the earlier run evaluated is not trained again, its
+    evaluation is copied and paired with; one evaluation renders the eval set (a scratch one, or with
+    none to run, the first tuned one alone) before the others start."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(FAKE_PYTHON)
+    (bin_dir / "nvidia-smi").write_text('#!/bin/sh\necho "name, memory.total [MiB], driver_version"\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    earlier = tmp_path / "earlier"
+    (earlier / "eval_scratch_16").mkdir(parents=True)
+    (earlier / "eval_scratch_16" / "metrics.json").write_text('{"earlier": true}')
+    calls = tmp_path / "calls.txt"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RUNS": str(tmp_path / "runs"),
+           "CALLS": str(calls), "REAL_PYTHON": sys.executable, "REUSE": str(earlier), "AMOUNTS": amounts,
+           "PRE": "300 900", "STOP_AFTER_S": "120"}
+    done = subprocess.run(["bash", "bench/pretrain_gpu.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [line for line in calls.read_text().splitlines() if not line.startswith("-c")]
+    trained = sorted(line.split("--out ")[1].split()[0].rsplit("/", 1)[1] for line in lines if "training.teacher" in line)
+    tuned = [f"tune_p{p}_{a}" for a in amounts.split() for p in (300, 900)]
+    scratch = ["scratch_4"] if "4" in amounts.split() else []
+    assert trained == sorted(["pretrain_p300", "pretrain_p900", *scratch, *tuned])
+    evaluated = [line.split("--out ")[1].split()[0].rsplit("/", 1)[1] for line in lines if "training.eval --" in line]
+    assert sorted(evaluated) == sorted(f"eval_{run}" for run in scratch + tuned)
+    renders = [i for i, line in enumerate(lines) if line.startswith("renders")]
+    assert len(renders) == 1, "one evaluation renders the set, the rest reuse it"
+    assert "training.eval --" in lines[renders[0] - 1], "the evaluation that renders ran alone"
+    results = tmp_path / "runs" / "results"
+    assert json.loads((results / "eval_scratch_16" / "metrics.json").read_text()) == {"earlier": True}
+    assert "scratch_16: the evaluation of" in (results / "reused.txt").read_text()
+    pairs = [line for line in lines if "training.eval.compare" in line]
+    assert len(pairs) == len(tuned) and all(f"eval_scratch_{line.split('_')[-1].split('.')[0]}" in line for line in pairs)

@@ -8,17 +8,23 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "pretrain"
+SPLITS = ROOT / "bench" / "results" / "pretrain_splits"
 
 
-def test_the_table_is_the_committed_one_and_the_curve_is_drawn(tmp_path):
+@pytest.mark.parametrize("results", [RESULTS, SPLITS], ids=["amounts", "splits"])
+def test_the_table_is_the_committed_one_the_readme_shows_it_and_the_curve_is_drawn(tmp_path, results):
     png = tmp_path / "curve.png"
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "pretrain_table.py"), str(RESULTS), "--plot", str(png)],
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "pretrain_table.py"), str(results), "--plot", str(png)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     table = [line for line in done.stdout.splitlines() if line.startswith("|")]
-    assert table == (RESULTS / "table.md").read_text().splitlines()
+    assert table == (results / "table.md").read_text().splitlines()
+    readme = (ROOT / "README.md").read_text()
+    assert all(line in readme for line in table[2:]), "the README's table should be the committed one"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
