@@ -151,7 +151,7 @@ def main() -> None:
     pins = {"auto": None, "on": True, "off": False}
     print(f"pin_memory auto: {'on' if torch.cuda.is_available() else 'off'} here (on where CUDA is available)")
     runs = [(w, p, pin) for w in args.workers for p in (args.pool_slots if w else args.pool_slots[:1])
-            for pin in args.pin_memory]
+            for pin in args.pin_memory] if "workers" in args.decode else []  # `--decode device`: its rows only
     side_by_side: set[int] = set()  # worker counts whose N-decoders-at-once baseline is printed
     for workers, pool_slots, pin in runs:
         raws, rates, main_cpu, busy = [raw_decode_rate(shards)], [], [], []
