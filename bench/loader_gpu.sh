@@ -6,17 +6,25 @@
 # demo build writes them. Needs webdataset (carry its wheel) and torchvision (the host has it).
 #   RUNS=/tmp/loader bash bench/loader_gpu.sh     -> $RUNS/results/loader_{256x144,1280x720}.txt
 # SIZES (default "256x144 1280x720"), WORKERS ("1 4 8"), DECODE ("workers device": both tables; "device":
-# the GPU decode rows only), REPEATS (3), SCENES (8 at 256x144, 4 at 1280x720). A worker reads 20,000
-# frames per run at 256x144 and 20,000 x 256x144 / (width x height) at other sizes (the same bytes).
+# the GPU decode rows only), REPEATS (3), SCENES (8 at 256x144, 16 at larger sizes), FRAMES (a path's
+# frames at larger sizes, default 66: two clips; a path renders and filters at 720p at ~1.3 frames/s on
+# one core, so 4 paths of the planner's default length took over 170 s on the 16-core host, and 16
+# short ones in parallel take about a minute). A worker reads 20,000 frames per
+# run at 256x144 and 20,000 x 256x144 / (width x height) at other sizes (the same bytes).
 set -euo pipefail
 RUNS=${RUNS:-/tmp/loader}
 mkdir -p "$RUNS/results"
 for size in ${SIZES:-256x144 1280x720}; do
   width=${size%x*}; height=${size#*x}
-  scenes=${SCENES:-$(( width * height > 256 * 144 ? 4 : 8 ))}
+  data=(--set capture.capture.camera.width="$width" --set capture.capture.camera.height="$height"
+        --set clips.jpeg_quality=90 --set capture.sources.planner.trajectories_per_scene=1)
+  scenes=${SCENES:-8}
+  if (( width * height > 256 * 144 )); then
+    scenes=${SCENES:-16}
+    data+=(--set capture.sources.planner.frames="${FRAMES:-66}")
+  fi
   [[ -f "$RUNS/$size/data.json" ]] || python3 bench/device_data.py --scenes "$scenes" --out "$RUNS/$size" \
-    --set capture.capture.camera.width="$width" --set capture.capture.camera.height="$height" \
-    --set clips.jpeg_quality=90 --set capture.sources.planner.trajectories_per_scene=1 > "$RUNS/results/data_$size.json"
+    "${data[@]}" > "$RUNS/results/data_$size.json"
   python3 bench/loader.py --out "$RUNS/$size" --workers ${WORKERS:-1 4 8} --decode ${DECODE:-workers device} \
     --repeats "${REPEATS:-3}" --frames-per-worker $(( 20000 * 256 * 144 / (width * height) )) \
     | tee "$RUNS/results/loader_$size.txt"
