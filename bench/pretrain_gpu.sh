@@ -78,6 +78,7 @@ reused() {  # reused A: the scratch model of amount A was evaluated by the REUSE
   [[ -f "$RES/eval_scratch_$1/metrics.json" ]] || cp -r "$REUSE/eval_scratch_$1" "$RES/"
   echo "scratch_$1: the evaluation of $REUSE/eval_scratch_$1 (not trained again)" >> "$RES/reused.txt"
 }
+rm -f "$RES/reused.txt"  # said again by every call
 scratch=()  # the amounts whose scratch model this run trains
 for a in $AMOUNTS; do reused "$a" || scratch+=("$a"); done
 amounts=$(wc -w <<< "$AMOUNTS")
