@@ -104,13 +104,16 @@ def loader_rate(shards: list[str], workers: int, batch: int, frames_per_worker: 
     return seen / (end - start) / max(workers, 1), main_cpu if workers else float("nan"), busy
 
 
-def total_rate(shards: list[str], workers: int, batch: int, frames: int, decode_on: torch.device | None) -> float:
-    """Frames/s in all (not per worker) of the loader with `workers` workers, after its first batch:
-    the workers decoding (`decode_on` None) or passing the JPEG bytes on and the main process
-    decoding them on `decode_on` (synchronised per batch, so the figure is decoded frames)."""
+def total_rate(shards: list[str], workers: int, batch: int, frames: int,
+               decode_on: torch.device | None) -> tuple[float, int]:
+    """Frames/s in all (not per worker) of the loader with `workers` workers, after its first batch,
+    and the frames counted: the workers decoding (`decode_on` None) or passing the JPEG bytes on and
+    the main process decoding them on `decode_on` (synchronised per batch, so the figure is decoded
+    frames). About `frames` in all: each worker reads its share (`epoch_samples` is per worker)."""
     t = int(batch_frames(shards))
     config = LoaderConfig(urls=tuple(shards), batch_size=batch, shuffle_buffer=0, resampled=True,
-                          epoch_samples=frames // t, frames="decoded" if decode_on is None else "jpeg")
+                          epoch_samples=frames // t // max(workers, 1),
+                          frames="decoded" if decode_on is None else "jpeg")
     seen, start = 0, time.perf_counter()
     for i, item in enumerate(make_loader(config, num_workers=workers, pin_memory=False)):
         if decode_on is not None:
@@ -121,7 +124,7 @@ def total_rate(shards: list[str], workers: int, batch: int, frames: int, decode_
             start = time.perf_counter()
             continue
         seen += item["frames"].shape[0] * item["frames"].shape[1]
-    return seen / (time.perf_counter() - start)
+    return seen / (time.perf_counter() - start), seen
 
 
 def main() -> None:
@@ -182,11 +185,12 @@ def main() -> None:
               f"frames/s in all, medians of {args.repeats}:")
         for workers in args.workers:
             total = args.frames_per_worker * max(workers, 1)
-            own = statistics.median(total_rate(shards, workers, args.batch, total, None) for _ in range(args.repeats))
-            there = statistics.median(total_rate(shards, workers, args.batch, total, device)
-                                      for _ in range(args.repeats))
-            print(f"  {workers} worker(s): the workers decode {own:.0f}; bytes on, decoded on {device.type} "
-                  f"{there:.0f} ({there / own:.2f}x)")
+            owns, theres = ([total_rate(shards, workers, args.batch, total, on) for _ in range(args.repeats)]
+                            for on in (None, device))
+            own, there = (statistics.median(rate for rate, _ in runs) for runs in (owns, theres))
+            counted = statistics.median(n for _, n in owns + theres)
+            print(f"  {workers} worker(s), {counted:.0f} frames a run: the workers decode {own:.0f}; bytes on, "
+                  f"decoded on {device.type} {there:.0f} ({there / own:.2f}x)")
 
 
 def _first_jpeg(shards: list[str]) -> bytes:

@@ -47,7 +47,7 @@ class LoaderConfig:
     shuffle_buffer: int = 256  # samples held (compressed) for shuffling; 0: stream order
     seed: int = 0  # shard order (sample shuffling inside the buffer is per process)
     resampled: bool = False  # endless: shards drawn with replacement
-    epoch_samples: int | None = None  # with resampled, samples per epoch (per worker: divided by workers)
+    epoch_samples: int | None = None  # with resampled, samples per epoch of each DataLoader worker
     partial_batches: bool = False  # keep a short final batch
     crop_frames: int | None = None  # decode only a random window of this many frames per sample
     # shared frame buffers each DataLoader worker reuses once the main process has dropped a batch
