@@ -104,16 +104,15 @@ def loader_rate(shards: list[str], workers: int, batch: int, frames_per_worker: 
     return seen / (end - start) / max(workers, 1), main_cpu if workers else float("nan"), busy
 
 
-def total_rate(shards: list[str], workers: int, batch: int, frames: int,
+def total_rate(shards: list[str], workers: int, batch: int, frames_per_worker: int,
                decode_on: torch.device | None) -> tuple[float, int]:
     """Frames/s in all (not per worker) of the loader with `workers` workers, after its first batch,
     and the frames counted: the workers decoding (`decode_on` None) or passing the JPEG bytes on and
     the main process decoding them on `decode_on` (synchronised per batch, so the figure is decoded
-    frames). About `frames` in all: each worker reads its share (`epoch_samples` is per worker)."""
+    frames). Each worker reads ~`frames_per_worker` (`epoch_samples` is per worker), as in `loader_rate`."""
     t = int(batch_frames(shards))
     config = LoaderConfig(urls=tuple(shards), batch_size=batch, shuffle_buffer=0, resampled=True,
-                          epoch_samples=frames // t // max(workers, 1),
-                          frames="decoded" if decode_on is None else "jpeg")
+                          epoch_samples=frames_per_worker // t, frames="decoded" if decode_on is None else "jpeg")
     seen, start = 0, time.perf_counter()
     for i, item in enumerate(make_loader(config, num_workers=workers, pin_memory=False)):
         if decode_on is not None:
@@ -184,9 +183,8 @@ def main() -> None:
         print(f"\ndecode where the batch is used ({device}), {frame_shape[1]}x{frame_shape[0]} frames, "
               f"frames/s in all, medians of {args.repeats}:")
         for workers in args.workers:
-            total = args.frames_per_worker * max(workers, 1)
-            owns, theres = ([total_rate(shards, workers, args.batch, total, on) for _ in range(args.repeats)]
-                            for on in (None, device))
+            owns, theres = ([total_rate(shards, workers, args.batch, args.frames_per_worker, on)
+                             for _ in range(args.repeats)] for on in (None, device))
             own, there = (statistics.median(rate for rate, _ in runs) for runs in (owns, theres))
             counted = statistics.median(n for _, n in owns + theres)
             print(f"  {workers} worker(s), {counted:.0f} frames a run: the workers decode {own:.0f}; bytes on, "
