@@ -17,14 +17,21 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _script(tmp_path: pathlib.Path, body: str, stop_after: str | None = None) -> subprocess.CompletedProcess:
-    """Run `body` in bash after sourcing gpu_common.sh (RUNS in tmp_path; a stand-in nvidia-smi)."""
+def _tools(tmp_path: pathlib.Path, **scripts: str) -> pathlib.Path:
+    """A folder to put first on PATH: a stand-in nvidia-smi and the given executables (name: text)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    smi = bin_dir / "nvidia-smi"
-    smi.write_text('#!/bin/sh\necho "name, memory.total [MiB], driver_version"; echo "none, 0 MiB, 0"\n')
-    smi.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RUNS": str(tmp_path / "runs")}
+    tools = {"nvidia-smi": '#!/bin/sh\necho "name, memory.total [MiB], driver_version"; echo "none, 0 MiB, 0"\n',
+             **scripts}
+    for name, text in tools.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+def _script(tmp_path: pathlib.Path, body: str, stop_after: str | None = None) -> subprocess.CompletedProcess:
+    """Run `body` in bash after sourcing gpu_common.sh (RUNS in tmp_path; a stand-in nvidia-smi)."""
+    env = {**os.environ, "PATH": f"{_tools(tmp_path)}:{os.environ['PATH']}", "RUNS": str(tmp_path / "runs")}
     env.pop("STOP_AFTER_S", None)
     if stop_after is not None:
         env["STOP_AFTER_S"] = stop_after
@@ -91,12 +98,7 @@ def test_pretrain_splits_reuse_an_earlier_runs_scratch_evaluation(tmp_path, amou
     """REUSE: the scratch model of an amount the earlier run evaluated is not trained again, its
     evaluation is copied and paired with; one evaluation renders the eval set (a scratch one, or with
     none to run, the first tuned one alone) before the others start."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "python3").write_text(FAKE_PYTHON)
-    (bin_dir / "nvidia-smi").write_text('#!/bin/sh\necho "name, memory.total [MiB], driver_version"\n')
-    for tool in bin_dir.iterdir():
-        tool.chmod(0o755)
+    bin_dir = _tools(tmp_path, python3=FAKE_PYTHON)
     earlier = tmp_path / "earlier"
     (earlier / "eval_scratch_16").mkdir(parents=True)
     (earlier / "eval_scratch_16" / "metrics.json").write_text('{"earlier": true}')
