@@ -21,12 +21,20 @@ teacher_stage "$run" --minutes "${TRAIN_MIN:-15}" --set snapshot_every="${SNAPSH
   ${TEACHER_ARGS:---compile --set model.spatial_rope=rays} &
 teacher=$!
 # shellcheck disable=SC2086  # CURVE_ARGS: more training.eval arguments
-python3 bench/quality_curve.py "$run" --out "$RES/curve" --follow "$teacher" -- "${ev[@]}" --frames 9 \
+# under the same deadline: once the teacher has stopped, the curve would go on to evaluate the step it
+# stopped at and carry the call past its limit (it did on 2026-12-07: the call was killed, nothing came back)
+limited python3 bench/quality_curve.py "$run" --out "$RES/curve" --follow "$teacher" -- "${ev[@]}" --frames 9 \
   ${CURVE_ARGS:---no-rpe} &
 curve=$!
 status=0
 wait "$teacher" || status=$?
-wait "$curve" || say "the curve failed (exit $?); the teacher goes on"
+curve_status=0
+wait "$curve" || curve_status=$?
+if (( curve_status == 124 )); then
+  say "the curve was cut by STOP_AFTER_S (its evaluated points are kept; the next call goes on)"
+elif (( curve_status != 0 )); then
+  say "the curve failed (exit $curve_status); the teacher goes on"
+fi
 rm -f "$RES"/curve/eval_step*/grid.png
 cp "$run/log.jsonl" "$RES/teacher_log.jsonl"
 cp "$run/summary.json" "$RES/teacher_summary.json"

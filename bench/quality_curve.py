@@ -2,8 +2,9 @@
 
 Evaluates every snapshot of a run (`--set snapshot_every=N`: RUN/snapshots/step<N>.pt) and its final
 checkpoint on the same held-out clips with training.eval, then fits the paired PSNR gain over
-copy-first against training steps with a saturating power law (training/eval/curve.py) and says
-when, at the run's own steady speed, the fit reaches `--target` dB (issue 24's teacher target: 2).
+copy-first against training steps with a saturating power law (training/eval/curve.py; a straight
+line in log steps when the points show no ceiling) and says when, at the run's own steady speed, the
+fit reaches `--target` dB (issue 24's teacher target: 2).
 Every argument it does not know goes to training.eval (scenes, frames, cache, workers, ...); points
 already evaluated (OUT/eval_step<N>/metrics.json) are reused, so an interrupted run resumes.
 
@@ -13,7 +14,8 @@ already evaluated (OUT/eval_step<N>/metrics.json) are reused, so an interrupted 
 that process on the same GPU, and tables the whole run once PID has exited: the points exist while
 the run is still going, so a run cut short (a device machine taken back) keeps what it measured.
 
-Writes OUT/curve.json, OUT/table.md and OUT/curve.png. A snapshot of a long run is not the model a
+Writes OUT/curve.json, OUT/table.md and OUT/curve.png; `--refit CURVE_JSON` writes them again from
+the points of a curve.json it wrote before (a finished run's, its checkpoints long gone). A snapshot of a long run is not the model a
 shorter run would have ended with (the learning rate decays over the whole run, so a mid-run
 snapshot trained at a higher rate and has not annealed): read the curve as the lower bound of what a
 run of that length reaches.
@@ -27,6 +29,7 @@ import math
 import pathlib
 import sys
 import time
+from dataclasses import asdict
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -36,7 +39,7 @@ import torch  # noqa: E402
 
 from bench._common import machine  # noqa: E402
 from training.eval.__main__ import main as eval_main  # noqa: E402
-from training.eval.curve import SaturatingFit, fit_saturating  # noqa: E402
+from training.eval.curve import LogLinearFit, SaturatingFit, fit_curve  # noqa: E402
 from training.eval.table import cell  # noqa: E402
 from training.runtime import load_checkpoint  # noqa: E402
 
@@ -113,7 +116,7 @@ def table(points: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def plot(points: list[dict[str, Any]], fit: SaturatingFit | None, target: float, to_target: float,
+def plot(points: list[dict[str, Any]], fit: SaturatingFit | LogLinearFit | None, target: float, to_target: float,
          path: pathlib.Path) -> None:
     import matplotlib
 
@@ -129,7 +132,7 @@ def plot(points: list[dict[str, Any]], fit: SaturatingFit | None, target: float,
     if fit is not None:
         end = steps.max() * 4 if not math.isfinite(to_target) else max(steps.max(), to_target) * 1.1
         t = np.geomspace(steps.min(), end, 200)
-        ax.plot(t, fit(t), lw=1, label=f"fit {fit.a:.2f} − {fit.b:.3g}·t^−{fit.c:.2f}")
+        ax.plot(t, fit(t), lw=1, label=f"fit: {fit.describe('t')}")
     ax.axhline(target, color="grey", ls="--", lw=0.8, label=f"target +{target:g} dB")
     ax.axhline(0.0, color="grey", lw=0.6)
     ax.set(xscale="log", xlabel="training steps", ylabel="dB over copying the first frame",
@@ -139,16 +142,53 @@ def plot(points: list[dict[str, Any]], fit: SaturatingFit | None, target: float,
     plt.close(fig)
 
 
+def summarise(points: list[dict[str, Any]], target: float, out: pathlib.Path, run: str, where: str) -> None:
+    """Fit the points and write OUT/curve.json, OUT/table.md and OUT/curve.png; print the table."""
+    fit: SaturatingFit | LogLinearFit | None = None
+    to_target, why = math.nan, f"{len(points)} points: too few to fit (4 needed: the fit has 3 parameters)"
+    if len(points) >= 4:
+        fit = fit_curve([p["step"] for p in points], [p["gain_over_copy_first"]["mean"] for p in points],
+                        [max(p["gain_over_copy_first"]["se"], 1e-3) for p in points])
+        to_target = fit.time_to(target)
+    rate = steps_per_minute(points)
+    result = {"run": run, "machine": where, "points": points, "target_db": target, "steps_per_minute": rate,
+              "fit": None if fit is None else {"kind": type(fit).__name__, **asdict(fit)},
+              "steps_to_target": to_target, "minutes_to_target": to_target / rate if rate > 0 else math.nan}
+    (out / "curve.json").write_text(json.dumps(result, indent=2))
+    lines = table(points)
+    if fit is None:
+        lines.append(f"\n{why}")
+    else:
+        reach = (f"reaches +{target:g} dB at step {to_target:,.0f} (~{result['minutes_to_target']:.0f} minutes "
+                 f"at {rate:.0f} steps/min)" if math.isfinite(to_target)
+                 else f"levels off below +{target:g} dB")
+        lines.append(f"\nfit: {fit.describe('step')} (rmse {fit.rmse:.3f} dB): {reach}")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    plot(points, fit, target, to_target, out / "curve.png")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      epilog="other arguments are passed to training.eval")
-    parser.add_argument("run", type=pathlib.Path, help="a training.teacher run directory")
+    parser.add_argument("run", type=pathlib.Path, nargs="?", help="a training.teacher run directory")
     parser.add_argument("--out", type=pathlib.Path, required=True)
     parser.add_argument("--target", type=float, default=2.0, help="dB over copy-first the fit is asked about")
     parser.add_argument("--follow", type=int, metavar="PID",
                         help="evaluate snapshots as the training process PID writes them, table once it has exited")
+    parser.add_argument("--refit", type=pathlib.Path, metavar="CURVE_JSON",
+                        help="fit and table again the points of a curve.json this script wrote (no checkpoints needed)")
     args, eval_args = parser.parse_known_args(argv)
     eval_args = [a for a in eval_args if a != "--"]
+    if args.refit is not None:
+        if args.run is not None or args.follow is not None or eval_args:
+            raise SystemExit("--refit takes no run, --follow or training.eval arguments: it re-fits saved points")
+        saved = json.loads(args.refit.read_text())
+        args.out.mkdir(parents=True, exist_ok=True)
+        summarise(saved["points"], args.target, args.out, saved["run"], saved["machine"])
+        return 0
+    if args.run is None:
+        raise SystemExit("give a training.teacher run directory (or --refit CURVE_JSON)")
     if any(a in ("--checkpoint", "--out", "--student") for a in eval_args):
         raise SystemExit("--checkpoint, --out and --student are set by this script (it evaluates a teacher run)")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -160,32 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         if where is None:
             return 1
         points.append(point(step, seconds, json.loads((where / "metrics.json").read_text())))
-    fit, to_target, why = None, math.nan, f"{len(points)} points: too few to fit (4 needed: the fit has 3 parameters)"
-    if len(points) >= 4:
-        try:
-            fit = fit_saturating([p["step"] for p in points], [p["gain_over_copy_first"]["mean"] for p in points],
-                                 [max(p["gain_over_copy_first"]["se"], 1e-3) for p in points])
-            to_target = fit.time_to(args.target)
-        except RuntimeError as exc:  # scipy: no convergence (e.g. points that fall with training)
-            why = f"the saturating fit did not converge: {exc}"
-    rate = steps_per_minute(points)
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
-    result = {"run": str(args.run), "machine": f"{gpu} | {machine()}", "points": points, "target_db": args.target,
-              "steps_per_minute": rate,
-              "fit": None if fit is None else {"a": fit.a, "b": fit.b, "c": fit.c, "rmse": fit.rmse},
-              "steps_to_target": to_target, "minutes_to_target": to_target / rate if rate > 0 else math.nan}
-    (args.out / "curve.json").write_text(json.dumps(result, indent=2))
-    lines = table(points)
-    if fit is None:
-        lines.append(f"\n{why}")
-    else:
-        reach = (f"reaches +{args.target:g} dB at step {to_target:,.0f} (~{result['minutes_to_target']:.0f} minutes "
-                 f"at {rate:.0f} steps/min)" if math.isfinite(to_target)
-                 else f"levels off below +{args.target:g} dB")
-        lines.append(f"\nfit: gain = {fit.a:.2f} − {fit.b:.3g}·step^−{fit.c:.2f} (rmse {fit.rmse:.3f} dB): {reach}")
-    (args.out / "table.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    plot(points, fit, args.target, to_target, args.out / "curve.png")
+    summarise(points, args.target, args.out, str(args.run), f"{gpu} | {machine()}")
     return 0
 
 

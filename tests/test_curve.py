@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.eval.curve import SaturatingFit, fit_saturating
+from training.eval.curve import LogLinearFit, SaturatingFit, fit_curve, fit_log_linear, fit_saturating
 
 
 @settings(max_examples=40, deadline=None)
@@ -40,3 +40,41 @@ def test_too_few_or_nonpositive_points_are_refused():
         fit_saturating([1.0, 2.0], [0.1, 0.2])
     with pytest.raises(ValueError, match="must be > 0"):
         fit_saturating([0.0, 1.0, 2.0], [0.1, 0.2, 0.3])
+
+
+def test_the_log_linear_fit_known_answer():
+    line = fit_log_linear([1.0, 2.0, 4.0, 8.0], [1.0, 1.3, 1.6, 1.9])
+    assert line.per_doubling == pytest.approx(0.3) and line.at_one == pytest.approx(1.0) and line.rmse < 1e-9
+    assert line.time_to(2.2) == pytest.approx(16.0)  # four doublings
+    assert LogLinearFit(at_one=1.0, per_doubling=0.0, rmse=0.0).time_to(2.0) == math.inf  # flat: never
+    assert LogLinearFit(at_one=1.0, per_doubling=1e-6, rmse=0.0).time_to(2.0) == math.inf  # past any float
+    with pytest.raises(ValueError, match="at least 2 points"):
+        fit_log_linear([1.0], [0.1])
+
+
+@settings(max_examples=30, deadline=None)
+@given(g1=st.floats(-1.0, 1.0), d=st.floats(0.05, 0.6))
+def test_points_without_a_ceiling_get_the_line_not_a_runaway_ceiling(g1, d):
+    # a run still rising by the same dB per doubling (issue 24's long teacher: ~0.3 dB/doubling from 2,500
+    # to 12,671 steps) drove the power law to c at its bound with a ceiling of 433 dB
+    t = np.array([2500.0, 5000.0, 7500.0, 10000.0, 12500.0])
+    fit = fit_curve(t, g1 + d * np.log2(t), np.full(5, 0.07))
+    assert isinstance(fit, LogLinearFit)
+    assert fit.per_doubling == pytest.approx(d, rel=1e-6) and fit.at_one == pytest.approx(g1, abs=1e-6)
+
+
+def test_points_that_level_off_keep_the_saturating_fit():
+    t = np.array([1.0, 2.0, 3.0, 5.0, 8.0, 13.0])
+    fit = fit_curve(t, SaturatingFit(2.0, 1.5, 0.8, 0.0)(t))
+    assert isinstance(fit, SaturatingFit) and fit.a == pytest.approx(2.0, rel=1e-3)
+    assert "ceiling" not in fit.describe("t") and "no ceiling" in fit_log_linear(t, np.log2(t)).describe("t")
+
+
+def test_issue_24_long_teacher_points_known_answer():
+    # bench/results/quality/long_2026-12-07/curve: paired gain over copy-first of the 14-minute teacher's
+    # snapshots; the power law ran to c = 1e-3 with a ceiling of 433 dB on these
+    steps = [2500, 5000, 7500, 10000, 12500, 12671]
+    gain, se = [1.84, 2.01, 2.27, 2.41, 2.52, 2.51], [0.06, 0.07, 0.07, 0.07, 0.07, 0.07]
+    fit = fit_curve(steps, gain, se)
+    assert isinstance(fit, LogLinearFit) and fit.per_doubling == pytest.approx(0.30, abs=0.01)
+    assert 3_500 < fit.time_to(2.0) < 4_500

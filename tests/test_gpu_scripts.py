@@ -125,3 +125,34 @@ def test_pretrain_splits_reuse_an_earlier_runs_scratch_evaluation(tmp_path, amou
     assert "scratch_16: the evaluation of" in (results / "reused.txt").read_text()
     pairs = [line for line in lines if "training.eval.compare" in line]
     assert len(pairs) == len(tuned) and all(f"eval_scratch_{line.split('_')[-1].split('.')[0]}" in line for line in pairs)
+
+
+LONG_PYTHON = r"""#!/bin/bash
+# bench/long_teacher_gpu.sh's teacher and curve in name only: both run until stopped
+[[ "$1" == "-c" ]] && exec "$REAL_PYTHON" "$@"
+arg() { local want=$1; shift; while (( $# )); do [[ "$1" == "$want" ]] && { echo "$2"; return; }; shift; done; }
+case "$*" in
+  *training.teacher*) out=$(arg --out "$@"); mkdir -p "$out"
+    trap 'echo "{\"steps\": 70, \"stopped\": \"SIGTERM\"}" > "$out/summary.json"; touch "$out/log.jsonl"; exit 0' TERM
+    sleep 60 & wait;;
+  *quality_curve.py*) sleep 60 & wait;;  # an evaluation of the step the teacher stopped at, still going
+  *) exec "$REAL_PYTHON" "$@";;
+esac
+"""
+
+
+def test_long_teacher_call_ends_at_its_limit_with_the_curve_cut_too(tmp_path):
+    """The curve evaluating beside the teacher is held to STOP_AFTER_S as the teacher is: on 2026-12-07 it
+    went on past the teacher's stop, evaluating the step reached, and the device call was killed at its
+    limit with nothing brought back."""
+    bin_dir = _tools(tmp_path, python3=LONG_PYTHON)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RUNS": str(tmp_path / "runs"),
+           "REAL_PYTHON": sys.executable, "STOP_AFTER_S": "3", "DATA": str(tmp_path)}
+    (tmp_path / "train-000000.tar").touch()
+    start = time.monotonic()
+    done = subprocess.run(["bash", "bench/long_teacher_gpu.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert time.monotonic() - start < 30, "the curve should have been stopped with the teacher"
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "stopped by SIGTERM at step 70: run this command again" in done.stdout
+    assert "the curve was cut by STOP_AFTER_S" in (tmp_path / "runs" / "results" / "stages.txt").read_text()

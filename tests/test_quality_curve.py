@@ -45,7 +45,7 @@ def test_every_snapshot_is_evaluated_once_tabled_and_drawn(tmp_path):
         assert p["gain_over_copy_first"] == report["paired"]["model-copy_first"]["psnr_db"]
     table = (out / "table.md").read_text()
     rows = [line.split(" | ")[0] for line in table.splitlines() if re.match(r"\| \d+ \|", line)]
-    assert rows == ["| 10", "| 20", "| 30", "| 40"] and ("fit: gain =" in table or "did not converge" in table)
+    assert rows == ["| 10", "| 20", "| 30", "| 40"] and "fit: gain =" in table
     assert (out / "curve.png").stat().st_size > 5_000
     stamp = (out / "eval_step0000020" / "metrics.json").stat().st_mtime_ns
     assert bench.main(argv) == 0  # resumed: nothing evaluated again

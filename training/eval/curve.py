@@ -5,16 +5,20 @@ over copy-first): rises with t and levels off at `a`. The time to reach a target
 t = (b / (a − g))^(1/c); a target at or above the fitted ceiling `a` is out of this curve's reach.
 Extrapolating a fit of a few points is a forecast, not a measurement; the reader gets the fit, its
 points and their standard errors together (bench/quality_curve.py).
+
+Points that show no ceiling (still rising at the same rate per doubling of t) drive c to its lower
+bound, where a − b·t^(−c) ≈ (a − b) + b·c·ln t: `a` and `b` then grow without meaning. `fit_curve`
+says so and fits the straight line in log t that those points are, gain(t) = g1 + d·log2(t), d dB per
+doubling: its forecast has no ceiling, so read it as an upper bound.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import OptimizeWarning, curve_fit
+from scipy.optimize import minimize_scalar
 
 
 @dataclass(frozen=True)
@@ -37,25 +41,96 @@ class SaturatingFit:
         log_t = (math.log(self.b) - math.log(self.a - target)) / self.c  # in logs: b/(a-g) ** (1/c) overflows
         return math.exp(log_t) if log_t < math.log(np.finfo(np.float64).max) else math.inf
 
+    def describe(self, unit: str) -> str:
+        return f"gain = {self.a:.2f} − {self.b:.3g}·{unit}^−{self.c:.2f}"
+
+
+@dataclass(frozen=True)
+class LogLinearFit:
+    """gain(t) = at_one + per_doubling·log2(t): a curve with no ceiling in sight."""
+
+    at_one: float  # the line's gain at t = 1
+    per_doubling: float  # gain added by each doubling of t
+    rmse: float
+
+    def __call__(self, t: np.ndarray | float) -> np.ndarray:
+        return self.at_one + self.per_doubling * np.log2(np.asarray(t, dtype=np.float64))
+
+    def time_to(self, target: float) -> float:
+        """t at which the line reaches `target`; inf when it does not rise (or only past the largest float)."""
+        if self.per_doubling <= 0:
+            return math.inf
+        log2_t = (target - self.at_one) / self.per_doubling
+        return 2.0 ** log2_t if log2_t < math.log2(np.finfo(np.float64).max) else math.inf
+
+    def describe(self, unit: str) -> str:
+        return f"gain = {self.at_one:.2f} + {self.per_doubling:.2f}·log2({unit}): no ceiling in reach"
+
+
+C_MIN = 1e-3  # the saturating fit's lower bound on c: a fit that ends there saw no ceiling
+
 
 def saturating(t: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
     return a - b * np.power(t, -c)
 
 
+def _line(x: np.ndarray, gain: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """Weighted least squares of gain ≈ a − b·x with b >= 0 (b < 0 would fall with training: flat instead)."""
+    (a, b), *_ = np.linalg.lstsq(np.stack([w, -w * x], axis=1), w * gain, rcond=None)
+    if b < 0:
+        return float(np.sum(w**2 * gain) / np.sum(w**2)), 0.0
+    return float(a), float(b)
+
+
 def fit_saturating(t: np.ndarray | list[float], gain: np.ndarray | list[float],
                    sigma: np.ndarray | list[float] | None = None) -> SaturatingFit:
-    """Least squares (weighted by `sigma`, e.g. the points' standard errors) of gain = a − b·t^(−c)."""
+    """Least squares (weighted by `sigma`, e.g. the points' standard errors) of gain = a − b·t^(−c).
+
+    For a given c the model is a line in x = t^(−c), so a and b are solved exactly and only c is
+    searched (a grid over [C_MIN, 5], then Brent's method between the best point's neighbours): no
+    starting guess, and points with no ceiling end quickly at c = C_MIN rather than after thousands of
+    iterations chasing a ceiling that runs away."""
     t, gain = np.asarray(t, dtype=np.float64), np.asarray(gain, dtype=np.float64)
     if t.shape != gain.shape or t.ndim != 1 or len(t) < 3:
         raise ValueError(f"a saturating fit needs at least 3 points of (t, gain), got {t.shape} and {gain.shape}")
     if (t <= 0).any():
         raise ValueError(f"training time must be > 0, got {t.tolist()}")
-    span = float(gain.max() - gain.min()) or 1.0
-    start = (float(gain.max()) + 0.5 * span, span * float(t.min()) ** 0.5, 0.5)
-    with warnings.catch_warnings():  # the parameters' covariance is not used (3 points leave none)
-        warnings.simplefilter("ignore", OptimizeWarning)
-        params, _ = curve_fit(saturating, t, gain, p0=start, sigma=None if sigma is None else np.asarray(sigma),
-                              bounds=([-np.inf, 0.0, 1e-3], [np.inf, np.inf, 5.0]), maxfev=20_000)
-    a, b, c = (float(p) for p in params)
+    w = np.ones_like(t) if sigma is None else 1.0 / np.asarray(sigma, dtype=np.float64)
+    unit = float(t.min())  # x = (t / unit)^(−c) stays within (0, 1] at every c
+
+    def cost(c: float) -> float:
+        x = (t / unit) ** -c
+        a, b = _line(x, gain, w)
+        return float(np.sum((w * (a - b * x - gain)) ** 2))
+
+    grid = np.geomspace(C_MIN, 5.0, 64)
+    best = int(np.argmin([cost(c) for c in grid]))
+    low, high = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+    c = float(minimize_scalar(cost, bounds=(low, high), method="bounded", options={"xatol": 1e-9}).x)
+    if cost(grid[best]) < cost(c):
+        c = float(grid[best])
+    a, b_unit = _line((t / unit) ** -c, gain, w)
+    b = b_unit * unit**c  # b_unit·(t / unit)^(−c) = b·t^(−c)
     rmse = float(np.sqrt(np.mean((saturating(t, a, b, c) - gain) ** 2)))
     return SaturatingFit(a, b, c, rmse)
+
+
+def fit_log_linear(t: np.ndarray | list[float], gain: np.ndarray | list[float],
+                   sigma: np.ndarray | list[float] | None = None) -> LogLinearFit:
+    """Weighted least squares (by `sigma`) of gain = g1 + d·log2(t)."""
+    t, gain = np.asarray(t, dtype=np.float64), np.asarray(gain, dtype=np.float64)
+    if t.shape != gain.shape or t.ndim != 1 or len(t) < 2:
+        raise ValueError(f"a log-linear fit needs at least 2 points of (t, gain), got {t.shape} and {gain.shape}")
+    if (t <= 0).any():
+        raise ValueError(f"training time must be > 0, got {t.tolist()}")
+    weights = None if sigma is None else 1.0 / np.asarray(sigma, dtype=np.float64)
+    per_doubling, at_one = (float(v) for v in np.polyfit(np.log2(t), gain, 1, w=weights))
+    line = LogLinearFit(at_one, per_doubling, 0.0)
+    return LogLinearFit(at_one, per_doubling, float(np.sqrt(np.mean((line(t) - gain) ** 2))))
+
+
+def fit_curve(t: np.ndarray | list[float], gain: np.ndarray | list[float],
+              sigma: np.ndarray | list[float] | None = None) -> SaturatingFit | LogLinearFit:
+    """The saturating fit, or the log-linear one when the points show no ceiling (c at its bound)."""
+    fit = fit_saturating(t, gain, sigma)
+    return fit_log_linear(t, gain, sigma) if fit.c <= 1.01 * C_MIN else fit
