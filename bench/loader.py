@@ -31,10 +31,11 @@ import statistics  # noqa: E402
 import tarfile  # noqa: E402
 import time  # noqa: E402
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from datasets.device_decode import decode_frames  # noqa: E402
-from datasets.loader import LoaderConfig, decode_rgb, make_loader  # noqa: E402
+from datasets.loader import LoaderConfig, decode_jpeg_rgb, make_loader  # noqa: E402
 from _common import machine  # noqa: E402
 from common.cli import add_dry_run, dry_run  # noqa: E402
 
@@ -49,18 +50,21 @@ def batch_frames(shards: list[str]) -> int:
 
 
 def raw_decode_rate(shards: list[str], min_seconds: float = 2.0) -> float:
-    """Frames/s of decoding every JPEG member of the shards, in whole passes until `min_seconds`
-    have gone by: one pass over the demo shards takes about 0.6 s on a fast core, too short to
-    average out a VM's drift next to a loader run of several seconds."""
+    """Frames/s of decoding every JPEG member of the shards with the loader's decoder into one reused
+    frame buffer (the codec's speed: a loop that gets a new array per frame pays the allocator too,
+    at 1280x720 more than half its time on a 2-core VM, mapping and zeroing 2.7 MB a frame), in whole
+    passes until `min_seconds` have gone by: one pass over the demo shards takes about 0.6 s on a fast
+    core, too short to average out a VM's drift next to a loader run of several seconds."""
     start = time.perf_counter()
     frames = 0
+    into = np.empty(decode_jpeg_rgb(_first_jpeg(shards)).shape, np.uint8)
     while not frames or time.perf_counter() - start < min_seconds:
         for shard in shards:
             with tarfile.open(shard) as tar:
                 for member in tar:
                     if member.name.endswith(".jpg"):
                         data = tar.extractfile(member).read()  # type: ignore[union-attr]
-                        decode_rgb(data)
+                        decode_jpeg_rgb(data, into)
                         frames += 1
     return frames / (time.perf_counter() - start)
 
@@ -74,10 +78,22 @@ def parallel_raw_rate(shards: list[str], processes: int) -> float:
         return statistics.mean(pool.map(raw_decode_rate, [shards] * processes))
 
 
+MIN_BATCHES = 30  # a worker's batches per run, at least: its first few get fresh shared buffers
+
+
+def run_frames(frames_per_worker: int, batch: int, clip_frames: int) -> int:
+    """Frames a worker reads in one run: `frames_per_worker`, or MIN_BATCHES batches if that is more.
+    A worker's pooled buffers (datasets.pool) are new, so mapped and zeroed page by page, until the
+    main process hands its first batches back; at 1280x720 a batch of 4 clips is 365 MB, and runs of
+    800 frames (6 batches) measured mostly that warm-up: one worker on a 2-core VM read 345 frames/s
+    in them against 493 over 30 batches."""
+    return max(frames_per_worker, MIN_BATCHES * batch * clip_frames)
+
+
 def loader_rate(shards: list[str], workers: int, batch: int, frames_per_worker: int, pool_slots: int = 8,
                 pin_memory: bool | None = None) -> tuple[float, float, float]:
     """(frames/s per worker, the main process's CPU seconds per wall second, the workers' CPU
-    seconds per worker and wall second). Endless resampled mode sized to ~`frames_per_worker`; the
+    seconds per worker and wall second). Endless resampled mode sized by `run_frames`; the
     rate's clock starts at the first batch, so worker start-up is not counted in it. The main
     process's share covers its own thread and DataLoader's pin-memory thread (near 1: the main
     process is the limit). The workers' share runs from the loader's start to its last worker's
@@ -85,7 +101,7 @@ def loader_rate(shards: list[str], workers: int, batch: int, frames_per_worker: 
     0 workers: the whole pipeline in this process, shares NaN."""
     t = int(batch_frames(shards))
     config = LoaderConfig(urls=tuple(shards), batch_size=batch, shuffle_buffer=0, resampled=True,
-                          epoch_samples=frames_per_worker // t, pool_slots=pool_slots)
+                          epoch_samples=run_frames(frames_per_worker, batch, t) // t, pool_slots=pool_slots)
     seen = 0
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     opened = start = time.perf_counter()
@@ -109,10 +125,11 @@ def total_rate(shards: list[str], workers: int, batch: int, frames_per_worker: i
     """Frames/s in all (not per worker) of the loader with `workers` workers, after its first batch,
     and the frames counted: the workers decoding (`decode_on` None) or passing the JPEG bytes on and
     the main process decoding them on `decode_on` (synchronised per batch, so the figure is decoded
-    frames). Each worker reads ~`frames_per_worker` (`epoch_samples` is per worker), as in `loader_rate`."""
+    frames). Each worker reads `run_frames` (`epoch_samples` is per worker), as in `loader_rate`."""
     t = int(batch_frames(shards))
     config = LoaderConfig(urls=tuple(shards), batch_size=batch, shuffle_buffer=0, resampled=True,
-                          epoch_samples=frames_per_worker // t, frames="decoded" if decode_on is None else "jpeg")
+                          epoch_samples=run_frames(frames_per_worker, batch, t) // t,
+                          frames="decoded" if decode_on is None else "jpeg")
     seen, start = 0, time.perf_counter()
     for i, item in enumerate(make_loader(config, num_workers=workers, pin_memory=False)):
         if decode_on is not None:
@@ -179,7 +196,7 @@ def main() -> None:
                   f"{statistics.median(rates) / side:.2f} of it)")
     if "device" in args.decode:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        frame_shape = decode_rgb(_first_jpeg(shards)).shape
+        frame_shape = decode_jpeg_rgb(_first_jpeg(shards)).shape
         print(f"\ndecode where the batch is used ({device}), {frame_shape[1]}x{frame_shape[0]} frames, "
               f"frames/s in all, medians of {args.repeats}:")
         for workers in args.workers:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tarfile
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -59,6 +60,14 @@ def test_batch_decode_equals_per_sample_decode_and_rejects_mixed_clips(tmp_path)
     broken["0002.jpg"] = b"not a jpeg"
     with pytest.raises(ValueError, match=r"\.0002\.jpg: cannot decode JPEG"):
         decode_batch([raw[0], broken])
+    cut = dict(raw[1])  # its header is whole, the frame is decoded in place: the cut is still named
+    cut["0003.jpg"] = cut["0003.jpg"][: len(cut["0003.jpg"]) * 2 // 3]
+    with pytest.raises(ValueError, match=r"\.0003\.jpg: cannot decode JPEG"):
+        decode_batch([raw[0], cut])
+    bigger = dict(raw[1])
+    bigger["0001.jpg"] = cv2.imencode(".jpg", np.zeros((16, 32, 3), np.uint8))[1].tobytes()
+    with pytest.raises(ValueError, match=r"\.0001\.jpg: frame size \(16, 32, 3\) differs from \(16, 24, 3\)"):
+        decode_batch([raw[0], bigger])
     odd = dict(raw[1])
     odd["actions.npy"] = npy_bytes(npy_load(odd["actions.npy"])[:2])
     with pytest.raises(ValueError, match=r"a batch mixes actions of shapes.*\(2, 13\)"):
