@@ -5,8 +5,9 @@
 
 Streams the build's train+val shards through `datasets.loader` (decode, tensors, batching) in
 process and with N DataLoader workers (each with its pool of reused shared batch buffers, or with
-`--pool-slots 0` a fresh one per batch), and decodes every JPEG member of the same shards with
-cv2.imdecode in a plain loop (the baseline: the decode a loader cannot avoid). Prints frames/s per
+`--pool-slots 0` a fresh one per batch), and decodes every JPEG member of the same shards with the
+loader's decoder into one reused buffer in a plain loop (the baseline: the decode a loader cannot
+avoid). Each loader run is `--frames-per-worker` frames a worker, or 30 batches if more. Prints frames/s per
 worker and the ratio (target >= 0.8), with the CPU seconds per second of the main process and of each
 worker (is a worker slower, or waiting?); for N > 1 workers also the raw decode of N processes at
 once, what the machine itself gives N decoders. `--pin-memory on off` measures DataLoader's
