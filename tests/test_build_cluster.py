@@ -22,6 +22,8 @@ import yaml
 
 from tests.test_build import ROOT
 
+pytestmark = pytest.mark.serial  # it starts a `ray start` cluster, which any ray.init() on this machine would join
+
 
 def _can_unshare() -> bool:
     return os.geteuid() == 0 and shutil.which("unshare") is not None and subprocess.run(

@@ -19,6 +19,8 @@ from capture.standin.packaged import write_packaged_game
 from tests.capture_helpers import kill_one_when, partial_frames, standin_pids
 from tests.integrity_helpers import ROOT, shard_members
 
+pytestmark = pytest.mark.serial  # it counts and kills stand-in engines machine-wide (tests.capture_helpers.standin_pids)
+
 
 def _build(out, game, *more: str) -> subprocess.Popen:
     # PYTHONFAULTHANDLER: a build that hangs can be made to print every thread's stack (SIGABRT)

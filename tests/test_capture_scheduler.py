@@ -13,6 +13,8 @@ from capture.config import EndpointConfig, RetryConfig, StandinPoolConfig
 from capture.scheduler import run_capture
 from tests.capture_helpers import kill_one_when, partial_frames, small_config, standin_pids, walk_job
 
+pytestmark = pytest.mark.serial  # it kills a stand-in engine it finds machine-wide (tests.capture_helpers.standin_pids)
+
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster():

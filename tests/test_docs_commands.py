@@ -14,6 +14,7 @@ load into one of the project's configuration classes.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import pathlib
 import re
@@ -111,8 +112,17 @@ def check(command: Command, cwd: pathlib.Path, demo_build=None) -> None:
         missing = [e for e in (extras.group(1) or "").split(",") if e and e not in declared]
         assert not missing, f"{command.where}: extras {missing} are not in pyproject.toml"
         return
-    if argv == ["python", "-m", "pytest"]:
+    if argv[:3] == ["python", "-m", "pytest"]:
         assert (ROOT / "tests").is_dir()
+        options = tomllib.loads((ROOT / "pyproject.toml").read_text())
+        if "-n" in argv[3:]:  # pytest-xdist: installed by the dev extra
+            dev = options["project"]["optional-dependencies"]["dev"]
+            assert any(d.startswith("pytest-xdist") for d in dev), f"{command.where}: -n needs pytest-xdist in dev"
+            assert importlib.util.find_spec("xdist"), f"{command.where}: -n needs pytest-xdist installed"
+        if "-m" in argv[3:]:  # every marker the expression names is declared (--strict-markers)
+            declared = {m.split(":")[0] for m in options["tool"]["pytest"]["ini_options"]["markers"]}
+            named = set(re.findall(r"\w+", argv[argv.index("-m", 3) + 1])) - {"not", "and", "or"}
+            assert named <= declared, f"{command.where}: markers {sorted(named - declared)} are not declared"
         return
     if argv == ["python", "pipelines/build_dataset.py"] and demo_build is not None:
         _, done = demo_build  # README's command 1, run for real once per session
@@ -157,7 +167,8 @@ def test_documented_command_works(command, user_tree, request):
 def test_the_readme_commands_are_found():
     readme = [c.argv for c in ALL if c.where.startswith("README.md")]
     for needed in ("pip install -e .", "python pipelines/build_dataset.py", 'pip install -e ".[train,dev]"',
-                   "python -m pytest", "python -m capture.standin --port 0 --scene 7"):
+                   'python -m pytest -n 2 -m "not serial"', "python -m pytest -m serial",
+                   "python -m capture.standin --port 0 --scene 7"):
         assert tuple(shlex.split(needed)) in readme, needed
     assert len(ALL) >= 30
 
@@ -201,3 +212,13 @@ def test_documented_config_loads(where, text):
         except ConfigError as exc:
             errors.append(f"{cls.__name__}: {exc}")
     pytest.fail(f"{where}: no configuration class takes this YAML:\n" + "\n".join(errors))
+
+
+def test_modules_that_use_machine_wide_state_are_marked_serial():
+    """README's test command runs `serial` tests alone, the rest two at a time: a module that starts a
+    Ray cluster (which any other test's ray.init() would join) or counts every engine process on the
+    machine (another test's engines among them) must carry the mark."""
+    machine_wide = re.compile(r"standin_pids\(|ray_cli|\"start\", \"--head\"|cluster_utils|process_iter\(")
+    unmarked = [p.name for p in sorted((ROOT / "tests").glob("test_*.py"))
+                if machine_wide.search(p.read_text()) and "pytestmark = pytest.mark.serial" not in p.read_text()]
+    assert not unmarked, f"mark these serial (pytestmark = pytest.mark.serial): {unmarked}"

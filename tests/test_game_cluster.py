@@ -16,6 +16,8 @@ from capture.scheduler import run_capture
 from capture.standin.packaged import write_packaged_game
 from tests.capture_helpers import in_flight, partial_frames, small_config, standin_pids, walk_job
 
+pytestmark = pytest.mark.serial  # it starts a Ray cluster of its own and counts every stand-in engine on the machine
+
 
 @pytest.fixture
 def cluster():

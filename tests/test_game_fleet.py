@@ -15,6 +15,8 @@ from capture.scheduler import run_capture
 from capture.standin.packaged import write_packaged_game
 from tests.capture_helpers import kill_one_when, partial_frames, small_config, standin_pids, walk_job
 
+pytestmark = pytest.mark.serial  # it counts and kills stand-in engines machine-wide (tests.capture_helpers.standin_pids)
+
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster():
