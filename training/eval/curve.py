@@ -74,6 +74,17 @@ def saturating(t: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
     return a - b * np.power(t, -c)
 
 
+def _points(t: np.ndarray | list[float], gain: np.ndarray | list[float], least: int,
+            what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(t, gain) as float arrays: at least `least` points of t > 0, or a ValueError naming `what`."""
+    t, gain = np.asarray(t, dtype=np.float64), np.asarray(gain, dtype=np.float64)
+    if t.shape != gain.shape or t.ndim != 1 or len(t) < least:
+        raise ValueError(f"{what} needs at least {least} points of (t, gain), got {t.shape} and {gain.shape}")
+    if (t <= 0).any():
+        raise ValueError(f"training time must be > 0, got {t.tolist()}")
+    return t, gain
+
+
 def _line(x: np.ndarray, gain: np.ndarray, w: np.ndarray) -> tuple[float, float]:
     """Weighted least squares of gain ≈ a − b·x with b >= 0 (b < 0 would fall with training: flat instead)."""
     (a, b), *_ = np.linalg.lstsq(np.stack([w, -w * x], axis=1), w * gain, rcond=None)
@@ -90,11 +101,7 @@ def fit_saturating(t: np.ndarray | list[float], gain: np.ndarray | list[float],
     searched (a grid over [C_MIN, 5], then Brent's method between the best point's neighbours): no
     starting guess, and points with no ceiling end quickly at c = C_MIN rather than after thousands of
     iterations chasing a ceiling that runs away."""
-    t, gain = np.asarray(t, dtype=np.float64), np.asarray(gain, dtype=np.float64)
-    if t.shape != gain.shape or t.ndim != 1 or len(t) < 3:
-        raise ValueError(f"a saturating fit needs at least 3 points of (t, gain), got {t.shape} and {gain.shape}")
-    if (t <= 0).any():
-        raise ValueError(f"training time must be > 0, got {t.tolist()}")
+    t, gain = _points(t, gain, 3, "a saturating fit")
     w = np.ones_like(t) if sigma is None else 1.0 / np.asarray(sigma, dtype=np.float64)
     unit = float(t.min())  # x = (t / unit)^(−c) stays within (0, 1] at every c
 
@@ -118,11 +125,7 @@ def fit_saturating(t: np.ndarray | list[float], gain: np.ndarray | list[float],
 def fit_log_linear(t: np.ndarray | list[float], gain: np.ndarray | list[float],
                    sigma: np.ndarray | list[float] | None = None) -> LogLinearFit:
     """Weighted least squares (by `sigma`) of gain = g1 + d·log2(t)."""
-    t, gain = np.asarray(t, dtype=np.float64), np.asarray(gain, dtype=np.float64)
-    if t.shape != gain.shape or t.ndim != 1 or len(t) < 2:
-        raise ValueError(f"a log-linear fit needs at least 2 points of (t, gain), got {t.shape} and {gain.shape}")
-    if (t <= 0).any():
-        raise ValueError(f"training time must be > 0, got {t.tolist()}")
+    t, gain = _points(t, gain, 2, "a log-linear fit")
     weights = None if sigma is None else 1.0 / np.asarray(sigma, dtype=np.float64)
     per_doubling, at_one = (float(v) for v in np.polyfit(np.log2(t), gain, 1, w=weights))
     line = LogLinearFit(at_one, per_doubling, 0.0)
