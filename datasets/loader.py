@@ -88,8 +88,12 @@ def _frame_shape(sample: dict[str, Any], name: str) -> tuple[int, int, int]:
     try:
         height, width, _, _ = simplejpeg.decode_jpeg_header(sample[name])
     except ValueError as exc:
-        raise ValueError(f"{sample['__key__']}.{name}: cannot decode JPEG in {sample.get('__url__')}: {exc}") from exc
+        raise _undecodable(sample, name, exc) from exc
     return height, width, 3
+
+
+def _undecodable(sample: dict[str, Any], name: str, exc: ValueError) -> ValueError:
+    return ValueError(f"{sample['__key__']}.{name}: cannot decode JPEG in {sample.get('__url__')}: {exc}")
 
 
 def decode_frames_into(out: np.ndarray, sample: dict[str, Any], names: Sequence[str] | None = None) -> None:
@@ -109,8 +113,7 @@ def decode_frames_into(out: np.ndarray, sample: dict[str, Any], names: Sequence[
         try:
             decode_jpeg_rgb(sample[name], out[i])
         except ValueError as exc:
-            raise ValueError(f"{sample['__key__']}.{name}: cannot decode JPEG in {sample.get('__url__')}: "
-                             f"{exc}") from exc
+            raise _undecodable(sample, name, exc) from exc
 
 
 def decode_fields(sample: dict[str, Any]) -> dict[str, Any]:
