@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -11,6 +16,8 @@ from annotate.geometry import make_pose, relative_motion
 from training.eval.groundtruth import EvalSetConfig, make_eval_set, textured_share
 from training.eval.odometry import estimate_path, opencv_intrinsics
 from training.eval.rpe import path_rpe
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +73,33 @@ def test_a_blank_view_is_lost_not_invented():
     poses, kinds = estimate_path(blank, opencv_intrinsics(90.0, 128, 72), make_pose(np.eye(3), np.ones(3)))
     assert kinds == ["lost"] * 4 and np.allclose(poses, poses[0])
     assert textured_share(blank[0]) == 0.0
+
+
+HANG_SCRIPT = """
+import numpy as np, cv2
+from training.eval.evaluate import path_errors
+from training.eval.groundtruth import EvalSetConfig, make_eval_set
+
+
+def main():
+    clips = make_eval_set(EvalSetConfig(scenes=("room_0001",), starts=1, frames=9))[:4]
+    cv2.GaussianBlur(np.zeros((720, 1280, 3), np.uint8), (0, 0), 2.0)  # OpenCV's thread pool runs here now
+    video = np.ascontiguousarray(np.stack([c.frames for c in clips]).transpose(0, 1, 4, 2, 3))
+    print("rpe_t", path_errors(video, clips, 90.0, workers=2)["rpe_t"].tolist())
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_workers_start_clean_after_this_process_ran_opencv_threads(tmp_path):
+    """A pool forked from a process whose OpenCV thread pool had run (a blur before the RPE, as
+    bench/odometry_blur.py does) hung for ever in its workers' first OpenCV call; they now fork from
+    a clean server process (training/eval/pool.py)."""
+    script = tmp_path / "blur_then_rpe.py"
+    script.write_text(HANG_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "rpe_t [" in done.stdout

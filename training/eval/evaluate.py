@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ from training.data import to_uint8, to_unit
 from training.eval.groundtruth import EvalClip
 from training.eval.metrics import psnr, ssim
 from training.eval.odometry import OdometryConfig, estimate_path, opencv_intrinsics
+from training.eval.pool import process_pool
 from training.eval.rpe import path_rpe, relative_pose_error
 from training.distill import teacher_velocity
 from training.flow import sample_i2v
@@ -175,7 +175,7 @@ def path_errors(videos: np.ndarray, clips: Sequence[EvalClip], fov: float, worke
     K = opencv_intrinsics(fov, w, h)
     jobs = [(np.ascontiguousarray(v.transpose(0, 2, 3, 1)), c.poses[:f], K, cfg) for v, c in zip(videos, clips)]
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with process_pool(workers) as pool:
             rows = list(pool.map(_clip_rpe, jobs, chunksize=8))
     else:
         rows = [_clip_rpe(job) for job in jobs]

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import pathlib
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -26,6 +25,7 @@ from capture.standin.render import Renderer
 from capture.standin.scene import Scene, make_scene
 from common.config import to_dict
 from training.eval.scripts import ActionScript, revisit_scripts, standard_scripts
+from training.eval.pool import process_pool
 
 SCRIPT_SETS = {"standard": standard_scripts, "revisit": revisit_scripts}
 
@@ -129,7 +129,7 @@ def make_eval_set(config: EvalSetConfig, workers: int = 1) -> list[EvalClip]:
     """All scenes' clips, scenes rendered in parallel processes; order is deterministic."""
     if workers <= 1:
         return [clip for scene in config.scenes for clip in scene_clips(scene, config)]
-    with ProcessPoolExecutor(workers) as pool:
+    with process_pool(workers) as pool:
         return [clip for clips in pool.map(scene_clips, config.scenes, [config] * len(config.scenes)) for clip in clips]
 
 
