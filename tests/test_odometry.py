@@ -95,11 +95,24 @@ if __name__ == "__main__":
 
 def test_workers_start_clean_after_this_process_ran_opencv_threads(tmp_path):
     """A pool forked from a process whose OpenCV thread pool had run (a blur before the RPE, as
-    bench/odometry_blur.py does) hung for ever in its workers' first OpenCV call; they now fork from
-    a clean server process (training/eval/pool.py)."""
+    bench/odometry_blur.py does) hung for ever in its workers' first OpenCV call; OpenCV's threads are
+    now stopped while the workers fork (training/eval/pool.py)."""
     script = tmp_path / "blur_then_rpe.py"
     script.write_text(HANG_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "rpe_t [" in done.stdout
+
+
+def test_the_pool_gives_opencvs_threads_back():
+    from training.eval.pool import process_pool
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        with process_pool(1) as pool:
+            assert cv2.getNumThreads() == 1 and pool.submit(abs, -3).result() == 3
+        assert cv2.getNumThreads() == 2
+    finally:
+        cv2.setNumThreads(before)
