@@ -30,6 +30,9 @@
 #             on 33-frame clips, whose out-and-back scripts return to the first pose after 32 frames
 #             (4x the 8-frame window); EVAL_LONG=0 skips the 33-frame pair; EVAL_VIEW=K adds the same
 #             students reading K older frames retrieved by view overlap (memory.select view)
+#   STOP_AFTER_S: the teacher, ode, dmd and eval stages stop at this call's limit (gpu_common.sh) and the same
+#             command, run again at once on the warm machine, resumes them: a training that ended by its
+#             budget and an evaluation already written are not run again
 #   EVAL_TEACHER=0 skips the teacher's evaluation; ODE_EVAL_ARGS: more arguments of the ODE student's
 #             (e.g. "--no-rpe"; its revisit table comes with it, by the student's own memory)
 #   TEACHER_ARGS more arguments of the teacher stage (e.g. "--set model.spatial_rope=rays"); the
@@ -84,23 +87,29 @@ if has curve; then
   speed_curve --preset small --graphs
 fi
 compile=(--compile); [ "${COMPILE:-1}" = 1 ] || compile=()  # COMPILE=0: eager (a CPU smoke run)
+# evaluate OUT ARGS...: training.eval into $RES/OUT under STOP_AFTER_S, unless an earlier call wrote it
+evaluate() {
+  local out=$1
+  shift
+  [[ -f "$RES/$out/metrics.json" ]] || alone limited python3 -m training.eval "$@" "${ev[@]}" --out "$RES/$out"
+}
 if has teacher; then
   say teacher
   # shellcheck disable=SC2086  # TEACHER_ARGS: more arguments, e.g. "--set model.spatial_rope=rays"
-  teacher_stage "$RUNS/teacher" --minutes "${TRAIN_MIN:-7}" "${compile[@]}" ${TEACHER_ARGS:-}
+  finished "$RUNS/teacher" || alone teacher_stage "$RUNS/teacher" --minutes "${TRAIN_MIN:-7}" "${compile[@]}" \
+    ${TEACHER_ARGS:-}
   cp "$RUNS/teacher/summary.json" "$RES/teacher_summary.json"
   if [ "${EVAL_TEACHER:-1}" = 1 ]; then
-    python3 -m training.eval --checkpoint "$RUNS/teacher/checkpoint.pt" "${ev[@]}" --out "$RES/eval_teacher9" --frames 9
+    evaluate eval_teacher9 --checkpoint "$RUNS/teacher/checkpoint.pt" --frames 9
   fi
 fi
 if has ode; then
   say ode
   # shellcheck disable=SC2086  # STUDENT_ARGS: more arguments
-  ode_stage "$RUNS/ode" "${ODE_MIN:-7}" ${STUDENT_ARGS:-}
+  finished "$RUNS/ode" || alone ode_stage "$RUNS/ode" "${ODE_MIN:-7}" ${STUDENT_ARGS:-}
   cp "$RUNS/ode/log.jsonl" "$RES/ode_log.jsonl"
   # shellcheck disable=SC2086  # ODE_EVAL_ARGS: more training.eval arguments
-  python3 -m training.eval --checkpoint "$RUNS/ode/checkpoint.pt" --student "${ev[@]}" --out "$RES/eval_ode9" --frames 9 \
-    ${ODE_EVAL_ARGS:-}
+  evaluate eval_ode9 --checkpoint "$RUNS/ode/checkpoint.pt" --student --frames 9 ${ODE_EVAL_ARGS:-}
 fi
 if has dmd; then
   if [ "${DMD_WINDOW:-9}" = 0 ]; then dmd_scores=(--set teacher_rope_time_scale=0.25)  # run 2: whole rollout, stretched
@@ -109,7 +118,8 @@ if has dmd; then
   [[ -n "${DMD_CONTEXT:-}" ]] && dmd_scores+=(--set dmd.context="$DMD_CONTEXT")  # context forcing
   say dmd
   # shellcheck disable=SC2086  # STUDENT_ARGS: more arguments
-  python3 -m training.student_train --stage dmd --teacher "$RUNS/teacher/checkpoint.pt" --init "$RUNS/ode/checkpoint.pt" \
+  finished "$RUNS/dmd" || alone limited python3 -m training.student_train --stage dmd \
+    --teacher "$RUNS/teacher/checkpoint.pt" --init "$RUNS/ode/checkpoint.pt" \
     --shards "$SHARDS" --out "$RUNS/dmd" --minutes "${DMD_MIN:-4}" --set data.workers=$W --set data.frames=33 \
     --set data.batch_size=16 "${dmd_scores[@]}" --set log_every=5 ${STUDENT_ARGS:-}
   cp "$RUNS/dmd/log.jsonl" "$RES/dmd_log.jsonl"
@@ -119,14 +129,13 @@ if has eval; then
     S="$RUNS/$name/checkpoint.pt"
     [ -f "$S" ] || continue
     say "eval $name"
-    [ "$name" = ode ] || python3 -m training.eval --checkpoint "$S" --student "${ev[@]}" --out "$RES/eval_${name}9" --frames 9
+    [ "$name" = ode ] || evaluate "eval_${name}9" --checkpoint "$S" --student --frames 9
     [ "${EVAL_LONG:-1}" = 1 ] || continue
-    python3 -m training.eval --checkpoint "$S" --student "${ev[@]}" --out "$RES/eval_${name}33_memory" --frames 33
-    python3 -m training.eval --checkpoint "$S" --student --memory-pool 0 "${ev[@]}" --out "$RES/eval_${name}33_window" \
-      --frames 33
+    evaluate "eval_${name}33_memory" --checkpoint "$S" --student --frames 33
+    evaluate "eval_${name}33_window" --checkpoint "$S" --student --memory-pool 0 --frames 33
     if [ -n "${EVAL_VIEW:-}" ]; then  # the same student reading EVAL_VIEW older frames retrieved by view overlap
-      python3 -m training.eval --checkpoint "$S" --student --memory-select view --memory-pool 1 \
-        --memory-max-old "$EVAL_VIEW" "${ev[@]}" --out "$RES/eval_${name}33_view" --frames 33
+      evaluate "eval_${name}33_view" --checkpoint "$S" --student --memory-select view --memory-pool 1 \
+        --memory-max-old "$EVAL_VIEW" --frames 33
     fi
   done
 fi

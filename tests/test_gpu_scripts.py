@@ -156,3 +156,57 @@ def test_long_teacher_call_ends_at_its_limit_with_the_curve_cut_too(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "stopped by SIGTERM at step 70: run this command again" in done.stdout
     assert "the curve was cut by STOP_AFTER_S" in (tmp_path / "runs" / "results" / "stages.txt").read_text()
+
+
+STUDENT_PYTHON = r"""#!/bin/bash
+# bench/student_gpu.sh's trainers and evaluations in name only: the ODE stage runs until stopped, once
+echo "$*" >> "$CALLS"
+[[ "$1" == "-c" ]] && exec "$REAL_PYTHON" "$@"
+arg() { local want=$1; shift; while (( $# )); do [[ "$1" == "$want" ]] && { echo "$2"; return; }; shift; done; }
+out=$(arg --out "$@")
+case "$*" in
+  *training.student_train*) mkdir -p "$out"; touch "$out/log.jsonl" "$out/checkpoint.pt"
+    if [[ -f "$out/summary.json" || "$*" != *"--stage ode"* ]]; then  # DMD, or the ODE stage resumed: to the end
+      echo '{"steps": 20, "stopped": null}' > "$out/summary.json"; exit 0
+    fi
+    trap 'echo "{\"steps\": 7, \"stopped\": \"SIGTERM\"}" > "$out/summary.json"; exit 0' TERM
+    sleep 60 & wait;;
+  *training.eval*) mkdir -p "$out"; echo '{}' > "$out/metrics.json";;
+  *) exec "$REAL_PYTHON" "$@";;
+esac
+"""
+
+
+def test_student_chain_stops_at_its_limit_and_the_same_command_resumes(tmp_path):
+    """STOP_AFTER_S: the ODE stage stopped at the call's limit ends the call (exit 0, how to go on); the
+    same command resumes it, then runs DMD and the evaluations; a third call runs nothing again."""
+    bin_dir = _tools(tmp_path, python3=STUDENT_PYTHON)
+    calls = tmp_path / "calls.txt"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RUNS": str(tmp_path / "runs"),
+           "CALLS": str(calls), "REAL_PYTHON": sys.executable, "STOP_AFTER_S": "3", "DATA": str(tmp_path),
+           "STAGES": "ode,dmd,eval", "EVAL_STUDENTS": "dmd ode"}
+
+    def call() -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "bench/student_gpu.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    def ran(what: str) -> list[str]:
+        return [line for line in calls.read_text().splitlines() if what in line]
+
+    first = call()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "came first: run the same command again" in first.stdout
+    assert len(ran("--stage ode")) == 1 and not ran("--stage dmd") and not ran("training.eval ")
+    env["STOP_AFTER_S"] = "60"
+    second = call()
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert len(ran("--stage ode")) == 2 and len(ran("--stage dmd")) == 1
+    results = tmp_path / "runs" / "results"
+    written = sorted(p.parent.name for p in results.glob("eval_*/metrics.json"))
+    assert written == ["eval_dmd33_memory", "eval_dmd33_window", "eval_dmd9", "eval_ode33_memory", "eval_ode33_window",
+                       "eval_ode9"]
+    before = [line for line in calls.read_text().splitlines() if line.startswith("-m training.")]
+    third = call()
+    assert third.returncode == 0, third.stdout + third.stderr
+    after = [line for line in calls.read_text().splitlines() if line.startswith("-m training.")]
+    assert len(before) == 9 and after == before, "a finished training or a written evaluation ran again"
