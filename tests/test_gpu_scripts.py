@@ -75,12 +75,16 @@ def test_a_failed_stage_stops_the_script_with_its_status_and_a_good_one_goes_on(
     assert unlimited.returncode == 5 and "a stage failed (exit 5)" in unlimited.stdout
 
 
-FAKE_PYTHON = r"""#!/bin/bash
-# records every call of bench/pretrain_gpu.sh; renders, trains, evaluates and compares in name only
+# the stand-in python3s below: each records its call in $CALLS, runs `python3 -c` for real and reads
+# the --out it was given; what they do with the rest is theirs
+FAKE_HEAD = r"""#!/bin/bash
 echo "$*" >> "$CALLS"
 [[ "$1" == "-c" ]] && exec "$REAL_PYTHON" "$@"
 arg() { local want=$1; shift; while (( $# )); do [[ "$1" == "$want" ]] && { echo "$2"; return; }; shift; done; }
 out=$(arg --out "$@")
+"""
+
+FAKE_PYTHON = FAKE_HEAD + r"""# bench/pretrain_gpu.sh's renders, trainings, evaluations and comparisons in name only
 case "$*" in
   *training.eval.compare*) echo '{}' > "$(arg --json "$@")";;
   *training.teacher*) mkdir -p "$out"; echo "{\"steps\": $(arg --steps "$@"), \"stopped\": null}" > "$out/summary.json";;
@@ -127,12 +131,9 @@ def test_pretrain_splits_reuse_an_earlier_runs_scratch_evaluation(tmp_path, amou
     assert len(pairs) == len(tuned) and all(f"eval_scratch_{line.split('_')[-1].split('.')[0]}" in line for line in pairs)
 
 
-LONG_PYTHON = r"""#!/bin/bash
-# bench/long_teacher_gpu.sh's teacher and curve in name only: both run until stopped
-[[ "$1" == "-c" ]] && exec "$REAL_PYTHON" "$@"
-arg() { local want=$1; shift; while (( $# )); do [[ "$1" == "$want" ]] && { echo "$2"; return; }; shift; done; }
+LONG_PYTHON = FAKE_HEAD + r"""# bench/long_teacher_gpu.sh's teacher and curve in name only: both run until stopped
 case "$*" in
-  *training.teacher*) out=$(arg --out "$@"); mkdir -p "$out"
+  *training.teacher*) mkdir -p "$out"
     trap 'echo "{\"steps\": 70, \"stopped\": \"SIGTERM\"}" > "$out/summary.json"; touch "$out/log.jsonl"; exit 0' TERM
     sleep 60 & wait;;
   *quality_curve.py*) sleep 60 & wait;;  # an evaluation of the step the teacher stopped at, still going
@@ -147,7 +148,7 @@ def test_long_teacher_call_ends_at_its_limit_with_the_curve_cut_too(tmp_path):
     limit with nothing brought back."""
     bin_dir = _tools(tmp_path, python3=LONG_PYTHON)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RUNS": str(tmp_path / "runs"),
-           "REAL_PYTHON": sys.executable, "STOP_AFTER_S": "3", "DATA": str(tmp_path)}
+           "REAL_PYTHON": sys.executable, "STOP_AFTER_S": "3", "DATA": str(tmp_path), "CALLS": str(tmp_path / "calls")}
     (tmp_path / "train-000000.tar").touch()
     start = time.monotonic()
     done = subprocess.run(["bash", "bench/long_teacher_gpu.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -158,12 +159,7 @@ def test_long_teacher_call_ends_at_its_limit_with_the_curve_cut_too(tmp_path):
     assert "the curve was cut by STOP_AFTER_S" in (tmp_path / "runs" / "results" / "stages.txt").read_text()
 
 
-STUDENT_PYTHON = r"""#!/bin/bash
-# bench/student_gpu.sh's trainers and evaluations in name only: the ODE stage runs until stopped, once
-echo "$*" >> "$CALLS"
-[[ "$1" == "-c" ]] && exec "$REAL_PYTHON" "$@"
-arg() { local want=$1; shift; while (( $# )); do [[ "$1" == "$want" ]] && { echo "$2"; return; }; shift; done; }
-out=$(arg --out "$@")
+STUDENT_PYTHON = FAKE_HEAD + r"""# bench/student_gpu.sh's trainers and evaluations in name only: the ODE stage runs until stopped, once
 case "$*" in
   *training.student_train*) mkdir -p "$out"; touch "$out/log.jsonl" "$out/checkpoint.pt"
     if [[ -f "$out/summary.json" || "$*" != *"--stage ode"* ]]; then  # DMD, or the ODE stage resumed: to the end
