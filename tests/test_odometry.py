@@ -113,6 +113,7 @@ def test_the_pool_gives_opencvs_threads_back():
     try:
         with process_pool(1) as pool:
             assert cv2.getNumThreads() == 1 and pool.submit(abs, -3).result() == 3
+            assert pool.submit(cv2.getNumThreads).result() == 1  # a worker runs one item, on one thread
         assert cv2.getNumThreads() == 2
     finally:
         cv2.setNumThreads(before)

@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
@@ -160,7 +159,6 @@ def frame_metrics(videos: np.ndarray, clips: Sequence[EvalClip], chunk: int = 16
 
 def _clip_rpe(job: tuple[np.ndarray, np.ndarray, np.ndarray, OdometryConfig]) -> tuple[float, float, float]:
     video, poses, K, cfg = job
-    cv2.setNumThreads(1)  # one OpenCV thread per process: the workers run one clip each
     estimate, kinds = estimate_path(video, K, poses[0], cfg)
     rpe = path_rpe(estimate, poses)
     return rpe["rpe_t"], rpe["rpe_r"], kinds.count("lost") / max(len(kinds), 1)

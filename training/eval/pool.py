@@ -4,7 +4,8 @@ A process that has run one of OpenCV's parallel operations (a blur, a resize of 
 OpenCV's thread pool running, and a child forked from it hangs for ever at its first OpenCV call
 that touches the pool (`cv2.setNumThreads` among them): the threads it waits for were not copied.
 `process_pool` sets this process to one OpenCV thread while its workers are forked and work (which
-stops the pool's threads), and gives the number back afterwards. Forking keeps what a fresh
+stops the pool's threads), and gives the number back afterwards; the workers keep one thread each
+(they run one item each, side by side). Forking keeps what a fresh
 interpreter would not have: the caller's sys.path and modules, and a start in milliseconds.
 """
 
