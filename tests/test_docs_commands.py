@@ -85,6 +85,7 @@ def commands(paths=DOCS) -> list[Command]:
 
 
 ALL = commands()
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 def user_env() -> dict[str, str]:
@@ -108,19 +109,18 @@ def check(command: Command, cwd: pathlib.Path, demo_build=None) -> None:
     if argv[:3] == ["pip", "install", "-e"]:
         extras = re.fullmatch(r"\.(?:\[([\w,]+)\])?", argv[3])
         assert extras and len(argv) == 4, f"{command.where}: unexpected install line {command.text}"
-        declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+        declared = PYPROJECT["project"]["optional-dependencies"]
         missing = [e for e in (extras.group(1) or "").split(",") if e and e not in declared]
         assert not missing, f"{command.where}: extras {missing} are not in pyproject.toml"
         return
     if argv[:3] == ["python", "-m", "pytest"]:
         assert (ROOT / "tests").is_dir()
-        options = tomllib.loads((ROOT / "pyproject.toml").read_text())
         if "-n" in argv[3:]:  # pytest-xdist: installed by the dev extra
-            dev = options["project"]["optional-dependencies"]["dev"]
+            dev = PYPROJECT["project"]["optional-dependencies"]["dev"]
             assert any(d.startswith("pytest-xdist") for d in dev), f"{command.where}: -n needs pytest-xdist in dev"
             assert importlib.util.find_spec("xdist"), f"{command.where}: -n needs pytest-xdist installed"
         if "-m" in argv[3:]:  # every marker the expression names is declared (--strict-markers)
-            declared = {m.split(":")[0] for m in options["tool"]["pytest"]["ini_options"]["markers"]}
+            declared = {m.split(":")[0] for m in PYPROJECT["tool"]["pytest"]["ini_options"]["markers"]}
             named = set(re.findall(r"\w+", argv[argv.index("-m", 3) + 1])) - {"not", "and", "or"}
             assert named <= declared, f"{command.where}: markers {sorted(named - declared)} are not declared"
         return
