@@ -21,6 +21,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import pathlib  # noqa: E402
+from typing import Any  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -28,31 +29,29 @@ import torch  # noqa: E402
 
 from _common import machine  # noqa: E402
 from common.cli import add_dry_run, dry_run  # noqa: E402
-from training.eval.evaluate import commanded_steps, path_errors  # noqa: E402
+from training.eval.evaluate import commanded_steps, mean_se, path_errors  # noqa: E402
 from training.eval.groundtruth import EvalClip, EvalSetConfig, cached_eval_set  # noqa: E402
 from training.eval.metrics import psnr  # noqa: E402
 
 HELD_OUT = "corridor_0007,courtyard_0001,courtyard_0008,room_0001,room_0002,room_0006,street_0005,street_0008"
 
 
-def blurred(clips: list[EvalClip], frames: int, sigma: float) -> np.ndarray:
-    """The clips' first `frames` renders as a (N, F, 3, H, W) uint8 video, each frame blurred by a
-    Gaussian of `sigma` pixels (none at 0)."""
-    video = np.stack([c.frames[:frames] for c in clips])
-    if sigma > 0:
-        video = np.stack([[cv2.GaussianBlur(f, (0, 0), sigma) for f in clip] for clip in video])
+def blurred(renders: np.ndarray, sigma: float) -> np.ndarray:
+    """Renders (N, F, H, W, 3) uint8 as a (N, F, 3, H, W) video, each frame blurred by a Gaussian of
+    `sigma` pixels (none at 0)."""
+    video = renders if sigma == 0 else np.stack([[cv2.GaussianBlur(f, (0, 0), sigma) for f in clip]
+                                                 for clip in renders])
     return np.ascontiguousarray(video.transpose(0, 1, 4, 2, 3))
 
 
-def row(clips: list[EvalClip], frames: int, sigma: float, fov: float, workers: int) -> dict[str, float]:
-    video = blurred(clips, frames, sigma)
-    truth = torch.from_numpy(blurred(clips, frames, 0.0))
+def row(clips: list[EvalClip], renders: np.ndarray, sigma: float, fov: float, workers: int) -> dict[str, Any]:
+    """One sigma: PSNR against the renders, RPE (mean ± SE) and the share of steps lost."""
+    video = blurred(renders, sigma)
+    truth = torch.from_numpy(renders).permute(0, 1, 4, 2, 3)  # a view: (N, F, 3, H, W)
     db = psnr(torch.from_numpy(video)[:, 1:], truth[:, 1:]).numpy()
     errors = path_errors(video, clips, fov, workers)
-    n = len(clips)
     return {"sigma_px": sigma, "psnr": float(db.mean()),  # training.eval's PSNR: 58.9 dB at most
-            "rpe_t": float(errors["rpe_t"].mean()), "rpe_t_se": float(errors["rpe_t"].std(ddof=1) / np.sqrt(n)),
-            "rpe_r": float(errors["rpe_r"].mean()), "rpe_r_se": float(errors["rpe_r"].std(ddof=1) / np.sqrt(n)),
+            "rpe_t": mean_se(errors["rpe_t"]), "rpe_r": mean_se(errors["rpe_r"]),
             "lost_share": float(errors["lost"].mean())}
 
 
@@ -77,12 +76,14 @@ def main() -> None:
           f"(copy-first's RPE) {still['translation_m']:.4f} m, {still['rotation_deg']:.3f} deg\n")
     print("| blur sigma px | PSNR vs renders dB | RPE-t m | RPE-r deg | steps lost |")
     print("|---|---|---|---|---|")
+    renders = np.stack([c.frames[:args.frames] for c in clips])
     rows = []
     for sigma in args.sigmas:
-        r = row(clips, args.frames, sigma, config.fov, args.workers)
+        r = row(clips, renders, sigma, config.fov, args.workers)
         rows.append(r)
-        print(f"| {sigma:g} | {r['psnr']:.2f} | {r['rpe_t']:.4f} ± {r['rpe_t_se']:.4f} | "
-              f"{r['rpe_r']:.3f} ± {r['rpe_r_se']:.3f} | {r['lost_share']:.1%} |", flush=True)
+        t, rot = r["rpe_t"], r["rpe_r"]
+        print(f"| {sigma:g} | {r['psnr']:.2f} | {t['mean']:.4f} ± {t['se']:.4f} | "
+              f"{rot['mean']:.3f} ± {rot['se']:.3f} | {r['lost_share']:.1%} |", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "clips": len(clips), "frames": args.frames,
                                          "commanded": still, "rows": rows}, indent=2))

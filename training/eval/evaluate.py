@@ -87,7 +87,7 @@ def revisit(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalClip]
     out: dict[str, Any] = {}
     for method, values in metrics.items():
         last = values["psnr"][idx, -1]
-        out[method] = {**_mean_se(last), "per_clip": [round(float(v), 4) for v in last]}
+        out[method] = {**mean_se(last), "per_clip": [round(float(v), 4) for v in last]}
     return out
 
 
@@ -107,7 +107,7 @@ def summarize_returns(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence
         out["methods"][method] = {k: v for name in values for k, v in _breakdown(name, values[name], clips, 4).items()}
     for method in metrics:
         if method != "model" and "model" in metrics:
-            out["paired"][f"model-{method}"] = {"psnr_db": _z(_mean_se(metrics["model"]["psnr"] - metrics[method]["psnr"]))}
+            out["paired"][f"model-{method}"] = {"psnr_db": _z(mean_se(metrics["model"]["psnr"] - metrics[method]["psnr"]))}
     return out
 
 
@@ -201,7 +201,7 @@ def summarize_paths(errors: dict[str, dict[str, np.ndarray]], clips: Sequence[Ev
         for method in errors:
             if method != reference:
                 out["paired"][f"{reference}-{method}"] = {
-                    name: _z(_mean_se(errors[reference][name] - errors[method][name])) for name in ("rpe_t", "rpe_r")}
+                    name: _z(mean_se(errors[reference][name] - errors[method][name])) for name in ("rpe_t", "rpe_r")}
     return out
 
 
@@ -209,9 +209,9 @@ def _breakdown(name: str, values: np.ndarray, clips: Sequence[EvalClip], digits:
     """One per-clip metric as `name` (mean ± SE), `name_by_kind`, `name_by_script` and `name_per_clip`."""
     kind_of = np.array([c.kind for c in clips])
     script_of = np.array([c.script for c in clips])
-    return {name: _mean_se(values),
-            f"{name}_by_kind": {k: _mean_se(values[kind_of == k]) for k in sorted(set(kind_of))},
-            f"{name}_by_script": {k: _mean_se(values[script_of == k]) for k in sorted(set(script_of))},
+    return {name: mean_se(values),
+            f"{name}_by_kind": {k: mean_se(values[kind_of == k]) for k in sorted(set(kind_of))},
+            f"{name}_by_script": {k: mean_se(values[script_of == k]) for k in sorted(set(script_of))},
             f"{name}_per_clip": [round(float(x), digits) for x in values]}
 
 
@@ -234,8 +234,8 @@ def summarize(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalCli
         entry: dict[str, Any] = {}
         for name, per_frame in values.items():
             per_clip = per_frame.mean(axis=1)
-            entry[name] = _mean_se(per_clip)
-            entry[f"{name}_by_kind"] = {k: _mean_se(per_clip[kind_of == k]) for k in kinds}
+            entry[name] = mean_se(per_clip)
+            entry[f"{name}_by_kind"] = {k: mean_se(per_clip[kind_of == k]) for k in kinds}
             entry[f"{name}_by_frame"] = [round(float(v), 4) for v in per_frame.mean(axis=0)]
             entry[f"{name}_per_clip"] = [round(float(v), 4) for v in per_clip]  # pairs runs (eval.compare)
         out["methods"][method] = entry
@@ -244,11 +244,12 @@ def summarize(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalCli
             if method == reference:
                 continue
             diff = metrics[reference]["psnr"].mean(axis=1) - metrics[method]["psnr"].mean(axis=1)
-            out["paired"][f"{reference}-{method}"] = {"psnr_db": _z(_mean_se(diff))}
+            out["paired"][f"{reference}-{method}"] = {"psnr_db": _z(mean_se(diff))}
     return out
 
 
-def _mean_se(values: np.ndarray) -> dict[str, float]:
+def mean_se(values: np.ndarray) -> dict[str, float]:
+    """Mean, its standard error (NaN for one value) and the count of per-clip values."""
     values = np.asarray(values, dtype=np.float64)
     se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
     return {"mean": float(values.mean()), "se": se, "n": int(len(values))}
