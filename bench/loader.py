@@ -56,9 +56,9 @@ def raw_decode_rate(shards: list[str], min_seconds: float = 2.0) -> float:
     at 1280x720 more than half its time on a 2-core VM, mapping and zeroing 2.7 MB a frame), in whole
     passes until `min_seconds` have gone by: one pass over the demo shards takes about 0.6 s on a fast
     core, too short to average out a VM's drift next to a loader run of several seconds."""
+    into = np.empty(decode_jpeg_rgb(_first_jpeg(shards)).shape, np.uint8)  # before the clock starts
     start = time.perf_counter()
     frames = 0
-    into = np.empty(decode_jpeg_rgb(_first_jpeg(shards)).shape, np.uint8)
     while not frames or time.perf_counter() - start < min_seconds:
         for shard in shards:
             with tarfile.open(shard) as tar:
