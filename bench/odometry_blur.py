@@ -2,7 +2,7 @@
 renders of the held-out clips, blurred, through the same odometry and RPE as training.eval.
 
     python bench/odometry_blur.py [--scenes corridor_0007,...] [--frames 9] [--sigmas 0 0.5 1 1.5 2]
-                                  [--cache evalset.npz] [--workers N] [--json out.json]
+                                  [--trackers dense corners] [--cache evalset.npz] [--workers N] [--json out.json]
 
 A model's frames that carry the commanded motion exactly but are softer than the renders (a
 diffusion model at 25 dB is) score the estimator's error at that softness, not the model's. Each
@@ -10,7 +10,8 @@ row: a Gaussian blur of `sigma` pixels on every frame (sigma 0: the renders, the
 the PSNR that blur costs against the renders (frames 1.., as training.eval scores a model), RPE-t,
 RPE-r and the share of steps the estimator lost; and the commanded step, what copy-first (an
 estimate of no motion) scores. Where a row's RPE passes the commanded step, a perfect model that
-blurry could not beat copy-first on RPE at this resolution.
+blurry could not beat copy-first on RPE at this resolution. `--trackers` compares the odometry's ways of
+following points (training.eval.odometry: dense optical flow, the default, or Lucas–Kanade corners).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from common.cli import add_dry_run, dry_run  # noqa: E402
 from training.eval.evaluate import commanded_steps, mean_se, path_errors  # noqa: E402
 from training.eval.groundtruth import EvalClip, EvalSetConfig, cached_eval_set  # noqa: E402
 from training.eval.metrics import psnr  # noqa: E402
+from training.eval.odometry import TRACKERS, OdometryConfig  # noqa: E402
 
 HELD_OUT = "corridor_0007,courtyard_0001,courtyard_0008,room_0001,room_0002,room_0006,street_0005,street_0008"
 
@@ -44,13 +46,14 @@ def blurred(renders: np.ndarray, sigma: float) -> np.ndarray:
     return np.ascontiguousarray(video.transpose(0, 1, 4, 2, 3))
 
 
-def row(clips: list[EvalClip], renders: np.ndarray, sigma: float, fov: float, workers: int) -> dict[str, Any]:
-    """One sigma: PSNR against the renders, RPE (mean ± SE) and the share of steps lost."""
-    video = blurred(renders, sigma)
+def row(clips: list[EvalClip], video: np.ndarray, renders: np.ndarray, sigma: float, fov: float, workers: int,
+        tracker: str) -> dict[str, Any]:
+    """One sigma's `blurred` video through one tracker: PSNR against the renders, RPE (mean ± SE) and
+    the share of steps lost."""
     truth = torch.from_numpy(renders).permute(0, 1, 4, 2, 3)  # a view: (N, F, 3, H, W)
     db = psnr(torch.from_numpy(video)[:, 1:], truth[:, 1:]).numpy()
-    errors = path_errors(video, clips, fov, workers)
-    return {"sigma_px": sigma, "psnr": float(db.mean()),  # training.eval's PSNR: 58.9 dB at most
+    errors = path_errors(video, clips, fov, workers, OdometryConfig(tracker=tracker))
+    return {"sigma_px": sigma, "tracker": tracker, "psnr": float(db.mean()),  # training.eval's PSNR: 58.9 dB at most
             "rpe_t": mean_se(errors["rpe_t"]), "rpe_r": mean_se(errors["rpe_r"]),
             "lost_share": float(errors["lost"].mean())}
 
@@ -61,6 +64,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=9)
     parser.add_argument("--starts", type=int, default=3)
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.5, 0.75, 1.0, 1.5, 2.0])
+    parser.add_argument("--trackers", nargs="+", choices=TRACKERS, default=list(TRACKERS),
+                        help="the odometry's point trackers to compare")
     parser.add_argument("--cache", type=pathlib.Path, help="the eval set's cache (training.eval --cache)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", type=pathlib.Path)
@@ -74,16 +79,18 @@ def main() -> None:
     print(machine())
     print(f"{len(clips)} held-out clips of {args.frames} frames at {config.width}x{config.height}; commanded step "
           f"(copy-first's RPE) {still['translation_m']:.4f} m, {still['rotation_deg']:.3f} deg\n")
-    print("| blur sigma px | PSNR vs renders dB | RPE-t m | RPE-r deg | steps lost |")
-    print("|---|---|---|---|---|")
+    print("| blur sigma px | PSNR vs renders dB | tracker | RPE-t m | RPE-r deg | steps lost |")
+    print("|---|---|---|---|---|---|")
     renders = np.stack([c.frames[:args.frames] for c in clips])
     rows = []
     for sigma in args.sigmas:
-        r = row(clips, renders, sigma, config.fov, args.workers)
-        rows.append(r)
-        t, rot = r["rpe_t"], r["rpe_r"]
-        print(f"| {sigma:g} | {r['psnr']:.2f} | {t['mean']:.4f} ± {t['se']:.4f} | "
-              f"{rot['mean']:.3f} ± {rot['se']:.3f} | {r['lost_share']:.1%} |", flush=True)
+        video = blurred(renders, sigma)
+        for tracker in args.trackers:
+            r = row(clips, video, renders, sigma, config.fov, args.workers, tracker)
+            rows.append(r)
+            t, rot = r["rpe_t"], r["rpe_r"]
+            print(f"| {sigma:g} | {r['psnr']:.2f} | {tracker} | {t['mean']:.4f} ± {t['se']:.4f} | "
+                  f"{rot['mean']:.3f} ± {rot['se']:.3f} | {r['lost_share']:.1%} |", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "clips": len(clips), "frames": args.frames,
                                          "commanded": still, "rows": rows}, indent=2))

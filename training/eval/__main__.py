@@ -40,6 +40,7 @@ from training.eval.table import markdown_table
 from training.eval.grid import pick_clips, save_grid
 from training.data import checkpoint_action_spec
 from training.eval.groundtruth import EvalSetConfig, cached_eval_set
+from training.eval.odometry import TRACKERS, OdometryConfig
 from training.runtime import autocast, load_checkpoint, pick_device
 from training.student import Student
 from training.student_train import student_from_state
@@ -86,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--revisit", help="student: multiples of the memory window after which revisit scripts "
                         "return, e.g. 2,4,8 (the student's default; 'none' skips)")
     parser.add_argument("--no-rpe", action="store_true", help="skip the pose estimation (action following)")
+    parser.add_argument("--odometry", choices=TRACKERS, default=OdometryConfig.tracker,
+                        help="how the RPE's visual odometry follows points: dense optical flow (default) or "
+                             "corners tracked by Lucas-Kanade (the estimator of results before 2026-12-07)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes rendering ground truth")
     parser.add_argument("--device")
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
@@ -140,9 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_rpe:
         started = time.perf_counter()
         truth = np.stack([c.frames[: args.frames] for c in clips]).transpose(0, 1, 4, 2, 3)
-        errors = {name: path_errors(v, clips, set_config.fov, args.workers)
+        odometry = OdometryConfig(tracker=args.odometry)
+        errors = {name: path_errors(v, clips, set_config.fov, args.workers, odometry)
                   for name, v in {**videos, "ground_truth": truth}.items()}
         summary["paths"] = {**summarize_paths(errors, clips), "steps": commanded_steps(clips, args.frames),
+                            "odometry": asdict(odometry),
                             "seconds": round(time.perf_counter() - started, 1)}
     multiples = _revisit_multiples(args.revisit, student is not None)
     if multiples:

@@ -40,6 +40,8 @@ def markdown_table(report: dict[str, Any]) -> str:
     if "steps" in report.get("paths", {}):
         cmd = report["paths"]["steps"]
         title += f"; commanded step {cmd['translation_m']:.4f} m, {cmd['rotation_deg']:.3f} deg"
+        tracker = report["paths"].get("odometry", {}).get("tracker", "corners")  # reports before it was chosen
+        title += f"; odometry: {tracker}"
     lines = [title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
