@@ -246,7 +246,7 @@ def _dense_step(dis: Any, a: np.ndarray, b: np.ndarray, points: np.ndarray, cfg:
 
 
 def _dis(cfg: OdometryConfig) -> Any:
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+    dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
     dis.setFinestScale(0)  # 128x72 has no pixels to spare
     dis.setPatchSize(cfg.flow_patch_px)
     dis.setPatchStride(cfg.flow_stride_px)
