@@ -160,9 +160,18 @@ def test_eval_cli_writes_metrics_and_grid(tmp_path):
     assert len(paths["methods"]["model"]["rpe_t_per_clip"]) == 21
     assert set(paths["methods"]["model"]["rpe_r_by_kind"]) == {"single", "mix", "out_and_back"}
     assert paths["paired"]["model-ground_truth"]["rpe_t"]["n"] == 21 and paths["steps"]["translation_m"] > 0
+    assert paths["odometry"]["tracker"] == "dense"  # the default, recorded with the figures it made
     table = (out / "table.md").read_text()
     assert "| ground-truth renders | — | — |" in table and "| copy first frame |" in table
+    assert "; odometry: dense" in table.splitlines()[0]
     assert "revisits" not in report  # a teacher has no memory window
+    corners = tmp_path / "corners"  # the estimator of the figures before dense flow, on request
+    assert eval_main(["--checkpoint", str(ckpt), "--scenes", "room_0001", "--out", str(corners), "--frames", "5",
+                      "--starts", "1", "--steps", "2", "--device", "cpu", "--precision", "fp32", "--workers", "1",
+                      "--cache", str(tmp_path / "set.npz"), "--odometry", "corners"]) == 0
+    again = json.loads((corners / "metrics.json").read_text())["paths"]
+    assert again["odometry"]["tracker"] == "corners"
+    assert again["methods"]["ground_truth"]["rpe_t"] != paths["methods"]["ground_truth"]["rpe_t"]
 
 
 def test_eval_cli_on_a_student_with_memory_overrides(tmp_path):
