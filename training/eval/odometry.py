@@ -29,7 +29,7 @@ is 8x larger (docs/training.md, "Action following (RPE)", has the calibration).
 Why dense flow: a generated video is softer than a render, and corners are what blur removes
 first. On the 504 held-out clips blurred by a Gaussian of 4 px (25.7 dB from the renders, the
 teacher's distance) the corner tracker lost 9% of the steps and scored RPE-t 0.0475 m, above what a
-still video scores; dense flow loses 0.1% and scores 0.0273 m, and its floor on the sharp renders is
+still video scores; dense flow loses 0.1% and scores 0.0266 m, and its floor on the sharp renders is
 lower too (0.0107 m against 0.0140; `bench/odometry_blur.py`).
 
 Axes are OpenCV's, which are the project's camera axes (conventions.md §2): a recovered
