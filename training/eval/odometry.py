@@ -39,6 +39,7 @@ x_j = R x_0 + t is camera j at [[Rᵀ, −Rᵀt], [0, 1]] in camera 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import cv2
@@ -237,6 +238,8 @@ def _flow_at(flow: np.ndarray, points: np.ndarray) -> np.ndarray:
 def _dense_step(dis: Any, a: np.ndarray, b: np.ndarray, points: np.ndarray, cfg: OdometryConfig
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Points (N, 2) of gray image a moved into b by DIS flow -> (their positions in b, kept mask)."""
+    if len(points) == 0:
+        return points, np.zeros(0, dtype=bool)
     forward, backward = dis.calc(a, b, None), dis.calc(b, a, None)
     moved = points + _flow_at(forward, points)
     back = moved + _flow_at(backward, moved)
@@ -259,23 +262,15 @@ def _window_tracks(gray: list[np.ndarray], cfg: OdometryConfig) -> tuple[np.ndar
     """Points of the first frame (the tracker's) followed through the window: positions (F, N, 2)
     and alive (F, N); a track that fails once stays dead."""
     if cfg.tracker == "dense":
-        dis = _dis(cfg)
         p = _textured_grid(gray[0], cfg)
-
-        def step(a: np.ndarray, b: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return _dense_step(dis, a, b, points, cfg)
+        step = partial(_dense_step, _dis(cfg), cfg=cfg)
     else:
         corners = cv2.goodFeaturesToTrack(gray[0], cfg.max_corners, cfg.corner_quality, cfg.min_distance_px)
         p = np.zeros((0, 2)) if corners is None else corners.reshape(-1, 2).astype(np.float64)
-
-        def step(a: np.ndarray, b: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return _track(a, b, points, cfg)
+        step = partial(_track, cfg=cfg)
     positions, alive = [p], [np.ones(len(p), dtype=bool)]
     for a, b in zip(gray[:-1], gray[1:]):
-        if len(positions[-1]) == 0:
-            nxt, keep = positions[-1], np.zeros(0, dtype=bool)
-        else:
-            nxt, keep = step(a, b, positions[-1])
+        nxt, keep = step(a, b, positions[-1])
         positions.append(nxt)
         alive.append(alive[-1] & keep)
     return np.stack(positions), np.stack(alive)
