@@ -2,7 +2,8 @@
 renders of the held-out clips, blurred, through the same odometry and RPE as training.eval.
 
     python bench/odometry_blur.py [--scenes corridor_0007,...] [--frames 9] [--sigmas 0 0.5 1 1.5 2]
-                                  [--trackers dense corners] [--cache evalset.npz] [--workers N] [--json out.json]
+                                  [--trackers dense corners] [--translation-scales 1 0.5 0.25 0.1]
+                                  [--cache evalset.npz] [--workers N] [--json out.json]
 
 A model's frames that carry the commanded motion exactly but are softer than the renders (a
 diffusion model at 25 dB is) score the estimator's error at that softness, not the model's. Each
@@ -12,6 +13,12 @@ RPE-r and the share of steps the estimator lost; and the commanded step, what co
 estimate of no motion) scores. Where a row's RPE passes the commanded step, a perfect model that
 blurry could not beat copy-first on RPE at this resolution. `--trackers` compares the odometry's ways of
 following points (training.eval.odometry: dense optical flow, the default, or Lucas–Kanade corners).
+
+`--translation-scales`: how little translation can the estimator see? Each scale s below 1 renders
+the clips again with the camera's translation from the start shrunk to s of the commanded (the
+rotations as commanded), scored against the commanded path (Sim(3) absorbs the scale), with the
+parallax the odometry saw (pixels a pure rotation leaves unexplained per window) and the share of
+steps it read as turns only: a model that renders part of a translation shows its parallax here.
 """
 
 from __future__ import annotations
@@ -34,8 +41,37 @@ from training.eval.evaluate import commanded_steps, mean_se, path_errors  # noqa
 from training.eval.groundtruth import EvalClip, EvalSetConfig, cached_eval_set  # noqa: E402
 from training.eval.metrics import psnr  # noqa: E402
 from training.eval.odometry import TRACKERS, OdometryConfig  # noqa: E402
+from training.eval.pool import process_pool  # noqa: E402
+from capture.standin.render import Renderer  # noqa: E402
+from capture.standin.scene import make_scene  # noqa: E402
 
 HELD_OUT = "corridor_0007,courtyard_0001,courtyard_0008,room_0001,room_0002,room_0006,street_0005,street_0008"
+
+
+def shrunk_translation(poses: np.ndarray, scale: float) -> np.ndarray:
+    """Camera-to-world poses (T, 4, 4) with each camera's offset from the first scaled by `scale`."""
+    out = poses.copy()
+    out[:, :3, 3] = poses[0, :3, 3] + scale * (poses[:, :3, 3] - poses[0, :3, 3])
+    return out
+
+
+def _scene_renders(job: tuple[str, list[np.ndarray], tuple[int, int, float]]) -> list[np.ndarray]:
+    scene, paths, (width, height, fov) = job
+    renderer = Renderer(make_scene(scene))
+    return [np.stack([renderer.render(p, width, height, fov).lit for p in path]) for path in paths]
+
+
+def renders_at(clips: list[EvalClip], frames: int, scale: float, config: EvalSetConfig, workers: int) -> np.ndarray:
+    """(N, F, H, W, 3) the clips' first `frames` frames: their renders at scale 1, else rendered again by
+    the stand-in along `shrunk_translation` poses (scenes in parallel)."""
+    if scale == 1.0:
+        return np.stack([c.frames[:frames] for c in clips])
+    scenes = sorted({c.scene for c in clips})
+    jobs = [(scene, [shrunk_translation(c.poses[:frames], scale) for c in clips if c.scene == scene],
+             (config.width, config.height, config.fov)) for scene in scenes]
+    with process_pool(min(workers, len(jobs))) as pool:
+        by_scene = dict(zip(scenes, (iter(videos) for videos in pool.map(_scene_renders, jobs))))
+    return np.stack([next(by_scene[c.scene]) for c in clips])
 
 
 def blurred(renders: np.ndarray, sigma: float) -> np.ndarray:
@@ -55,8 +91,10 @@ def blur_psnr(video: np.ndarray, renders: np.ndarray) -> float:
 def row(clips: list[EvalClip], video: np.ndarray, fov: float, workers: int, tracker: str) -> dict[str, Any]:
     """One `blurred` video through one tracker: RPE (mean ± SE) and the share of steps lost."""
     errors = path_errors(video, clips, fov, workers, OdometryConfig(tracker=tracker))
+    parallax = errors["parallax_px"]
     return {"tracker": tracker, "rpe_t": mean_se(errors["rpe_t"]), "rpe_r": mean_se(errors["rpe_r"]),
-            "lost_share": float(errors["lost"].mean())}
+            "parallax_px": mean_se(parallax[np.isfinite(parallax)]), "lost_share": float(errors["lost"].mean()),
+            "turned_share": float(errors["turned"].mean())}
 
 
 def main() -> None:
@@ -67,6 +105,8 @@ def main() -> None:
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.5, 0.75, 1.0, 1.5, 2.0])
     parser.add_argument("--trackers", nargs="+", choices=TRACKERS, default=list(TRACKERS),
                         help="the odometry's point trackers to compare")
+    parser.add_argument("--translation-scales", type=float, nargs="+", default=[1.0],
+                        help="render the clips again with this share of the commanded translation")
     parser.add_argument("--cache", type=pathlib.Path, help="the eval set's cache (training.eval --cache)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", type=pathlib.Path)
@@ -80,19 +120,23 @@ def main() -> None:
     print(machine())
     print(f"{len(clips)} held-out clips of {args.frames} frames at {config.width}x{config.height}; commanded step "
           f"(copy-first's RPE) {still['translation_m']:.4f} m, {still['rotation_deg']:.3f} deg\n")
-    print("| blur sigma px | PSNR vs renders dB | tracker | RPE-t m | RPE-r deg | steps lost |")
-    print("|---|---|---|---|---|---|")
-    renders = np.stack([c.frames[:args.frames] for c in clips])
+    print("| translation | blur sigma px | PSNR vs renders dB | tracker | RPE-t m | RPE-r deg | parallax px "
+          "| steps read as turns | steps lost |")
+    print("|---|---|---|---|---|---|---|---|---|")
     rows = []
-    for sigma in args.sigmas:
-        video = blurred(renders, sigma)
-        db = blur_psnr(video, renders)  # one per sigma, whichever tracker reads the video
-        for tracker in args.trackers:
-            r = {"sigma_px": sigma, "psnr": db, **row(clips, video, config.fov, args.workers, tracker)}
-            rows.append(r)
-            t, rot = r["rpe_t"], r["rpe_r"]
-            print(f"| {sigma:g} | {r['psnr']:.2f} | {tracker} | {t['mean']:.4f} ± {t['se']:.4f} | "
-                  f"{rot['mean']:.3f} ± {rot['se']:.3f} | {r['lost_share']:.1%} |", flush=True)
+    for scale in args.translation_scales:
+        renders = renders_at(clips, args.frames, scale, config, args.workers)
+        for sigma in args.sigmas:
+            video = blurred(renders, sigma)
+            db = blur_psnr(video, renders)  # one per sigma, whichever tracker reads the video
+            for tracker in args.trackers:
+                r = {"translation_scale": scale, "sigma_px": sigma, "psnr": db,
+                     **row(clips, video, config.fov, args.workers, tracker)}
+                rows.append(r)
+                t, rot, px = r["rpe_t"], r["rpe_r"], r["parallax_px"]
+                print(f"| {scale:g} | {sigma:g} | {r['psnr']:.2f} | {tracker} | {t['mean']:.4f} ± {t['se']:.4f} | "
+                      f"{rot['mean']:.3f} ± {rot['se']:.3f} | {px['mean']:.2f} ± {px['se']:.2f} | "
+                      f"{r['turned_share']:.1%} | {r['lost_share']:.1%} |", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "clips": len(clips), "frames": args.frames,
                                          "commanded": still, "rows": rows}, indent=2))

@@ -13,6 +13,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from annotate.geometry import make_pose, relative_motion
+from capture.standin.render import Renderer
+from capture.standin.scene import make_scene
 from training.eval.groundtruth import EvalSetConfig, make_eval_set, textured_share
 from training.eval.odometry import TRACKERS, OdometryConfig, estimate_path, opencv_intrinsics, two_view
 from training.eval.rpe import path_rpe
@@ -37,9 +39,9 @@ def test_a_synthetic_turn_is_recovered_exactly_enough(tracker):
         own = Rotation.from_euler("YXZ", [2.0 * i, 0, 0], degrees=True).as_matrix()  # camera i in camera 0
         H = big @ own.T @ np.linalg.inv(big)
         frames.append(cv2.resize(cv2.warpPerspective(base, H, (512, 288)), (128, 72), interpolation=cv2.INTER_AREA))
-    poses, kinds = estimate_path(np.stack(frames), K, np.eye(4), OdometryConfig(tracker=tracker))
-    motion = relative_motion(poses)
-    assert kinds == ["turned"] * 4
+    path = estimate_path(np.stack(frames), K, np.eye(4), OdometryConfig(tracker=tracker))
+    motion = relative_motion(path.poses)
+    assert path.kinds == ["turned"] * 4 and path.parallax_px[0] < 0.3  # a turn leaves no parallax
     assert np.allclose(motion[:, 3], 2.0, atol=0.15) and np.abs(motion[:, 4:]).max() < 0.15
     assert np.abs(motion[:, :3]).max() == 0.0
 
@@ -50,9 +52,9 @@ def test_ground_truth_renders_score_far_below_standing_still(clips, tracker):
     K, cfg = opencv_intrinsics(90.0, 128, 72), OdometryConfig(tracker=tracker)
     truth, still = [], []
     for clip in clips:
-        truth.append(path_rpe(estimate_path(clip.frames, K, clip.poses[0], cfg)[0], clip.poses))
+        truth.append(path_rpe(estimate_path(clip.frames, K, clip.poses[0], cfg).poses, clip.poses))
         frozen = np.repeat(clip.frames[:1], len(clip.frames), axis=0)
-        still.append(path_rpe(estimate_path(frozen, K, clip.poses[0], cfg)[0], clip.poses))
+        still.append(path_rpe(estimate_path(frozen, K, clip.poses[0], cfg).poses, clip.poses))
     for key in ("rpe_t", "rpe_r"):
         floor, ceiling = np.mean([r[key] for r in truth]), np.mean([r[key] for r in still])
         assert floor < 0.6 * ceiling, (key, floor, ceiling)
@@ -65,8 +67,7 @@ def test_directions_of_travel_come_out_right(clips, tracker):
     for clip in clips:
         if clip.script not in axes:
             continue
-        estimate, _ = estimate_path(clip.frames, K, clip.poses[0], cfg)
-        travel = relative_motion(estimate)[:, :3].sum(axis=0)
+        travel = relative_motion(estimate_path(clip.frames, K, clip.poses[0], cfg).poses)[:, :3].sum(axis=0)
         column, sign = axes[clip.script]
         assert sign * travel[column] > 0.8 * np.linalg.norm(travel), (clip.scene, clip.script, travel)
 
@@ -74,10 +75,39 @@ def test_directions_of_travel_come_out_right(clips, tracker):
 @pytest.mark.parametrize("tracker", TRACKERS)
 def test_a_blank_view_is_lost_not_invented(tracker):
     blank = np.full((5, 72, 128, 3), 120, dtype=np.uint8)
-    poses, kinds = estimate_path(blank, opencv_intrinsics(90.0, 128, 72), make_pose(np.eye(3), np.ones(3)),
-                                 OdometryConfig(tracker=tracker))
-    assert kinds == ["lost"] * 4 and np.allclose(poses, poses[0])
+    path = estimate_path(blank, opencv_intrinsics(90.0, 128, 72), make_pose(np.eye(3), np.ones(3)),
+                         OdometryConfig(tracker=tracker))
+    assert path.kinds == ["lost"] * 4 and np.allclose(path.poses, path.poses[0])
+    assert np.isnan(path.parallax_px).all()  # nothing measured, not "no parallax"
     assert textured_share(blank[0]) == 0.0
+
+
+def test_parallax_measures_how_far_the_camera_translated_even_below_what_rpe_reads(clips):
+    """The same forward and sideways walks rendered at 1, 1/2, 1/4 and 1/10 of their translation: the
+    parallax falls with the translation, a still video has none, and where the estimator reads a
+    walk as a turn only (RPE-t then equals a still video's) its parallax still shows the motion."""
+    K, cfg = opencv_intrinsics(90.0, 128, 72), OdometryConfig()
+    scales = (1.0, 0.5, 0.25, 0.1)
+    walks = [c for c in clips if c.script in ("forward", "backward", "left", "right")]
+    assert len(walks) == 8
+    parallax = np.zeros((len(walks), len(scales)))
+    turned = np.zeros_like(parallax)
+    renderers = {scene: Renderer(make_scene(scene)) for scene in {c.scene for c in walks}}
+    for i, clip in enumerate(walks):
+        for j, scale in enumerate(scales):
+            poses = clip.poses.copy()
+            poses[:, :3, 3] = clip.poses[0, :3, 3] + scale * (clip.poses[:, :3, 3] - clip.poses[0, :3, 3])
+            frames = np.stack([renderers[clip.scene].render(p, 128, 72, 90.0).lit for p in poses])
+            path = estimate_path(frames, K, poses[0], cfg)
+            parallax[i, j] = path.parallax_px[0]
+            turned[i, j] = path.kinds.count("turned") / len(path.kinds)
+        frozen = estimate_path(np.repeat(clip.frames[:1], len(clip.frames), axis=0), K, clip.poses[0], cfg)
+        assert frozen.parallax_px[0] < 0.05 and frozen.kinds == ["turned"] * 8
+    means = parallax.mean(axis=0)
+    assert (np.diff(means) < 0).all() and means[0] > 2.0, means  # measured: 4.7, 2.5, 1.6, 0.6
+    assert (parallax[:, 0] > 2 * parallax[:, 3]).all(), parallax
+    assert turned[:, 0].max() == 0.0 and turned[:, 3].mean() >= 0.5, turned  # at 1/10 most read as turns
+    assert means[3] > 0.2  # ... yet their parallax is not a still video's
 
 
 def test_dense_flow_reads_motion_through_blur_that_loses_corners(clips):
@@ -90,8 +120,8 @@ def test_dense_flow_reads_motion_through_blur_that_loses_corners(clips):
     for clip in clips:
         soft = np.stack([cv2.GaussianBlur(f, (0, 0), 4.0) for f in clip.frames])
         for tracker in TRACKERS:
-            estimate, _ = estimate_path(soft, K, clip.poses[0], OdometryConfig(tracker=tracker))
-            rpe[tracker].append(path_rpe(estimate, clip.poses)["rpe_t"])
+            estimate = estimate_path(soft, K, clip.poses[0], OdometryConfig(tracker=tracker))
+            rpe[tracker].append(path_rpe(estimate.poses, clip.poses)["rpe_t"])
         still.append(path_rpe(np.repeat(clip.poses[:1], len(clip.poses), axis=0), clip.poses)["rpe_t"])
     dense, corners, ceiling = np.mean(rpe["dense"]), np.mean(rpe["corners"]), np.mean(still)
     assert dense < 0.75 * ceiling and dense < 0.8 * corners, (dense, corners, ceiling)

@@ -63,10 +63,12 @@ def test_block_spans_and_mask():
     assert torch.equal(mask, expected)
 
 
-@pytest.mark.parametrize("grad,camera", [(True, "pose"), (False, "pose"), (False, "pose+plucker")])
+@pytest.mark.parametrize("grad,camera", [(True, "pose"), (False, "pose"), (False, "pose+plucker"), (True, "prope"),
+                                         (False, "pose+prope")])
 def test_cached_block_forwards_equal_one_block_causal_forward(grad, camera):
-    # grad: [view | own] concatenated, or (no grad) own written into the view's room
-    config = tiny_config(camera=camera)
+    # grad: [view | own] concatenated, or (no grad) own written into the view's room; "prope": keys
+    # and values are cached transformed by their own frame's camera (training/prope.py)
+    config = tiny_config(camera=camera, prope_dims=8)
     model = randomized_model(config, dtype=torch.float64)
     batch = clip_batch(config, 2, 7, dtype=torch.float64)
     sigma = torch.rand(2, 7)
@@ -155,10 +157,11 @@ def test_memory_view_pools_old_frames_and_reports_the_reduction():
     assert view(unbounded, 10)[0].k.shape[2] == 160
 
 
-def test_replayed_backprop_equals_full_graph_backprop():
+@pytest.mark.parametrize("camera", ["pose", "pose+prope"])
+def test_replayed_backprop_equals_full_graph_backprop(camera):
     """Detached-context semantics, a compressed memory (window 2, pooled older frames), random exit
     steps per block, actions and poses; the loss is normalised over the whole sequence."""
-    config = tiny_config()
+    config = tiny_config(camera=camera, prope_dims=8)
     model = randomized_model(config, dtype=torch.float64)
     batch = clip_batch(config, 2, 9, dtype=torch.float64)
     cfg = StudentConfig(block_frames=2, steps=(1.0, 0.8, 0.55, 0.3), memory=MemoryConfig(window=2, pool=(1, 2, 4)))
@@ -272,14 +275,15 @@ def test_static_view_pads_to_one_shape_and_changes_nothing():
         StudentConfig(memory=MemoryConfig(window=2), static_view=True)
 
 
-@pytest.mark.parametrize("spatial_rope", ["grid", "rays"])
-def test_static_view_rollout_compiles_to_a_fixed_set_of_graphs(spatial_rope):
+@pytest.mark.parametrize("spatial_rope,camera", [("grid", "pose"), ("rays", "pose"), ("rays", "pose+prope")])
+def test_static_view_rollout_compiles_to_a_fixed_set_of_graphs(spatial_rope, camera):
     """With static views the block's time index is a tensor: a compiled forward is traced once per
     block size and call kind, not once per block (dynamo with the eager backend: no code generation);
-    view-ray positions, computed from each block's poses inside the forward, change nothing there."""
+    view-ray positions and camera transforms, computed from each block's poses inside the forward,
+    change nothing there."""
     import torch._dynamo
 
-    config = tiny_config(spatial_rope=spatial_rope)
+    config = tiny_config(spatial_rope=spatial_rope, camera=camera, prope_dims=8)
     model = randomized_model(config)
     memory = MemoryConfig(window=2, pool=(1, 2), max_old=2)
     student = Student(model, StudentConfig(block_frames=2, memory=memory, static_view=True))
@@ -307,14 +311,15 @@ def test_static_view_rollout_compiles_to_a_fixed_set_of_graphs(spatial_rope):
     assert counts[0] == counts[1] <= 4, counts
 
 
-@pytest.mark.parametrize("frames, exits", [(12, None), (13, [3, 1, 0, 2, 3, 1])])
-def test_block_graph_buffers_reproduce_the_eager_blocks(frames, exits):
+@pytest.mark.parametrize("frames, exits, camera", [(12, None, "pose"), (13, [3, 1, 0, 2, 3, 1], "pose"),
+                                                  (13, [3, 1, 0, 2, 3, 1], "pose+prope")])
+def test_block_graph_buffers_reproduce_the_eager_blocks(frames, exits, camera):
     """BlockGraphs' static-buffer program (run uncaptured on CPU) gives the eager rollout exactly:
     inputs are loaded per block, outputs copied out before the next block overwrites them, one
     program per (block shape, exit step); a short last block gets its own."""
     from training.graphs import BlockGraphs
 
-    config = tiny_config()
+    config = tiny_config(camera=camera, prope_dims=8)
     model = randomized_model(config, dtype=torch.float64)
     batch = clip_batch(config, 2, frames, dtype=torch.float64)
     memory = MemoryConfig(window=2, pool=(1, 2, 4), max_old=3)

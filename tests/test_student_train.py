@@ -52,12 +52,13 @@ def test_ode_then_dmd_from_shards(tmp_path):
 
 
 def test_a_ray_teacher_distils_into_a_student_that_retrieves_by_view(tmp_path):
-    """The levers together: a view-direction RoPE teacher, its students' memory retrieved by view
-    (window 1, one older frame of two retrieved per block), through both stages; the student keeps
-    the teacher's positions and its memory settings."""
+    """The levers together: a view-direction RoPE teacher with camera transforms in attention
+    ("pose+prope"), its students' memory retrieved by view (window 1, one older frame of two
+    retrieved per block), through both stages; the student keeps the teacher's positions, camera
+    and its memory settings."""
     shards = write_tiny_shards(tmp_path / "shards", clips=6, frames=6, height=16, width=16)
     teacher = tmp_path / "teacher.pt"
-    model = tiny_teacher_checkpoint(teacher, tiny_config(spatial_rope="rays"))
+    model = tiny_teacher_checkpoint(teacher, tiny_config(spatial_rope="rays", camera="pose+prope", prope_dims=8))
     common = ["--teacher", str(teacher), "--shards", shards, "--device", "cpu", "--set", "data.frames=5",
               "--set", "data.batch_size=2", "--set", "data.workers=0", "--set", "data.shuffle_buffer=4",
               "--set", "precision=fp32", "--set", "ode_teacher_steps=3", "--set", "student.memory.window=1",
@@ -68,6 +69,7 @@ def test_a_ray_teacher_distils_into_a_student_that_retrieves_by_view(tmp_path):
                  "--set", "dmd.critic_steps=1", "--out", str(tmp_path / "dmd")]) == 0
     student = student_from_checkpoint(tmp_path / "dmd" / "checkpoint.pt", torch.device("cpu"))
     assert student.model.cfg.spatial_rope == "rays" and student.config.memory.select == "view"
+    assert student.model.cfg.camera == "pose+prope" and student.model.cfg.prope_dims == 8
     assert load_checkpoint(tmp_path / "dmd" / "checkpoint.pt")["step"] == 2
 
 

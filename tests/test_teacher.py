@@ -285,6 +285,10 @@ def test_teacher_cli_trains_from_shards_and_resumes(tmp_path):
     # a different model in the same run directory is refused, not silently mixed
     with pytest.raises(Exception, match="was trained with model"):
         teacher.main([*common, "--steps", "8", "--set", "model.depth=3"])
+    # camera transforms in attention train from the same flags (tiny heads: 8 of 24 dims)
+    prope = [*common[:5], str(tmp_path / "prope"), *common[6:]]
+    assert teacher.main([*prope, "--steps", "2", "--set", "model.camera=pose+prope", "--set", "model.prope_dims=8"]) == 0
+    assert load_checkpoint(tmp_path / "prope" / "checkpoint.pt")["model_config"]["camera"] == "pose+prope"
 
 
 def test_the_checkpoint_records_the_shards_action_spec_and_mixed_specs_are_refused(tmp_path):

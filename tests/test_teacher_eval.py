@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 from dataclasses import asdict
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,10 +17,12 @@ from capture.standin.scene import make_scene
 from tests.training_helpers import randomized_model, tiny_config
 from training.eval.__main__ import main as eval_main
 from training.eval.compare import CompareError, compare, main as compare_main
-from training.eval.evaluate import SamplerConfig, frame_metrics, run_method, shuffled_scripts, summarize
+from training.eval.evaluate import (SamplerConfig, frame_metrics, run_method, shuffled_scripts, summarize,
+                                    summarize_paths)
 from training.eval.groundtruth import EvalSetConfig, load_eval_set, save_eval_set, scene_clips
 from training.eval.metrics import psnr, ssim
 from training.eval.scripts import revisit_scripts, standard_scripts
+from training.eval.table import markdown_table
 from training.runtime import save_checkpoint
 
 DT = 1 / 15
@@ -161,8 +164,11 @@ def test_eval_cli_writes_metrics_and_grid(tmp_path):
     assert set(paths["methods"]["model"]["rpe_r_by_kind"]) == {"single", "mix", "out_and_back"}
     assert paths["paired"]["model-ground_truth"]["rpe_t"]["n"] == 21 and paths["steps"]["translation_m"] > 0
     assert paths["odometry"]["tracker"] == "dense"  # the default, recorded with the figures it made
+    for method in paths["methods"].values():
+        assert 0.0 <= method["turned_share"] <= 1.0 and len(method["parallax_px_per_clip"]) == 21
     table = (out / "table.md").read_text()
     assert "| ground-truth renders | — | — |" in table and "| copy first frame |" in table
+    assert "| RPE-r deg | parallax px |" in table
     assert "; odometry: dense" in table.splitlines()[0]
     assert "revisits" not in report  # a teacher has no memory window
     corners = tmp_path / "corners"  # the estimator of the figures before dense flow, on request
@@ -255,6 +261,34 @@ def test_compare_pairs_the_rpe_of_two_runs_clip_by_clip():
     assert set(compare(a, no_paths)) == {"psnr_db", "psnr_db_by_group"}  # a run without --rpe pairs PSNR only
     with pytest.raises(ValueError, match="unknown action script 'spin'"):
         compare(dict(a, clip_ids=["r/0/spin", *a["clip_ids"][1:]]), dict(b, clip_ids=["r/0/spin", *b["clip_ids"][1:]]))
+
+
+def test_a_clip_without_parallax_is_left_out_of_its_means_and_pairs():
+    """A clip whose every window was lost has no parallax (NaN, None in metrics.json): the means,
+    the paired differences, the table and the comparison of two runs leave it out, not count it 0."""
+    clips = [SimpleNamespace(kind="single", script=s) for s in ("forward", "left", "yaw_left")]
+    nan = float("nan")
+    errors = {name: {"rpe_t": np.array([0.01, 0.02, 0.0]), "rpe_r": np.array([0.1, 0.2, 0.3]),
+                     "lost": np.array([0.0, 0.0, 1.0]), "turned": np.array([0.0, 0.5, 0.0]),
+                     "parallax_px": np.array(values)}
+              for name, values in (("model", [2.0, 1.0, nan]), ("copy_first", [0.0, 0.5, 0.1]))}
+    summary = summarize_paths(errors, clips)
+    model = summary["methods"]["model"]
+    assert model["parallax_px"]["mean"] == pytest.approx(1.5) and model["parallax_px"]["n"] == 2
+    assert model["parallax_px_per_clip"] == [2.0, 1.0, None] and model["turned_share"] == pytest.approx(1 / 6)
+    assert model["parallax_px_by_script"]["yaw_left"]["n"] == 0
+    paired = summary["paired"]["model-copy_first"]["parallax_px"]
+    assert paired["mean"] == pytest.approx(1.25) and paired["n"] == 2
+    table = markdown_table({"paths": summary, "methods": {}})
+    assert "| model | — | — | 0.0100 ± 0.0058 | 0.200 ± 0.058 | 1.50 ± 0.50 |" in table
+    old = markdown_table({"paths": {"methods": {"model": {k: v for k, v in model.items() if "parallax" not in k}}}})
+    assert "parallax" not in old  # a report from before the column stays as it was
+    ids = ["room_0001/0/forward", "room_0001/0/left", "room_0001/0/yaw_left"]
+    runs = [{"clip_ids": ids, "sampler": {"frames": 9}, "methods": {"model": {"psnr_per_clip": [20.0, 21.0, 22.0]}},
+             "paths": {"methods": {"model": {"parallax_px_per_clip": per_clip}}}}
+            for per_clip in ([2.0, 1.0, None], [1.0, None, 0.5])]
+    cmp = compare(*runs)["parallax_px"]
+    assert cmp["n"] == 1 and cmp["mean"] == pytest.approx(1.0) and cmp["a"] == 2.0
 
 
 def test_every_eval_script_falls_in_one_motion_group():

@@ -12,7 +12,8 @@ from typing import Literal
 from annotate.actions import N_CHANNELS
 
 
-CAMERA_MODES = ("pose", "plucker", "pose+plucker")
+#: the ways the camera can enter the model; `model.camera` joins one or more with "+" ("pose+prope")
+CAMERA_PARTS = ("pose", "plucker", "prope")
 SPATIAL_ROPES = ("grid", "rays")
 
 
@@ -33,10 +34,13 @@ class ModelConfig:
     # and the temporal base is rope_theta * rope_time_ntk (NTK-style extension: > 1).
     rope_time_scale: float = 1.0
     rope_time_ntk: float = 1.0
-    # how the camera enters the model: "pose" adds a per-frame pose embedding to q and k; "plucker"
-    # adds a per-token embedding of the Plücker coordinates of the token's centre ray (relative to
-    # the origin camera) to the tokens; "pose+plucker" does both
+    # how the camera enters the model, one or more of CAMERA_PARTS joined by "+": "pose" adds a
+    # per-frame pose embedding to q and k; "plucker" adds a per-token embedding of the Plücker
+    # coordinates of the token's centre ray (relative to the origin camera) to the tokens; "prope"
+    # transforms `prope_dims` dims of every head's q, k, v by the frame's camera, so attention
+    # between two frames sees their relative camera transform, translation included (PRoPE/GTA)
     camera: str = "pose"
+    prope_dims: int = 16  # head dims the camera transforms (4 per 4x4 block) with "prope"; RoPE has the rest
     # the (row, col) of each token's RoPE position: "grid" its place on the patch grid; "rays" the
     # direction of its centre ray in the origin camera (conditioning.view_positions), so attention
     # relates tokens by relative view direction, which a camera rotation does not change
@@ -47,8 +51,12 @@ class ModelConfig:
     conditioned: bool = True
 
     def __post_init__(self) -> None:
-        if self.camera not in CAMERA_MODES:
-            raise ValueError(f"model.camera must be one of {CAMERA_MODES}, got {self.camera!r}")
+        parts = self.camera.split("+")
+        if not all(part in CAMERA_PARTS for part in parts) or len(set(parts)) != len(parts):
+            raise ValueError(f"model.camera must join distinct parts of {CAMERA_PARTS} with '+', got {self.camera!r}")
+        if self.prope and (self.prope_dims <= 0 or self.prope_dims % 4 or self.head_dim - self.prope_dims < 12):
+            raise ValueError(f"model.prope_dims must be a positive multiple of 4 that leaves RoPE >= 12 of the "
+                             f"head's {self.head_dim} dims, got {self.prope_dims}")
         if self.spatial_rope not in SPATIAL_ROPES:
             raise ValueError(f"model.spatial_rope must be one of {SPATIAL_ROPES}, got {self.spatial_rope!r}")
         if not 0 < self.fov < 180:
@@ -65,6 +73,16 @@ class ModelConfig:
     @property
     def head_dim(self) -> int:
         return self.width // self.heads
+
+    @property
+    def prope(self) -> bool:
+        """Camera transforms in attention (camera "prope"; a plain video model has no camera)."""
+        return self.conditioned and "prope" in self.camera.split("+")
+
+    @property
+    def rope_dims(self) -> int:
+        """Head dims rotated by RoPE: all of them, or those the camera transforms leave."""
+        return self.head_dim - self.prope_dims if self.prope else self.head_dim
 
     @property
     def grid(self) -> tuple[int, int]:

@@ -19,7 +19,10 @@ with model.spatial_rope "rays" a token's (row, col) is the direction of its cent
 camera (conditioning.view_positions) instead of its grid place: per sample, from the poses; a
 sample whose conditioning is dropped (and a plain video model) takes the origin camera's layout;
 the pose embedding is added to q and k (not v) after the norm and before RoPE, so a cached key
-carries its frame's viewpoint. Sigma is per frame: the clean first frame of image-to-video has
+carries its frame's viewpoint. With model.camera "prope" the last `prope_dims` dims of each head's
+q, k and v are transformed by the frame's camera (training/prope.py), so every score and value sees
+the relative camera transform between its two frames, translation included; RoPE keeps the rest of
+the dims, and keys and values are cached transformed. Sigma is per frame: the clean first frame of image-to-video has
 sigma 0 and the student's blocks each carry their own noise level.
 
 Shapes: x (B, F, 3, H, W); sigma (B, F); actions (B, F, 13) per frame (see conditioning.py);
@@ -38,14 +41,15 @@ from torch import nn
 from annotate.ue import fov_to_intrinsics
 from training.conditioning import patch_rays, plucker, pose_features, view_positions
 from training.config import ModelConfig
+from training.prope import CameraTransforms, camera_transforms, transform
 from training.rope import Rotation, apply_rope, grid_positions, rope_angles, rotation
 
 
 class LayerContext(NamedTuple):
     """Extra keys/values a layer attends to before its own tokens (the student's memory view)."""
 
-    k: torch.Tensor  # (B, heads, Lc + reserved, head_dim) keys (pose embedding included), RoPE applied at their positions
-    v: torch.Tensor  # (B, heads, Lc + reserved, head_dim)
+    k: torch.Tensor  # (B, heads, Lc + reserved, head_dim) keys (pose embedding and camera transform included), RoPE applied at their positions
+    v: torch.Tensor  # (B, heads, Lc + reserved, head_dim) values (camera transform included)
     valid: torch.Tensor | None = None  # (Lc,) bool: False marks padding (a fixed-capacity view); None = all
     # room after the Lc context tokens for the layer's own tokens: a forward without grad whose
     # tokens fit writes its keys/values there (in place) instead of concatenating [context | own]
@@ -53,8 +57,8 @@ class LayerContext(NamedTuple):
 
 
 class LayerKV(NamedTuple):
-    k: torch.Tensor  # (B, heads, L, head_dim) pre-RoPE keys of this call's tokens
-    v: torch.Tensor
+    k: torch.Tensor  # (B, heads, L, head_dim) pre-RoPE keys of this call's tokens (with camera "prope": transformed, prope.py)
+    v: torch.Tensor  # values, likewise transformed
 
 
 def timestep_embedding(sigma: torch.Tensor, dim: int = 256) -> torch.Tensor:
@@ -103,6 +107,7 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.heads, self.head_dim = cfg.heads, cfg.head_dim
+        self.prope_dims = cfg.prope_dims if cfg.prope else 0
         self.qkv = nn.Linear(cfg.width, 3 * cfg.width)
         self.out = nn.Linear(cfg.width, cfg.width)
         self.q_norm = nn.RMSNorm(cfg.head_dim, eps=1e-6)
@@ -123,9 +128,12 @@ class Attention(nn.Module):
                 v.reshape(b, self.heads, f * n, self.head_dim))
 
     def forward(self, x: torch.Tensor, pose: torch.Tensor | None, rot: Rotation, mask: torch.Tensor | None,
-                context: LayerContext | None) -> tuple[torch.Tensor, LayerKV]:
+                context: LayerContext | None, cameras: CameraTransforms | None = None) -> tuple[torch.Tensor, LayerKV]:
         b, f, n, d = x.shape
         q, k, v = self.project(x, pose)
+        if cameras is not None:  # prope.py: its dims carry no RoPE (zero angles), so the two commute
+            q = transform(q, cameras.query, self.prope_dims)
+            k, v = transform(k, cameras.key, self.prope_dims), transform(v, cameras.key, self.prope_dims)
         q_rot, k_rot, v_all = apply_rope(q, rot), apply_rope(k, rot), v
         if context is not None:
             own, room = k_rot.shape[2], context.reserved
@@ -138,6 +146,8 @@ class Attention(nn.Module):
                 k_rot = torch.cat([context.k[:, :, :lc], k_rot], dim=2)
                 v_all = torch.cat([context.v[:, :, :lc], v], dim=2)
         out = F.scaled_dot_product_attention(q_rot, k_rot, v_all, attn_mask=mask)
+        if cameras is not None:
+            out = transform(out, cameras.out, self.prope_dims)
         out = out.permute(0, 2, 1, 3).reshape(b, f, n, d)
         return self.out(out), LayerKV(k, v)
 
@@ -155,10 +165,10 @@ class Block(nn.Module):
         self.action_out: nn.Linear | None = _zero(nn.Linear(d, d)) if cfg.conditioned else None
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, action: torch.Tensor | None, pose: torch.Tensor | None,
-                rot: Rotation, mask: torch.Tensor | None,
-                context: LayerContext | None) -> tuple[torch.Tensor, LayerKV]:
+                rot: Rotation, mask: torch.Tensor | None, context: LayerContext | None,
+                cameras: CameraTransforms | None = None) -> tuple[torch.Tensor, LayerKV]:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(F.silu(c)).chunk(6, dim=-1)
-        attn, kv = self.attn(modulate(self.norm1(x), shift1, scale1), pose, rot, mask, context)
+        attn, kv = self.attn(modulate(self.norm1(x), shift1, scale1), pose, rot, mask, context, cameras)
         x = x + gate1[:, :, None] * attn
         if action is not None and self.action_out is not None:
             x = x + self.action_out(action)[:, :, None]
@@ -266,8 +276,13 @@ class VideoDiT(nn.Module):
         return torch.cat([positions[None, :, :1].expand(poses.shape[0], -1, -1), spatial], dim=-1)
 
     def rope_angles(self, positions: torch.Tensor) -> torch.Tensor:
+        """RoPE angles (..., L, head_dim/2) of positions (..., L, 3); with camera "prope" the dims the
+        camera transforms (the last prope_dims) get angle 0, which leaves them as they are."""
         cfg = self.cfg
-        return rope_angles(positions, cfg.head_dim, cfg.rope_theta, cfg.rope_time_scale, cfg.rope_time_ntk)
+        angles = rope_angles(positions, cfg.rope_dims, cfg.rope_theta, cfg.rope_time_scale, cfg.rope_time_ntk)
+        if cfg.rope_dims == cfg.head_dim:
+            return angles
+        return torch.cat([angles, angles.new_zeros(*angles.shape[:-1], (cfg.head_dim - cfg.rope_dims) // 2)], dim=-1)
 
     # -- forward ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor,
@@ -307,12 +322,13 @@ class VideoDiT(nn.Module):
             h = h + rays
         angles = self.rope_angles(self.positions(f, first_frame, poses, origin, keep, times))
         rot = rotation(angles if angles.dim() == 2 else angles[:, None])  # once for all layers; per sample: over heads
+        cameras = camera_transforms(poses, origin, keep, h.dtype) if cfg.prope else None
         if context is not None and context[0].valid is not None:  # padded view: no query attends to the padding
             keys = torch.cat([context[0].valid, context[0].valid.new_ones(h.shape[2] * f)])[None, :]
             mask = keys if mask is None else mask & keys
         kvs = []
         for i, block in enumerate(self.blocks):
-            h, kv = block(h, c, action, pose, rot, mask, None if context is None else context[i])
+            h, kv = block(h, c, action, pose, rot, mask, None if context is None else context[i], cameras)
             kvs.append(kv)
         shift, scale = self.final_ada(F.silu(c)).chunk(2, dim=-1)
         out = self.patch_out(modulate(self.final_norm(h), shift, scale))

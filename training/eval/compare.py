@@ -2,7 +2,8 @@
 
 For each run's `--method` (default model), the per-clip PSNR difference A − B over all clips and
 over the revisit frames (the last frame of out-and-back clips, where the camera is back at the
-first pose), and the per-clip RPE (translation, rotation) where both runs recovered paths, as
+first pose), and the per-clip RPE (translation, rotation) and parallax where both runs recovered paths
+(the parallax over the clips both measured), as
 mean ± SE and z = mean / SE; `--by-group` adds the PSNR difference per motion group (single
 rotations, single translations, mixes, walks that come back). Used to compare, e.g., the student with compressed
 memory against window-only (`--memory-pool 0`), or the student against the teacher. The runs must
@@ -29,11 +30,21 @@ class CompareError(ValueError):
     pass
 
 
-def _paired(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> dict[str, float]:
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+def _values(per_clip: Sequence[float | None] | np.ndarray) -> np.ndarray:
+    """Per-clip values as float64, a clip without one (None in metrics.json) as NaN."""
+    return np.array([math.nan if x is None else x for x in per_clip], dtype=np.float64)
+
+
+def _paired(a: Sequence[float | None] | np.ndarray, b: Sequence[float | None] | np.ndarray) -> dict[str, float]:
+    """A − B over the clips both runs have a value for."""
+    va, vb = _values(a), _values(b)
+    both = np.isfinite(va) & np.isfinite(vb)
+    va, vb = va[both], vb[both]
+    d = va - vb
     se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
-    mean = float(d.mean())
-    return {"a": float(np.mean(a)), "b": float(np.mean(b)), "mean": mean, "se": se,
+    mean = float(d.mean()) if len(d) else math.nan
+    return {"a": float(va.mean()) if len(d) else math.nan, "b": float(vb.mean()) if len(d) else math.nan,
+            "mean": mean, "se": se,
             "z": mean / se if se > 0 else (math.inf * np.sign(mean) if mean else 0.0), "n": int(len(d))}
 
 
@@ -59,7 +70,7 @@ def compare(a: dict[str, Any], b: dict[str, Any], method_a: str = "model", metho
         out["revisit_psnr_db"] = _paired(a["revisit"][method_a]["per_clip"], b["revisit"][method_b]["per_clip"])
     paths_a = a.get("paths", {}).get("methods", {}).get(method_a, {})
     paths_b = b.get("paths", {}).get("methods", {}).get(method_b, {})
-    for key in ("rpe_t", "rpe_r"):
+    for key in ("rpe_t", "rpe_r", "parallax_px"):
         if f"{key}_per_clip" in paths_a and f"{key}_per_clip" in paths_b:
             out[key] = _paired(paths_a[f"{key}_per_clip"], paths_b[f"{key}_per_clip"])
     return out
@@ -86,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for key, label, unit, digits in (("psnr_db", "PSNR, all frames", "dB", 2), ("revisit_psnr_db", "PSNR, revisit frame", "dB", 2),
-                                     ("rpe_t", "RPE-t", "m", 4), ("rpe_r", "RPE-r", "deg", 3)):
+                                     ("rpe_t", "RPE-t", "m", 4), ("rpe_r", "RPE-r", "deg", 3),
+                                     ("parallax_px", "parallax", "px", 2)):
         if key in result:
             r = result[key]
             print(f"{label:20s}: A {r['a']:.{digits}f}  B {r['b']:.{digits}f}  A-B {r['mean']:+.{digits}f} {unit} "

@@ -157,18 +157,23 @@ def frame_metrics(videos: np.ndarray, clips: Sequence[EvalClip], chunk: int = 16
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def _clip_rpe(job: tuple[np.ndarray, np.ndarray, np.ndarray, OdometryConfig]) -> tuple[float, float, float]:
+def _clip_rpe(job: tuple[np.ndarray, np.ndarray, np.ndarray, OdometryConfig]
+              ) -> tuple[float, float, float, float, float]:
     video, poses, K, cfg = job
-    estimate, kinds = estimate_path(video, K, poses[0], cfg)
-    rpe = path_rpe(estimate, poses)
-    return rpe["rpe_t"], rpe["rpe_r"], kinds.count("lost") / max(len(kinds), 1)
+    path = estimate_path(video, K, poses[0], cfg)
+    rpe = path_rpe(path.poses, poses)
+    steps = max(len(path.kinds), 1)
+    measured = [p for p in path.parallax_px if np.isfinite(p)]
+    return (rpe["rpe_t"], rpe["rpe_r"], path.kinds.count("lost") / steps, path.kinds.count("turned") / steps,
+            float(np.mean(measured)) if measured else math.nan)
 
 
 def path_errors(videos: np.ndarray, clips: Sequence[EvalClip], fov: float, workers: int = 1,
                 cfg: OdometryConfig = OdometryConfig()) -> dict[str, np.ndarray]:
-    """Per clip: RPE translation (m, RMSE over steps), rotation (degrees, mean over steps) and the
-    share of frames the estimator lost, of uint8 videos (N, F, 3, H, W) against each clip's
-    commanded poses."""
+    """Per clip: RPE translation (m, RMSE over steps), rotation (degrees, mean over steps), the
+    shares of steps the estimator lost and read as turns only, and the parallax (pixels, the mean
+    over the clip's windows that were not lost; NaN when all were), of uint8 videos
+    (N, F, 3, H, W) against each clip's commanded poses."""
     f, h, w = videos.shape[1], videos.shape[3], videos.shape[4]
     K = opencv_intrinsics(fov, w, h)
     jobs = [(np.ascontiguousarray(v.transpose(0, 2, 3, 1)), c.poses[:f], K, cfg) for v, c in zip(videos, clips)]
@@ -177,8 +182,8 @@ def path_errors(videos: np.ndarray, clips: Sequence[EvalClip], fov: float, worke
             rows = list(pool.map(_clip_rpe, jobs, chunksize=8))
     else:
         rows = [_clip_rpe(job) for job in jobs]
-    t, r, lost = (np.array(col) for col in zip(*rows))
-    return {"rpe_t": t, "rpe_r": r, "lost": lost}
+    t, r, lost, turned, parallax = (np.array(col, dtype=np.float64) for col in zip(*rows))
+    return {"rpe_t": t, "rpe_r": r, "lost": lost, "turned": turned, "parallax_px": parallax}
 
 
 def commanded_steps(clips: Sequence[EvalClip], frames: int) -> dict[str, float]:
@@ -191,28 +196,35 @@ def commanded_steps(clips: Sequence[EvalClip], frames: int) -> dict[str, float]:
 
 def summarize_paths(errors: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalClip], reference: str = "model"
                     ) -> dict[str, Any]:
-    """RPE per method (overall, per script kind, per script) and paired differences vs `reference`."""
+    """RPE and parallax per method (overall, per script kind, per script), the shares of steps lost
+    and read as turns only, and paired differences vs `reference` (parallax over the clips both
+    measured)."""
     out: dict[str, Any] = {"methods": {}, "paired": {}}
+    names = ("rpe_t", "rpe_r", "parallax_px")
     for method, values in errors.items():
-        entry = {k: v for name in ("rpe_t", "rpe_r") for k, v in _breakdown(name, values[name], clips, 5).items()}
+        entry = {k: v for name in names for k, v in _breakdown(name, values[name], clips, 5).items()}
         entry["lost_share"] = float(values["lost"].mean())
+        entry["turned_share"] = float(values["turned"].mean())
         out["methods"][method] = entry
     if reference in errors:
         for method in errors:
             if method != reference:
+                diffs = {name: errors[reference][name] - errors[method][name] for name in names}
                 out["paired"][f"{reference}-{method}"] = {
-                    name: _z(mean_se(errors[reference][name] - errors[method][name])) for name in ("rpe_t", "rpe_r")}
+                    name: _z(mean_se(d[np.isfinite(d)])) for name, d in diffs.items()}
     return out
 
 
 def _breakdown(name: str, values: np.ndarray, clips: Sequence[EvalClip], digits: int) -> dict[str, Any]:
-    """One per-clip metric as `name` (mean ± SE), `name_by_kind`, `name_by_script` and `name_per_clip`."""
+    """One per-clip metric as `name` (mean ± SE), `name_by_kind`, `name_by_script` and `name_per_clip`
+    (None where a clip has no value: a NaN, which the means leave out)."""
     kind_of = np.array([c.kind for c in clips])
     script_of = np.array([c.script for c in clips])
-    return {name: mean_se(values),
-            f"{name}_by_kind": {k: mean_se(values[kind_of == k]) for k in sorted(set(kind_of))},
-            f"{name}_by_script": {k: mean_se(values[script_of == k]) for k in sorted(set(script_of))},
-            f"{name}_per_clip": [round(float(x), digits) for x in values]}
+    finite = np.isfinite(values)
+    return {name: mean_se(values[finite]),
+            f"{name}_by_kind": {k: mean_se(values[finite & (kind_of == k)]) for k in sorted(set(kind_of))},
+            f"{name}_by_script": {k: mean_se(values[finite & (script_of == k)]) for k in sorted(set(script_of))},
+            f"{name}_per_clip": [round(float(x), digits) if np.isfinite(x) else None for x in values]}
 
 
 def _z(stats: dict[str, float]) -> dict[str, float]:
@@ -249,7 +261,10 @@ def summarize(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalCli
 
 
 def mean_se(values: np.ndarray) -> dict[str, float]:
-    """Mean, its standard error (NaN for one value) and the count of per-clip values."""
+    """Mean, its standard error (NaN for one value) and the count of per-clip values (NaN, NaN, 0
+    for none)."""
     values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return {"mean": math.nan, "se": math.nan, "n": 0}
     se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
     return {"mean": float(values.mean()), "se": se, "n": int(len(values))}

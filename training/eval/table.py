@@ -1,7 +1,9 @@
 """One table per checkpoint, from its metrics.json: every method in a row, baselines included.
 
 Columns: PSNR and SSIM over frames 1..F-1 (mean ± SE over clips), RPE translation (m per step) and
-rotation (degrees per step) after Sim(3) alignment, and the return-frame PSNR of the revisit scripts
+rotation (degrees per step) after Sim(3) alignment, the parallax the odometry saw (pixels a pure
+rotation leaves unexplained, per 8-step window: how much the video translated, even below what RPE
+can read; odometry.py), and the return-frame PSNR of the revisit scripts
 after each multiple of the memory window that was evaluated. Methods a column does not apply to
 show "—" (PSNR of the ground truth itself; the return frame of copy-first, which is the first frame).
 """
@@ -16,7 +18,7 @@ METHOD_NAMES = {"model": "model", "window_only": "model, window only", "shuffled
 
 def cell(stats: dict[str, Any] | None, digits: int) -> str:
     """A table cell for a {mean, se} statistic, "mean ± se" to `digits` places; "—" when there is none."""
-    if not stats:
+    if not stats or stats.get("n") == 0:
         return "—"
     return f"{stats['mean']:.{digits}f} ± {stats['se']:.{digits}f}"
 
@@ -28,11 +30,14 @@ def markdown_table(report: dict[str, Any]) -> str:
     revisits = report.get("revisits", {})
     multiples = sorted(revisits, key=lambda m: int(m.rstrip("x")))
     names = [m for m in METHOD_NAMES if m in methods or m in paths or any(m in r["methods"] for r in revisits.values())]
-    head = ["method", "PSNR dB", "SSIM", "RPE-t m", "RPE-r deg"] + [f"return PSNR @{m} window" for m in multiples]
+    parallax = any("parallax_px" in p for p in paths.values())  # reports before 2026-12-07 have none
+    head = (["method", "PSNR dB", "SSIM", "RPE-t m", "RPE-r deg"] + ["parallax px"] * parallax
+            + [f"return PSNR @{m} window" for m in multiples])
     rows = []
     for m in names:
         row = [METHOD_NAMES[m], cell(methods.get(m, {}).get("psnr"), 2), cell(methods.get(m, {}).get("ssim"), 3),
                cell(paths.get(m, {}).get("rpe_t"), 4), cell(paths.get(m, {}).get("rpe_r"), 3)]
+        row += [cell(paths.get(m, {}).get("parallax_px"), 2)] * parallax
         row += [cell(revisits[x]["methods"].get(m, {}).get("psnr"), 2) for x in multiples]
         rows.append(row)
     frames = report.get("sampler", {}).get("frames")

@@ -1,0 +1,65 @@
+"""Camera transforms inside attention (model.camera "prope"): relative camera geometry, translation
+included, in every attention score. Pure tensor functions.
+
+Each frame j has the 4x4 transform M_j from the origin camera's frame into camera j's (the inverse
+of its pose relative to the origin, conditioning.relative_poses). The last `prope_dims` dims of each
+head, in blocks of 4, are transformed per token by its frame's matrix:
+
+    q'_i = M_iᵀ q_i,   k'_j = M_j⁻¹ k_j,   v'_j = M_j⁻¹ v_j,   o_i = M_i · Σ_j a_ij v'_j
+
+so a score q'_iᵀ k'_j = q_iᵀ (M_i M_j⁻¹) k_j and a value's contribution M_i M_j⁻¹ v_j depend on the
+two cameras only through camera j seen from camera i — not on which camera is the origin, nor on
+the world frame (GTA, Miyato et al. 2024; PRoPE, Li et al. 2025, which adds the intrinsics: one
+pinhole here, so the rigid transform carries all that varies). The other dims keep RoPE
+(VideoDiT.rope_angles gives those dims zero angles). Where a sample's condition is dropped
+(classifier-free guidance) its matrices are the identity: a camera-blind attention.
+
+Keys and values leave a layer already transformed by their own frame's M_j⁻¹ (LayerKV), so the
+student's memory stores them as they are and a later query needs only its own M_i: the cache
+stays valid as long as the origin does (a rollout's first frame). Pooling a frame's tokens
+commutes with its transform (one matrix per frame).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from training.conditioning import relative_poses
+
+
+class CameraTransforms(NamedTuple):
+    """Per-frame 4x4 matrices (B, F, 4, 4) for one forward, in the activations' dtype."""
+
+    query: torch.Tensor  # M_iᵀ
+    key: torch.Tensor  # M_j⁻¹ (keys and values)
+    out: torch.Tensor  # M_i
+
+
+def camera_transforms(poses: torch.Tensor, origin: torch.Tensor | None, keep: torch.Tensor | None,
+                      dtype: torch.dtype) -> CameraTransforms:
+    """Camera-to-world poses (B, F, 4, 4) -> the attention's per-frame matrices, relative to `origin`
+    (default: poses[:, 0]); samples where `keep` (B,) is False get identities."""
+    to_origin = relative_poses(poses, poses[:, 0] if origin is None else origin)  # camera j -> origin, float64
+    if keep is not None:
+        eye = torch.eye(4, dtype=to_origin.dtype, device=to_origin.device)
+        to_origin = torch.where(keep.to(torch.bool)[:, None, None, None], to_origin, eye)
+    rot, trans = to_origin[..., :3, :3], to_origin[..., :3, 3:]
+    into = torch.zeros_like(to_origin)  # M: origin -> camera j, the rigid inverse
+    into[..., :3, :3] = rot.transpose(-1, -2)
+    into[..., :3, 3:] = -rot.transpose(-1, -2) @ trans
+    into[..., 3, 3] = 1.0
+    return CameraTransforms(into.transpose(-1, -2).to(dtype), to_origin.to(dtype), into.to(dtype))
+
+
+def transform(x: torch.Tensor, matrices: torch.Tensor, dims: int) -> torch.Tensor:
+    """x (B, heads, F·N, head_dim) with its last `dims` dims of each token multiplied, in blocks of
+    4, by its frame's matrix (B, F, 4, 4) (N tokens per frame, frame-major); the rest unchanged."""
+    b, h, length, d = x.shape
+    f = matrices.shape[1]
+    if length % f or dims % 4 or dims > d:
+        raise ValueError(f"camera transform: {length} tokens over {f} frames, {dims} of {d} dims in blocks of 4")
+    blocks = x[..., d - dims:].reshape(b, h, f, length // f, dims // 4, 4)
+    moved = torch.einsum("bfij,bhfnkj->bhfnki", matrices.to(x.dtype), blocks).reshape(b, h, length, dims)
+    return torch.cat([x[..., :d - dims], moved], dim=-1)
