@@ -47,9 +47,11 @@ HELD_OUT = ("corridor_0007", "courtyard_0001", "courtyard_0008", "room_0001", "r
             "street_0005", "street_0008")  # bench/gpu_common.sh's: the README's held-out scenes
 KINDS = ("room", "corridor", "courtyard", "street")
 #: arm name -> model overrides
-ARMS: dict[str, dict[str, str]] = {"grid": {"spatial_rope": "grid"}, "rays": {"spatial_rope": "rays"},
-                                   "plucker": {"camera": "plucker"}, "plucker_rays": {"camera": "plucker",
-                                                                                       "spatial_rope": "rays"}}
+ARMS: dict[str, dict[str, object]] = {
+    "grid": {"spatial_rope": "grid"}, "rays": {"spatial_rope": "rays"}, "plucker": {"camera": "plucker"},
+    "plucker_rays": {"camera": "plucker", "spatial_rope": "rays"},
+    # camera transforms in attention next to the view-direction RoPE: 8 of the 24 head dims (RoPE keeps 16)
+    "prope_rays": {"camera": "pose+prope", "prope_dims": 8, "spatial_rope": "rays"}}
 
 
 def batches(clips: list[EvalClip], batch: int, seed: int) -> Any:
