@@ -18,7 +18,8 @@ following points (training.eval.odometry: dense optical flow, the default, or Lu
 the clips again with the camera's translation from the start shrunk to s of the commanded (the
 rotations as commanded), scored against the commanded path (Sim(3) absorbs the scale), with the
 parallax the odometry saw (pixels a pure rotation leaves unexplained per window) and the share of
-steps it read as turns only: a model that renders part of a translation shows its parallax here.
+steps it read as turns only, over all clips and over the single translations ("walks": forward,
+backward, left, right, up, down): a model that renders part of a translation shows its parallax here.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from training.eval.groundtruth import EvalClip, EvalSetConfig, cached_eval_set  
 from training.eval.metrics import psnr  # noqa: E402
 from training.eval.odometry import TRACKERS, OdometryConfig  # noqa: E402
 from training.eval.pool import process_pool  # noqa: E402
+from training.eval.scripts import script_group  # noqa: E402
 from capture.standin.render import Renderer  # noqa: E402
 from capture.standin.scene import make_scene  # noqa: E402
 
@@ -92,9 +94,13 @@ def row(clips: list[EvalClip], video: np.ndarray, fov: float, workers: int, trac
     """One `blurred` video through one tracker: RPE (mean ± SE) and the share of steps lost."""
     errors = path_errors(video, clips, fov, workers, OdometryConfig(tracker=tracker))
     parallax = errors["parallax_px"]
+    walks = np.array([script_group(c.script) == "translation" for c in clips])  # single translations
     return {"tracker": tracker, "rpe_t": mean_se(errors["rpe_t"]), "rpe_r": mean_se(errors["rpe_r"]),
             "parallax_px": mean_se(parallax[np.isfinite(parallax)]), "lost_share": float(errors["lost"].mean()),
-            "turned_share": float(errors["turned"].mean())}
+            "turned_share": float(errors["turned"].mean()),
+            "translations": {"clips": int(walks.sum()), "rpe_t": mean_se(errors["rpe_t"][walks]),
+                             "parallax_px": mean_se(parallax[walks & np.isfinite(parallax)]),
+                             "turned_share": float(errors["turned"][walks].mean())}}
 
 
 def main() -> None:
@@ -121,8 +127,8 @@ def main() -> None:
     print(f"{len(clips)} held-out clips of {args.frames} frames at {config.width}x{config.height}; commanded step "
           f"(copy-first's RPE) {still['translation_m']:.4f} m, {still['rotation_deg']:.3f} deg\n")
     print("| translation | blur sigma px | PSNR vs renders dB | tracker | RPE-t m | RPE-r deg | parallax px "
-          "| steps read as turns | steps lost |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| steps read as turns | steps lost | walks: RPE-t m | walks: parallax px | walks: read as turns |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for scale in args.translation_scales:
         renders = renders_at(clips, args.frames, scale, config, args.workers)
@@ -133,10 +139,12 @@ def main() -> None:
                 r = {"translation_scale": scale, "sigma_px": sigma, "psnr": db,
                      **row(clips, video, config.fov, args.workers, tracker)}
                 rows.append(r)
-                t, rot, px = r["rpe_t"], r["rpe_r"], r["parallax_px"]
+                t, rot, px, walk = r["rpe_t"], r["rpe_r"], r["parallax_px"], r["translations"]
                 print(f"| {scale:g} | {sigma:g} | {r['psnr']:.2f} | {tracker} | {t['mean']:.4f} ± {t['se']:.4f} | "
                       f"{rot['mean']:.3f} ± {rot['se']:.3f} | {px['mean']:.2f} ± {px['se']:.2f} | "
-                      f"{r['turned_share']:.1%} | {r['lost_share']:.1%} |", flush=True)
+                      f"{r['turned_share']:.1%} | {r['lost_share']:.1%} | {walk['rpe_t']['mean']:.4f} | "
+                      f"{walk['parallax_px']['mean']:.2f} ± {walk['parallax_px']['se']:.2f} | "
+                      f"{walk['turned_share']:.1%} |", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "clips": len(clips), "frames": args.frames,
                                          "commanded": still, "rows": rows}, indent=2))
