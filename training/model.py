@@ -322,7 +322,8 @@ class VideoDiT(nn.Module):
             h = h + rays
         angles = self.rope_angles(self.positions(f, first_frame, poses, origin, keep, times))
         rot = rotation(angles if angles.dim() == 2 else angles[:, None])  # once for all layers; per sample: over heads
-        cameras = camera_transforms(poses, origin, keep, h.dtype) if cfg.prope else None
+        cameras = (camera_transforms(poses, origin, keep, torch.promote_types(h.dtype, torch.float32))
+                   if cfg.prope else None)  # >= fp32, as the transform itself
         if context is not None and context[0].valid is not None:  # padded view: no query attends to the padding
             keys = torch.cat([context[0].valid, context[0].valid.new_ones(h.shape[2] * f)])[None, :]
             mask = keys if mask is None else mask & keys

@@ -30,7 +30,7 @@ from training.conditioning import relative_poses
 
 
 class CameraTransforms(NamedTuple):
-    """Per-frame 4x4 matrices (B, F, 4, 4) for one forward, in the activations' dtype."""
+    """Per-frame 4x4 matrices (B, F, 4, 4) for one forward."""
 
     query: torch.Tensor  # M_iᵀ
     key: torch.Tensor  # M_j⁻¹ (keys and values)
@@ -60,6 +60,8 @@ def transform(x: torch.Tensor, matrices: torch.Tensor, dims: int) -> torch.Tenso
     f = matrices.shape[1]
     if length % f or dims % 4 or dims > d:
         raise ValueError(f"camera transform: {length} tokens over {f} frames, {dims} of {d} dims in blocks of 4")
-    blocks = x[..., d - dims:].reshape(b, h, f, length // f, dims // 4, 4)
-    moved = torch.einsum("bfij,bhfnkj->bhfnki", matrices.to(x.dtype), blocks).reshape(b, h, length, dims)
-    return torch.cat([x[..., :d - dims], moved], dim=-1)
+    dtype = torch.promote_types(x.dtype, torch.float32)  # >= fp32 even under bf16 autocast, as RoPE is
+    blocks = x[..., d - dims:].to(dtype).reshape(b, h, f, length // f, dims // 4, 1, 4)
+    m = matrices.to(dtype)[:, None, :, None, None]  # (B, 1, F, 1, 1, 4, 4)
+    moved = (m * blocks).sum(dim=-1)  # elementwise, not a matmul: autocast leaves it in fp32
+    return torch.cat([x[..., :d - dims], moved.reshape(b, h, length, dims).to(x.dtype)], dim=-1)
