@@ -257,6 +257,7 @@ def test_compare_pairs_the_rpe_of_two_runs_clip_by_clip():
     assert list(by_group) == ["rotation", "translation"]
     assert by_group["translation"]["mean"] == pytest.approx(1.5) and by_group["translation"]["n"] == 2
     assert by_group["rotation"]["mean"] == 0.0 and by_group["rotation"]["z"] == 0.0  # one clip, no difference
+    assert cmp["rpe_t_by_group"]["translation"]["mean"] == pytest.approx(-0.015)  # the path metrics by group too
     no_paths = {k: v for k, v in b.items() if k != "paths"}
     assert set(compare(a, no_paths)) == {"psnr_db", "psnr_db_by_group"}  # a run without --rpe pairs PSNR only
     with pytest.raises(ValueError, match="unknown action script 'spin'"):

@@ -4,8 +4,8 @@ For each run's `--method` (default model), the per-clip PSNR difference A − B 
 over the revisit frames (the last frame of out-and-back clips, where the camera is back at the
 first pose), and the per-clip RPE (translation, rotation) and parallax where both runs recovered paths
 (the parallax over the clips both measured), as
-mean ± SE and z = mean / SE; `--by-group` adds the PSNR difference per motion group (single
-rotations, single translations, mixes, walks that come back). Used to compare, e.g., the student with compressed
+mean ± SE and z = mean / SE; `--by-group` adds the PSNR, RPE-t and parallax differences per motion
+group (single rotations, single translations, mixes, walks that come back). Used to compare, e.g., the student with compressed
 memory against window-only (`--memory-pool 0`), or the student against the teacher. The runs must
 have evaluated the same clips (same `clip_ids`, same frame count): anything else is an error.
 """
@@ -72,7 +72,10 @@ def compare(a: dict[str, Any], b: dict[str, Any], method_a: str = "model", metho
     paths_b = b.get("paths", {}).get("methods", {}).get(method_b, {})
     for key in ("rpe_t", "rpe_r", "parallax_px"):
         if f"{key}_per_clip" in paths_a and f"{key}_per_clip" in paths_b:
-            out[key] = _paired(paths_a[f"{key}_per_clip"], paths_b[f"{key}_per_clip"])
+            va, vb = _values(paths_a[f"{key}_per_clip"]), _values(paths_b[f"{key}_per_clip"])
+            out[key] = _paired(va, vb)
+            out[f"{key}_by_group"] = {g: _paired(va[group_of == g], vb[group_of == g])
+                                      for g in GROUPS if (group_of == g).any()}
     return out
 
 
@@ -83,8 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--method", default="model", help="method of A (model, shuffled, copy_first)")
     parser.add_argument("--method-b", help="method of B (default: --method)")
     parser.add_argument("--by-group", action="store_true",
-                        help="also print the PSNR difference per motion group (rotation, translation, mix, "
-                             "out_and_back)")
+                        help="also print the PSNR, RPE-t and parallax differences per motion group (rotation, "
+                             "translation, mix, out_and_back)")
     parser.add_argument("--json", type=pathlib.Path, help="also write the figures here")
     args = add_dry_run(parser).parse_args(argv)
     if args.dry_run:
@@ -104,9 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{label:20s}: A {r['a']:.{digits}f}  B {r['b']:.{digits}f}  A-B {r['mean']:+.{digits}f} {unit} "
                   f"± {r['se']:.{digits}f} (z = {r['z']:.1f}, n = {r['n']})")
     if args.by_group:
-        for group, r in result["psnr_db_by_group"].items():
-            print(f"  PSNR, {group:13s}: A {r['a']:.2f}  B {r['b']:.2f}  A-B {r['mean']:+.2f} dB ± {r['se']:.2f} "
-                  f"(z = {r['z']:.1f}, n = {r['n']})")
+        for key, label, unit, digits in (("psnr_db", "PSNR", "dB", 2), ("rpe_t", "RPE-t", "m", 4),
+                                         ("parallax_px", "parallax", "px", 2)):
+            for group, r in result.get(f"{key}_by_group", {}).items():
+                print(f"  {label}, {group:13s}: A {r['a']:.{digits}f}  B {r['b']:.{digits}f}  A-B {r['mean']:+.{digits}f} "
+                      f"{unit} ± {r['se']:.{digits}f} (z = {r['z']:.1f}, n = {r['n']})")
     if args.json:
         args.json.write_text(json.dumps({"a": str(args.a), "b": str(args.b), **result}, indent=2))
     return 0
