@@ -50,7 +50,7 @@ KINDS = ("room", "corridor", "courtyard", "street")
 ARMS: dict[str, dict[str, object]] = {
     "grid": {"spatial_rope": "grid"}, "rays": {"spatial_rope": "rays"}, "plucker": {"camera": "plucker"},
     "plucker_rays": {"camera": "plucker", "spatial_rope": "rays"},
-    # camera transforms in attention next to the view-direction RoPE: 8 of the 24 head dims (RoPE keeps 16)
+    # camera transforms in attention next to the view-direction RoPE: 8 camera dims added to each 24-dim head
     "prope_rays": {"camera": "pose+prope", "prope_dims": 8, "spatial_rope": "rays"}}
 
 

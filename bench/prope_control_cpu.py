@@ -1,7 +1,6 @@
 """Control arm for bench/camera_cpu.py's `prope_rays`: the same model, dims and training, with the
-camera transform replaced by the identity — RoPE on the head's first dims, the last `prope_dims`
-without any position or camera. Separates what the camera transform does from what giving it dims
-costs the RoPE.
+camera transform replaced by the identity — each head's `prope_dims` camera dims then carry no
+position and no camera. Separates what the camera transform does from what its dims do.
 
     python bench/prope_control_cpu.py --arms prope_rays --steps 400
 

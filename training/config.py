@@ -37,10 +37,11 @@ class ModelConfig:
     # how the camera enters the model, one or more of CAMERA_PARTS joined by "+": "pose" adds a
     # per-frame pose embedding to q and k; "plucker" adds a per-token embedding of the Plücker
     # coordinates of the token's centre ray (relative to the origin camera) to the tokens; "prope"
-    # transforms `prope_dims` dims of every head's q, k, v by the frame's camera, so attention
-    # between two frames sees their relative camera transform, translation included (PRoPE/GTA)
+    # gives every head `prope_dims` more dims of q, k, v, transformed by the frame's camera, so
+    # attention between two frames sees their relative camera transform, translation included
+    # (PRoPE/GTA); RoPE keeps all of its head_dim
     camera: str = "pose"
-    prope_dims: int = 16  # head dims the camera transforms (4 per 4x4 block) with "prope"; RoPE has the rest
+    prope_dims: int = 16  # with "prope": the camera's dims added to each head (4 per 4x4 block)
     # the (row, col) of each token's RoPE position: "grid" its place on the patch grid; "rays" the
     # direction of its centre ray in the origin camera (conditioning.view_positions), so attention
     # relates tokens by relative view direction, which a camera rotation does not change
@@ -54,9 +55,8 @@ class ModelConfig:
         parts = self.camera.split("+")
         if not all(part in CAMERA_PARTS for part in parts) or len(set(parts)) != len(parts):
             raise ValueError(f"model.camera must join distinct parts of {CAMERA_PARTS} with '+', got {self.camera!r}")
-        if self.prope and (self.prope_dims <= 0 or self.prope_dims % 4 or self.head_dim - self.prope_dims < 12):
-            raise ValueError(f"model.prope_dims must be a positive multiple of 4 that leaves RoPE >= 12 of the "
-                             f"head's {self.head_dim} dims, got {self.prope_dims}")
+        if self.prope and (self.prope_dims <= 0 or self.prope_dims % 4):
+            raise ValueError(f"model.prope_dims must be a positive multiple of 4, got {self.prope_dims}")
         if self.spatial_rope not in SPATIAL_ROPES:
             raise ValueError(f"model.spatial_rope must be one of {SPATIAL_ROPES}, got {self.spatial_rope!r}")
         if not 0 < self.fov < 180:
@@ -80,9 +80,9 @@ class ModelConfig:
         return self.conditioned and "prope" in self.camera.split("+")
 
     @property
-    def rope_dims(self) -> int:
-        """Head dims rotated by RoPE: all of them, or those the camera transforms leave."""
-        return self.head_dim - self.prope_dims if self.prope else self.head_dim
+    def attn_dim(self) -> int:
+        """Dims of a head's q, k and v: head_dim (RoPE), plus prope_dims with camera "prope"."""
+        return self.head_dim + self.prope_dims if self.prope else self.head_dim
 
     @property
     def grid(self) -> tuple[int, int]:

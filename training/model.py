@@ -19,10 +19,10 @@ with model.spatial_rope "rays" a token's (row, col) is the direction of its cent
 camera (conditioning.view_positions) instead of its grid place: per sample, from the poses; a
 sample whose conditioning is dropped (and a plain video model) takes the origin camera's layout;
 the pose embedding is added to q and k (not v) after the norm and before RoPE, so a cached key
-carries its frame's viewpoint. With model.camera "prope" the last `prope_dims` dims of each head's
-q, k and v are transformed by the frame's camera (training/prope.py), so every score and value sees
-the relative camera transform between its two frames, translation included; RoPE keeps the rest of
-the dims, and keys and values are cached transformed. Sigma is per frame: the clean first frame of image-to-video has
+carries its frame's viewpoint. With model.camera "prope" each head has `prope_dims` more dims of q,
+k and v (cfg.attn_dim), transformed by the frame's camera (training/prope.py), so every score and
+value sees the relative camera transform between its two frames, translation included; RoPE keeps
+all head_dim dims it has without them, and keys and values are cached transformed. Sigma is per frame: the clean first frame of image-to-video has
 sigma 0 and the student's blocks each carry their own noise level.
 
 Shapes: x (B, F, 3, H, W); sigma (B, F); actions (B, F, 13) per frame (see conditioning.py);
@@ -106,14 +106,15 @@ def _rms(norm: nn.RMSNorm, x: torch.Tensor) -> torch.Tensor:
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.heads, self.head_dim = cfg.heads, cfg.head_dim
+        self.heads, self.head_dim = cfg.heads, cfg.attn_dim  # the head's q, k, v: RoPE dims (+ camera dims)
         self.prope_dims = cfg.prope_dims if cfg.prope else 0
-        self.qkv = nn.Linear(cfg.width, 3 * cfg.width)
-        self.out = nn.Linear(cfg.width, cfg.width)
-        self.q_norm = nn.RMSNorm(cfg.head_dim, eps=1e-6)
-        self.k_norm = nn.RMSNorm(cfg.head_dim, eps=1e-6)
-        self.pose_q: nn.Linear | None = _zero(nn.Linear(cfg.width, cfg.width)) if cfg.conditioned else None
-        self.pose_k: nn.Linear | None = _zero(nn.Linear(cfg.width, cfg.width)) if cfg.conditioned else None
+        inner = cfg.heads * cfg.attn_dim
+        self.qkv = nn.Linear(cfg.width, 3 * inner)
+        self.out = nn.Linear(inner, cfg.width)
+        self.q_norm = nn.RMSNorm(cfg.attn_dim, eps=1e-6)
+        self.k_norm = nn.RMSNorm(cfg.attn_dim, eps=1e-6)
+        self.pose_q: nn.Linear | None = _zero(nn.Linear(cfg.width, inner)) if cfg.conditioned else None
+        self.pose_k: nn.Linear | None = _zero(nn.Linear(cfg.width, inner)) if cfg.conditioned else None
 
     def project(self, x: torch.Tensor, pose: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, F, N, D), pose (B, F, D) or None (a plain video model) -> q, k, v (B, heads, F·N,
@@ -129,7 +130,7 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, pose: torch.Tensor | None, rot: Rotation, mask: torch.Tensor | None,
                 context: LayerContext | None, cameras: CameraTransforms | None = None) -> tuple[torch.Tensor, LayerKV]:
-        b, f, n, d = x.shape
+        b, f, n, _ = x.shape
         q, k, v = self.project(x, pose)
         if cameras is not None:  # prope.py: its dims carry no RoPE (zero angles), so the two commute
             q = transform(q, cameras.query, self.prope_dims)
@@ -148,7 +149,7 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(q_rot, k_rot, v_all, attn_mask=mask)
         if cameras is not None:
             out = transform(out, cameras.out, self.prope_dims)
-        out = out.permute(0, 2, 1, 3).reshape(b, f, n, d)
+        out = out.permute(0, 2, 1, 3).reshape(b, f, n, self.heads * self.head_dim)
         return self.out(out), LayerKV(k, v)
 
 
@@ -276,13 +277,13 @@ class VideoDiT(nn.Module):
         return torch.cat([positions[None, :, :1].expand(poses.shape[0], -1, -1), spatial], dim=-1)
 
     def rope_angles(self, positions: torch.Tensor) -> torch.Tensor:
-        """RoPE angles (..., L, head_dim/2) of positions (..., L, 3); with camera "prope" the dims the
-        camera transforms (the last prope_dims) get angle 0, which leaves them as they are."""
+        """RoPE angles (..., L, attn_dim/2) of positions (..., L, 3) over the first head_dim dims; with
+        camera "prope" the camera's dims after them get angle 0, which leaves them as they are."""
         cfg = self.cfg
-        angles = rope_angles(positions, cfg.rope_dims, cfg.rope_theta, cfg.rope_time_scale, cfg.rope_time_ntk)
-        if cfg.rope_dims == cfg.head_dim:
+        angles = rope_angles(positions, cfg.head_dim, cfg.rope_theta, cfg.rope_time_scale, cfg.rope_time_ntk)
+        if cfg.attn_dim == cfg.head_dim:
             return angles
-        return torch.cat([angles, angles.new_zeros(*angles.shape[:-1], (cfg.head_dim - cfg.rope_dims) // 2)], dim=-1)
+        return torch.cat([angles, angles.new_zeros(*angles.shape[:-1], (cfg.attn_dim - cfg.head_dim) // 2)], dim=-1)
 
     # -- forward ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor, poses: torch.Tensor,
@@ -361,8 +362,8 @@ def load_init(model: VideoDiT, weights: dict[str, torch.Tensor], where: str) -> 
 def forward_flops(cfg: ModelConfig, frames: int, context_tokens: int = 0) -> float:
     """Matmul FLOPs of one forward over one clip of `frames` frames (2 per multiply-add)."""
     tokens = frames * cfg.tokens_per_frame
-    d = cfg.width
-    dense = 2 * tokens * (4 * d * d + 2 * cfg.mlp_ratio * d * d)  # qkv + out, MLP
-    attention = 2 * 2 * tokens * (tokens + context_tokens) * d  # q·kᵀ and attn·v
+    d, inner = cfg.width, cfg.heads * cfg.attn_dim  # inner = d unless the heads carry camera dims
+    dense = 2 * tokens * (4 * d * inner + 2 * cfg.mlp_ratio * d * d)  # qkv + out, MLP
+    attention = 2 * 2 * tokens * (tokens + context_tokens) * inner  # q·kᵀ and attn·v
     embed = 2 * tokens * 2 * cfg.patch_dim * d
     return float(cfg.depth * (dense + attention) + embed)

@@ -2,16 +2,19 @@
 included, in every attention score. Pure tensor functions.
 
 Each frame j has the 4x4 transform M_j from the origin camera's frame into camera j's (the inverse
-of its pose relative to the origin, conditioning.relative_poses). The last `prope_dims` dims of each
-head, in blocks of 4, are transformed per token by its frame's matrix:
+of its pose relative to the origin, conditioning.relative_poses). Each head has `prope_dims` dims
+after its RoPE dims (ModelConfig.attn_dim); those, in blocks of 4, are transformed per token by its
+frame's matrix:
 
     q'_i = M_iᵀ q_i,   k'_j = M_j⁻¹ k_j,   v'_j = M_j⁻¹ v_j,   o_i = M_i · Σ_j a_ij v'_j
 
 so a score q'_iᵀ k'_j = q_iᵀ (M_i M_j⁻¹) k_j and a value's contribution M_i M_j⁻¹ v_j depend on the
 two cameras only through camera j seen from camera i — not on which camera is the origin, nor on
 the world frame (GTA, Miyato et al. 2024; PRoPE, Li et al. 2025, which adds the intrinsics: one
-pinhole here, so the rigid transform carries all that varies). The other dims keep RoPE
-(VideoDiT.rope_angles gives those dims zero angles). Where a sample's condition is dropped
+pinhole here, so the rigid transform carries all that varies). RoPE keeps every dim it has
+without them (VideoDiT.rope_angles gives the camera dims zero angles): the camera dims are added,
+not taken from RoPE — taken, they cost a tiny CPU model 3 dB whether or not the transform was
+applied (docs/training.md). Where a sample's condition is dropped
 (classifier-free guidance) its matrices are the identity: a camera-blind attention.
 
 Keys and values leave a layer already transformed by their own frame's M_j⁻¹ (LayerKV), so the
