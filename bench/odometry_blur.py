@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from _common import machine  # noqa: E402
 from common.cli import add_dry_run, dry_run  # noqa: E402
 from training.eval.evaluate import commanded_steps, mean_se, path_errors  # noqa: E402
-from training.eval.groundtruth import EvalClip, EvalSetConfig, cached_eval_set  # noqa: E402
+from training.eval.groundtruth import EvalClip, EvalSetConfig, cached_eval_set, shrunk_translation  # noqa: E402
 from training.eval.metrics import psnr  # noqa: E402
 from training.eval.odometry import TRACKERS, OdometryConfig  # noqa: E402
 from training.eval.pool import process_pool  # noqa: E402
@@ -48,13 +48,6 @@ from capture.standin.render import Renderer  # noqa: E402
 from capture.standin.scene import make_scene  # noqa: E402
 
 HELD_OUT = "corridor_0007,courtyard_0001,courtyard_0008,room_0001,room_0002,room_0006,street_0005,street_0008"
-
-
-def shrunk_translation(poses: np.ndarray, scale: float) -> np.ndarray:
-    """Camera-to-world poses (T, 4, 4) with each camera's offset from the first scaled by `scale`."""
-    out = poses.copy()
-    out[:, :3, 3] = poses[0, :3, 3] + scale * (poses[:, :3, 3] - poses[0, :3, 3])
-    return out
 
 
 def _scene_renders(job: tuple[str, list[np.ndarray], tuple[int, int, float]]) -> list[np.ndarray]:

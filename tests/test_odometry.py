@@ -15,7 +15,7 @@ from scipy.spatial.transform import Rotation
 from annotate.geometry import make_pose, relative_motion
 from capture.standin.render import Renderer
 from capture.standin.scene import make_scene
-from training.eval.groundtruth import EvalSetConfig, make_eval_set, textured_share
+from training.eval.groundtruth import EvalSetConfig, make_eval_set, shrunk_translation, textured_share
 from training.eval.odometry import TRACKERS, OdometryConfig, estimate_path, opencv_intrinsics, two_view
 from training.eval.rpe import path_rpe
 
@@ -95,8 +95,7 @@ def test_parallax_measures_how_far_the_camera_translated_even_below_what_rpe_rea
     renderers = {scene: Renderer(make_scene(scene)) for scene in {c.scene for c in walks}}
     for i, clip in enumerate(walks):
         for j, scale in enumerate(scales):
-            poses = clip.poses.copy()
-            poses[:, :3, 3] = clip.poses[0, :3, 3] + scale * (clip.poses[:, :3, 3] - clip.poses[0, :3, 3])
+            poses = shrunk_translation(clip.poses, scale)
             frames = np.stack([renderers[clip.scene].render(p, 128, 72, 90.0).lit for p in poses])
             path = estimate_path(frames, K, poses[0], cfg)
             parallax[i, j] = path.parallax_px[0]

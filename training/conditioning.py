@@ -50,15 +50,20 @@ def static_first(actions: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def rigid_inverse(pose: torch.Tensor) -> torch.Tensor:
+    """The inverse of rigid transforms (..., 4, 4) [[R, t], [0, 1]]: [[Rᵀ, −Rᵀt], [0, 1]], in their dtype."""
+    rot_t = pose[..., :3, :3].transpose(-1, -2)
+    inverse = torch.zeros_like(pose)
+    inverse[..., :3, :3] = rot_t
+    inverse[..., :3, 3:] = -(rot_t @ pose[..., :3, 3:])
+    inverse[..., 3, 3] = 1.0
+    return inverse
+
+
 def relative_poses(poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
     """poses (B, T, 4, 4) and origin (B, 4, 4), camera-to-world -> origin^-1 · pose (B, T, 4, 4), float64."""
     poses, origin = poses.to(torch.float64), origin.to(torch.float64)
-    rot, trans = origin[:, :3, :3], origin[:, :3, 3]
-    inverse = torch.zeros_like(origin)
-    inverse[:, :3, :3] = rot.transpose(1, 2)
-    inverse[:, :3, 3] = -(rot.transpose(1, 2) @ trans[..., None])[..., 0]
-    inverse[:, 3, 3] = 1.0
-    return inverse[:, None] @ poses
+    return rigid_inverse(origin)[:, None] @ poses
 
 
 def patch_rays(fov_deg: float, height: int, width: int, patch: int) -> torch.Tensor:

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import torch
 
-from training.conditioning import relative_poses
+from training.conditioning import relative_poses, rigid_inverse
 
 
 class CameraTransforms(NamedTuple):
@@ -48,11 +48,7 @@ def camera_transforms(poses: torch.Tensor, origin: torch.Tensor | None, keep: to
     if keep is not None:
         eye = torch.eye(4, dtype=to_origin.dtype, device=to_origin.device)
         to_origin = torch.where(keep.to(torch.bool)[:, None, None, None], to_origin, eye)
-    rot, trans = to_origin[..., :3, :3], to_origin[..., :3, 3:]
-    into = torch.zeros_like(to_origin)  # M: origin -> camera j, the rigid inverse
-    into[..., :3, :3] = rot.transpose(-1, -2)
-    into[..., :3, 3:] = -rot.transpose(-1, -2) @ trans
-    into[..., 3, 3] = 1.0
+    into = rigid_inverse(to_origin)  # M: origin -> camera j
     return CameraTransforms(into.transpose(-1, -2).to(dtype), to_origin.to(dtype), into.to(dtype))
 
 

@@ -125,6 +125,14 @@ def scene_clips(scene_name: str, config: EvalSetConfig) -> list[EvalClip]:
     return clips
 
 
+def shrunk_translation(poses: np.ndarray, scale: float) -> np.ndarray:
+    """Camera-to-world poses (T, 4, 4) with each camera's offset from the first scaled by `scale` (the
+    rotations kept): a path that moves `scale` of the way (bench/odometry_blur.py --translation-scales)."""
+    out = poses.copy()
+    out[:, :3, 3] = poses[0, :3, 3] + scale * (poses[:, :3, 3] - poses[0, :3, 3])
+    return out
+
+
 def make_eval_set(config: EvalSetConfig, workers: int = 1) -> list[EvalClip]:
     """All scenes' clips, scenes rendered in parallel processes; order is deterministic."""
     if workers <= 1:
