@@ -36,6 +36,9 @@ import simplejpeg
 import torch
 import webdataset as wds
 
+from annotate.actions import ActionSpec, encode_actions
+from annotate.geometry import relative_motion
+from common.config import from_dict
 from common.stopping import ignore_in_worker
 from datasets.pool import BufferPool
 from datasets.samples import VIDEO, frame_members, npy_load
@@ -51,6 +54,9 @@ class LoaderConfig:
     epoch_samples: int | None = None  # with resampled, samples per epoch of each DataLoader worker
     partial_batches: bool = False  # keep a short final batch
     crop_frames: int | None = None  # decode only a random window of this many frames per sample
+    # every `frame_step`-th frame of each sample (crop_frames counts the frames taken): 3 reads a 15 fps
+    # build at 5 fps. Motion and actions are recomputed from the taken poses (`subsample_labels`)
+    frame_step: int = 1
     # shared frame buffers each DataLoader worker reuses once the main process has dropped a batch
     # (datasets.pool); 0: a fresh buffer per batch (needed if batches are sent on to other processes)
     pool_slots: int = 8
@@ -66,6 +72,8 @@ class LoaderConfig:
             raise ValueError(f"loader: frames must be 'decoded' or 'jpeg', got {self.frames!r}")
         if self.crop_frames is not None and self.crop_frames < 2:
             raise ValueError(f"loader: crop_frames must be >= 2 or None, got {self.crop_frames}")
+        if self.frame_step < 1:
+            raise ValueError(f"loader: frame_step must be >= 1, got {self.frame_step}")
 
 
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
@@ -147,6 +155,32 @@ def decode_fields(sample: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def subsample_labels(fields: dict[str, Any], taken: slice, step: int) -> dict[str, Any]:
+    """A sample's fields (`decode_fields`) at the frames `taken` (every `step`-th): the poses taken, the
+    motion between them and its actions recomputed by the annotator's rule (conventions.md 2-3: the
+    sample's own binning, `action_spec`, and translation scale, at the interval step / fps), and
+    meta["fps"] divided by `step`. A plain video sample keeps placeholder labels."""
+    meta = dict(fields["meta"])
+    fps = meta.get("fps")
+    if not fps:
+        raise ValueError(f"sample {fields['key']}: no fps in its json, so it cannot be read one frame in every {step}")
+    meta["fps"] = float(fps) / step
+    poses = fields["poses"][taken]
+    n = len(poses) - 1
+    if not bool(fields["posed"]):
+        return {**fields, "actions": torch.zeros(n, fields["actions"].shape[1]), "motion": torch.zeros(n, 6),
+                "poses": poses, "meta": meta}
+    if "action_spec" not in meta:
+        raise ValueError(f"sample {fields['key']}: no action_spec in its json, so its actions cannot be recomputed "
+                         f"for one frame in every {step}")
+    spec = from_dict(ActionSpec, meta["action_spec"], source=f"sample {fields['key']} action_spec")
+    motion = relative_motion(poses.numpy())
+    scale = meta.get("translation_scale") if spec.scaled else None
+    actions = encode_actions(motion, step / float(fps), spec, scale)
+    return {**fields, "actions": torch.from_numpy(actions), "motion": torch.from_numpy(motion.astype(np.float32)),
+            "poses": poses, "meta": meta}
+
+
 def decode_rgb(data: bytes) -> np.ndarray | None:
     """JPEG/PNG bytes -> (H, W, 3) uint8 RGB (OpenCV's direct RGB decode where it has one)."""
     buffer = np.frombuffer(data, np.uint8)
@@ -178,7 +212,8 @@ ARRAYS = ("actions", "motion", "poses", "intrinsics", "posed")  # per-sample ten
 
 def decode_batch(samples: Sequence[dict[str, Any]], crop_frames: int | None = None,
                  rng: np.random.Generator | None = None,
-                 buffer: Callable[[int], torch.Tensor] | None = None, jpeg: bool = False) -> dict[str, Any]:
+                 buffer: Callable[[int], torch.Tensor] | None = None, jpeg: bool = False,
+                 frame_step: int = 1) -> dict[str, Any]:
     """Raw samples -> a batch whose tensors all live in one flat uint8 buffer, `buffer(nbytes)`
     (default: ordinary memory). Every frame is decoded straight into the batch's (B, T, H, W, 3)
     region and comes out as a (B, T, 3, H, W) view; a DataLoader worker passes a shared buffer
@@ -188,6 +223,10 @@ def decode_batch(samples: Sequence[dict[str, Any]], crop_frames: int | None = No
     `rng`): only those JPEGs are decoded, and actions, motion and poses are cut to match;
     batch["crop_start"] holds each window's first frame.
 
+    With `frame_step` k, every k-th frame is taken (a window then spans (crop_frames - 1) k + 1 stored
+    frames), its motion and actions recomputed from the taken poses and meta["fps"] divided by k
+    (`subsample_labels`): the samples as a build at 1/k of their frame rate would have written them.
+
     With `jpeg`, the frames are not decoded: batch["jpeg"] holds the window's JPEG bytes of every
     sample back to back, frame by frame, batch["jpeg_offsets"] (B, T + 1) where each frame's bytes
     start and end, and datasets.device_decode turns them into batch["frames"]."""
@@ -196,20 +235,23 @@ def decode_batch(samples: Sequence[dict[str, Any]], crop_frames: int | None = No
     windows = []
     for sample in samples:
         names = _frame_names(sample)
-        if crop_frames is None:
-            windows.append((0, names))
-            continue
-        if crop_frames > len(names):
-            raise ValueError(f"{sample['__key__']}: cannot crop {crop_frames} frames from {len(names)} "
+        span = len(names) if crop_frames is None else (crop_frames - 1) * frame_step + 1
+        if span > len(names):
+            raise ValueError(f"{sample['__key__']}: cannot crop {crop_frames} frames"
+                             f"{f', one in every {frame_step},' if frame_step > 1 else ''} from {len(names)} "
                              f"({sample.get('__url__')})")
-        assert rng is not None
-        start = int(rng.integers(0, len(names) - crop_frames + 1))
-        windows.append((start, names[start:start + crop_frames]))
-    fields = []
-    for sample, (start, _) in zip(samples, windows):
-        f = decode_fields(sample)
+        start = 0
         if crop_frames is not None:
-            stop = start + crop_frames
+            assert rng is not None
+            start = int(rng.integers(0, len(names) - span + 1))
+        windows.append((start, names[start:start + span:frame_step]))
+    fields = []
+    for sample, (start, names) in zip(samples, windows):
+        f = decode_fields(sample)
+        stop = start + (len(names) - 1) * frame_step + 1
+        if frame_step > 1:
+            f = subsample_labels(f, slice(start, stop, frame_step), frame_step)
+        elif crop_frames is not None:
             f.update(actions=f["actions"][start:stop - 1], motion=f["motion"][start:stop - 1],
                      poses=f["poses"][start:stop])
         fields.append(f)
@@ -295,8 +337,8 @@ class _BatchDecoder:
     windows). In a DataLoader worker, each batch is decoded into one of the worker's pooled shared
     buffers (datasets.pool)."""
 
-    def __init__(self, crop_frames: int | None, seed: int, pool_slots: int, jpeg: bool = False):
-        self.crop_frames, self.seed, self.jpeg = crop_frames, seed, jpeg
+    def __init__(self, crop_frames: int | None, seed: int, pool_slots: int, jpeg: bool = False, frame_step: int = 1):
+        self.crop_frames, self.seed, self.jpeg, self.frame_step = crop_frames, seed, jpeg, frame_step
         self.pool = BufferPool(pool_slots)
         self.rng: np.random.Generator | None = None
 
@@ -304,8 +346,9 @@ class _BatchDecoder:
         if self.crop_frames is not None and self.rng is None:
             self.rng = np.random.default_rng([self.seed, torch.initial_seed()])
         if torch.utils.data.get_worker_info() is None:
-            return decode_batch(samples, self.crop_frames, self.rng, jpeg=self.jpeg)
-        return self.pool.fill(lambda buffer: decode_batch(samples, self.crop_frames, self.rng, buffer, self.jpeg))
+            return decode_batch(samples, self.crop_frames, self.rng, jpeg=self.jpeg, frame_step=self.frame_step)
+        return self.pool.fill(lambda buffer: decode_batch(samples, self.crop_frames, self.rng, buffer, self.jpeg,
+                                                          self.frame_step))
 
 
 def _batch(fields: Sequence[dict[str, Any]], frames: torch.Tensor,
@@ -328,7 +371,8 @@ def make_dataset(config: LoaderConfig) -> wds.WebDataset:
     if config.shuffle_buffer:
         dataset = dataset.shuffle(config.shuffle_buffer, initial=config.shuffle_buffer // 2)
     # batch the raw (compressed) samples, then decode each batch into one buffer
-    decode = _BatchDecoder(config.crop_frames, config.seed, config.pool_slots, config.frames == "jpeg")
+    decode = _BatchDecoder(config.crop_frames, config.seed, config.pool_slots, config.frames == "jpeg",
+                           config.frame_step)
     dataset = dataset.batched(config.batch_size, collation_fn=decode, partial=config.partial_batches)
     if config.epoch_samples is not None:
         dataset = dataset.with_epoch(max(1, config.epoch_samples // config.batch_size))

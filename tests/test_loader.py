@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tarfile
 
 import cv2
@@ -10,6 +11,8 @@ import pytest
 import torch
 import webdataset as wds
 
+from annotate.actions import ActionSpec, encode_actions
+from annotate.geometry import relative_motion
 from datasets.loader import LoaderConfig, collate, decode_batch, decode_rgb, decode_sample, make_loader
 from datasets.samples import npy_bytes, npy_load
 from tests.training_helpers import write_tiny_shards
@@ -144,3 +147,63 @@ def test_crop_decodes_a_window_and_cuts_the_arrays_to_match(tmp_path):
         decode_batch(raw, 9, np.random.default_rng(0))
     with pytest.raises(ValueError, match="needs an rng"):
         decode_batch(raw, 3)
+
+
+def test_frame_step_takes_every_kth_frame_with_its_labels_recomputed(tmp_path):
+    pattern = write_tiny_shards(tmp_path, clips=6, frames=9, height=16, width=24, fps=15.0)
+    truth = members(pattern, tmp_path)
+    raw = list(wds.WebDataset(pattern, shardshuffle=False, empty_check=False))
+    spec = ActionSpec()
+    starts = set()
+    for seed in range(4):
+        batch = decode_batch(raw, 3, np.random.default_rng(seed), frame_step=3)  # 3 frames spanning 7 stored
+        assert batch["frames"].shape[1] == 3 and batch["actions"].shape[1:] == (2, 13)
+        for i, key in enumerate(batch["key"]):
+            s = int(batch["crop_start"][i])
+            assert 0 <= s <= 2
+            starts.add(s)
+            taken = range(s, s + 7, 3)
+            expected = np.stack([decode_rgb(truth[key][f"{t:04d}.jpg"]) for t in taken])
+            assert np.array_equal(batch["frames"][i].permute(0, 2, 3, 1).numpy(), expected)
+            poses = npy_load(truth[key]["poses.npy"])[list(taken)]
+            assert np.array_equal(batch["poses"][i].numpy(), poses)
+            motion = relative_motion(poses)
+            np.testing.assert_allclose(batch["motion"][i].numpy(), motion, atol=1e-6)
+            assert np.array_equal(batch["actions"][i].numpy(), encode_actions(motion, 3 / 15, spec))
+            assert batch["meta"][i]["fps"] == 5.0
+    assert len(starts) > 1
+    whole = decode_batch(raw[:2], frame_step=4)  # no crop: frames 0, 4, 8
+    assert whole["frames"].shape[1] == 3 and whole["meta"][0]["fps"] == 3.75
+    with pytest.raises(ValueError, match="cannot crop 4 frames, one in every 3, from 9"):
+        decode_batch(raw, 4, np.random.default_rng(0), frame_step=3)
+    no_fps = dict(raw[0])
+    no_fps["json"] = json.dumps({k: v for k, v in json.loads(raw[0]["json"]).items() if k != "fps"}).encode()
+    with pytest.raises(ValueError, match=f"sample {raw[0]['__key__']}: no fps in its json"):
+        decode_batch([no_fps], 3, np.random.default_rng(0), frame_step=2)
+
+
+def test_frame_step_keeps_the_actions_of_a_steady_motion(tmp_path):
+    """Known answer: at constant velocity the rate over k frames is the rate over one, so the
+    recomputed actions are the stored ones, for a translation and for a turn about one axis."""
+    pattern = write_tiny_shards(tmp_path, clips=8, frames=13, height=16, width=24, steady=True)
+    raw = list(wds.WebDataset(pattern, shardshuffle=False, empty_check=False))
+    stored = decode_batch(raw)
+    for step in (2, 3, 4):
+        strided = decode_batch(raw, frame_step=step)
+        frames = 12 // step + 1
+        assert strided["actions"].shape[1] == frames - 1
+        assert torch.equal(strided["actions"], stored["actions"][:, :frames - 1])
+        np.testing.assert_allclose(strided["motion"].numpy(), step * stored["motion"][:, :frames - 1].numpy(),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_frame_step_through_the_loader_and_its_checks(tmp_path):
+    pattern = write_tiny_shards(tmp_path, clips=6, frames=9, height=16, width=24)
+    config = LoaderConfig(urls=pattern, batch_size=3, shuffle_buffer=0, crop_frames=4, frame_step=2,
+                          partial_batches=True)
+    batches = list(make_loader(config, num_workers=2))
+    assert sum(len(b["key"]) for b in batches) == 6
+    assert all(b["frames"].shape[1] == 4 and b["actions"].shape[1] == 3 for b in batches)
+    assert all(meta["fps"] == 7.5 for b in batches for meta in b["meta"])
+    with pytest.raises(ValueError, match="frame_step must be >= 1"):
+        LoaderConfig(urls=pattern, frame_step=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from tests.training_helpers import tiny_config, tiny_student_checkpoint, tiny_teacher_checkpoint, write_tiny_shards
@@ -51,6 +52,21 @@ def test_ode_then_dmd_from_shards(tmp_path):
     assert out.frames.shape == (1, 5, 3, 16, 16) and torch.isfinite(out.frames).all()
 
 
+def test_a_student_reads_its_shards_at_its_teachers_frame_rate(tmp_path):
+    """A teacher trained at 7.5 fps distils from 15 fps shards read one frame in two (the student records
+    the rate); read at 15 fps they are refused, naming the sample."""
+    shards = write_tiny_shards(tmp_path / "shards", clips=4, frames=9, height=16, width=16, fps=15.0)
+    teacher = tmp_path / "teacher.pt"
+    tiny_teacher_checkpoint(teacher, tiny_config(), fps=7.5)
+    common = ["--teacher", str(teacher), "--shards", shards, "--device", "cpu", "--set", "data.frames=5",
+              "--set", "data.batch_size=2", "--set", "data.workers=0", "--set", "data.shuffle_buffer=4",
+              "--set", "precision=fp32", "--set", "ode_teacher_steps=2", "--stage", "ode", "--steps", "1"]
+    assert main([*common, "--out", str(tmp_path / "ode"), "--set", "data.frame_step=2"]) == 0
+    assert load_checkpoint(tmp_path / "ode" / "checkpoint.pt")["fps"] == 7.5
+    with pytest.raises(ValueError, match=r"sample room_0001-t00\d-\d{5}: plays at 15 fps, its teacher .* at 7.5 fps"):
+        main([*common, "--out", str(tmp_path / "ode15")])
+
+
 def test_a_ray_teacher_distils_into_a_student_that_retrieves_by_view(tmp_path):
     """The levers together: a view-direction RoPE teacher with camera transforms in attention
     ("pose+prope"), its students' memory retrieved by view (window 1, one older frame of two
@@ -87,6 +103,7 @@ def test_play_streams_a_script_into_a_video(tmp_path):
                       "forward:4,yaw_right:3", "--device", "cpu", "--precision", "fp32", "--truth"]) == 0
     report = json.loads((out / "play.json").read_text())
     assert report["frames"] == 8 and report["steady_fps"] > 0 and len(report["psnr_by_frame"]) == 8
+    assert report["fps"] == 15.0  # a checkpoint that does not record its rate was trained at 15 fps
     assert [b["start"] for b in report["blocks"]] == [1, 3, 5, 7]
     video = cv2.VideoCapture(str(out / "video.mp4"))
     count = 0
@@ -104,6 +121,10 @@ def test_play_streams_a_script_into_a_video(tmp_path):
     assert play_main(["--checkpoint", str(scaled_ckpt), "--out", str(tmp_path / "keys"), "--scene", "room_0001",
                       "--keys", "--device", "cpu"]) == 2  # a live session has no clip mean to scale by
     assert report["cuda_graphs"] is False
+    slow = tiny_student_checkpoint(tmp_path / "slow.pt", fps=5.0)  # stepped at the rate it was trained at
+    assert play_main(["--checkpoint", str(slow), "--out", str(tmp_path / "slow"), "--scene", "room_0001",
+                      "--script", "forward:2", "--device", "cpu", "--precision", "fp32"]) == 0
+    assert json.loads((tmp_path / "slow" / "play.json").read_text())["fps"] == 5.0
     assert play_main(["--checkpoint", str(ckpt), "--out", str(out), "--scene", "room_0001",
                       "--script", "forward:3", "--device", "cpu", "--cuda-graphs"]) == 2  # no GPU here
 

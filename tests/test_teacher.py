@@ -343,6 +343,42 @@ def test_a_plain_video_model_starts_a_conditioned_one_unchanged(camera):
         load_init(VideoDiT(tiny_config(depth=3)), plain.state_dict(), "pretrained.pt")
 
 
+def test_a_run_at_a_frame_step_records_its_rate_and_the_eval_commands_the_model_at_it(tmp_path):
+    """data.frame_step 2 trains 15 fps shards at 7.5 fps: the checkpoint says so, a resumed run fed the
+    shards at another rate stops with the sample named, and the eval steps its scripts at 1/7.5 s."""
+    from training.data import checkpoint_fps
+    from training.eval.__main__ import main as eval_main
+    from training.eval.groundtruth import EvalSetConfig, scene_clips, script_frames
+    from training.eval.scripts import channel_rate
+
+    shards = write_tiny_shards(tmp_path / "shards", clips=4, frames=9, height=16, width=32, fps=15.0)
+    out = tmp_path / "run"
+    common = ["--shards", shards, "--preset", "tiny", "--out", str(out), "--device", "cpu",
+              "--set", "model.width_px=32", "--set", "data.batch_size=2", "--set", "data.workers=0",
+              "--set", "data.frames=4", "--set", "data.shuffle_buffer=4"]
+    assert teacher.main([*common, "--steps", "2", "--set", "data.frame_step=2"]) == 0  # 4 frames span 7 of 9
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["fps"] == 7.5 and checkpoint_fps(state) == 7.5
+    assert checkpoint_fps({}) == 15.0  # checkpoints from before: every build they trained on ran at 15 fps
+    with pytest.raises(ValueError, match=r"sample room_0001-t00\d-\d{5}: plays at 15 fps, the resumed run at 7.5"):
+        teacher.main([*common, "--steps", "4"])
+    with pytest.raises(ValueError, match="cannot crop 6 frames, one in every 2, from 9"):  # 6 would span 11
+        teacher.main([*common, "--steps", "4", "--set", "data.frame_step=2", "--set", "data.frames=6"])
+    # the eval set holds scripts of at least 32/15 s at the model's rate, stepped at 1 / its rate
+    assert [script_frames(9, fps) for fps in (15.0, 7.5, 5.0)] == [33, 17, 12] and script_frames(40, 5.0) == 40
+    clips = scene_clips("room_0001", EvalSetConfig(scenes=("room_0001",), starts=1, frames=5, fps=7.5, width=32,
+                                                    height=16))
+    forward = next(c for c in clips if c.script == "forward")
+    np.testing.assert_allclose(forward.motion, np.tile(channel_rate("forward", ActionSpec(), forward.level) / 7.5,
+                                                       (4, 1)))
+    report_dir = tmp_path / "eval"
+    assert eval_main(["--checkpoint", str(out / "checkpoint.pt"), "--scenes", "room_0001", "--out", str(report_dir),
+                      "--frames", "5", "--starts", "1", "--steps", "2", "--device", "cpu", "--precision", "fp32",
+                      "--workers", "1", "--no-rpe"]) == 0
+    report = json.loads((report_dir / "metrics.json").read_text())
+    assert report["fps"] == 7.5 and " at 7.5 fps" in (report_dir / "table.md").read_text().splitlines()[0]
+
+
 def test_teacher_cli_pretrains_on_plain_video_then_tunes_with_actions(tmp_path, capsys):
     shards = write_tiny_shards(tmp_path / "shards", clips=4, frames=6, height=16, width=16)
     common = ["--shards", shards, "--preset", "tiny", "--device", "cpu", "--set", "data.batch_size=2",

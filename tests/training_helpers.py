@@ -27,6 +27,16 @@ def random_motion(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.concatenate([rng.normal(0, 0.05, (n, 3)), rng.normal(0, 2.0, (n, 3))], axis=1)
 
 
+def steady_motion(rng: np.random.Generator, n: int, turn: bool) -> np.ndarray:
+    """(n, 6) one motion repeated: a translation (metres per frame) or a turn about one axis (degrees)."""
+    step = np.zeros(6)
+    if turn:
+        step[3 + rng.integers(3)] = rng.choice([-1, 1]) * rng.uniform(0.2, 6.0)
+    else:
+        step[:3] = rng.normal(0, 0.05, 3)
+    return np.tile(step, (n, 1))
+
+
 def random_pose(rng: np.random.Generator) -> np.ndarray:
     pose = np.eye(4)
     pose[:3, :3] = Rotation.random(random_state=rng.integers(1 << 31)).as_matrix()
@@ -50,24 +60,25 @@ def randomized_model(config: ModelConfig, seed: int = 0, dtype: torch.dtype = to
     return model.eval()
 
 
-def tiny_teacher_checkpoint(path: pathlib.Path, config: ModelConfig | None = None) -> VideoDiT:
+def tiny_teacher_checkpoint(path: pathlib.Path, config: ModelConfig | None = None, fps: float | None = None
+                            ) -> VideoDiT:
     """A teacher checkpoint (training.teacher's layout, EMA = weights) of a randomized tiny model,
-    trained (it says) at flow shift 3; returns the model."""
+    trained (it says) at flow shift 3 and at `fps` (None: not recorded); returns the model."""
     config = config or tiny_config()
     model = randomized_model(config)
     save_checkpoint(path, {"model": model.state_dict(), "ema": model.state_dict(), "model_config": asdict(config),
-                           "config": {"flow": {"shift": 3.0}}})
+                           "config": {"flow": {"shift": 3.0}}, "fps": fps})
     return model
 
 
 def tiny_student_checkpoint(path: pathlib.Path, config: ModelConfig | None = None,
-                            spec: ActionSpec | None = None) -> pathlib.Path:
+                            spec: ActionSpec | None = None, fps: float | None = None) -> pathlib.Path:
     """A student checkpoint (training.student_train's layout) of a randomized tiny model, blocks of 2,
-    trained (it says) on data binned with `spec` (default bins)."""
+    trained (it says) on data binned with `spec` (default bins), at `fps` (None: not recorded)."""
     config = config or tiny_config()
     save_checkpoint(path, {"model": randomized_model(config).state_dict(), "ema": None, "model_config": asdict(config),
                            "student_config": {"block_frames": 2}, "config": {},
-                           "action_spec": to_dict(spec or ActionSpec())})
+                           "action_spec": to_dict(spec or ActionSpec()), "fps": fps})
     return path
 
 
@@ -87,20 +98,22 @@ def clip_batch(config: ModelConfig, batch: int, frames: int, seed: int = 0, dtyp
 
 
 def write_tiny_shards(folder: pathlib.Path, clips: int, frames: int, height: int, width: int, seed: int = 0,
-                      spec: ActionSpec | None = None) -> str:
-    """`clips` random samples in the build's sample layout, actions binned with `spec` (default
-    bins); returns a brace pattern of the shards."""
+                      spec: ActionSpec | None = None, fps: float = 15.0, steady: bool = False) -> str:
+    """`clips` random samples in the build's sample layout at `fps`, actions binned with `spec`
+    (default bins); `steady`: each clip repeats one motion whose rate any frame step keeps, a random
+    translation (even clips) or a random turn about one axis (odd clips). Returns a brace pattern of
+    the shards."""
     spec = spec or ActionSpec()
     rng = np.random.default_rng(seed)
     samples = []
     for i in range(clips):
-        motion = random_motion(rng, frames - 1)
+        motion = steady_motion(rng, frames - 1, turn=bool(i % 2)) if steady else random_motion(rng, frames - 1)
         poses = integrate(random_pose(rng), motion)
         images = rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
         clip = Clip(key=sample_key("room_0001", f"t{i:03d}", i, False),
                     frames_jpeg=tuple(encode_jpeg(im, 90) for im in images), poses=poses, motion=motion,
-                    actions=encode_actions(motion, 1 / 15, spec),
-                    meta={"scene": "room_0001", "intrinsics": {"fx": 8.0, "fy": 8.0, "cx": 8.0, "cy": 8.0},
+                    actions=encode_actions(motion, 1 / fps, spec),
+                    meta={"scene": "room_0001", "fps": fps, "intrinsics": {"fx": 8.0, "fy": 8.0, "cx": 8.0, "cy": 8.0},
                           "action_spec": to_dict(spec)})
         samples.append(clip.to_wds_sample())
     write_shards(samples, folder, "train", ShardConfig(max_samples=4))

@@ -140,10 +140,17 @@ class DataConfig:
     # (the workers pass the JPEG bytes on, the training device decodes them: nvJPEG through
     # torchvision on a GPU; datasets.device_decode)
     decode: Literal["workers", "device"] = "workers"
+    # train on one frame in every `frame_step` of the samples (a clip then spans (frames - 1) x frame_step
+    # + 1 stored frames): 3 trains a 15 fps build at 5 fps, three times the motion per step. Actions are
+    # recomputed from the poses (datasets.loader.subsample_labels); the checkpoint records the rate
+    # trained at, and evaluation and play command the model at it
+    frame_step: int = 1
 
     def __post_init__(self) -> None:
         if self.frames < 2 or self.batch_size < 1 or self.workers < 0:
             raise ValueError("data.frames must be >= 2, data.batch_size >= 1, data.workers >= 0")
+        if self.frame_step < 1:
+            raise ValueError(f"data.frame_step must be >= 1, got {self.frame_step}")
         if self.decode not in ("workers", "device"):
             raise ValueError(f"data.decode must be 'workers' or 'device', got {self.decode!r}")
 

@@ -88,23 +88,27 @@ def stream(config: DataConfig, seed: int, device: torch.device | None = None) ->
     on_device = config.decode == "device"
     if on_device and device is None:
         raise ValueError("data.decode: device needs the training device")
-    # the loader decodes only each sample's random window of `frames` frames
+    # the loader decodes only each sample's random window of `frames` frames (one in every `frame_step`)
     loader_config = LoaderConfig(urls=config.shards, batch_size=config.batch_size,
                                  shuffle_buffer=config.shuffle_buffer, seed=seed, resampled=True,
-                                 crop_frames=config.frames, frames="jpeg" if on_device else "decoded")
+                                 crop_frames=config.frames, frames="jpeg" if on_device else "decoded",
+                                 frame_step=config.frame_step)
     for batch in make_loader(loader_config, num_workers=config.workers):
         yield decode_frames(batch, device) if on_device and device is not None else batch
 
 
 class ActionSpecGuard:
-    """The action binning of the shards a run trains on (each sample's `action_spec`), recorded for
-    the checkpoint, so evaluation and play bin their commanded actions the same way; shards that mix
-    specs, or a student's shards binned unlike its teacher's, are an error naming the sample."""
+    """The action binning and frame rate of the shards a run trains on (each sample's `action_spec`
+    and `fps`, as the loader plays it: `data.frame_step` divides it), recorded for the checkpoint, so
+    evaluation and play command the model the same way; shards that mix either, or a student's shards
+    unlike its teacher's, are an error naming the sample."""
 
     def __init__(self, expected: Mapping[str, Any] | None = None, what: str = "the first batch",
-                 video: bool = False):
-        """`video`: plain video samples (no actions: formats.md 3) are allowed, and skipped here."""
+                 video: bool = False, fps: float | None = None):
+        """`video`: plain video samples (no actions: formats.md 3) are allowed, and skipped here.
+        `fps`: the rate the samples must play at (None: whatever the first one has)."""
         self.spec: dict[str, Any] | None = dict(expected) if expected is not None else None
+        self.fps = fps
         self.what, self.video = what, video
 
     def check(self, batch: Mapping[str, Any]) -> None:
@@ -114,14 +118,21 @@ class ActionSpecGuard:
                     raise ValueError(f"sample {key}: a plain video sample (no actions or poses); this stage "
                                      "trains on action-labelled shards only")
                 continue
-            spec = meta.get("action_spec")
+            spec, fps = meta.get("action_spec"), meta.get("fps")
             if spec is None:
                 raise ValueError(f"sample {key}: no action_spec in its json (not written by this project's build)")
+            if not fps:
+                raise ValueError(f"sample {key}: no fps in its json (not written by this project's build)")
             if self.spec is None:
                 self.spec = dict(spec)
             elif spec != self.spec:
                 raise ValueError(f"sample {key}: its action_spec {spec} differs from {self.what}'s {self.spec}; "
                                  "actions binned two ways cannot train one model")
+            if self.fps is None:
+                self.fps = float(fps)
+            elif abs(float(fps) - self.fps) > 1e-6 * self.fps:
+                raise ValueError(f"sample {key}: plays at {float(fps):g} fps, {self.what} at {self.fps:g} fps; one "
+                                 "model learns one frame rate (set data.frame_step so the rates agree)")
 
 
 def checkpoint_action_spec(state: Mapping[str, Any]) -> ActionSpec:
@@ -129,3 +140,14 @@ def checkpoint_action_spec(state: Mapping[str, Any]) -> ActionSpec:
     were trained on the build's default metric bins, the only binning the build then had."""
     raw = state.get("action_spec")
     return ActionSpec() if raw is None else from_dict(ActionSpec, raw, source="checkpoint action_spec")
+
+
+#: the frame rate of checkpoints from before it was recorded: every build they trained on ran at 15 fps
+LEGACY_FPS = 15.0
+
+
+def checkpoint_fps(state: Mapping[str, Any]) -> float:
+    """The frame rate (frames/s) the checkpoint was trained at: its shards' rate over data.frame_step.
+    Evaluation and play step the commanded camera at 1 / this."""
+    fps = state.get("fps")
+    return LEGACY_FPS if fps is None else float(fps)

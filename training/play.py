@@ -37,7 +37,7 @@ from common.cli import add_dry_run, dry_run
 from annotate.geometry import integrate
 from capture.standin.scene import parse_scene_spec
 from training.conditioning import frame_actions
-from training.data import checkpoint_action_spec, to_uint8, to_unit
+from training.data import LEGACY_FPS, checkpoint_action_spec, checkpoint_fps, to_uint8, to_unit
 from training.eval.metrics import psnr
 from training.eval.scripts import out_and_back
 from training import keys
@@ -112,7 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hold", type=float, default=0.6, help="--keys: seconds a key press holds its channel")
     parser.add_argument("--max-frames", type=int, help="--keys: stop after this many frames")
     parser.add_argument("--scale", type=int, default=4, help="--keys: window size in model pixels")
-    parser.add_argument("--fps", type=float, default=15.0)
+    parser.add_argument("--fps", type=float,
+                        help="frames per second the script steps at and the video plays at (default: the rate the "
+                             "checkpoint was trained at)")
     parser.add_argument("--level", type=int, default=1, help="action bin level of the script's rates")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warmup", type=int, default=2, help="blocks left out of the steady-state figure")
@@ -125,8 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = add_dry_run(parser).parse_args(argv)
     script = None if args.keys else args.script or DEFAULT_SCRIPT
     spec = ActionSpec()
-    try:
-        motion = parse_script(script, args.fps, args.level, spec) if script is not None else None
+    try:  # checked before the checkpoint is read; stepped at the model's rate below
+        motion = parse_script(script, args.fps or LEGACY_FPS, args.level, spec) if script is not None else None
         if args.scene:
             parse_scene_spec(args.scene)
     except ValueError as exc:
@@ -138,7 +140,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = load_checkpoint(args.checkpoint, "cpu")
     student = student_from_state(state, device, str(args.checkpoint))
     data_spec = checkpoint_action_spec(state)  # the script moves at the metric bins' rates, binned as the data was
+    trained_fps = checkpoint_fps(state)
     del state
+    if args.fps is None:
+        args.fps = trained_fps
+    elif abs(args.fps - trained_fps) > 1e-6 * trained_fps:
+        print(f"note: --fps {args.fps:g} steps the camera unlike the {trained_fps:g} fps the model was trained at",
+              file=sys.stderr)
+    if script is not None:
+        motion = parse_script(script, args.fps, args.level, spec)
     if data_spec.scaled and motion is None:
         print("error: --keys on a model trained with translation.normalize clip_mean is not supported: a live "
               "session has no clip whose mean speed the actions could be scaled by; play a --script", file=sys.stderr)
@@ -211,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         script, poses = steer.recorded(len(frames_out))
     steady = latencies[args.warmup:] or latencies
     report = {"checkpoint": str(args.checkpoint), "mode": "keys" if args.keys else "script", "script": script,
-              "frames": len(frames_out), "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "frames": len(frames_out), "fps": args.fps, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "cuda_graphs": args.cuda_graphs}
     if latencies:
         report |= {"first_block_seconds": latencies[0]["seconds"],

@@ -104,7 +104,8 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device, p
     ode_shift = config.ode_shift if config.ode_shift is not None else flow_shift(teacher_state)
     generator_model = (model_from_checkpoint(pathlib.Path(config.init), device) if config.init
                        else model_from_state(teacher_state, device)).train()
-    specs = ActionSpecGuard(teacher_state.get("action_spec"), f"its teacher {config.teacher}")
+    specs = ActionSpecGuard(teacher_state.get("action_spec"), f"its teacher {config.teacher}",
+                            fps=teacher_state.get("fps"))
     del teacher_state
     student = Student(generator_model, config.student)
     fake = copy.deepcopy(teacher).train().requires_grad_(True) if config.stage == "dmd" else None
@@ -146,7 +147,7 @@ def train(config: StudentTrainConfig, out: pathlib.Path, device: torch.device, p
             "critic_optim": None if critic_opt is None else critic_opt.state_dict(),
             "step": step, "elapsed": time.perf_counter() - started, "config": to_dict(config),
             "model_config": asdict(generator_model.cfg), "student_config": to_dict(config.student),
-            "action_spec": specs.spec})
+            "action_spec": specs.spec, "fps": specs.fps})
 
     window_start = time.perf_counter()
     targets: list[tuple[torch.Tensor, torch.Tensor]] = []

@@ -136,7 +136,7 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
     specs = ActionSpecGuard(video=True)
     if checkpoint.exists():
         state = load_checkpoint(checkpoint, device)
-        specs = ActionSpecGuard(state.get("action_spec"), "the resumed run", video=True)
+        specs = ActionSpecGuard(state.get("action_spec"), "the resumed run", video=True, fps=state.get("fps"))
         if state["model_config"] != asdict(model_config):
             raise ConfigError(f"{checkpoint}: was trained with model {state['model_config']}, "
                               f"not {asdict(model_config)}; use a new --out")
@@ -172,7 +172,7 @@ def train(config: TrainConfig, out: pathlib.Path, device: torch.device, progress
     def weights() -> dict[str, Any]:
         return {"model": unwrap(model).state_dict(), "ema": None if ema is None else ema.state_dict(),
                 "step": step, "elapsed": time.perf_counter() - started, "config": to_dict(config),
-                "model_config": asdict(model_config), "action_spec": specs.spec}
+                "model_config": asdict(model_config), "action_spec": specs.spec, "fps": specs.fps}
 
     def save() -> None:
         save_checkpoint(checkpoint, {**weights(), "optim": optimizer.state_dict()})

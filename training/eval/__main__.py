@@ -38,8 +38,8 @@ from training.eval.evaluate import (SamplerConfig, commanded_steps, frame_metric
                                     summarize_paths, summarize_returns, teacher_generator)
 from training.eval.table import markdown_table
 from training.eval.grid import pick_clips, save_grid
-from training.data import checkpoint_action_spec
-from training.eval.groundtruth import EvalSetConfig, cached_eval_set
+from training.data import checkpoint_action_spec, checkpoint_fps
+from training.eval.groundtruth import EvalSetConfig, cached_eval_set, script_frames
 from training.eval.odometry import TRACKERS, OdometryConfig
 from training.runtime import autocast, load_checkpoint, pick_device
 from training.student import Student
@@ -121,10 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = model_from_state(state, device, **overrides)
     shift = args.shift if args.shift is not None else flow_shift(state)
     spec = checkpoint_action_spec(state)  # commanded actions binned as the training data was
+    fps = checkpoint_fps(state)  # and stepped at the rate the model was trained at
     del state
     cfg = model.cfg
-    set_config = EvalSetConfig(scenes=scenes, starts=args.starts, frames=max(33, args.frames), width=cfg.width_px,
-                               height=cfg.height, actions=spec)
+    set_config = EvalSetConfig(scenes=scenes, starts=args.starts, frames=script_frames(args.frames, fps), fps=fps,
+                               width=cfg.width_px, height=cfg.height, actions=spec)
     started = time.perf_counter()
     clips = cached_eval_set(set_config, args.cache, args.workers)
     render_s = time.perf_counter() - started
@@ -155,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if student is None:
             raise SystemExit("--revisit needs --student (revisits are measured against the memory window)")
         summary["revisits"] = _revisits(student, multiples, set_config, args, sampler, precision, device)
-    report = {"checkpoint": str(args.checkpoint), "scenes": list(scenes), "sampler": asdict(sampler),
+    report = {"checkpoint": str(args.checkpoint), "scenes": list(scenes), "fps": fps, "sampler": asdict(sampler),
               "student": None if student is None else to_dict(student.config),
               "model_overrides": overrides, "render_seconds": round(render_s, 1),
               "sample_seconds": round(sample_s, 1), **summary}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import pathlib
 from dataclasses import dataclass, field
@@ -57,6 +58,16 @@ class EvalClip:
     actions: np.ndarray  # (T-1, 13)
     poses: np.ndarray  # (T, 4, 4)
     frames: np.ndarray  # (T, H, W, 3) uint8 ground truth
+
+
+#: the shortest script (s) an eval set holds: 33 frames at 15 fps. Clips of fewer frames are the first
+#: frames of these, so evaluations at 9 and 33 frames share one set of start poses (and one cache)
+SCRIPT_SECONDS = 32 / 15
+
+
+def script_frames(frames: int, fps: float) -> int:
+    """Frames per eval-set script for clips of `frames` frames at `fps`: at least SCRIPT_SECONDS long."""
+    return max(frames, 1 + math.ceil(SCRIPT_SECONDS * fps - 1e-9))
 
 
 def random_start(scene: Scene, rng: np.random.Generator, clearance_m: float,

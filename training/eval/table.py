@@ -42,6 +42,8 @@ def markdown_table(report: dict[str, Any]) -> str:
         rows.append(row)
     frames = report.get("sampler", {}).get("frames")
     title = f"{report.get('checkpoint', '?')}: {report.get('clips', '?')} clips of {frames} frames"
+    if "fps" in report:  # reports before the model's rate was recorded were all at 15 fps
+        title += f" at {report['fps']:g} fps"
     if "steps" in report.get("paths", {}):
         cmd = report["paths"]["steps"]
         title += f"; commanded step {cmd['translation_m']:.4f} m, {cmd['rotation_deg']:.3f} deg"
