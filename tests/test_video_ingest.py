@@ -140,6 +140,18 @@ def test_the_loader_batches_both_kinds_and_says_which(built):
     assert torch.equal(batch["poses"][~posed], torch.eye(4, dtype=torch.float64).expand_as(batch["poses"][~posed]))
     assert batch["intrinsics"][~posed].isnan().all() and not batch["intrinsics"][posed].isnan().any()
     assert batch["frames"].shape[:2] == (len(manifest), 9)
+    # one frame in every 2: posed samples get labels recomputed from the taken poses, video samples
+    # keep their placeholders; both play at half the rate
+    loader = make_loader(LoaderConfig(urls=[str(p) for p in sorted((out / "shards").glob("train-*.tar"))],
+                                      batch_size=len(manifest), shuffle_buffer=0, partial_batches=True,
+                                      frame_step=2), num_workers=0)
+    halved = next(iter(loader))
+    assert halved["frames"].shape[:2] == (len(manifest), 5) and halved["posed"].tolist() == posed.tolist()
+    assert torch.equal(halved["frames"], batch["frames"][:, ::2])
+    assert torch.equal(halved["poses"], batch["poses"][:, ::2])
+    assert (halved["actions"][~posed] == 0).all() and (halved["motion"][~posed] == 0).all()
+    assert halved["actions"][posed].shape[1:] == (4, 13) and (halved["actions"][posed].sum(-1) > 0).all()
+    assert [m["fps"] for m in halved["meta"]] == [m["fps"] / 2 for m in batch["meta"]]
 
 
 def test_the_teacher_trains_unconditionally_on_video_samples(built, tmp_path):
