@@ -10,7 +10,10 @@ same scripts in the evaluation's 8 held-out scenes. Every arm trains from the sa
 on the same batches in the same order (the loss is the teacher's: flow matching, frame 0 clean,
 actions and poses dropped 10%), and its EMA weights are sampled with the Euler sampler. PSNR per
 clip is paired across arms and against copy-first, overall and by script group (rotations only,
-translations only, mixes, out-and-back).
+translations only, mixes, out-and-back); each arm is also scored with another clip's script
+(shuffled), so "arm − shuffled" says how much of its score comes from following the actions.
+`--fps` plays the scripts at another rate (5: three times the motion per step of the default 15),
+training and held-out clips alike.
 
     python bench/camera_cpu.py --arms grid rays --steps 1500 --json out/camera_cpu.json
 
@@ -36,7 +39,8 @@ from _common import machine  # noqa: E402
 from training.conditioning import frame_actions  # noqa: E402
 from training.config import ModelConfig, TrainConfig  # noqa: E402
 from training.data import ClipBatch, to_unit  # noqa: E402
-from training.eval.evaluate import SamplerConfig, frame_metrics, run_method, teacher_generator  # noqa: E402
+from training.eval.evaluate import (SamplerConfig, frame_metrics, run_method, shuffled_scripts,  # noqa: E402
+                                    teacher_generator)
 from training.eval.groundtruth import EvalClip, EvalSetConfig, cached_eval_set  # noqa: E402
 from training.eval.scripts import GROUPS, script_group  # noqa: E402
 from training.model import VideoDiT  # noqa: E402
@@ -102,6 +106,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--frames", type=int, default=5, help="frames per clip (first given)")
+    parser.add_argument("--fps", type=float, default=15.0, help="rate the scripts are played at")
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--height", type=int, default=36)
     parser.add_argument("--model-width", type=int, default=96)
@@ -118,14 +123,15 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print(machine())
     train_scenes = tuple(f"{KINDS[i % 4]}_{args.first_seed + i:04d}" for i in range(args.scenes))
-    size = dict(frames=args.frames, width=args.width, height=args.height)
+    size = dict(frames=args.frames, width=args.width, height=args.height, fps=args.fps)
+    rate = "" if args.fps == 15.0 else f"_{args.fps:g}fps"  # the caches of runs before --fps keep their names
     started = time.perf_counter()
     train = cached_eval_set(EvalSetConfig(scenes=train_scenes, starts=args.starts, **size),
-                            args.cache / f"train_{args.width}x{args.height}_{args.frames}.npz", args.workers)
+                            args.cache / f"train_{args.width}x{args.height}_{args.frames}{rate}.npz", args.workers)
     held = cached_eval_set(EvalSetConfig(scenes=HELD_OUT, starts=3, **size),
-                           args.cache / f"held_{args.width}x{args.height}_{args.frames}.npz", args.workers)
+                           args.cache / f"held_{args.width}x{args.height}_{args.frames}{rate}.npz", args.workers)
     print(f"data: {len(train)} training clips in {len(train_scenes)} scenes, {len(held)} held-out clips in "
-          f"{len(HELD_OUT)} scenes, {args.frames} frames at {args.width}x{args.height} "
+          f"{len(HELD_OUT)} scenes, {args.frames} frames at {args.width}x{args.height}, {args.fps:g} fps "
           f"({time.perf_counter() - started:.0f} s)")
     base = ModelConfig(width=args.model_width, depth=args.depth, heads=args.model_width // 24, patch=4,
                        height=args.height, width_px=args.width)
@@ -135,9 +141,12 @@ def main() -> None:
     arms: dict[str, Any] = {}
     for arm in args.arms:
         model, info = train_arm(replace(base, **ARMS[arm]), train, args.steps, args.batch, args.seed)
+        generate = teacher_generator(model, sampler, torch.no_grad)
         with torch.no_grad():
-            videos = run_method(teacher_generator(model, sampler, torch.no_grad), held, sampler, device)
+            videos = run_method(generate, held, sampler, device)
+            shuffled = run_method(generate, held, sampler, device, shuffled_scripts(held, seed=1))
         psnr[arm] = frame_metrics(videos, held)["psnr"]
+        psnr[f"{arm}_shuffled"] = frame_metrics(shuffled, held)["psnr"]
         arms[arm] = info
         print(f"{arm}: {args.steps} steps in {info['train_s']:.0f} s ({info['s_per_step']:.2f} s/step), "
               f"final loss {info['final_loss']:.4f}", flush=True)
@@ -146,7 +155,8 @@ def main() -> None:
     table = {name: {g: mean_se(values[member[g]]) for g in groups} for name, values in psnr.items()}
     paired = {}
     names = list(args.arms)
-    pairs = [(a, "copy_first") for a in names] + [(b, a) for i, a in enumerate(names) for b in names[i + 1:]]
+    pairs = ([(a, "copy_first") for a in names] + [(a, f"{a}_shuffled") for a in names]
+             + [(b, a) for i, a in enumerate(names) for b in names[i + 1:]])
     for a, b in pairs:
         paired[f"{a}-{b}"] = {g: mean_se((psnr[a] - psnr[b])[member[g]]) for g in groups}
     print(f"\nPSNR dB on {len(held)} held-out clips (mean ± SE), by script group")
