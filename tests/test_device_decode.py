@@ -22,9 +22,9 @@ from training.config import DataConfig
 from training.data import stream
 
 
-def _batches(urls: str, frames: str, workers: int, crop: int | None = None) -> list[dict]:
+def _batches(urls: str, frames: str, workers: int, crop: int | None = None, step: int = 1) -> list[dict]:
     config = LoaderConfig(urls=urls, batch_size=3, shuffle_buffer=0, seed=4, crop_frames=crop, frames=frames,
-                          partial_batches=True)
+                          partial_batches=True, frame_step=step)
     out = []
     for batch in make_loader(config, num_workers=workers, pin_memory=False):
         out.append({k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in batch.items()})
@@ -48,14 +48,17 @@ def test_jpeg_batches_decoded_here_equal_the_workers_decode(tmp_path, workers):
             assert torch.equal(here[name], want[name]), name
 
 
-def test_crops_keep_the_same_windows(tmp_path):
+@pytest.mark.parametrize("step", [1, 3])
+def test_crops_keep_the_same_windows(tmp_path, step):
     urls = write_tiny_shards(tmp_path / "shards", clips=4, frames=8, height=16, width=16)
-    decoded = _batches(urls, "decoded", 0, crop=3)
-    raw = _batches(urls, "jpeg", 0, crop=3)
+    decoded = _batches(urls, "decoded", 0, crop=3, step=step)
+    raw = _batches(urls, "jpeg", 0, crop=3, step=step)
     for want, got in zip(decoded, raw):
         assert torch.equal(got["crop_start"], want["crop_start"])
+        assert got["jpeg_offsets"].shape[1] == 4  # 3 frames' JPEGs, one in every `step`
         assert torch.equal(decode_frames(got, torch.device("cpu"))["frames"], want["frames"].contiguous())
-        assert torch.equal(got["poses"], want["poses"])
+        for name in ("actions", "motion", "poses"):
+            assert torch.equal(got[name], want[name]), name
 
 
 def _sample(name: str, height: int, width: int, seed: int) -> dict:
