@@ -16,6 +16,20 @@ shard_pattern() {
   last=$(ls "$1"/train-*.tar | sort | tail -1 | sed 's/.*train-0*\([0-9]*\)\.tar/\1/')
   echo "$1/train-{000000..$(printf %06d "${last:-0}")}.tar"
 }
+# with DATA_SCENES set: the train shards rendered on the device first (bench/device_data.py: that many
+# stand-in scenes, none of them an eval scene, into $RUNS/data, once per RUNS; DATA_ARGS: its
+# --set KEY=VALUE arguments, e.g. "--set clips.window.frames=97" for samples a data.frame_step of 3 can
+# take 33 frames from), and SHARDS names them; without it SHARDS is left as it is:   device_shards
+device_shards() {
+  [[ -n "${DATA_SCENES:-}" ]] || return 0
+  if [[ ! -f "$RUNS/data/data.json" ]]; then
+    say "render $DATA_SCENES scenes ${DATA_ARGS:-}"
+    # shellcheck disable=SC2086  # DATA_ARGS: more arguments
+    python3 bench/device_data.py --scenes "$DATA_SCENES" --out "$RUNS/data" --workers "$(nproc)" ${DATA_ARGS:-} \
+      | tee "$RES/data.json"
+  fi
+  SHARDS=$(shard_pattern "$RUNS/data/shards")
+}
 # bench/student.py, its figures in $RES/NAME.json and what it prints in $RES/NAME.txt (compile warnings
 # dropped):   student_bench NAME [bench/student.py arguments]
 student_bench() {

@@ -17,18 +17,15 @@
 #             goes on, so a collect call made mid-run already brings them back
 #   TEACHER_ARGS  more training.teacher arguments for every arm (e.g. "--set context.frames=4")
 #   DATA_SCENES  when set, the train shards are rendered on the device first (bench/device_data.py:
-#             that many stand-in scenes, none of them an eval scene) instead of the carried .device/data
+#             that many stand-in scenes, none of them an eval scene; DATA_ARGS its --set arguments:
+#             gpu_common.sh's device_shards) instead of the carried .device/data
 # One arm per device call keeps each under the 10-minute command limit (about 7 minutes at TRAIN_MIN=5;
 # the device gives a machine back after 30 s idle, so a detached run cannot be collected later):
 #   ARMS=pose TRAIN_MIN=5 bash bench/quality_gpu.sh; cp -r /tmp/quality/results "$OUT/"
 set -euo pipefail
 RUNS=${RUNS:-/tmp/quality}
 source "$(dirname "$0")/gpu_common.sh"
-if [[ -n "${DATA_SCENES:-}" ]]; then
-  say "render $DATA_SCENES scenes"
-  python3 bench/device_data.py --scenes "$DATA_SCENES" --out "$RUNS/data" --workers "$(nproc)" | tee "$RES/data.json"
-  SHARDS=$(shard_pattern "$RUNS/data/shards")
-fi
+device_shards
 SHARDS=${SHARDS:-"$DATA/train-{000000..000008}.tar"}
 if [[ -n "${TRAIN_STEPS:-}" ]]; then budget=(--steps "$TRAIN_STEPS"); else budget=(--minutes "${TRAIN_MIN:-6}"); fi
 [[ "${COMPILE:-1}" == 1 ]] && budget+=(--compile)

@@ -37,6 +37,10 @@
 #             (e.g. "--no-rpe"; its revisit table comes with it, by the student's own memory)
 #   TEACHER_ARGS more arguments of the teacher stage (e.g. "--set model.spatial_rope=rays"); the
 #             students inherit the teacher's model config
+#   DATA_SCENES, DATA_ARGS: every stage trains on shards rendered on the device (gpu_common.sh's
+#             device_shards), e.g. at 5 fps from 15 fps shards (TEACHER_ARGS and STUDENT_ARGS
+#             "--set data.frame_step=3"), whose 33-frame DMD rollouts span 97 stored frames:
+#             DATA_SCENES=128 DATA_ARGS="--set clips.window.frames=97"
 #   STUDENT_ARGS more arguments of the ODE and DMD stages, e.g. a student trained with the memory it
 #             is evaluated with: "--set student.memory.select=view --set student.memory.pool=[1]
 #             --set student.memory.max_old=4" (then EVAL_VIEW=4 scores it that way)
@@ -53,6 +57,7 @@ STAGES=${STAGES:?set STAGES=all or a comma list of bench,compiled,graphs,reactio
 [ "$STAGES" = all ] && STAGES=bench,teacher,ode,dmd,eval
 RUNS=${RUNS:-/tmp/runs}
 source "$(dirname "$0")/gpu_common.sh"
+device_shards  # DATA_SCENES (and DATA_ARGS): train on shards rendered here
 SHARDS=${SHARDS:-"$DATA/train-{000000..000006}.tar"}
 has() { [[ ",$STAGES," == *",$1,"* ]]; }
 if has bench; then

@@ -206,3 +206,33 @@ def test_student_chain_stops_at_its_limit_and_the_same_command_resumes(tmp_path)
     assert third.returncode == 0, third.stdout + third.stderr
     after = [line for line in calls.read_text().splitlines() if line.startswith("-m training.")]
     assert len(before) == 9 and after == before, "a finished training or a written evaluation ran again"
+
+
+def test_device_shards_renders_once_per_run_with_its_arguments_and_names_the_shards(tmp_path):
+    """DATA_SCENES: the shards are rendered on the device with DATA_ARGS passed on, once for a RUNS (a
+    second call on the warm machine reuses them), and SHARDS names every one; unset, SHARDS is kept."""
+    bin_dir = _tools(tmp_path, python3=FAKE_PYTHON)
+    calls = tmp_path / "calls.txt"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RUNS": str(tmp_path / "runs"),
+           "CALLS": str(calls), "REAL_PYTHON": sys.executable}
+    script = (f"set -euo pipefail\nsource {ROOT / 'bench' / 'gpu_common.sh'}\nSHARDS=carried\n"
+              "device_shards\necho \"SHARDS=$SHARDS\"\n")
+
+    def call(**more: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", script], cwd=ROOT, env={**env, **more}, capture_output=True, text=True,
+                              timeout=60)
+
+    def renders() -> list[str]:
+        return [line for line in calls.read_text().splitlines() if "device_data.py" in line]
+
+    assert "SHARDS=carried" in call().stdout and not renders()
+    args = {"DATA_SCENES": "3", "DATA_ARGS": "--set clips.window.frames=97 --set seed=2"}
+    first = call(**args)
+    assert first.returncode == 0, first.stderr
+    assert f"SHARDS={tmp_path}/runs/data/shards/train-{{000000..000000}}.tar" in first.stdout
+    rendered = renders()
+    assert len(rendered) == 1 and "--scenes 3" in rendered[0]
+    assert rendered[0].endswith("--set clips.window.frames=97 --set seed=2")
+    again = call(**args)
+    assert again.returncode == 0 and f"train-{{000000..000000}}.tar" in again.stdout
+    assert len(renders()) == 1
