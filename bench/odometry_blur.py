@@ -39,7 +39,8 @@ import torch  # noqa: E402
 from _common import machine  # noqa: E402
 from common.cli import add_dry_run, dry_run  # noqa: E402
 from training.eval.evaluate import commanded_steps, mean_se, path_errors  # noqa: E402
-from training.eval.groundtruth import EvalClip, EvalSetConfig, cached_eval_set, shrunk_translation  # noqa: E402
+from training.eval.groundtruth import (EvalClip, EvalSetConfig, cached_eval_set, script_frames,  # noqa: E402
+                                      shrunk_translation)
 from training.eval.metrics import psnr  # noqa: E402
 from training.eval.odometry import TRACKERS, OdometryConfig  # noqa: E402
 from training.eval.pool import process_pool  # noqa: E402
@@ -100,6 +101,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", default=HELD_OUT, help="held-out scenes (training.eval's defaults on the GPU)")
     parser.add_argument("--frames", type=int, default=9)
+    parser.add_argument("--fps", type=float, default=15.0, help="rate the scripts are stepped at (a model's, "
+                        "training.eval: the checkpoint's)")
     parser.add_argument("--starts", type=int, default=3)
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.5, 0.75, 1.0, 1.5, 2.0])
     parser.add_argument("--trackers", nargs="+", choices=TRACKERS, default=list(TRACKERS),
@@ -113,11 +116,13 @@ def main() -> None:
     if args.dry_run:
         dry_run(arguments=args)
         return
-    config = EvalSetConfig(scenes=tuple(args.scenes.split(",")), starts=args.starts, frames=max(33, args.frames))
+    config = EvalSetConfig(scenes=tuple(args.scenes.split(",")), starts=args.starts,
+                           frames=script_frames(args.frames, args.fps), fps=args.fps)
     clips = cached_eval_set(config, args.cache, args.workers)
     still = commanded_steps(clips, args.frames)
     print(machine())
-    print(f"{len(clips)} held-out clips of {args.frames} frames at {config.width}x{config.height}; commanded step "
+    print(f"{len(clips)} held-out clips of {args.frames} frames at {config.width}x{config.height}, {args.fps:g} fps; "
+          "commanded step "
           f"(copy-first's RPE) {still['translation_m']:.4f} m, {still['rotation_deg']:.3f} deg\n")
     print("| translation | blur sigma px | PSNR vs renders dB | tracker | RPE-t m | RPE-r deg | parallax px "
           "| steps read as turns | steps lost | walks: RPE-t m | walks: parallax px | walks: read as turns |")
@@ -139,7 +144,7 @@ def main() -> None:
                       f"{walk['parallax_px']['mean']:.2f} ± {walk['parallax_px']['se']:.2f} | "
                       f"{walk['turned_share']:.1%} |", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "clips": len(clips), "frames": args.frames,
+        args.json.write_text(json.dumps({"machine": machine(), "clips": len(clips), "frames": args.frames, "fps": args.fps,
                                          "commanded": still, "rows": rows}, indent=2))
 
 

@@ -365,7 +365,11 @@ def test_a_run_at_a_frame_step_records_its_rate_and_the_eval_commands_the_model_
     with pytest.raises(ValueError, match="cannot crop 6 frames, one in every 2, from 9"):  # 6 would span 11
         teacher.main([*common, "--steps", "4", "--set", "data.frame_step=2", "--set", "data.frames=6"])
     # the eval set holds scripts of at least 32/15 s at the model's rate, stepped at 1 / its rate
-    assert [script_frames(9, fps) for fps in (15.0, 7.5, 5.0)] == [33, 17, 12] and script_frames(40, 5.0) == 40
+    # (odd: out-and-back scripts need an even number of transitions)
+    assert [script_frames(9, fps) for fps in (15.0, 7.5, 5.0)] == [33, 17, 13] and script_frames(40, 5.0) == 41
+    five = scene_clips("room_0001", EvalSetConfig(scenes=("room_0001",), starts=1, frames=script_frames(9, 5.0),
+                                                  fps=5.0, width=32, height=16))
+    assert len(five) == 21 and all(len(c.frames) == 13 for c in five)
     clips = scene_clips("room_0001", EvalSetConfig(scenes=("room_0001",), starts=1, frames=5, fps=7.5, width=32,
                                                     height=16))
     forward = next(c for c in clips if c.script == "forward")

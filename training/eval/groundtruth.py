@@ -66,8 +66,10 @@ SCRIPT_SECONDS = 32 / 15
 
 
 def script_frames(frames: int, fps: float) -> int:
-    """Frames per eval-set script for clips of `frames` frames at `fps`: at least SCRIPT_SECONDS long."""
-    return max(frames, 1 + math.ceil(SCRIPT_SECONDS * fps - 1e-9))
+    """Frames per eval-set script for clips of `frames` frames at `fps`: at least SCRIPT_SECONDS long,
+    and odd (an out-and-back script needs an even number of transitions)."""
+    n = max(frames, 1 + math.ceil(SCRIPT_SECONDS * fps - 1e-9))
+    return n + 1 - n % 2
 
 
 def random_start(scene: Scene, rng: np.random.Generator, clearance_m: float,
