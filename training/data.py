@@ -130,7 +130,7 @@ class ActionSpecGuard:
                                  "actions binned two ways cannot train one model")
             if self.fps is None:
                 self.fps = float(fps)
-            elif abs(float(fps) - self.fps) > 1e-6 * self.fps:
+            elif not same_rate(float(fps), self.fps):
                 raise ValueError(f"sample {key}: plays at {float(fps):g} fps, {self.what} at {self.fps:g} fps; one "
                                  "model learns one frame rate (set data.frame_step so the rates agree)")
 
@@ -144,6 +144,12 @@ def checkpoint_action_spec(state: Mapping[str, Any]) -> ActionSpec:
 
 #: the frame rate of checkpoints from before it was recorded: every build they trained on ran at 15 fps
 LEGACY_FPS = 15.0
+
+
+def same_rate(fps: float, reference: float) -> bool:
+    """A frame rate (frames/s) is the reference's, up to float rounding (a 15 fps build read one frame in
+    3 may play at 5.000000000000018): within 1e-6 of the reference, relatively."""
+    return abs(fps - reference) <= 1e-6 * reference
 
 
 def checkpoint_fps(state: Mapping[str, Any]) -> float:

@@ -37,7 +37,7 @@ from common.cli import add_dry_run, dry_run
 from annotate.geometry import integrate
 from capture.standin.scene import parse_scene_spec
 from training.conditioning import frame_actions
-from training.data import LEGACY_FPS, checkpoint_action_spec, checkpoint_fps, to_uint8, to_unit
+from training.data import LEGACY_FPS, checkpoint_action_spec, checkpoint_fps, same_rate, to_uint8, to_unit
 from training.eval.metrics import psnr
 from training.eval.scripts import out_and_back
 from training import keys
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     del state
     if args.fps is None:
         args.fps = trained_fps
-    elif abs(args.fps - trained_fps) > 1e-6 * trained_fps:
+    elif not same_rate(args.fps, trained_fps):
         print(f"note: --fps {args.fps:g} steps the camera unlike the {trained_fps:g} fps the model was trained at",
               file=sys.stderr)
     if script is not None:
