@@ -21,6 +21,10 @@ sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if pathlib.Path(p or ".
 
 T = TypeVar("T")
 
+#: the held-out stand-in scenes every bench script evaluates in (the val scenes of configs/teacher_data.yaml's
+#: build, never trained on); one home, bench/held_out_scenes.txt, which the *_gpu.sh scripts read too
+HELD_OUT_SCENES: tuple[str, ...] = tuple((_HERE / "held_out_scenes.txt").read_text().strip().split(","))
+
 
 def single_thread_env() -> None:
     """Ask BLAS/OpenMP for one thread; call before importing numpy."""

@@ -35,7 +35,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from _common import machine  # noqa: E402
+from _common import HELD_OUT_SCENES as HELD_OUT, machine  # noqa: E402
 from training.conditioning import frame_actions  # noqa: E402
 from training.config import ModelConfig, TrainConfig  # noqa: E402
 from training.data import ClipBatch, to_unit  # noqa: E402
@@ -47,8 +47,6 @@ from training.model import VideoDiT  # noqa: E402
 from training.runtime import EMA  # noqa: E402
 from training.teacher import lr_at, teacher_step  # noqa: E402
 
-HELD_OUT = ("corridor_0007", "courtyard_0001", "courtyard_0008", "room_0001", "room_0002", "room_0006",
-            "street_0005", "street_0008")  # bench/gpu_common.sh's: the README's held-out scenes
 KINDS = ("room", "corridor", "courtyard", "street")
 #: arm name -> model overrides
 ARMS: dict[str, dict[str, object]] = {

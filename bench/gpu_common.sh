@@ -1,7 +1,7 @@
 # Sourced by the bench/*_gpu.sh scripts after they set RUNS (and optionally DATA, SCENES):
 # the held-out scenes, results folder, worker counts, eval arguments, `say` and the GPU's identity.
 DATA=${DATA:-.device/data}
-SCENES=${SCENES:-corridor_0007,courtyard_0001,courtyard_0008,room_0001,room_0002,room_0006,street_0005,street_0008}
+SCENES=${SCENES:-$(< "$(dirname "${BASH_SOURCE[0]}")/held_out_scenes.txt")}
 RES="$RUNS/results"
 export PYTHONUNBUFFERED=1
 mkdir -p "$RES"

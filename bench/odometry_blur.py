@@ -36,7 +36,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from _common import machine  # noqa: E402
+from _common import HELD_OUT_SCENES, machine  # noqa: E402
 from common.cli import add_dry_run, dry_run  # noqa: E402
 from training.eval.evaluate import commanded_steps, mean_se, path_errors  # noqa: E402
 from training.eval.groundtruth import (EvalClip, EvalSetConfig, cached_eval_set, script_frames,  # noqa: E402
@@ -47,8 +47,6 @@ from training.eval.pool import process_pool  # noqa: E402
 from training.eval.scripts import script_group  # noqa: E402
 from capture.standin.render import Renderer  # noqa: E402
 from capture.standin.scene import make_scene  # noqa: E402
-
-HELD_OUT = "corridor_0007,courtyard_0001,courtyard_0008,room_0001,room_0002,room_0006,street_0005,street_0008"
 
 
 def _scene_renders(job: tuple[str, list[np.ndarray], tuple[int, int, float]]) -> list[np.ndarray]:
@@ -99,7 +97,8 @@ def row(clips: list[EvalClip], video: np.ndarray, fov: float, workers: int, trac
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenes", default=HELD_OUT, help="held-out scenes (training.eval's defaults on the GPU)")
+    parser.add_argument("--scenes", default=",".join(HELD_OUT_SCENES),
+                        help="held-out scenes (training.eval's defaults on the GPU)")
     parser.add_argument("--frames", type=int, default=9)
     parser.add_argument("--fps", type=float, default=15.0, help="rate the scripts are stepped at (a model's, "
                         "training.eval: the checkpoint's)")

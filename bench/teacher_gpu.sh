@@ -10,7 +10,7 @@ set -euo pipefail
 MODE=${MODE:-short}
 DATA=${DATA:-.device/data}
 SHARDS="$DATA/train-{000000..000006}.tar"
-SCENES=${SCENES:-corridor_0007,courtyard_0001,courtyard_0008,room_0001,room_0002,room_0006,street_0005,street_0008}
+SCENES=${SCENES:-$(< "$(dirname "${BASH_SOURCE[0]}")/held_out_scenes.txt")}
 OUT=${OUT:-out/teacher_gpu}
 RUNS=${RUNS:-/tmp/runs}
 TRAIN_MIN=${TRAIN_MIN:-7}

@@ -236,3 +236,17 @@ def test_device_shards_renders_once_per_run_with_its_arguments_and_names_the_sha
     again = call(**args)
     assert again.returncode == 0 and f"train-{{000000..000000}}.tar" in again.stdout
     assert len(renders()) == 1
+
+
+def test_the_gpu_scripts_and_the_python_benches_evaluate_in_the_same_held_out_scenes(tmp_path):
+    saved = list(sys.path)  # bench/_common.py rewrites sys.path when imported
+    try:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from _common import HELD_OUT_SCENES
+    finally:
+        sys.path[:] = saved
+    scenes = _script(tmp_path, "echo $SCENES")
+    assert scenes.returncode == 0, scenes.stderr
+    assert scenes.stdout.split() == [",".join(HELD_OUT_SCENES)]
+    assert len(HELD_OUT_SCENES) == 8 and all(s.rsplit("_", 1)[0] in ("room", "corridor", "courtyard", "street")
+                                             for s in HELD_OUT_SCENES)
