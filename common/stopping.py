@@ -7,16 +7,27 @@ checkpoint and return, and the same command resumes the run. DataLoader workers 
 their trainer (`ignore_in_worker`, the loader's worker_init_fn): a signal sent to the whole process
 group would otherwise kill a worker mid-batch and the trainer with it, before it could save; a
 worker whose trainer is gone ends itself (the DataLoader's parent watchdog).
+
+A worker that ignores SIGTERM must still end when its process exits: multiprocessing's exit hook
+terminates daemonic children with SIGTERM and then joins them with no time limit, so a process that
+left a loader's iterator alive (a trainer that raised mid-epoch: the traceback holds the iterator,
+which never shuts its workers down) would hang at exit forever. This module's exit hook runs first
+(`end_daemonic_children`): SIGTERM, a grace period, then SIGKILL to those still alive.
 """
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
+import multiprocessing.util  # noqa: F401  (first: its exit hook registered before ours, so ours runs before it)
 import signal
 import sys
 import threading
+import time
 from types import FrameType, TracebackType
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+EXIT_GRACE_S = 2.0  # what a daemonic child gets at exit between SIGTERM and SIGKILL
 
 
 class StopSignals:
@@ -61,3 +72,24 @@ def ignore_in_worker(worker_id: int = 0) -> None:
     """A DataLoader worker's worker_init_fn: leave SIGTERM and SIGUSR1 to the process that owns it."""
     for s in SIGNALS:
         signal.signal(s, signal.SIG_IGN)
+
+
+def end_daemonic_children(grace_s: float = EXIT_GRACE_S) -> list[int]:
+    """Terminate this process's daemonic multiprocessing children and SIGKILL those still alive after
+    `grace_s` seconds (DataLoader workers ignore SIGTERM); returns the pids killed. Registered to run at
+    exit before multiprocessing's own hook, which would join them forever (see the module docstring)."""
+    children = [p for p in multiprocessing.active_children() if p.daemon]
+    for p in children:
+        p.terminate()
+    deadline = time.monotonic() + grace_s
+    killed = []
+    for p in children:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join()
+            killed.append(p.pid)
+    return killed
+
+
+atexit.register(end_daemonic_children)
