@@ -82,10 +82,10 @@ def end_daemonic_children(grace_s: float = EXIT_GRACE_S) -> list[int]:
     for p in children:
         p.terminate()
     deadline = time.monotonic() + grace_s
-    killed = []
+    killed: list[int] = []
     for p in children:
         p.join(max(0.0, deadline - time.monotonic()))
-        if p.is_alive():
+        if p.is_alive() and p.pid is not None:  # a started child always has its pid
             p.kill()
             p.join()
             killed.append(p.pid)
