@@ -12,6 +12,7 @@ import textwrap
 import time
 
 from common.stopping import end_daemonic_children, ignore_in_worker
+from tests.training_helpers import wait_until_group_gone
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -65,11 +66,4 @@ def test_a_script_that_fails_while_its_loader_workers_run_exits_with_its_error(t
         os.killpg(job.pid, signal.SIGKILL)
         raise AssertionError("the failed script hung at exit instead of ending") from None
     assert job.returncode == 1 and "RuntimeError: the trainer failed mid-epoch" in stderr
-    deadline = time.monotonic() + 10
-    while True:  # and no worker outlives it
-        try:
-            os.killpg(job.pid, 0)
-        except ProcessLookupError:
-            break
-        assert time.monotonic() < deadline, "a loader worker of the failed script is still alive"
-        time.sleep(0.2)
+    wait_until_group_gone(job.pid, 10, "a loader worker of the failed script is still alive")  # none outlives it

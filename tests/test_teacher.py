@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from annotate.actions import ActionSpec, encode_actions
-from tests.training_helpers import clip_batch, randomized_model, random_pose, tiny_config, write_tiny_shards
+from tests.training_helpers import (clip_batch, randomized_model, random_pose, tiny_config, wait_until_group_gone,
+                                    write_tiny_shards)
 from training import teacher
 from training.conditioning import frame_actions, patch_rays, plucker, pose_features
 from training.data import crop
@@ -434,14 +435,8 @@ def test_a_signal_to_the_whole_job_saves_the_step_reached_and_the_same_command_r
     assert summary["stopped"] == "SIGTERM" and summary["steps"] == logged[-1] >= 3  # saved at the step reached
     assert load_checkpoint(out / "checkpoint.pt")["step"] == summary["steps"]
     assert "SIGTERM: stopped at step" in stderr and "resumes the run" in stderr
-    deadline = time.monotonic() + 30  # the worker ends itself once its trainer is gone
-    while True:
-        try:
-            os.killpg(job.pid, 0)
-        except ProcessLookupError:
-            break
-        assert time.monotonic() < deadline, "a process of the stopped job is still alive"
-        time.sleep(0.2)
+    # the worker ends itself once its trainer is gone
+    wait_until_group_gone(job.pid, 30, "a process of the stopped job is still alive")
     reached = summary["steps"]
     assert teacher.main([*common, "--set", "data.workers=0", "--steps", str(reached + 2)]) == 0
     assert json.loads((out / "summary.json").read_text())["stopped"] is None  # ran to its budget

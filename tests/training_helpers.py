@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
+import time
 from dataclasses import asdict
 
 import numpy as np
@@ -119,3 +121,15 @@ def write_tiny_shards(folder: pathlib.Path, clips: int, frames: int, height: int
     write_shards(samples, folder, "train", ShardConfig(max_samples=4))
     count = len(list(folder.glob("train-*.tar")))
     return str(folder / f"train-{{000000..{count - 1:06d}}}.tar")
+
+
+def wait_until_group_gone(pgid: int, seconds: float, what: str) -> None:
+    """Fail with `what` unless every process of the process group `pgid` has ended within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
