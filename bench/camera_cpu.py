@@ -35,7 +35,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from _common import HELD_OUT_SCENES as HELD_OUT, machine  # noqa: E402
+from _common import HELD_OUT_SCENES, machine  # noqa: E402
 from training.conditioning import frame_actions  # noqa: E402
 from training.config import ModelConfig, TrainConfig  # noqa: E402
 from training.data import ClipBatch, to_unit  # noqa: E402
@@ -126,10 +126,10 @@ def main() -> None:
     started = time.perf_counter()
     train = cached_eval_set(EvalSetConfig(scenes=train_scenes, starts=args.starts, **size),
                             args.cache / f"train_{args.width}x{args.height}_{args.frames}{rate}.npz", args.workers)
-    held = cached_eval_set(EvalSetConfig(scenes=HELD_OUT, starts=3, **size),
+    held = cached_eval_set(EvalSetConfig(scenes=HELD_OUT_SCENES, starts=3, **size),
                            args.cache / f"held_{args.width}x{args.height}_{args.frames}{rate}.npz", args.workers)
     print(f"data: {len(train)} training clips in {len(train_scenes)} scenes, {len(held)} held-out clips in "
-          f"{len(HELD_OUT)} scenes, {args.frames} frames at {args.width}x{args.height}, {args.fps:g} fps "
+          f"{len(HELD_OUT_SCENES)} scenes, {args.frames} frames at {args.width}x{args.height}, {args.fps:g} fps "
           f"({time.perf_counter() - started:.0f} s)")
     base = ModelConfig(width=args.model_width, depth=args.depth, heads=args.model_width // 24, patch=4,
                        height=args.height, width_px=args.width)

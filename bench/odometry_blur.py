@@ -121,8 +121,7 @@ def main() -> None:
     still = commanded_steps(clips, args.frames)
     print(machine())
     print(f"{len(clips)} held-out clips of {args.frames} frames at {config.width}x{config.height}, {args.fps:g} fps; "
-          "commanded step "
-          f"(copy-first's RPE) {still['translation_m']:.4f} m, {still['rotation_deg']:.3f} deg\n")
+          f"commanded step (copy-first's RPE) {still['translation_m']:.4f} m, {still['rotation_deg']:.3f} deg\n")
     print("| translation | blur sigma px | PSNR vs renders dB | tracker | RPE-t m | RPE-r deg | parallax px "
           "| steps read as turns | steps lost | walks: RPE-t m | walks: parallax px | walks: read as turns |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -143,8 +142,8 @@ def main() -> None:
                       f"{walk['parallax_px']['mean']:.2f} ± {walk['parallax_px']['se']:.2f} | "
                       f"{walk['turned_share']:.1%} |", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "clips": len(clips), "frames": args.frames, "fps": args.fps,
-                                         "commanded": still, "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"machine": machine(), "clips": len(clips), "frames": args.frames,
+                                         "fps": args.fps, "commanded": still, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
