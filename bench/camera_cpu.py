@@ -125,9 +125,9 @@ def main() -> None:
     rate = "" if args.fps == 15.0 else f"_{args.fps:g}fps"  # the caches of runs before --fps keep their names
     started = time.perf_counter()
     train = cached_eval_set(EvalSetConfig(scenes=train_scenes, starts=args.starts, **size),
-                            args.cache / f"train_{args.width}x{args.height}_{args.frames}{rate}.npz", args.workers)
+                            args.cache / f"train_{args.width}x{args.height}_{args.frames}{rate}.npz", args.workers).clips
     held = cached_eval_set(EvalSetConfig(scenes=HELD_OUT_SCENES, starts=3, **size),
-                           args.cache / f"held_{args.width}x{args.height}_{args.frames}{rate}.npz", args.workers)
+                           args.cache / f"held_{args.width}x{args.height}_{args.frames}{rate}.npz", args.workers).clips
     print(f"data: {len(train)} training clips in {len(train_scenes)} scenes, {len(held)} held-out clips in "
           f"{len(HELD_OUT_SCENES)} scenes, {args.frames} frames at {args.width}x{args.height}, {args.fps:g} fps "
           f"({time.perf_counter() - started:.0f} s)")

@@ -117,7 +117,7 @@ def main() -> None:
         return
     config = EvalSetConfig(scenes=tuple(args.scenes.split(",")), starts=args.starts,
                            frames=script_frames(args.frames, args.fps), fps=args.fps)
-    clips = cached_eval_set(config, args.cache, args.workers)
+    clips = cached_eval_set(config, args.cache, args.workers).clips
     still = commanded_steps(clips, args.frames)
     print(machine())
     print(f"{len(clips)} held-out clips of {args.frames} frames at {config.width}x{config.height}, {args.fps:g} fps; "

@@ -24,7 +24,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def clips():
-    return make_eval_set(EvalSetConfig(scenes=("room_0001", "corridor_0007"), starts=1, frames=9), workers=2)
+    return make_eval_set(EvalSetConfig(scenes=("room_0001", "corridor_0007"), starts=1, frames=9), workers=2).clips
 
 
 @pytest.mark.parametrize("tracker", TRACKERS)
@@ -162,7 +162,7 @@ from training.eval.groundtruth import EvalSetConfig, make_eval_set
 
 
 def main():
-    clips = make_eval_set(EvalSetConfig(scenes=("room_0001",), starts=1, frames=9))[:4]
+    clips = make_eval_set(EvalSetConfig(scenes=("room_0001",), starts=1, frames=9)).clips[:4]
     cv2.GaussianBlur(np.zeros((720, 1280, 3), np.uint8), (0, 0), 2.0)  # OpenCV's thread pool runs here now
     video = np.ascontiguousarray(np.stack([c.frames for c in clips]).transpose(0, 1, 4, 2, 3))
     print("rpe_t", path_errors(video, clips, 90.0, workers=2)["rpe_t"].tolist())

@@ -310,7 +310,7 @@ def test_the_checkpoint_records_the_shards_action_spec_and_mixed_specs_are_refus
     assert state["action_spec"] == to_dict(scaled) and checkpoint_action_spec(state) == scaled
     assert checkpoint_action_spec({}) == ActionSpec()  # checkpoints from before: the metric bins
     clips = scene_clips("room-1", EvalSetConfig(scenes=("room-1",), starts=1, frames=9, width=32, height=18,
-                                                 actions=scaled))
+                                                 actions=scaled)).clips
     for clip in clips:  # metric script motion, binned as the training data was
         np.testing.assert_array_equal(clip.actions, encode_actions(clip.motion, 1 / 15, scaled))
     metric = write_tiny_shards(tmp_path / "metric", clips=4, frames=6, height=16, width=16)
@@ -369,10 +369,10 @@ def test_a_run_at_a_frame_step_records_its_rate_and_the_eval_commands_the_model_
     # (odd: out-and-back scripts need an even number of transitions)
     assert [script_frames(9, fps) for fps in (15.0, 7.5, 5.0)] == [33, 17, 13] and script_frames(40, 5.0) == 41
     five = scene_clips("room_0001", EvalSetConfig(scenes=("room_0001",), starts=1, frames=script_frames(9, 5.0),
-                                                  fps=5.0, width=32, height=16))
+                                                  fps=5.0, width=32, height=16)).clips
     assert len(five) == 21 and all(len(c.frames) == 13 for c in five)
     clips = scene_clips("room_0001", EvalSetConfig(scenes=("room_0001",), starts=1, frames=5, fps=7.5, width=32,
-                                                    height=16))
+                                                    height=16)).clips
     forward = next(c for c in clips if c.script == "forward")
     np.testing.assert_allclose(forward.motion, np.tile(channel_rate("forward", ActionSpec(), forward.level) / 7.5,
                                                        (4, 1)))

@@ -19,7 +19,7 @@ from training.eval.__main__ import main as eval_main
 from training.eval.compare import CompareError, compare, main as compare_main
 from training.eval.evaluate import (SamplerConfig, frame_metrics, run_method, shuffled_scripts, summarize,
                                     summarize_paths)
-from training.eval.groundtruth import EvalSetConfig, load_eval_set, save_eval_set, scene_clips
+from training.eval.groundtruth import EvalSet, EvalSetConfig, load_eval_set, save_eval_set, scene_clips
 from training.eval.metrics import psnr, ssim
 from training.eval.scripts import revisit_scripts, standard_scripts
 from training.eval.table import markdown_table
@@ -77,48 +77,82 @@ def test_revisit_scripts_return_to_the_first_pose_after_their_length(transitions
 
 def test_eval_clips_are_rendered_along_free_scripted_paths(tmp_path):
     config = EvalSetConfig(scenes=("room_0001",), starts=1, frames=5, width=32, height=18)
-    clips = scene_clips("room_0001", config)
-    assert len(clips) == 21 and {c.kind for c in clips} == {"single", "mix", "out_and_back"}
+    eval_set = scene_clips("room_0001", config)
+    clips = eval_set.clips
+    assert len(clips) == 21 and eval_set.unfit == [] and {c.kind for c in clips} == {"single", "mix", "out_and_back"}
     scene = make_scene("room_0001")
     renderer = Renderer(scene)
     for clip in clips[:3]:
         assert clip.frames.shape == (5, 18, 32, 3)
         assert np.array_equal(clip.frames[3], renderer.render(clip.poses[3], 32, 18, 90.0).lit)
         assert scene.is_free(clip.poses[:, :3, 3], config.clearance_m).all()
-    again = scene_clips("room_0001", config)
+    again = scene_clips("room_0001", config).clips
     assert all(np.array_equal(a.frames, b.frames) for a, b in zip(clips, again))
     path = tmp_path / "set.npz"
-    save_eval_set(clips, config, path)
+    save_eval_set(eval_set, config, path)
     loaded = load_eval_set(path, config)
-    assert loaded is not None and np.array_equal(loaded[5].poses, clips[5].poses)
+    assert loaded is not None and np.array_equal(loaded.clips[5].poses, clips[5].poses) and loaded.unfit == []
     assert load_eval_set(path, EvalSetConfig(scenes=("room_0001",), starts=2, frames=5, width=32, height=18)) is None
 
 
 def _save_when_both_are_ready(args) -> None:
-    barrier, clips, config, path, rounds = args
+    barrier, eval_set, config, path, rounds = args
     for _ in range(rounds):
         barrier.wait(timeout=60)  # the other failed: this one stops too
-        save_eval_set(clips, config, path)
+        save_eval_set(eval_set, config, path)
+
+
+def test_scripts_that_fit_no_start_pose_are_left_out_with_their_reasons(tmp_path, monkeypatch):
+    """33 frames at 5 fps are 6.4 s of motion: pitch and roll pass the planner's limits at every bin
+    level (no start can help), and `down` goes through the floor from every start. Those scripts are
+    left out of the set and recorded with the reason, the rest are rendered, the cache keeps the
+    record, and the report's table names them; a set in which nothing fits is an error."""
+    from training.eval import groundtruth
+    from training.eval.groundtruth import make_eval_set, unfit_summary
+
+    config = EvalSetConfig(scenes=("room_0001",), starts=1, frames=33, fps=5.0, width=32, height=18)
+    eval_set = scene_clips("room_0001", config)
+    unfit = unfit_summary(eval_set.unfit)
+    turns = ("pitch_up", "pitch_down", "roll_left", "roll_right", "left+pitch_up", "right+pitch_down")
+    for name in turns:
+        assert unfit[name] == {"starts": 1, "reasons": ["turns past the planner's pitch 40 / roll 25 degree limits "
+                                                        "at every bin level"]}
+    assert unfit["down"]["reasons"] == ["no start pose in 500 draws keeps its path 0.3 m clear"]
+    names = {c.script for c in eval_set.clips}
+    assert not names & set(unfit) and len(names) + len(unfit) == len(standard_scripts(32, 0.2))
+    assert {"forward", "yaw_left", "forward~back", "left~back"} <= names
+    for clip in eval_set.clips:  # what was kept is whole: 33 frames along a free path inside the limits
+        assert clip.frames.shape[0] == 33 and make_scene("room_0001").is_free(clip.poses[:, :3, 3], 0.3).all()
+    path = tmp_path / "set.npz"
+    save_eval_set(eval_set, config, path)
+    loaded = load_eval_set(path, config)
+    assert loaded is not None and loaded.unfit == eval_set.unfit and len(loaded.clips) == len(eval_set.clips)
+    table = markdown_table({"methods": {}, "unfit": unfit})
+    assert "Left out, fitting no start pose: " in table and "down at 1 starts (no start pose in 500 draws" in table
+    monkeypatch.setattr(groundtruth, "_fits", lambda *args: False)
+    with pytest.raises(RuntimeError, match=r"no eval clip fits: 5 frames at 15 fps in \['room_0001'\] \(room_0001 "
+                                           r"forward: no start pose in 500 draws"):
+        make_eval_set(EvalSetConfig(scenes=("room_0001",), starts=1, frames=5, width=32, height=18))
 
 
 def test_evaluations_side_by_side_can_write_the_same_eval_set(tmp_path):
     """Two evaluations started together on a missing cache both render and save it: neither fails
     on the other's temporary file, and the set left behind loads whole."""
     config = EvalSetConfig(scenes=("room_0001",), starts=1, frames=5, width=32, height=18)
-    clips = scene_clips("room_0001", config) * 40  # a save long enough to overlap
+    eval_set = EvalSet(scene_clips("room_0001", config).clips * 40)  # a save long enough to overlap
     path = tmp_path / "set.npz"
     context = multiprocessing.get_context("spawn")
     barrier = context.Manager().Barrier(2)
     with context.Pool(2) as pool:
-        pool.map(_save_when_both_are_ready, [(barrier, clips, config, path, 5)] * 2)
+        pool.map(_save_when_both_are_ready, [(barrier, eval_set, config, path, 5)] * 2)
     loaded = load_eval_set(path, config)
-    assert loaded is not None and len(loaded) == len(clips)
+    assert loaded is not None and len(loaded.clips) == len(eval_set.clips)
     assert [p.name for p in tmp_path.iterdir()] == ["set.npz"]
 
 
 def test_methods_metrics_and_paired_summary():
     config = EvalSetConfig(scenes=("room_0001",), starts=1, frames=5, width=32, height=18)
-    clips = scene_clips("room_0001", config)
+    clips = scene_clips("room_0001", config).clips
     sampler = SamplerConfig(frames=5, batch=8)
 
     def oracle(first, actions, poses, frames, generator):  # the truth plus a little noise
@@ -156,7 +190,7 @@ def test_eval_cli_writes_metrics_and_grid(tmp_path):
     assert rc == 0
     report = json.loads((out / "metrics.json").read_text())
     assert set(report["methods"]) == {"model", "shuffled", "copy_first"}
-    assert report["clips"] == 21 and report["sampler"]["frames"] == 5
+    assert report["clips"] == 21 and report["sampler"]["frames"] == 5 and report["unfit"] == {}
     assert (out / "grid.png").stat().st_size > 1000
     paths = report["paths"]
     assert set(paths["methods"]) == {"model", "shuffled", "copy_first", "ground_truth"}

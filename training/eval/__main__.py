@@ -14,6 +14,8 @@ and the ground-truth renders (the estimator's floor). Memory: with `--revisit 2,
 default) the revisit scripts (out-and-back walks and a square loop) that return to their first pose
 after 2x, 4x and 8x the memory window are rolled out, with the student's memory and window-only
 (pool 0), and "revisits" holds their return-frame PSNR/SSIM. DIR/table.md has every method in a row.
+Scripts that fit no start pose (long clips at a low frame rate: 6.4 s of `down` or `pitch_up`) are left
+out of the set and listed, with their reasons, under "unfit" (and under each revisit multiple).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from training.eval.evaluate import (SamplerConfig, commanded_steps, frame_metric
 from training.eval.table import markdown_table
 from training.eval.grid import pick_clips, save_grid
 from training.data import checkpoint_action_spec, checkpoint_fps
-from training.eval.groundtruth import EvalSetConfig, cached_eval_set, script_frames
+from training.eval.groundtruth import EvalSetConfig, cached_eval_set, script_frames, unfit_summary
 from training.eval.odometry import TRACKERS, OdometryConfig
 from training.runtime import autocast, load_checkpoint, pick_device
 from training.student import Student
@@ -127,8 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_config = EvalSetConfig(scenes=scenes, starts=args.starts, frames=script_frames(args.frames, fps), fps=fps,
                                width=cfg.width_px, height=cfg.height, actions=spec)
     started = time.perf_counter()
-    clips = cached_eval_set(set_config, args.cache, args.workers)
+    eval_set = cached_eval_set(set_config, args.cache, args.workers)
+    clips = eval_set.clips
     render_s = time.perf_counter() - started
+    for name, entry in unfit_summary(eval_set.unfit).items():
+        print(f"left out: script {name} at {entry['starts']} scene starts: {'; '.join(entry['reasons'])}",
+              file=sys.stderr)
     sampler = SamplerConfig(frames=args.frames, steps=args.steps, shift=shift, guidance=args.guidance,
                             batch=args.batch)
     precision = lambda: autocast(device, args.precision)  # noqa: E731
@@ -158,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary["revisits"] = _revisits(student, multiples, set_config, args, sampler, precision, device)
     report = {"checkpoint": str(args.checkpoint), "scenes": list(scenes), "fps": fps, "sampler": asdict(sampler),
               "student": None if student is None else to_dict(student.config),
-              "model_overrides": overrides, "render_seconds": round(render_s, 1),
+              "model_overrides": overrides, "unfit": unfit_summary(eval_set.unfit),
+              "render_seconds": round(render_s, 1),
               "sample_seconds": round(sample_s, 1), **summary}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps(report, indent=2))
@@ -198,11 +205,13 @@ def _revisits(student: Student, multiples: tuple[int, ...], set_config: EvalSetC
             raise SystemExit(f"--revisit {multiple}: {multiple} x window {window} must be a multiple of 4 steps")
         config = replace(set_config, frames=transitions + 1, scripts="revisit")
         cache = args.cache.with_name(f"{args.cache.stem}_revisit{transitions}.npz") if args.cache else None
-        clips = cached_eval_set(config, cache, args.workers)
+        eval_set = cached_eval_set(config, cache, args.workers)
+        clips = eval_set.clips
         long = replace(sampler, frames=transitions + 1)
         videos = {"model": run_method(student_generator(student, precision), clips, long, device),
                   "window_only": run_method(student_generator(window_only, precision), clips, long, device)}
         out[f"{multiple}x"] = {"frames": transitions + 1, "window": window,
+                               "unfit": unfit_summary(eval_set.unfit),
                                **summarize_returns({k: return_frame_metrics(v, clips) for k, v in videos.items()},
                                                    clips)}
     return out

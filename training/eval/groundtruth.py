@@ -5,6 +5,9 @@ For every scene and start index, candidate start poses are drawn (eye height, ra
 seeded); each script starts from the first candidate where its path stays `clearance_m` clear of
 geometry and within the planner's pitch/roll limits, at action bin level 1 or else level 0. Most
 scripts of a start index share its first candidate (a 2 m corridor leaves sideways scripts fewer).
+A script that fits no candidate (a long clip at a low frame rate: 6.4 s of `down` goes through the
+floor, of `pitch_up` past the planner's 40 degrees) is left out of that start and recorded, with its
+reason, in the set's `unfit` list: evaluations report it, and a set with no clip at all is an error.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import json
 import math
 import os
 import pathlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -65,6 +69,26 @@ class EvalClip:
 SCRIPT_SECONDS = 32 / 15
 
 
+@dataclass(frozen=True)
+class Unfit:
+    """A script left out of one start of one scene, and why."""
+    scene: str
+    start: int
+    script: str
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class EvalSet:
+    """The clips of an eval set, and the scripts that fit no start pose (left out, with reasons)."""
+    clips: list[EvalClip]
+    unfit: list[Unfit] = field(default_factory=list)
+
+
+#: draws of a start pose per script before it is recorded as unfit
+START_DRAWS = 500
+
+
 def script_frames(frames: int, fps: float) -> int:
     """Frames per eval-set script for clips of `frames` frames at `fps`: at least SCRIPT_SECONDS long,
     and odd (an out-and-back script needs an even number of transitions)."""
@@ -88,16 +112,19 @@ def textured_share(frame: np.ndarray) -> float:
     return float((cv2.cornerMinEigenVal(gray, 3) > 50.0).mean())
 
 
-def _fits(script: ActionScript, start: np.ndarray, scene, config: EvalSetConfig, limits: PlannerConfig) -> bool:
-    poses = script.poses(start)
-    if not scene.is_free(poses[:, :3, 3], config.clearance_m).all():
-        return False
+def _within_limits(poses: np.ndarray, limits: PlannerConfig) -> bool:
     rot = pose_to_ue(poses)[1]
     return bool((np.abs(rot[:, 0]) <= limits.max_pitch_deg).all() and (np.abs(rot[:, 2]) <= limits.max_roll_deg).all())
 
 
-def scene_clips(scene_name: str, config: EvalSetConfig) -> list[EvalClip]:
-    """Every script from `config.starts` start poses in one scene, rendered."""
+def _fits(script: ActionScript, start: np.ndarray, scene, config: EvalSetConfig, limits: PlannerConfig) -> bool:
+    poses = script.poses(start)
+    return bool(scene.is_free(poses[:, :3, 3], config.clearance_m).all()) and _within_limits(poses, limits)
+
+
+def scene_clips(scene_name: str, config: EvalSetConfig) -> EvalSet:
+    """Every script from `config.starts` start poses in one scene, rendered (those that fit no start
+    pose recorded as unfit)."""
     scene = make_scene(scene_name)
     renderer = Renderer(scene)
     limits, dt = PlannerConfig(), 1.0 / config.fps
@@ -108,6 +135,7 @@ def scene_clips(scene_name: str, config: EvalSetConfig) -> list[EvalClip]:
     seed = int.from_bytes(hashlib.sha256(f"{config.seed}:{scene_name}".encode()).digest()[:4], "little")
     rng = np.random.default_rng(seed)
     clips: list[EvalClip] = []
+    unfit: list[Unfit] = []
     for start_index in range(config.starts):
         candidates: list[np.ndarray] = []  # start poses in draw order; each script takes the first that fits
 
@@ -125,17 +153,25 @@ def scene_clips(scene_name: str, config: EvalSetConfig) -> list[EvalClip]:
             return candidates[j]
 
         for i in range(len(by_level[1])):
-            found = next(((j, lv) for j in range(500) for lv in (1, 0)
-                          if _fits(by_level[lv][i], candidate(j), scene, config, limits)), None)
+            name = by_level[1][i].name
+            # starts are level with a drawn heading, so the pitch/roll limits hold for all of them or none
+            if any(_within_limits(by_level[lv][i].poses(candidate(0)), limits) for lv in (1, 0)):
+                found = next(((j, lv) for j in range(START_DRAWS) for lv in (1, 0)
+                              if _fits(by_level[lv][i], candidate(j), scene, config, limits)), None)
+                reason = f"no start pose in {START_DRAWS} draws keeps its path {config.clearance_m:g} m clear"
+            else:
+                found, reason = None, (f"turns past the planner's pitch {limits.max_pitch_deg:g} / roll "
+                                       f"{limits.max_roll_deg:g} degree limits at every bin level")
             if found is None:
-                raise RuntimeError(f"{scene_name}: no start pose fits script {by_level[1][i].name} in 500 draws")
+                unfit.append(Unfit(scene_name, start_index, name, reason))
+                continue
             j, level = found
             script = by_level[level][i]
             poses = script.poses(candidate(j))
             frames = np.stack([renderer.render(p, config.width, config.height, config.fov).lit for p in poses])
             clips.append(EvalClip(scene_name, start_index, script.name, script.kind, level, script.motion,
                                   script.actions(dt, config.actions), poses, frames))
-    return clips
+    return EvalSet(clips, unfit)
 
 
 def shrunk_translation(poses: np.ndarray, scale: float) -> np.ndarray:
@@ -146,42 +182,59 @@ def shrunk_translation(poses: np.ndarray, scale: float) -> np.ndarray:
     return out
 
 
-def make_eval_set(config: EvalSetConfig, workers: int = 1) -> list[EvalClip]:
-    """All scenes' clips, scenes rendered in parallel processes; order is deterministic."""
+def make_eval_set(config: EvalSetConfig, workers: int = 1) -> EvalSet:
+    """All scenes' clips, scenes rendered in parallel processes; order is deterministic. A set in which no
+    script fits at all is an error naming the first reason."""
     if workers <= 1:
-        return [clip for scene in config.scenes for clip in scene_clips(scene, config)]
-    with process_pool(workers) as pool:
-        return [clip for clips in pool.map(scene_clips, config.scenes, [config] * len(config.scenes)) for clip in clips]
+        sets = [scene_clips(scene, config) for scene in config.scenes]
+    else:
+        with process_pool(workers) as pool:
+            sets = list(pool.map(scene_clips, config.scenes, [config] * len(config.scenes)))
+    merged = EvalSet([c for s in sets for c in s.clips], [u for s in sets for u in s.unfit])
+    if not merged.clips:
+        first = merged.unfit[0] if merged.unfit else None
+        raise RuntimeError(f"no eval clip fits: {config.frames} frames at {config.fps:g} fps in {list(config.scenes)}"
+                           + (f" ({first.scene} {first.script}: {first.reason})" if first else ""))
+    return merged
 
 
-def save_eval_set(clips: list[EvalClip], config: EvalSetConfig, path: pathlib.Path) -> None:
+def save_eval_set(eval_set: EvalSet, config: EvalSetConfig, path: pathlib.Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")  # evaluations side by side may write the same set
-    np.savez(tmp, config=json.dumps(to_dict(config)), scene=[c.scene for c in clips], start=[c.start for c in clips],
+    clips = eval_set.clips
+    np.savez(tmp, config=json.dumps(to_dict(config)), unfit=json.dumps([asdict(u) for u in eval_set.unfit]), scene=[c.scene for c in clips], start=[c.start for c in clips],
              script=[c.script for c in clips], kind=[c.kind for c in clips], level=[c.level for c in clips],
              motion=np.stack([c.motion for c in clips]), actions=np.stack([c.actions for c in clips]),
              poses=np.stack([c.poses for c in clips]), frames=np.stack([c.frames for c in clips]))
     tmp.replace(path)
 
 
-def load_eval_set(path: pathlib.Path, config: EvalSetConfig) -> list[EvalClip] | None:
-    """The cached set if it was made with exactly `config`, else None."""
+def load_eval_set(path: pathlib.Path, config: EvalSetConfig) -> EvalSet | None:
+    """The cached set if it was made with exactly `config` (and records its unfit scripts), else None."""
     if not path.is_file():
         return None
     with np.load(path) as npz:
         data = {k: npz[k] for k in npz.files}  # an NpzFile reads the whole array on every [key]
-    if json.loads(str(data["config"])) != json.loads(json.dumps(to_dict(config))):
-        return None
-    return [EvalClip(str(data["scene"][i]), int(data["start"][i]), str(data["script"][i]), str(data["kind"][i]),
-                     int(data["level"][i]), data["motion"][i], data["actions"][i], data["poses"][i], data["frames"][i])
-            for i in range(len(data["scene"]))]
+    if "unfit" not in data or json.loads(str(data["config"])) != json.loads(json.dumps(to_dict(config))):
+        return None  # a cache from before unfit scripts were recorded is rendered again
+    clips = [EvalClip(str(data["scene"][i]), int(data["start"][i]), str(data["script"][i]), str(data["kind"][i]),
+                      int(data["level"][i]), data["motion"][i], data["actions"][i], data["poses"][i],
+                      data["frames"][i]) for i in range(len(data["scene"]))]
+    return EvalSet(clips, [Unfit(**u) for u in json.loads(str(data["unfit"]))])
 
 
-def cached_eval_set(config: EvalSetConfig, cache: pathlib.Path | None, workers: int = 1) -> list[EvalClip]:
+def cached_eval_set(config: EvalSetConfig, cache: pathlib.Path | None, workers: int = 1) -> EvalSet:
     """The eval set from `cache` when it was made with `config`, else rendered (and cached)."""
-    clips = load_eval_set(cache, config) if cache else None
-    if clips is None:
-        clips = make_eval_set(config, workers=workers)
+    eval_set = load_eval_set(cache, config) if cache else None
+    if eval_set is None:
+        eval_set = make_eval_set(config, workers=workers)
         if cache:
-            save_eval_set(clips, config, cache)
-    return clips
+            save_eval_set(eval_set, config, cache)
+    return eval_set
+
+
+def unfit_summary(unfit: list[Unfit]) -> dict[str, dict[str, Any]]:
+    """Unfit scripts by name, in order met: how many scene starts left each out, and the reasons given."""
+    return {name: {"starts": sum(u.script == name for u in unfit),
+                   "reasons": sorted({u.reason for u in unfit if u.script == name})}
+            for name in dict.fromkeys(u.script for u in unfit)}

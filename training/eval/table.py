@@ -6,6 +6,7 @@ rotation leaves unexplained, per 8-step window: how much the video translated, e
 can read; odometry.py), and the return-frame PSNR of the revisit scripts
 after each multiple of the memory window that was evaluated. Methods a column does not apply to
 show "—" (PSNR of the ground truth itself; the return frame of copy-first, which is the first frame).
+Scripts left out of the set (fitting no start pose) are listed under the table with their reasons.
 """
 
 from __future__ import annotations
@@ -51,4 +52,10 @@ def markdown_table(report: dict[str, Any]) -> str:
         title += f"; odometry: {tracker}"
     lines = [title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    left_out = [("", report.get("unfit", {}))] + [(f" (return after {m})", revisits[m].get("unfit", {}))
+                                                   for m in multiples]
+    for where, unfit in left_out:
+        if unfit:
+            lines += ["", f"Left out{where}, fitting no start pose: " + "; ".join(
+                f"{name} at {e['starts']} starts ({', '.join(e['reasons'])})" for name, e in unfit.items())]
     return "\n".join(lines) + "\n"
