@@ -107,6 +107,8 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=15.0, help="rate the scripts are played at")
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--height", type=int, default=36)
+    parser.add_argument("--patch", type=int, default=4, help="pixels per token side (8 at 128x72: the same 16x9 "
+                        "tokens as 4 at 64x36, four times the pixels in each)")
     parser.add_argument("--model-width", type=int, default=96)
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--scenes", type=int, default=24, help="training scenes (seeds from --first-seed)")
@@ -129,9 +131,9 @@ def main() -> None:
     held = cached_eval_set(EvalSetConfig(scenes=HELD_OUT_SCENES, starts=3, **size),
                            args.cache / f"held_{args.width}x{args.height}_{args.frames}{rate}.npz", args.workers).clips
     print(f"data: {len(train)} training clips in {len(train_scenes)} scenes, {len(held)} held-out clips in "
-          f"{len(HELD_OUT_SCENES)} scenes, {args.frames} frames at {args.width}x{args.height}, {args.fps:g} fps "
-          f"({time.perf_counter() - started:.0f} s)")
-    base = ModelConfig(width=args.model_width, depth=args.depth, heads=args.model_width // 24, patch=4,
+          f"{len(HELD_OUT_SCENES)} scenes, {args.frames} frames at {args.width}x{args.height} (patch {args.patch}), "
+          f"{args.fps:g} fps ({time.perf_counter() - started:.0f} s)")
+    base = ModelConfig(width=args.model_width, depth=args.depth, heads=args.model_width // 24, patch=args.patch,
                        height=args.height, width_px=args.width)
     sampler = SamplerConfig(frames=args.frames, steps=args.sample_steps, shift=3.0, batch=64)
     device = torch.device("cpu")

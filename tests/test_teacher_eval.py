@@ -172,6 +172,11 @@ def test_methods_metrics_and_paired_summary():
     assert paired["mean"] > 5 and paired["z"] > 3 and paired["n"] == 21
     assert set(summary["methods"]["model"]["psnr_by_kind"]) == {"single", "mix", "out_and_back"}
     assert len(summary["methods"]["model"]["psnr_by_frame"]) == 4
+    by_frame = summary["paired"]["model-copy_first"]["psnr_db_by_frame"]  # frames 1..4, each paired over clips
+    diff = metrics["model"]["psnr"] - metrics["copy_first"]["psnr"]
+    assert [d["n"] for d in by_frame] == [21] * 4 and all(d["z"] > 3 for d in by_frame)
+    assert [d["mean"] for d in by_frame] == pytest.approx(diff.mean(axis=0).tolist())
+    assert by_frame[2]["se"] == pytest.approx(diff[:, 2].std(ddof=1) / np.sqrt(21))
     shuffled = shuffled_scripts(clips, seed=0)
     assert all(not np.allclose(a, c.actions) or c.kind == "out_and_back" for (a, _), c in zip(shuffled, clips))
     assert all(np.allclose(p[0], c.poses[0]) for (_, p), c in zip(shuffled, clips))

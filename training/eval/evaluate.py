@@ -238,7 +238,8 @@ def clip_id(clip: EvalClip) -> str:
 
 def summarize(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalClip], reference: str = "model"
               ) -> dict[str, Any]:
-    """Mean ± SE per method (overall, per script kind, per frame) and paired differences vs `reference`."""
+    """Mean ± SE per method (overall, per script kind, per frame) and paired differences vs `reference`,
+    overall and at each frame index (whether a model beats a baseline at every frame, with its z)."""
     kinds = sorted({c.kind for c in clips})
     kind_of = np.array([c.kind for c in clips])
     out: dict[str, Any] = {"clips": len(clips), "clip_ids": [clip_id(c) for c in clips], "methods": {}, "paired": {}}
@@ -255,8 +256,10 @@ def summarize(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalCli
         for method in metrics:
             if method == reference:
                 continue
-            diff = metrics[reference]["psnr"].mean(axis=1) - metrics[method]["psnr"].mean(axis=1)
-            out["paired"][f"{reference}-{method}"] = {"psnr_db": _z(mean_se(diff))}
+            diff = metrics[reference]["psnr"] - metrics[method]["psnr"]  # (N, F-1)
+            out["paired"][f"{reference}-{method}"] = {
+                "psnr_db": _z(mean_se(diff.mean(axis=1))),
+                "psnr_db_by_frame": [_z(mean_se(diff[:, i])) for i in range(diff.shape[1])]}  # frames 1..F-1
     return out
 
 
