@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--height", type=int, default=36)
     parser.add_argument("--patch", type=int, default=4, help="pixels per token side (8 at 128x72: the same 16x9 "
-                        "tokens as 4 at 64x36, four times the pixels in each)")
+                        "tokens as 4 at 64x36, four times the pixels in each; needs --model-width >= 3 x patch^2)")
     parser.add_argument("--model-width", type=int, default=96)
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--scenes", type=int, default=24, help="training scenes (seeds from --first-seed)")
@@ -120,6 +120,9 @@ def main() -> None:
     parser.add_argument("--cache", type=pathlib.Path, default=pathlib.Path("out/camera_cpu"))
     parser.add_argument("--json", type=pathlib.Path)
     args = parser.parse_args()
+    if args.model_width < 3 * args.patch ** 2:  # measured: width 96 at patch 8 (192 values) learns nothing
+        parser.error(f"--model-width {args.model_width} is below the {3 * args.patch ** 2} values of a "
+                     f"{args.patch}x{args.patch} RGB token: each token is squeezed below its own pixels")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print(machine())
     train_scenes = tuple(f"{KINDS[i % 4]}_{args.first_seed + i:04d}" for i in range(args.scenes))
