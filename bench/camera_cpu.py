@@ -41,7 +41,7 @@ from training.config import ModelConfig, TrainConfig  # noqa: E402
 from training.data import ClipBatch, to_unit  # noqa: E402
 from training.eval.evaluate import (SamplerConfig, frame_metrics, run_method, shuffled_scripts,  # noqa: E402
                                     teacher_generator)
-from training.eval.groundtruth import EvalClip, EvalSetConfig, cached_eval_set  # noqa: E402
+from training.eval.groundtruth import EvalClip, EvalSetConfig, cached_eval_set, unfit_lines  # noqa: E402
 from training.eval.scripts import GROUPS, script_group  # noqa: E402
 from training.model import VideoDiT  # noqa: E402
 from training.runtime import EMA  # noqa: E402
@@ -129,10 +129,15 @@ def main() -> None:
     size = dict(frames=args.frames, width=args.width, height=args.height, fps=args.fps)
     rate = "" if args.fps == 15.0 else f"_{args.fps:g}fps"  # the caches of runs before --fps keep their names
     started = time.perf_counter()
-    train = cached_eval_set(EvalSetConfig(scenes=train_scenes, starts=args.starts, **size),
-                            args.cache / f"train_{args.width}x{args.height}_{args.frames}{rate}.npz", args.workers).clips
-    held = cached_eval_set(EvalSetConfig(scenes=HELD_OUT_SCENES, starts=3, **size),
-                           args.cache / f"held_{args.width}x{args.height}_{args.frames}{rate}.npz", args.workers).clips
+    name = f"{args.width}x{args.height}_{args.frames}{rate}.npz"
+    train_set = cached_eval_set(EvalSetConfig(scenes=train_scenes, starts=args.starts, **size),
+                                args.cache / f"train_{name}", args.workers)
+    held_set = cached_eval_set(EvalSetConfig(scenes=HELD_OUT_SCENES, starts=3, **size), args.cache / f"held_{name}",
+                               args.workers)
+    for label, eval_set in (("training", train_set), ("held-out", held_set)):
+        for line in unfit_lines(eval_set.unfit):
+            print(f"left out of the {label} clips: {line}")
+    train, held = train_set.clips, held_set.clips
     print(f"data: {len(train)} training clips in {len(train_scenes)} scenes, {len(held)} held-out clips in "
           f"{len(HELD_OUT_SCENES)} scenes, {args.frames} frames at {args.width}x{args.height} (patch {args.patch}), "
           f"{args.fps:g} fps ({time.perf_counter() - started:.0f} s)")

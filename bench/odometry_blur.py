@@ -40,7 +40,7 @@ from _common import HELD_OUT_SCENES, machine  # noqa: E402
 from common.cli import add_dry_run, dry_run  # noqa: E402
 from training.eval.evaluate import commanded_steps, mean_se, path_errors  # noqa: E402
 from training.eval.groundtruth import (EvalClip, EvalSetConfig, cached_eval_set, script_frames,  # noqa: E402
-                                      shrunk_translation)
+                                      shrunk_translation, unfit_lines)
 from training.eval.metrics import psnr  # noqa: E402
 from training.eval.odometry import TRACKERS, OdometryConfig  # noqa: E402
 from training.eval.pool import process_pool  # noqa: E402
@@ -117,11 +117,13 @@ def main() -> None:
         return
     config = EvalSetConfig(scenes=tuple(args.scenes.split(",")), starts=args.starts,
                            frames=script_frames(args.frames, args.fps), fps=args.fps)
-    clips = cached_eval_set(config, args.cache, args.workers).clips
+    eval_set = cached_eval_set(config, args.cache, args.workers)
+    clips = eval_set.clips
     still = commanded_steps(clips, args.frames)
     print(machine())
     print(f"{len(clips)} held-out clips of {args.frames} frames at {config.width}x{config.height}, {args.fps:g} fps; "
-          f"commanded step (copy-first's RPE) {still['translation_m']:.4f} m, {still['rotation_deg']:.3f} deg\n")
+          f"commanded step (copy-first's RPE) {still['translation_m']:.4f} m, {still['rotation_deg']:.3f} deg")
+    print("".join(f"left out of the clips: {line}\n" for line in unfit_lines(eval_set.unfit)))
     print("| translation | blur sigma px | PSNR vs renders dB | tracker | RPE-t m | RPE-r deg | parallax px "
           "| steps read as turns | steps lost | walks: RPE-t m | walks: parallax px | walks: read as turns |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")

@@ -202,7 +202,8 @@ def save_eval_set(eval_set: EvalSet, config: EvalSetConfig, path: pathlib.Path) 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")  # evaluations side by side may write the same set
     clips = eval_set.clips
-    np.savez(tmp, config=json.dumps(to_dict(config)), unfit=json.dumps([asdict(u) for u in eval_set.unfit]), scene=[c.scene for c in clips], start=[c.start for c in clips],
+    np.savez(tmp, config=json.dumps(to_dict(config)), unfit=json.dumps([asdict(u) for u in eval_set.unfit]),
+             scene=[c.scene for c in clips], start=[c.start for c in clips],
              script=[c.script for c in clips], kind=[c.kind for c in clips], level=[c.level for c in clips],
              motion=np.stack([c.motion for c in clips]), actions=np.stack([c.actions for c in clips]),
              poses=np.stack([c.poses for c in clips]), frames=np.stack([c.frames for c in clips]))
@@ -238,3 +239,8 @@ def unfit_summary(unfit: list[Unfit]) -> dict[str, dict[str, Any]]:
     return {name: {"starts": sum(u.script == name for u in unfit),
                    "reasons": sorted({u.reason for u in unfit if u.script == name})}
             for name in dict.fromkeys(u.script for u in unfit)}
+
+
+def unfit_lines(unfit: list[Unfit]) -> list[str]:
+    """One line per unfit script: "NAME at N starts (REASONS)", for a script's log."""
+    return [f"{name} at {e['starts']} starts ({'; '.join(e['reasons'])})" for name, e in unfit_summary(unfit).items()]
