@@ -22,7 +22,7 @@ from training.eval.evaluate import (SamplerConfig, frame_metrics, run_method, sh
 from training.eval.groundtruth import EvalSet, EvalSetConfig, load_eval_set, save_eval_set, scene_clips
 from training.eval.metrics import psnr, ssim
 from training.eval.scripts import revisit_scripts, standard_scripts
-from training.eval.table import markdown_table
+from training.eval.table import cell, markdown_table, strict_json
 from training.runtime import save_checkpoint
 
 DT = 1 / 15
@@ -193,8 +193,13 @@ def test_eval_cli_writes_metrics_and_grid(tmp_path):
                     "--starts", "1", "--steps", "2", "--device", "cpu", "--precision", "fp32", "--workers", "1",
                     "--cache", str(tmp_path / "set.npz")])
     assert rc == 0
-    report = json.loads((out / "metrics.json").read_text())
+    def no_constants(name):
+        raise AssertionError(f"metrics.json is not strict JSON: it holds {name}")
+
+    report = json.loads((out / "metrics.json").read_text(), parse_constant=no_constants)  # no NaN / Infinity
     assert set(report["methods"]) == {"model", "shuffled", "copy_first"}
+    one_clip = report["paths"]["methods"]["model"]["rpe_t_by_script"]["forward"]  # one start: one clip a script
+    assert one_clip["n"] == 1 and one_clip["se"] is None and isinstance(one_clip["mean"], float)
     assert report["clips"] == 21 and report["sampler"]["frames"] == 5 and report["unfit"] == {}
     assert (out / "grid.png").stat().st_size > 1000
     paths = report["paths"]
@@ -250,7 +255,7 @@ def test_eval_cli_on_a_student_with_memory_overrides(tmp_path):
     # pairing two runs on the same clips: copy-first beats this random model on the revisit frame
     assert compare_main([str(out / "metrics.json"), str(out / "metrics.json"), "--method", "copy_first",
                          "--method-b", "model", "--json", str(tmp_path / "cmp.json")]) == 0
-    cmp = json.loads((tmp_path / "cmp.json").read_text())
+    cmp = json.loads((tmp_path / "cmp.json").read_text(), parse_constant=pytest.fail)  # strict JSON too
     rev = cmp["revisit_psnr_db"]
     assert rev["n"] == 3 and rev["mean"] == pytest.approx(np.mean(report["revisit"]["copy_first"]["per_clip"])
                                                           - np.mean(revisit["per_clip"]), abs=1e-9)
@@ -321,6 +326,12 @@ def test_a_clip_without_parallax_is_left_out_of_its_means_and_pairs():
     assert paired["mean"] == pytest.approx(1.25) and paired["n"] == 2
     table = markdown_table({"paths": summary, "methods": {}})
     assert "| model | — | — | 0.0100 ± 0.0058 | 0.200 ± 0.058 | 1.50 ± 0.50 |" in table
+    # one clip has a mean and no SE (null in metrics.json, NaN in older reports); no clip has neither
+    empty = strict_json(model["parallax_px_by_script"]["yaw_left"])
+    stats = ({"mean": 1.5, "se": None, "n": 1}, {"mean": 1.5, "se": nan, "n": 1},
+             {"mean": None, "se": None, "n": 0}, empty)
+    assert [cell(s, 2) for s in stats] == ["1.50", "1.50", "—", "—"]
+    assert strict_json({"a": [nan, float("inf"), 1.0, 2], "b": (nan,)}) == {"a": [None, None, 1.0, 2], "b": [None]}
     old = markdown_table({"paths": {"methods": {"model": {k: v for k, v in model.items() if "parallax" not in k}}}})
     assert "parallax" not in old  # a report from before the column stays as it was
     ids = ["room_0001/0/forward", "room_0001/0/left", "room_0001/0/yaw_left"]

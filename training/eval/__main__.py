@@ -38,7 +38,7 @@ from common.config import to_dict
 from training.eval.evaluate import (SamplerConfig, commanded_steps, frame_metrics, path_errors, return_frame_metrics,
                                     revisit, run_method, shuffled_scripts, student_generator, summarize,
                                     summarize_paths, summarize_returns, teacher_generator)
-from training.eval.table import markdown_table
+from training.eval.table import markdown_table, strict_json
 from training.eval.grid import pick_clips, save_grid
 from training.data import checkpoint_action_spec, checkpoint_fps
 from training.eval.groundtruth import EvalSetConfig, cached_eval_set, script_frames, unfit_lines, unfit_summary
@@ -167,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "render_seconds": round(render_s, 1),
               "sample_seconds": round(sample_s, 1), **summary}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps(report, indent=2))
+    report = strict_json(report)  # NaN/inf (an empty group, one clip's SE) as null
+    (args.out / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False))
     (args.out / "table.md").write_text(markdown_table(report))
     save_grid(args.out / "grid.png", clips, {"model": videos["model"], "shuffled": videos["shuffled"]},
               pick_clips(clips, GRID_SCRIPTS))

@@ -24,6 +24,7 @@ import numpy as np
 
 from common.cli import add_dry_run, dry_run
 from training.eval.scripts import GROUPS, script_group
+from training.eval.table import strict_json
 
 
 class CompareError(ValueError):
@@ -113,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"  {label}, {group:13s}: A {r['a']:.{digits}f}  B {r['b']:.{digits}f}  A-B {r['mean']:+.{digits}f} "
                       f"{unit} ± {r['se']:.{digits}f} (z = {r['z']:.1f}, n = {r['n']})")
     if args.json:
-        args.json.write_text(json.dumps({"a": str(args.a), "b": str(args.b), **result}, indent=2))
+        report = strict_json({"a": str(args.a), "b": str(args.b), **result})  # NaN/inf as null
+        args.json.write_text(json.dumps(report, indent=2, allow_nan=False))
     return 0
 
 

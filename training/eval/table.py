@@ -11,17 +11,34 @@ Scripts left out of the set (fitting no start pose) are listed under the table w
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 METHOD_NAMES = {"model": "model", "window_only": "model, window only", "shuffled": "model, shuffled actions",
                 "copy_first": "copy first frame", "ground_truth": "ground-truth renders"}
 
 
+def strict_json(value: Any) -> Any:
+    """`value` with every non-finite float (an empty group's mean, one clip's SE, the z of a zero SE) as
+    None, so that metrics.json is strict JSON that any parser reads (json.dumps would write NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def cell(stats: dict[str, Any] | None, digits: int) -> str:
-    """A table cell for a {mean, se} statistic, "mean ± se" to `digits` places; "—" when there is none."""
-    if not stats or stats.get("n") == 0:
+    """A table cell for a {mean, se} statistic, "mean ± se" to `digits` places; the mean alone when it has no
+    SE (one clip: null in metrics.json, NaN in reports written before); "—" when there is none."""
+    if not stats or stats.get("n") == 0 or stats.get("mean") is None:
         return "—"
-    return f"{stats['mean']:.{digits}f} ± {stats['se']:.{digits}f}"
+    se = stats.get("se")
+    if se is None or se != se:  # se != se: NaN
+        return f"{stats['mean']:.{digits}f}"
+    return f"{stats['mean']:.{digits}f} ± {se:.{digits}f}"
 
 
 def markdown_table(report: dict[str, Any]) -> str:
