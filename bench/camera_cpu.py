@@ -41,7 +41,8 @@ from training.config import ModelConfig, TrainConfig  # noqa: E402
 from training.data import ClipBatch, to_unit  # noqa: E402
 from training.eval.evaluate import (SamplerConfig, frame_metrics, run_method, shuffled_scripts,  # noqa: E402
                                     teacher_generator)
-from training.eval.groundtruth import EvalClip, EvalSetConfig, cached_eval_set, unfit_lines  # noqa: E402
+from training.eval.groundtruth import EvalClip, EvalSetConfig, cached_eval_set, unfit_summary  # noqa: E402
+from training.eval.table import unfit_lines  # noqa: E402
 from training.eval.scripts import GROUPS, script_group  # noqa: E402
 from training.model import VideoDiT  # noqa: E402
 from training.runtime import EMA  # noqa: E402
@@ -135,7 +136,7 @@ def main() -> None:
     held_set = cached_eval_set(EvalSetConfig(scenes=HELD_OUT_SCENES, starts=3, **size), args.cache / f"held_{name}",
                                args.workers)
     for label, eval_set in (("training", train_set), ("held-out", held_set)):
-        for line in unfit_lines(eval_set.unfit):
+        for line in unfit_lines(unfit_summary(eval_set.unfit)):
             print(f"left out of the {label} clips: {line}")
     train, held = train_set.clips, held_set.clips
     print(f"data: {len(train)} training clips in {len(train_scenes)} scenes, {len(held)} held-out clips in "

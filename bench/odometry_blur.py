@@ -40,11 +40,12 @@ from _common import HELD_OUT_SCENES, machine  # noqa: E402
 from common.cli import add_dry_run, dry_run  # noqa: E402
 from training.eval.evaluate import commanded_steps, mean_se, path_errors  # noqa: E402
 from training.eval.groundtruth import (EvalClip, EvalSetConfig, cached_eval_set, script_frames,  # noqa: E402
-                                      shrunk_translation, unfit_lines)
+                                      shrunk_translation, unfit_summary)
 from training.eval.metrics import psnr  # noqa: E402
 from training.eval.odometry import TRACKERS, OdometryConfig  # noqa: E402
 from training.eval.pool import process_pool  # noqa: E402
 from training.eval.scripts import script_group  # noqa: E402
+from training.eval.table import unfit_lines  # noqa: E402
 from capture.standin.render import Renderer  # noqa: E402
 from capture.standin.scene import make_scene  # noqa: E402
 
@@ -123,7 +124,7 @@ def main() -> None:
     print(machine())
     print(f"{len(clips)} held-out clips of {args.frames} frames at {config.width}x{config.height}, {args.fps:g} fps; "
           f"commanded step (copy-first's RPE) {still['translation_m']:.4f} m, {still['rotation_deg']:.3f} deg")
-    print("".join(f"left out of the clips: {line}\n" for line in unfit_lines(eval_set.unfit)))
+    print("".join(f"left out of the clips: {line}\n" for line in unfit_lines(unfit_summary(eval_set.unfit))))
     print("| translation | blur sigma px | PSNR vs renders dB | tracker | RPE-t m | RPE-r deg | parallax px "
           "| steps read as turns | steps lost | walks: RPE-t m | walks: parallax px | walks: read as turns |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")

@@ -38,10 +38,10 @@ from common.config import to_dict
 from training.eval.evaluate import (SamplerConfig, commanded_steps, frame_metrics, path_errors, return_frame_metrics,
                                     revisit, run_method, shuffled_scripts, student_generator, summarize,
                                     summarize_paths, summarize_returns, teacher_generator)
-from training.eval.table import markdown_table, strict_json
+from training.eval.table import markdown_table, strict_json, unfit_lines
 from training.eval.grid import pick_clips, save_grid
 from training.data import checkpoint_action_spec, checkpoint_fps
-from training.eval.groundtruth import EvalSetConfig, cached_eval_set, script_frames, unfit_lines, unfit_summary
+from training.eval.groundtruth import EvalSetConfig, cached_eval_set, script_frames, unfit_summary
 from training.eval.odometry import TRACKERS, OdometryConfig
 from training.runtime import autocast, load_checkpoint, pick_device
 from training.student import Student
@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     eval_set = cached_eval_set(set_config, args.cache, args.workers)
     clips = eval_set.clips
     render_s = time.perf_counter() - started
-    for line in unfit_lines(eval_set.unfit):
+    for line in unfit_lines(unfit_summary(eval_set.unfit)):
         print(f"left out of the eval set: {line}", file=sys.stderr)
     sampler = SamplerConfig(frames=args.frames, steps=args.steps, shift=shift, guidance=args.guidance,
                             batch=args.batch)

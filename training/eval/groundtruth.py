@@ -240,7 +240,3 @@ def unfit_summary(unfit: list[Unfit]) -> dict[str, dict[str, Any]]:
                    "reasons": sorted({u.reason for u in unfit if u.script == name})}
             for name in dict.fromkeys(u.script for u in unfit)}
 
-
-def unfit_lines(unfit: list[Unfit]) -> list[str]:
-    """One line per unfit script: "NAME at N starts (REASONS)", for a script's log."""
-    return [f"{name} at {e['starts']} starts ({'; '.join(e['reasons'])})" for name, e in unfit_summary(unfit).items()]

@@ -30,13 +30,19 @@ def strict_json(value: Any) -> Any:
     return value
 
 
+def unfit_lines(unfit: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per left-out script of an `unfit` summary (groundtruth.unfit_summary, as in metrics.json):
+    "NAME at N starts (REASONS)"."""
+    return [f"{name} at {e['starts']} starts ({'; '.join(e['reasons'])})" for name, e in unfit.items()]
+
+
 def cell(stats: dict[str, Any] | None, digits: int) -> str:
     """A table cell for a {mean, se} statistic, "mean ± se" to `digits` places; the mean alone when it has no
     SE (one clip: null in metrics.json, NaN in reports written before); "—" when there is none."""
     if not stats or stats.get("n") == 0 or stats.get("mean") is None:
         return "—"
     se = stats.get("se")
-    if se is None or se != se:  # se != se: NaN
+    if se is None or math.isnan(se):
         return f"{stats['mean']:.{digits}f}"
     return f"{stats['mean']:.{digits}f} ± {se:.{digits}f}"
 
@@ -73,6 +79,5 @@ def markdown_table(report: dict[str, Any]) -> str:
                                                    for m in multiples]
     for where, unfit in left_out:
         if unfit:
-            lines += ["", f"Left out{where}, fitting no start pose: " + "; ".join(
-                f"{name} at {e['starts']} starts ({', '.join(e['reasons'])})" for name, e in unfit.items())]
+            lines += ["", f"Left out{where}, fitting no start pose: " + "; ".join(unfit_lines(unfit))]
     return "\n".join(lines) + "\n"
