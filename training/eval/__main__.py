@@ -132,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     eval_set = cached_eval_set(set_config, args.cache, args.workers)
     clips = eval_set.clips
     render_s = time.perf_counter() - started
-    for line in unfit_lines(unfit_summary(eval_set.unfit)):
+    unfit = unfit_summary(eval_set.unfit)
+    for line in unfit_lines(unfit):
         print(f"left out of the eval set: {line}", file=sys.stderr)
     sampler = SamplerConfig(frames=args.frames, steps=args.steps, shift=shift, guidance=args.guidance,
                             batch=args.batch)
@@ -163,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary["revisits"] = _revisits(student, multiples, set_config, args, sampler, precision, device)
     report = {"checkpoint": str(args.checkpoint), "scenes": list(scenes), "fps": fps, "sampler": asdict(sampler),
               "student": None if student is None else to_dict(student.config),
-              "model_overrides": overrides, "unfit": unfit_summary(eval_set.unfit),
+              "model_overrides": overrides, "unfit": unfit,
               "render_seconds": round(render_s, 1),
               "sample_seconds": round(sample_s, 1), **summary}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -117,9 +117,9 @@ def _within_limits(poses: np.ndarray, limits: PlannerConfig) -> bool:
     return bool((np.abs(rot[:, 0]) <= limits.max_pitch_deg).all() and (np.abs(rot[:, 2]) <= limits.max_roll_deg).all())
 
 
-def _fits(script: ActionScript, start: np.ndarray, scene, config: EvalSetConfig, limits: PlannerConfig) -> bool:
-    poses = script.poses(start)
-    return bool(scene.is_free(poses[:, :3, 3], config.clearance_m).all()) and _within_limits(poses, limits)
+def _fits(script: ActionScript, start: np.ndarray, scene, clearance_m: float) -> bool:
+    """Whether the script's path from `start` stays `clearance_m` clear of the scene."""
+    return bool(scene.is_free(script.poses(start)[:, :3, 3], clearance_m).all())
 
 
 def scene_clips(scene_name: str, config: EvalSetConfig) -> EvalSet:
@@ -153,17 +153,16 @@ def scene_clips(scene_name: str, config: EvalSetConfig) -> EvalSet:
             return candidates[j]
 
         for i in range(len(by_level[1])):
-            name = by_level[1][i].name
-            # starts are level with a drawn heading, so the pitch/roll limits hold for all of them or none
-            if any(_within_limits(by_level[lv][i].poses(candidate(0)), limits) for lv in (1, 0)):
-                found = next(((j, lv) for j in range(START_DRAWS) for lv in (1, 0)
-                              if _fits(by_level[lv][i], candidate(j), scene, config, limits)), None)
-                reason = f"no start pose in {START_DRAWS} draws keeps its path {config.clearance_m:g} m clear"
-            else:
-                found, reason = None, (f"turns past the planner's pitch {limits.max_pitch_deg:g} / roll "
-                                       f"{limits.max_roll_deg:g} degree limits at every bin level")
+            # starts are level with a drawn heading, so whether a level's path stays inside the pitch/roll
+            # limits does not depend on the start: checked once, on the first candidate
+            levels = [lv for lv in (1, 0) if _within_limits(by_level[lv][i].poses(candidate(0)), limits)]
+            found = next(((j, lv) for j in range(START_DRAWS) for lv in levels
+                          if _fits(by_level[lv][i], candidate(j), scene, config.clearance_m)), None)
             if found is None:
-                unfit.append(Unfit(scene_name, start_index, name, reason))
+                reason = (f"no start pose in {START_DRAWS} draws keeps its path {config.clearance_m:g} m clear"
+                          if levels else f"turns past the planner's pitch {limits.max_pitch_deg:g} / roll "
+                                         f"{limits.max_roll_deg:g} degree limits at every bin level")
+                unfit.append(Unfit(scene_name, start_index, by_level[1][i].name, reason))
                 continue
             j, level = found
             script = by_level[level][i]
