@@ -34,7 +34,10 @@
 #             command, run again at once on the warm machine, resumes them: a training that ended by its
 #             budget and an evaluation already written are not run again
 #   EVAL_TEACHER=0 skips the teacher's evaluation; ODE_EVAL_ARGS: more arguments of the ODE student's
-#             (e.g. "--no-rpe"; its revisit table comes with it, by the student's own memory)
+#             (e.g. "--no-rpe"; its revisit table comes with it, by the student's own memory);
+#             EVAL_ARGS: more arguments of every evaluation (e.g. "--no-rpe --revisit none": PSNR and SSIM
+#             only, a few times faster); EVAL_WINDOW=0 skips the 33-frame window-only evaluation (the
+#             9-frame evaluation's revisit table has window-only returns already)
 #   TEACHER_ARGS more arguments of the teacher stage (e.g. "--set model.spatial_rope=rays"); the
 #             students inherit the teacher's model config
 #   DATA_SCENES, DATA_ARGS: every stage trains on shards rendered on the device (gpu_common.sh's
@@ -96,7 +99,9 @@ compile=(--compile); [ "${COMPILE:-1}" = 1 ] || compile=()  # COMPILE=0: eager (
 evaluate() {
   local out=$1
   shift
-  [[ -f "$RES/$out/metrics.json" ]] || alone limited python3 -m training.eval "$@" "${ev[@]}" --out "$RES/$out"
+  # shellcheck disable=SC2086  # EVAL_ARGS: more training.eval arguments
+  [[ -f "$RES/$out/metrics.json" ]] || alone limited python3 -m training.eval "$@" "${ev[@]}" ${EVAL_ARGS:-} \
+    --out "$RES/$out"
 }
 if has teacher; then
   say teacher
@@ -137,7 +142,8 @@ if has eval; then
     [ "$name" = ode ] || evaluate "eval_${name}9" --checkpoint "$S" --student --frames 9
     [ "${EVAL_LONG:-1}" = 1 ] || continue
     evaluate "eval_${name}33_memory" --checkpoint "$S" --student --frames 33
-    evaluate "eval_${name}33_window" --checkpoint "$S" --student --memory-pool 0 --frames 33
+    [ "${EVAL_WINDOW:-1}" = 0 ] || evaluate "eval_${name}33_window" --checkpoint "$S" --student --memory-pool 0 \
+      --frames 33
     if [ -n "${EVAL_VIEW:-}" ]; then  # the same student reading EVAL_VIEW older frames retrieved by view overlap
       evaluate "eval_${name}33_view" --checkpoint "$S" --student --memory-select view --memory-pool 1 \
         --memory-max-old "$EVAL_VIEW" --frames 33
