@@ -18,12 +18,16 @@
 #   SPEED=0   : no speed stage (time it in its own call, alone on the GPU: STAGES=curve bash
 #              bench/student_gpu.sh); SPEED_JSON=FILE joins with such a file
 #   COMPILE=0 : the teacher eager (a CPU smoke run)
+#   DATA_SCENES, DATA_ARGS: train on shards rendered on the device (gpu_common.sh's device_shards; with the
+#              RUNS of a bench/student_gpu.sh run, its teacher and shards are reused); STUDENT_ARGS, EVAL_ARGS:
+#              more arguments of the students' trainings and of every evaluation (e.g. "--no-rpe")
 #   STOP_AFTER_S: this call's time limit; the same command run again on the warm machine (same RUNS)
 #              skips the trainings and evaluations done and resumes a stopped one (bench/gpu_common.sh)
 # Results in $RUNS/results (default RUNS=/tmp/sq).
 set -euo pipefail
 RUNS=${RUNS:-/tmp/sq}
 source "$(dirname "$0")/gpu_common.sh"
+device_shards  # DATA_SCENES (and DATA_ARGS): train on shards rendered here (or by bench/student_gpu.sh, same RUNS)
 SHARDS=${SHARDS:-"$DATA/train-{000000..000006}.tar"}
 say teacher
 compile=(--compile); [ "${COMPILE:-1}" = 1 ] || compile=()  # COMPILE=0: eager (a CPU smoke run)
@@ -39,8 +43,9 @@ teacher_evals() {
     rpe=(); [[ $first = 1 || "${RPE_ALL:-0}" = 1 ]] || rpe=(--no-rpe); first=0
     [[ -f "$RES/eval_teacher_s${steps}_g${cfg}/metrics.json" ]] && continue  # done by an earlier call
     say "eval teacher $steps steps CFG $cfg"
+    # shellcheck disable=SC2086  # EVAL_ARGS: more training.eval arguments
     limited python3 -m training.eval --checkpoint "$RUNS/teacher/checkpoint.pt" "${ev[@]}" --frames 9 --steps "$steps" \
-      --guidance "$cfg" "${rpe[@]}" --out "$RES/eval_teacher_s${steps}_g${cfg}"
+      --guidance "$cfg" "${rpe[@]}" ${EVAL_ARGS:-} --out "$RES/eval_teacher_s${steps}_g${cfg}"
   done
 }
 train_student() {  # train_student N WORKERS: the N-step ODE student
@@ -55,8 +60,9 @@ train_student() {  # train_student N WORKERS: the N-step ODE student
 eval_student() {
   [[ -f "$RES/eval_student_s$1/metrics.json" ]] && return 0  # done by an earlier call
   say "eval student, $1 step(s)"
+  # shellcheck disable=SC2086  # EVAL_ARGS: more training.eval arguments
   limited python3 -m training.eval --checkpoint "$RUNS/ode_s$1/checkpoint.pt" --student "${ev[@]}" --frames 9 \
-    --revisit none --out "$RES/eval_student_s$1"
+    --revisit none ${EVAL_ARGS:-} --out "$RES/eval_student_s$1"
 }
 counts=(${STEP_COUNTS:-4 2 1})
 if [[ "${PARALLEL:-0}" = 1 ]]; then

@@ -22,7 +22,8 @@ per-frame latency vs position in the stream. Weights are random: none of these d
    are read to its frames on the host side of a sync); the commit runs while the frames are up and
    is timed apart, with the whole block (steps + commit, the stream's period). The teacher can show
    a new action only with its next whole clip (one sampled clip of `--teacher-frames`,
-   `--teacher-steps`, CFG 1). Target (issue 25): student <= 1/10 of the teacher.
+   `--teacher-steps`, CFG 1). A row per student step count of `--reaction-steps` (warped schedules,
+   the same network). Target (issue 25): student <= 1/10 of the teacher.
 5. Curve (`--sections curve`): the speed half of the speed/quality curve: frames/s of the student
    with each step count of `--student-steps` (warped schedules, the same network) and of the teacher
    at each of `--curve-teacher-steps`, CFG 1 and `--teacher-cfg`, at each of `--curve-batches`.
@@ -167,6 +168,7 @@ def main() -> int:
     parser.add_argument("--static-view", action="store_true",
                         help="pad the student's memory views to one capacity (implied by --compile, --graphs)")
     parser.add_argument("--student-steps", default="1,2,4", help="curve section: student step counts")
+    parser.add_argument("--reaction-steps", default="4", help="reaction section: student step counts")
     parser.add_argument("--curve-teacher-steps", default="10,20,50", help="curve section: teacher Euler steps")
     parser.add_argument("--curve-batches", default="1,16", help="curve section: streams at once")
     parser.add_argument("--profile-rows", type=int, default=25, help="profile section: ops to list")
@@ -445,33 +447,40 @@ def reaction_times(student: Student, frames: int, device: torch.device, precisio
 
 def reaction_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:
     """Action to first frame on screen, batch 1: a student block's steps in a running live stream (its
-    commit off the path) against one whole teacher clip (the teacher's next chance to show a new action)."""
+    commit off the path), for each step count of `--reaction-steps` (warped schedules, the same network),
+    against one whole teacher clip (the teacher's next chance to show a new action)."""
     model = student.model
     model.eval()
     frames = max(args.stream_frames // 4, 10 + 4 * args.block_frames)
-    blocks, commits = [], []
-    for _ in range(3):  # blocks past frame 10: the first stream's first blocks compile and capture the graphs
-        for start, seconds, commit in reaction_times(student, frames, device, args.precision):
-            if start > 10:
-                blocks.append(seconds)
-                if not math.isnan(commit):  # the last block's commit is not timed (nothing asks for a next block)
-                    commits.append(commit)
     first, actions, poses, _ = inputs(model, args.teacher_frames, device)
     field = teacher_velocity(model, actions, poses)
     with torch.no_grad(), autocast(device, args.precision):
         run = teacher_sampler(field, first, args, device, args.teacher_steps, 1.0)
         clip = args.teacher_frames / frames_per_second(run, args.teacher_frames, device, 5)
-    block, commit = statistics.median(blocks), statistics.median(commits)
-    results["reaction_ms"] = {"student_block": block * 1e3, "student_commit": commit * 1e3,
-                              "student_period": (block + commit) * 1e3, "teacher_clip": clip * 1e3,
-                              "ratio": block / clip, "block_frames": args.block_frames,
-                              "teacher_frames": args.teacher_frames, "teacher_steps": args.teacher_steps,
-                              "blocks_timed": len(blocks)}
-    print(f"\naction -> first frame (ms, batch 1): student {block * 1e3:.2f} ({args.block_frames}-frame block, "
-          f"{len(student.config.steps)} steps; its commit {commit * 1e3:.2f} runs while the frames are up; "
-          f"median of {len(blocks)})  teacher clip {clip * 1e3:.2f} ({args.teacher_frames} frames, "
-          f"{args.teacher_steps} steps, CFG 1)  ratio {block / clip:.3f} (target <= 0.1)")
-
+    del run
+    results["reaction_ms"] = {}
+    print(f"\naction -> first frame (ms, batch 1): teacher clip {clip * 1e3:.2f} ({args.teacher_frames} frames, "
+          f"{args.teacher_steps} steps, CFG 1); a student's commit runs while its frames are up; target <= 0.1")
+    for n in (int(c) for c in args.reaction_steps.split(",")):
+        variant = Student(model, replace(student.config, steps=warped_steps(n)))
+        if args.graphs:
+            variant.graphs = BlockGraphs(variant)
+        blocks, commits = [], []
+        for _ in range(3):  # blocks past frame 10: the first stream's first blocks compile and capture the graphs
+            for start, seconds, commit in reaction_times(variant, frames, device, args.precision):
+                if start > 10:
+                    blocks.append(seconds)
+                    if not math.isnan(commit):  # the last block's commit is not timed (nothing asks for a next block)
+                        commits.append(commit)
+        del variant
+        block, commit = statistics.median(blocks), statistics.median(commits)
+        results["reaction_ms"][str(n)] = {
+            "student_steps": n, "student_block": block * 1e3, "student_commit": commit * 1e3,
+            "student_period": (block + commit) * 1e3, "teacher_clip": clip * 1e3, "ratio": block / clip,
+            "block_frames": args.block_frames, "teacher_frames": args.teacher_frames,
+            "teacher_steps": args.teacher_steps, "blocks_timed": len(blocks)}
+        print(f"  student, {n} step(s): {block * 1e3:.2f} ({args.block_frames}-frame block; commit "
+              f"{commit * 1e3:.2f}; median of {len(blocks)})  ratio {block / clip:.3f}", flush=True)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,7 @@
 #             graphs at batches 1 and 16 (the full cache at frame f timed as a graphed block over exactly
 #             that cache) and eager at batch 16, where compute dominates (issue 25's latency growth)
 #   reaction: (not in all) the action-to-first-frame latency at batch 1 with CUDA graphs, eager and compiled,
-#             student vs teacher
+#             students with each step count of REACTION_STEPS (default 1,2,4) vs the teacher
 #   curve   : (not in all) the speed half of the speed/quality curve: frames/s of 1-, 2- and 4-step students
 #             and the teacher at 10/20/50 steps, CFG 1 and 2, at batches 1 and 16, CUDA graphs
 #             (as bench/speed_quality_gpu.sh's speed stage)
@@ -82,7 +82,8 @@ for mode in graphs compiled_graphs; do  # graphs: frames/s and reaction; reactio
   fi
   if has graphs || has reaction; then
     say "reaction $mode"
-    student_bench "student_reaction_$mode" --preset small --sections reaction "${flags[@]}"
+    student_bench "student_reaction_$mode" --preset small --sections reaction --reaction-steps "${REACTION_STEPS:-1,2,4}" \
+      "${flags[@]}"
   fi
 done
 if has latency; then

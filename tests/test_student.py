@@ -439,15 +439,18 @@ def test_student_bench_runs_every_section_on_the_cpu(tmp_path):
     out = tmp_path / "bench.json"
     root = pathlib.Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, str(root / "bench" / "student.py"), "--quick", "--preset", "tiny", "--device",
-                           "cpu", "--batches", "1", "--sections", "memory,speed,latency,reaction,profile", "--json", str(out)],
+                           "cpu", "--batches", "1", "--sections", "memory,speed,latency,reaction,profile", "--reaction-steps", "4,1",
+                           "--json", str(out)],
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(out.read_text())
     assert {"memory_mib", "speed", "latency_ms", "reaction_ms", "profile"} <= set(figures)
-    reaction = figures["reaction_ms"]
-    assert reaction["student_block"] > 0 and reaction["student_commit"] > 0 and reaction["teacher_clip"] > 0
-    assert reaction["blocks_timed"] >= 3
-    assert reaction["ratio"] == pytest.approx(reaction["student_block"] / reaction["teacher_clip"])
+    assert set(figures["reaction_ms"]) == {"4", "1"}
+    for steps, reaction in figures["reaction_ms"].items():
+        assert reaction["student_steps"] == int(steps)
+        assert reaction["student_block"] > 0 and reaction["student_commit"] > 0 and reaction["teacher_clip"] > 0
+        assert reaction["blocks_timed"] >= 3
+        assert reaction["ratio"] == pytest.approx(reaction["student_block"] / reaction["teacher_clip"])
     assert figures["profile"]["student"]["top"] and figures["profile"]["teacher"]["top"]
 
 
