@@ -7,7 +7,7 @@ against that sampler's (target `--target`x).
         --out RES/speed_quality
 
 Every positional argument is a training.eval output (a folder with metrics.json, or the file): a
-student's says its step count (its `student.steps`), a teacher's its sampler's steps and guidance.
+student's says its step count (its `student.steps`) and commit, a teacher's its sampler's steps and guidance.
 All must have evaluated the same clips. `--speed` is `bench/student.py --sections curve --json`'s
 output (random weights: frames/s do not depend on them), which must hold every step count and sampler
 evaluated. Writes OUT/speed_quality.json, OUT/table.md and OUT/curve.png (PSNR against frames/s).
@@ -30,31 +30,39 @@ from training.eval.compare import compare  # noqa: E402
 from training.eval.table import cell  # noqa: E402
 
 
+def student_key(steps: int, commit: str) -> str:
+    """A student's key in bench/student.py's curve figures: "4" (a commit forward per block), "4_fold"."""
+    return str(steps) if commit == "clean" else f"{steps}_{commit}"
+
+
 @dataclass(frozen=True)
 class Method:
-    """One evaluated generator: a student with `steps` steps per block (guidance 1), or the teacher
-    sampling with `steps` Euler steps at CFG `guidance`."""
+    """One evaluated generator: a student with `steps` steps per block (guidance 1) and its commit
+    (clean: a commit forward per block; fold: folded into the last step), or the teacher sampling with
+    `steps` Euler steps at CFG `guidance`."""
 
     kind: str  # "student" | "teacher"
     steps: int
     guidance: float
+    commit: str = "clean"
 
     @property
     def name(self) -> str:
         if self.kind == "student":
-            return f"student, {self.steps} step{'s' if self.steps > 1 else ''} + commit"
+            return (f"student, {self.steps} step{'s' if self.steps > 1 else ''} "
+                    + ("+ commit" if self.commit == "clean" else "with its commit folded"))
         return f"teacher, {self.steps} steps, CFG {self.guidance:g}"
 
     @property
     def speed_key(self) -> str:
-        return str(self.steps) if self.kind == "student" else f"{self.steps}_cfg{self.guidance:g}"
+        return student_key(self.steps, self.commit) if self.kind == "student" else f"{self.steps}_cfg{self.guidance:g}"
 
 
 def method_of(report: Mapping[str, Any], where: str) -> Method:
-    """Which generator a training.eval report measured."""
+    """Which generator a training.eval report measured (a student's report from before `commit`: clean)."""
     try:
         if report.get("student"):
-            return Method("student", len(report["student"]["steps"]), 1.0)
+            return Method("student", len(report["student"]["steps"]), 1.0, report["student"].get("commit", "clean"))
         return Method("teacher", int(report["sampler"]["steps"]), float(report["sampler"]["guidance"]))
     except (KeyError, TypeError) as e:
         raise SystemExit(f"{where}: not a training.eval metrics.json (no {e} in its student/sampler)") from e
@@ -76,7 +84,8 @@ def join(speed: Mapping[str, Any], reports: Mapping[str, Mapping[str, Any]], wit
     best = max(teachers, key=lambda w: reports[w]["methods"]["model"]["psnr"]["mean"])
     batches = sorted({b for table in speed["student"].values() for b in table}, key=int)
     rows = []
-    for where, method in sorted(methods.items(), key=lambda item: (item[1].kind, item[1].steps, item[1].guidance)):
+    for where, method in sorted(methods.items(),
+                                key=lambda item: (item[1].kind, item[1].steps, item[1].guidance, item[1].commit)):
         table = speed[method.kind].get(method.speed_key)
         if not table:
             raise SystemExit(f"{where}: the speed file has no {method.name} (its {method.kind} keys: "
@@ -84,6 +93,7 @@ def join(speed: Mapping[str, Any], reports: Mapping[str, Mapping[str, Any]], wit
         report = reports[where]
         paths = report.get("paths", {}).get("methods", {}).get("model", {})
         rows.append({"method": method.name, "kind": method.kind, "steps": method.steps, "guidance": method.guidance,
+                     "commit": method.commit if method.kind == "student" else None,
                      "eval": where, "psnr": report["methods"]["model"]["psnr"],
                      "rpe_t": paths.get("rpe_t"), "rpe_r": paths.get("rpe_r"),
                      "vs_best_teacher": compare(report, reports[best], names=(where, best))["psnr_db"],
@@ -144,13 +154,14 @@ def plot(result: Mapping[str, Any], path: pathlib.Path) -> None:
             ax.errorbar([r["frames_per_s"][batch] for r in rows], [r["psnr"]["mean"] for r in rows],
                         yerr=[r["psnr"]["se"] for r in rows], fmt=marker, label=kind, capsize=2)
             for r in rows:
-                label = f"{r['steps']}" + (f"/{r['guidance']:g}" if kind == "teacher" else "")
+                label = f"{r['steps']}" + (f"/{r['guidance']:g}" if kind == "teacher" else
+                                           "f" if r.get("commit") == "fold" else "")
                 ax.annotate(label, (r["frames_per_s"][batch], r["psnr"]["mean"]), fontsize=7,
                             xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel(f"frames/s at batch {batch}")
         ax.set_ylabel("held-out PSNR dB")
-        ax.set_title("steps (teacher: steps/CFG)", fontsize=8)
+        ax.set_title("steps (teacher: steps/CFG; f: commit folded)", fontsize=8)
         ax.legend(fontsize=7)
     fig.savefig(path, dpi=110)
 

@@ -4,12 +4,13 @@
 #   teacher  : the small teacher, view-direction RoPE (TEACHER_ARGS), TRAIN_MIN minutes (default 5), compiled
 #   samplers : the teacher evaluated at 9 frames with each "steps:cfg" of SAMPLERS (default "20:1 10:1 50:1
 #              20:2"; RPE for the first, PSNR only for the rest unless RPE_ALL=1)
-#   students : for each n of STEP_COUNTS (default "4 2 1"), an ODE student with n steps per block
-#              (training.student.warped_steps(n)) trained ODE_MIN minutes (default 3) from that teacher,
-#              as bench/student_gpu.sh's ode stage, evaluated at 9 frames with RPE
-#   speed    : bench/student.py --sections curve --graphs: frames/s of 1-, 2-, 4-step students and the
-#              teacher at 10/20/50 steps, CFG 1 and 2, at batches 1 and 16 (random weights; CURVE_STEPS,
-#              CURVE_TEACHER_STEPS must cover STEP_COUNTS and SAMPLERS)
+#   students : for each n of STEP_COUNTS (default "4 2 1 1f"), an ODE student with n steps per block
+#              (training.student.warped_steps(n); "nf": n steps with the commit folded into the last,
+#              student.commit=fold) trained ODE_MIN minutes (default 3) from that teacher, as
+#              bench/student_gpu.sh's ode stage, evaluated at 9 frames with RPE
+#   speed    : bench/student.py --sections curve --graphs: frames/s of 1-, 2-, 4-step students (commit clean
+#              and folded) and the teacher at 10/20/50 steps, CFG 1 and 2, at batches 1 and 16 (random
+#              weights; CURVE_STEPS, CURVE_COMMITS, CURVE_TEACHER_STEPS must cover STEP_COUNTS and SAMPLERS)
 #   join     : bench/speed_quality.py: the table, the curve and the headline (fastest student within
 #              1.5 dB of the best teacher sampler, its frames/s against that sampler's; target 10x)
 #   PARALLEL=1: the students train at the same time on the one GPU while the teacher's samplers are
@@ -48,13 +49,15 @@ teacher_evals() {
       --guidance "$cfg" "${rpe[@]}" ${EVAL_ARGS:-} --out "$RES/eval_teacher_s${steps}_g${cfg}"
   done
 }
-train_student() {  # train_student N WORKERS: the N-step ODE student
-  local schedule
+train_student() {  # train_student N WORKERS: the N-step ODE student ("Nf": its commit folded)
+  local schedule commit=clean
+  [[ $1 == *f ]] && commit=fold
   finished "$RUNS/ode_s$1" && return 0  # trained by an earlier call
-  schedule=$(python3 -c "from training.student import warped_steps; print(list(warped_steps($1)))" | tr -d ' ')
-  say "ode student, $1 step(s): $schedule"
+  schedule=$(python3 -c "from training.student import warped_steps; print(list(warped_steps(${1%f})))" | tr -d ' ')
+  say "ode student, ${1%f} step(s): $schedule, commit $commit"
   # shellcheck disable=SC2086  # STUDENT_ARGS: more arguments
-  ode_stage "$RUNS/ode_s$1" "${ODE_MIN:-3}" --set "student.steps=$schedule" --set data.workers="$2" ${STUDENT_ARGS:-}
+  ode_stage "$RUNS/ode_s$1" "${ODE_MIN:-3}" --set "student.steps=$schedule" --set "student.commit=$commit" \
+    --set data.workers="$2" ${STUDENT_ARGS:-}
   if [[ -f "$RUNS/ode_s$1/log.jsonl" ]]; then cp "$RUNS/ode_s$1/log.jsonl" "$RES/ode_s$1_log.jsonl"; fi
 }
 eval_student() {
@@ -64,7 +67,7 @@ eval_student() {
   limited python3 -m training.eval --checkpoint "$RUNS/ode_s$1/checkpoint.pt" --student "${ev[@]}" --frames 9 \
     --revisit none ${EVAL_ARGS:-} --out "$RES/eval_student_s$1"
 }
-counts=(${STEP_COUNTS:-4 2 1})
+counts=(${STEP_COUNTS:-4 2 1 1f})
 if [[ "${PARALLEL:-0}" = 1 ]]; then
   # one GPU, several processes: the small model leaves most of an H100 idle, so the students train at
   # the same time (equal minutes under the same contention; their steps are in the logs) while the

@@ -25,7 +25,8 @@ per-frame latency vs position in the stream. Weights are random: none of these d
    `--teacher-steps`, CFG 1). A row per student step count of `--reaction-steps` (warped schedules,
    the same network). Target (issue 25): student <= 1/10 of the teacher.
 5. Curve (`--sections curve`): the speed half of the speed/quality curve: frames/s of the student
-   with each step count of `--student-steps` (warped schedules, the same network) and of the teacher
+   with each step count of `--student-steps` (warped schedules, the same network) and each commit of
+   `--curve-commits` (clean: a commit forward per block; fold: none, its last step's K/V kept), of the teacher
    at each of `--curve-teacher-steps`, CFG 1 and `--teacher-cfg`, at each of `--curve-batches`.
    bench/speed_quality.py joins it with the held-out quality of trained students and teachers.
 """
@@ -46,6 +47,7 @@ import torch
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 from common.cli import add_dry_run, dry_run  # noqa: E402
 
+from bench.speed_quality import student_key  # noqa: E402
 from training.config import preset  # noqa: E402
 from training.distill import teacher_velocity  # noqa: E402
 from training.flow import sample_i2v  # noqa: E402
@@ -169,6 +171,8 @@ def main() -> int:
                         help="pad the student's memory views to one capacity (implied by --compile, --graphs)")
     parser.add_argument("--student-steps", default="1,2,4", help="curve section: student step counts")
     parser.add_argument("--reaction-steps", default="4", help="reaction section: student step counts")
+    parser.add_argument("--curve-commits", default="clean",
+                        help="curve section: student commits, clean and/or fold (the commit folded into the last step)")
     parser.add_argument("--curve-teacher-steps", default="10,20,50", help="curve section: teacher Euler steps")
     parser.add_argument("--curve-batches", default="1,16", help="curve section: streams at once")
     parser.add_argument("--profile-rows", type=int, default=25, help="profile section: ops to list")
@@ -284,24 +288,27 @@ def curve_section(student: Student, args: argparse.Namespace, device: torch.devi
     model.eval()
     gen = args.teacher_frames - 1
     counts = [int(n) for n in args.student_steps.split(",")]
+    commits = args.curve_commits.split(",")
+    variants = [(n, c) for n in counts for c in commits]
     teacher_steps = [int(n) for n in args.curve_teacher_steps.split(",")]
     cfgs = sorted({1.0, args.teacher_cfg})
     curve: dict = {"teacher_frames": args.teacher_frames, "block_frames": args.block_frames,
-                   "student": {str(n): {} for n in counts},
+                   "student": {student_key(n, c): {} for n, c in variants},
                    "teacher": {f"{t}_cfg{c:g}": {} for t in teacher_steps for c in cfgs}}
     print(f"\nspeed/quality curve, speed half: frames/s generating {gen} frames per stream")
     for batch in (int(b) for b in args.curve_batches.split(",")):
         first, actions, poses, noise = inputs(model, args.teacher_frames, device, batch=batch)
         field = teacher_velocity(model, actions, poses)
         with torch.no_grad(), autocast(device, args.precision):
-            for n in counts:
-                variant = Student(model, replace(student.config, steps=warped_steps(n)))
+            for n, commit in variants:
+                variant = Student(model, replace(student.config, steps=warped_steps(n), commit=commit))
                 if args.graphs:
                     variant.graphs = BlockGraphs(variant)
                 fps = frames_per_second(lambda: variant.rollout(first, actions, poses, noise, keep_store=False),
                                         batch * gen, device, 3)
-                curve["student"][str(n)][str(batch)] = fps
-                print(f"  batch {batch:3d}: student {n} step(s) + commit {fps:9.1f}", flush=True)
+                curve["student"][student_key(n, commit)][str(batch)] = fps
+                label = "+ commit" if commit == "clean" else "commit folded"
+                print(f"  batch {batch:3d}: student {n} step(s) {label:13s} {fps:9.1f}", flush=True)
                 del variant
             for steps in teacher_steps:
                 for cfg in cfgs:

@@ -24,8 +24,11 @@ def _bench():
     return module
 
 
-def report(psnr: np.ndarray, *, student_steps: int | None = None, steps: int = 20, guidance: float = 1.0) -> dict:
+def report(psnr: np.ndarray, *, student_steps: int | None = None, steps: int = 20, guidance: float = 1.0,
+           commit: str | None = None) -> dict:
     student = {"block_frames": 2, "steps": [1.0, 0.9, 0.8, 0.6][:student_steps]} if student_steps else None
+    if student is not None and commit is not None:  # reports from before the option have no "commit"
+        student["commit"] = commit
     return {"clip_ids": CLIPS, "sampler": {"frames": 9, "steps": steps, "guidance": guidance}, "student": student,
             "methods": {"model": {"psnr": {"mean": float(psnr.mean()), "se": 0.1, "n": len(psnr)},
                                   "psnr_per_clip": psnr.tolist()}},
@@ -87,21 +90,27 @@ def test_cli_writes_table_json_and_plot_from_a_real_speed_file(tmp_path, evals):
     evaluations of the step counts and samplers it timed."""
     speed = tmp_path / "speed.json"
     subprocess.run([sys.executable, str(ROOT / "bench" / "student.py"), "--preset", "tiny", "--quick", "--device", "cpu",
-                    "--sections", "curve", "--student-steps", "2,4", "--curve-teacher-steps", "20",
+                    "--sections", "curve", "--student-steps", "2,4", "--curve-commits", "clean,fold",
+                    "--curve-teacher-steps", "20",
                     "--curve-batches", "1", "--json", str(speed)], check=True, capture_output=True, cwd=ROOT)
     curve = json.loads(speed.read_text())["curve"]
-    assert set(curve["student"]) == {"2", "4"} and set(curve["teacher"]) == {"20_cfg1", "20_cfg2"}
+    assert set(curve["student"]) == {"2", "4", "2_fold", "4_fold"} and set(curve["teacher"]) == {"20_cfg1", "20_cfg2"}
     assert all(fps["1"] > 0 for table in (curve["student"], curve["teacher"]) for fps in table.values())
+    evals["s2f"] = report(np.asarray(evals["s2"]["methods"]["model"]["psnr_per_clip"]) - 0.1, student_steps=2,
+                          commit="fold")
     paths = []
-    for name in ("t20", "t20g2", "s4", "s2"):
+    for name in ("t20", "t20g2", "s4", "s2", "s2f"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.json").write_text(json.dumps(evals[name]))
         paths.append(str(tmp_path / name))
     out = tmp_path / "out"
     assert _bench().main([*paths, "--speed", str(speed), "--out", str(out)]) == 0
     result = json.loads((out / "speed_quality.json").read_text())
-    assert [r["method"] for r in result["rows"]] == ["student, 2 steps + commit", "student, 4 steps + commit",
-                                                     "teacher, 20 steps, CFG 1", "teacher, 20 steps, CFG 2"]
+    assert [r["method"] for r in result["rows"]] == ["student, 2 steps + commit", "student, 2 steps with its commit folded",
+                                                     "student, 4 steps + commit", "teacher, 20 steps, CFG 1",
+                                                     "teacher, 20 steps, CFG 2"]
+    folded = result["rows"][1]
+    assert folded["commit"] == "fold" and folded["frames_per_s"]["1"] == curve["student"]["2_fold"]["1"]
     table = (out / "table.md").read_text()
     assert "| teacher, 20 steps, CFG 1 |" in table and "0 (itself)" in table and "batch 1: fastest student" in table
     assert (out / "curve.png").stat().st_size > 1000

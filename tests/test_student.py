@@ -3,6 +3,7 @@ and replayed back-propagation vs full-graph back-propagation."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import pathlib
 import subprocess
@@ -157,14 +158,16 @@ def test_memory_view_pools_old_frames_and_reports_the_reduction():
     assert view(unbounded, 10)[0].k.shape[2] == 160
 
 
-@pytest.mark.parametrize("camera", ["pose", "pose+prope"])
-def test_replayed_backprop_equals_full_graph_backprop(camera):
+@pytest.mark.parametrize("camera,commit", [("pose", "clean"), ("pose+prope", "clean"), ("pose", "fold")])
+def test_replayed_backprop_equals_full_graph_backprop(camera, commit):
     """Detached-context semantics, a compressed memory (window 2, pooled older frames), random exit
-    steps per block, actions and poses; the loss is normalised over the whole sequence."""
+    steps per block, actions and poses; the loss is normalised over the whole sequence. With the
+    commit folded, the replay commits each block's K/V from the very forward it differentiates."""
     config = tiny_config(camera=camera, prope_dims=8)
     model = randomized_model(config, dtype=torch.float64)
     batch = clip_batch(config, 2, 9, dtype=torch.float64)
-    cfg = StudentConfig(block_frames=2, steps=(1.0, 0.8, 0.55, 0.3), memory=MemoryConfig(window=2, pool=(1, 2, 4)))
+    cfg = StudentConfig(block_frames=2, steps=(1.0, 0.8, 0.55, 0.3), memory=MemoryConfig(window=2, pool=(1, 2, 4)),
+                        commit=commit)
     student = Student(model, cfg)
     noise = torch.randn(2, 8, 3, config.height, config.width_px, generator=torch.Generator().manual_seed(0))
     exits = torch.randint(0, 4, (4,), generator=torch.Generator().manual_seed(2)).tolist()
@@ -311,9 +314,11 @@ def test_static_view_rollout_compiles_to_a_fixed_set_of_graphs(spatial_rope, cam
     assert counts[0] == counts[1] <= 4, counts
 
 
-@pytest.mark.parametrize("frames, exits, camera", [(12, None, "pose"), (13, [3, 1, 0, 2, 3, 1], "pose"),
-                                                  (13, [3, 1, 0, 2, 3, 1], "pose+prope")])
-def test_block_graph_buffers_reproduce_the_eager_blocks(frames, exits, camera):
+@pytest.mark.parametrize("frames, exits, camera, commit", [(12, None, "pose", "clean"),
+                                                          (13, [3, 1, 0, 2, 3, 1], "pose", "clean"),
+                                                          (13, [3, 1, 0, 2, 3, 1], "pose+prope", "clean"),
+                                                          (13, [3, 1, 0, 2, 3, 1], "pose", "fold")])
+def test_block_graph_buffers_reproduce_the_eager_blocks(frames, exits, camera, commit):
     """BlockGraphs' static-buffer program (run uncaptured on CPU) gives the eager rollout exactly:
     inputs are loaded per block, outputs copied out before the next block overwrites them, one
     program per (block shape, exit step); a short last block gets its own."""
@@ -324,7 +329,7 @@ def test_block_graph_buffers_reproduce_the_eager_blocks(frames, exits, camera):
     batch = clip_batch(config, 2, frames, dtype=torch.float64)
     memory = MemoryConfig(window=2, pool=(1, 2, 4), max_old=3)
     noise = torch.randn(2, frames - 1, 3, config.height, config.width_px, generator=torch.Generator().manual_seed(0))
-    student = Student(model, StudentConfig(block_frames=2, memory=memory, static_view=True))
+    student = Student(model, StudentConfig(block_frames=2, memory=memory, static_view=True, commit=commit))
     outs = []
     for graphs in (None, BlockGraphs(student, capture=False)):
         student.graphs = graphs
@@ -418,8 +423,8 @@ def test_captured_block_graphs_match_eager_on_gpu():
     batch = clip_batch(config, 3, 11)
     first, actions, poses = (t.to(device) for t in (batch.frames[:, 0], batch.actions, batch.poses))
     memory = MemoryConfig(window=2, pool=(1, 2, 4), max_old=3)
-    student = Student(model, StudentConfig(block_frames=2, memory=memory, static_view=True))
-    for precision in (torch.float32, torch.bfloat16):
+    for commit, precision in itertools.product(("clean", "fold"), (torch.float32, torch.bfloat16)):
+        student = Student(model, StudentConfig(block_frames=2, memory=memory, static_view=True, commit=commit))
         results = []
         for graphs in (None, BlockGraphs(student)):
             student.graphs = graphs

@@ -117,7 +117,8 @@ def hybrid_forcing_loss(student: Student, first: torch.Tensor, states: torch.Ten
 
     first (B, C, H, W); states (S, B, F-1, ...) the teacher at the student's S sigmas; clean
     (B, F-1, ...); actions (B, F, 13) per frame; poses (B, F, 4, 4). Earlier blocks are committed
-    clean (no grad) into the student's memory; each noisy block uses its own random step."""
+    clean (no grad) into the student's memory (with `commit: fold`, as the student commits them: the
+    teacher's state at its last sigma, at that sigma); each noisy block uses its own random step."""
     f = clean.shape[1] + 1
     spans = block_spans(f, student.config.block_frames)[1:]
     if not 1 <= noisy_blocks <= len(spans):
@@ -141,7 +142,11 @@ def hybrid_forcing_loss(student: Student, first: torch.Tensor, states: torch.Ten
             x0 = student.block_x0(x, student.config.steps[step], start, context, actions, poses, origin)
             losses.append(F.mse_loss(x0.float(), video[:, start:end].float(), reduction="sum"))
         if index < len(spans) - 1:  # nothing reads the last block's memory
-            student.commit(video[:, start:end], start, store, actions, poses, origin, context)
+            if student.config.commit == "fold":  # what the student's last step reads: the teacher's state there
+                student.commit(states[-1][:, start - 1:end - 1], start, store, actions, poses, origin, context,
+                               sigma=student.config.steps[-1])
+            else:
+                student.commit(video[:, start:end], start, store, actions, poses, origin, context)
     elements = sum(clean[:, s - 1:e - 1].numel() for s, e in spans[len(spans) - noisy_blocks:])
     return torch.stack(losses).sum() / elements
 

@@ -16,6 +16,9 @@ buffers (the view and the clean prediction), so it must be replayed before the n
 and its K/V are copied out. So the numbers are those of the eager block: the same kernels on the
 same inputs.
 
+With `commit: fold` the steps graph's exit forward gives the block's K/V (`Student.denoise_steps`) and
+there is no commit graph: `commit` copies those buffers out.
+
 One pair of graphs per (block shape, exit step, dtype): a stream has one block size (plus maybe a
 short last block); all graphs share one memory pool. Capture follows the CUDA graph rules of
 `torch.cuda.graph`: warm-up iterations on a side stream first, and autocast without its weight
@@ -63,8 +66,8 @@ class _Graph:
     inputs: _Inputs
     outputs: tuple[torch.Tensor, torch.Tensor]  # the steps': the exit step's input, the clean prediction
     replay: Callable[[], Any]
-    kvs: list[LayerKV]  # the commit's
-    replay_commit: Callable[[], Any]
+    kvs: list[LayerKV]  # the commit's (a folded commit's: the steps' exit forward's)
+    replay_commit: Callable[[], Any]  # nothing to replay for a folded commit
 
 
 class BlockGraphs:
@@ -133,7 +136,9 @@ class BlockGraphs:
                          actions.clone(), poses.clone(), origin.clone())
         student = self.student
 
-        def steps() -> tuple[torch.Tensor, torch.Tensor]:
+        fold = student.config.commit == "fold"
+
+        def steps() -> tuple[torch.Tensor, torch.Tensor, list[LayerKV]]:
             return student.denoise_steps(inputs.x, inputs.renoise, inputs.time, inputs.context(),
                                          inputs.actions, inputs.poses, inputs.origin)
 
@@ -141,16 +146,27 @@ class BlockGraphs:
             return student.commit_kv(clean, inputs.time, inputs.context(), inputs.actions, inputs.poses, inputs.origin)
 
         if not self.capture:
-            outputs = steps()
-            kvs = commit(outputs[1])
-            return _Graph(inputs, outputs, lambda: _assign(outputs, steps()), kvs,
-                          lambda: _assign_kvs(kvs, commit(outputs[1])))
-        graph, outputs = capture(steps, x.device, self._pool)
+            x_in, x0, folded = steps()
+            outputs = (x_in, x0)
+
+            def replay() -> None:
+                fresh = steps()
+                _assign(outputs, fresh[:2])
+                if fold:
+                    _assign_kvs(folded, fresh[2])
+
+            if fold:
+                return _Graph(inputs, outputs, replay, folded, lambda: None)
+            kvs = commit(x0)
+            return _Graph(inputs, outputs, replay, kvs, lambda: _assign_kvs(kvs, commit(outputs[1])))
+        graph, (x_in, x0, folded) = capture(steps, x.device, self._pool)
         if self._pool is None:
             self._pool = graph.pool()
+        if fold:
+            return _Graph(inputs, (x_in, x0), graph.replay, folded, lambda: None)
         # the commit reads the steps' output buffer (its warm-up reads it unset: harmless)
-        commit_graph, kvs = capture(lambda: commit(outputs[1]), x.device, self._pool)
-        return _Graph(inputs, outputs, graph.replay, kvs, commit_graph.replay)
+        commit_graph, kvs = capture(lambda: commit(x0), x.device, self._pool)
+        return _Graph(inputs, (x_in, x0), graph.replay, kvs, commit_graph.replay)
 
 
 def _load(inputs: _Inputs, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: torch.Tensor,

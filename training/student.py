@@ -8,6 +8,14 @@ frame index). After the block's final (or exit) step, its clean prediction is co
 forward at sigma 0 under no_grad whose per-layer K/V are appended to the store. So the memory is
 never differentiated through (the detached-context gradient of Self-Forcing/RELIC).
 
+With `commit: fold` there is no commit forward: the memory keeps the K/V of the forward that made
+the block's frames (its exit step's, at that step's sigma: the last step's input at inference),
+detached — one forward fewer per block (a 1-step student: one forward a block instead of two). The
+memory then holds the keys of a noisy input, not of the clean frames, so a student must be trained
+the way it runs (the ODE stage commits the teacher's state at the last student sigma in that mode,
+the DMD rollouts and their replay commit their exit step's K/V). Frame 0, given clean, is committed
+by a sigma-0 forward either way.
+
 `rollout` returns, per block, the input and sigma of its exit step (`ReplayState`); the replayed
 backward pass re-runs exactly those forwards with grad, one block at a time, against the view each
 block had (the memory rebuilt in order from the clean frames), so peak activation memory is one
@@ -48,6 +56,10 @@ def warped_steps(n: int, shift: float = 5.0) -> tuple[float, ...]:
 #: the 4-step student schedule of Self-Forcing: (1.0, 0.9375, 0.8333..., 0.625)
 WARPED_4_STEPS = warped_steps(4)
 
+#: what a block's commit writes to the memory: "clean" the K/V of a sigma-0 forward of its clean prediction
+#: (one more forward per block, Self-Forcing's), "fold" the K/V of the forward that made its frames (none more)
+COMMITS = ("clean", "fold")
+
 
 @dataclass(frozen=True)
 class StudentConfig:
@@ -55,10 +67,13 @@ class StudentConfig:
     steps: tuple[float, ...] = WARPED_4_STEPS
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     static_view: bool = False  # pad every view to memory.view_capacity: one shape per block size (compile, CUDA graphs)
+    commit: str = "clean"  # COMMITS: a sigma-0 forward of the clean block, or the exit step's K/V folded in
 
     def __post_init__(self) -> None:
         if self.block_frames < 1 or not self.steps:
             raise ValueError("student.block_frames must be >= 1 and student.steps non-empty")
+        if self.commit not in COMMITS:
+            raise ValueError(f"student.commit must be one of {COMMITS}, got {self.commit!r}")
         if any(not 0 < s <= 1 for s in self.steps) or list(self.steps) != sorted(self.steps, reverse=True):
             raise ValueError(f"student.steps must be decreasing sigmas in (0, 1], got {self.steps}")
         if self.static_view and (self.memory.window is None or self.memory.max_old is None):
@@ -144,26 +159,33 @@ class Student:
     def _x0(self, x: torch.Tensor, sigma: float, time: int | torch.Tensor, context: list[LayerContext] | None,
             actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
         """block_x0 with the block's own actions/poses (B, n, ...) and RoPE time index."""
+        return self._x0_kv(x, sigma, time, context, actions, poses, origin)[0]
+
+    def _x0_kv(self, x: torch.Tensor, sigma: float, time: int | torch.Tensor, context: list[LayerContext] | None,
+               actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor) -> tuple[torch.Tensor, list[LayerKV]]:
+        """_x0 and the forward's per-layer K/V of the block's tokens (what a folded commit stores)."""
         sig = torch.full(x.shape[:2], sigma, device=x.device, dtype=x.dtype)
-        v = self.model(x, sig, actions, poses, origin, first_frame=time, context=context)
-        return x0_from_velocity(x, v.to(x.dtype), sig)
+        v, kvs = self.model.forward_kv(x, sig, actions, poses, origin, first_frame=time, context=context)
+        return x0_from_velocity(x, v.to(x.dtype), sig), kvs
 
     def denoise_steps(self, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: int | torch.Tensor,
                       context: list[LayerContext] | None, actions: torch.Tensor, poses: torch.Tensor,
-                      origin: torch.Tensor, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                      origin: torch.Tensor, grad: bool = False
+                      ) -> tuple[torch.Tensor, torch.Tensor, list[LayerKV]]:
         """One block's steps: 0..len(renoise) from its starting noise x (B, n, C, H, W), re-noised
         with renoise[i] to the next step's sigma in between. actions/poses are the block's own
         (B, n, ...); `time` its RoPE time index. With grad, the exit step's forward keeps its graph.
-        Returns (the exit step's input, the clean prediction). Every tensor op here runs on the
-        inputs' device with no host sync, so a CUDA graph can capture it (training.graphs)."""
+        Returns (the exit step's input, the clean prediction, the exit step's per-layer K/V: a folded
+        commit, detached). Every tensor op here runs on the inputs' device with no host sync, so a
+        CUDA graph can capture it (training.graphs)."""
         steps = self.config.steps
         exit_step = len(renoise)
         for i in range(exit_step + 1):
             with torch.set_grad_enabled(grad and i == exit_step):
-                x0 = self._x0(x, steps[i], time, context, actions, poses, origin)
+                x0, kvs = self._x0_kv(x, steps[i], time, context, actions, poses, origin)
             if i < exit_step:
                 x = add_noise(x0, renoise[i], torch.full(x.shape[:2], steps[i + 1], device=x.device))
-        return x, x0
+        return x, x0, [LayerKV(kv.k.detach(), kv.v.detach()) for kv in kvs]
 
     @torch.no_grad()
     def commit_kv(self, x0: torch.Tensor, time: int | torch.Tensor, context: list[LayerContext] | None,
@@ -186,10 +208,12 @@ class Student:
 
     @torch.no_grad()
     def commit(self, x0: torch.Tensor, start: int, store: MemoryStore, actions: torch.Tensor, poses: torch.Tensor,
-               origin: torch.Tensor, context: list[LayerContext] | None = None) -> None:
-        """Append the clean block's per-layer K/V (a sigma-0 forward over the same view)."""
+               origin: torch.Tensor, context: list[LayerContext] | None = None, sigma: float = 0.0) -> None:
+        """Append the block's per-layer K/V: a forward of x0 at `sigma` over the same view (0: its clean
+        frames; a folded commit's: the last step's input at the last step's sigma)."""
         b, n = x0.shape[:2]
-        _, kvs = self.model.forward_kv(x0, torch.zeros(b, n, device=x0.device), actions[:, start:start + n],
+        _, kvs = self.model.forward_kv(x0, torch.full((b, n), sigma, device=x0.device),
+                                       actions[:, start:start + n],
                                        poses[:, start:start + n], origin, first_frame=self.time_index(start),
                                        context=(self.context(store, start, n, poses[:, start], origin)
                                                 if context is None else context))
@@ -286,8 +310,9 @@ class Student:
                 x, x0 = self.graphs.steps(*args)
                 commit = self.graphs.commit
             else:
-                x, x0 = self.denoise_steps(*args, grad=grad)
-                commit = functools.partial(self.commit_kv, x0, time, context, block_actions, block_poses, origin)
+                x, x0, folded = self.denoise_steps(*args, grad=grad)
+                commit = (functools.partial(lambda kvs: kvs, folded) if self.config.commit == "fold" else
+                          functools.partial(self.commit_kv, x0, time, context, block_actions, block_poses, origin))
             pending = functools.partial(self._commit_block, commit, store, start, block_poses, origin)
             try:
                 yield start, end, x0, ReplayState(start, end, x.detach(), steps[exit_step])
@@ -310,7 +335,8 @@ class Student:
         The memory is rebuilt in block order from the rollout's clean frames (the same commit
         passes), so each block reads the view it had during the rollout, and the store stays
         bounded. Each block's loss is divided by the whole sequence's element count; the returned
-        (detached) sum equals the full-sequence loss."""
+        (detached) sum equals the full-sequence loss. With `commit: fold` a block's commit is the K/V of
+        that same forward (as in the rollout), detached."""
         origin = poses[:, 0]
         actions = static_first(actions)
         total = delta.numel()
@@ -319,14 +345,21 @@ class Student:
         clean = rollout.frames.detach()
         self.commit(clean[:, :1], 0, store, actions, poses, origin)
         for state in rollout.replay:
-            context = self.context(store, state.start, state.end - state.start, poses[:, state.start], origin)
-            x0 = self.block_x0(state.x, state.sigma, state.start, context, actions, poses, origin)
-            d = delta[:, state.start - 1:state.end - 1]
+            start, end = state.start, state.end
+            context = self.context(store, start, end - start, poses[:, start], origin)
+            x0, kvs = self._x0_kv(state.x, state.sigma, self.time_index(start), context, actions[:, start:end],
+                                  poses[:, start:end], origin)
+            d = delta[:, start - 1:end - 1]
             loss = 0.5 * (x0.double() - (x0.double() - d.double()).detach()).pow(2).sum() / total
             loss.backward()
             loss_sum += loss.detach()
             del x0, loss
-            self.commit(clean[:, state.start:state.end], state.start, store, actions, poses, origin, context)
+            if self.config.commit == "fold":
+                self._append(store, [LayerKV(kv.k.detach(), kv.v.detach()) for kv in kvs], start, poses[:, start:end],
+                             origin)
+            else:
+                self.commit(clean[:, start:end], start, store, actions, poses, origin, context)
+            del kvs
         return loss_sum
 
 
