@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from common.config import ConfigError, from_dict
-from tests.training_helpers import clip_batch, randomized_model, tiny_config
+from tests.training_helpers import clip_batch, float64_deterministic, randomized_model, tiny_config
 from training.conditioning import static_first
 from training.distill import hybrid_forcing_loss
 from training.memory import MemoryConfig
@@ -19,11 +19,8 @@ ALL = MemoryConfig(window=None)  # every frame kept at full resolution: the stor
 
 @pytest.fixture(autouse=True)
 def float64():
-    torch.set_default_dtype(torch.float64)
-    torch.use_deterministic_algorithms(True)
-    yield
-    torch.use_deterministic_algorithms(False)
-    torch.set_default_dtype(torch.float32)
+    with float64_deterministic():
+        yield
 
 
 def _setup(frames: int = 9, steps: int = 2, commit: str = "fold", memory: MemoryConfig = ALL):

@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.training_helpers import clip_batch, randomized_model, tiny_config
+from tests.training_helpers import clip_batch, float64_deterministic, randomized_model, tiny_config
 from training.flow import x0_from_velocity
 from training.memory import MemoryConfig, MemoryStore, frame_positions, view, view_capacity, view_tokens
 from training.model import LayerKV
@@ -31,11 +31,8 @@ def grad(p: torch.nn.Parameter) -> torch.Tensor:
 
 @pytest.fixture(autouse=True)
 def float64():
-    torch.set_default_dtype(torch.float64)
-    torch.use_deterministic_algorithms(True)
-    yield
-    torch.use_deterministic_algorithms(False)
-    torch.set_default_dtype(torch.float32)
+    with float64_deterministic():
+        yield
 
 
 def test_warped_steps_known_answers():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 
 import numpy as np
@@ -22,6 +24,18 @@ from training.config import ModelConfig, preset
 from training.data import ClipBatch
 from training.model import VideoDiT
 from training.runtime import save_checkpoint
+
+
+@contextlib.contextmanager
+def float64_deterministic() -> Iterator[None]:
+    """float64 by default and deterministic algorithms, restored after (the student's exactness tests)."""
+    torch.set_default_dtype(torch.float64)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.set_default_dtype(torch.float32)
 
 
 def random_motion(rng: np.random.Generator, n: int) -> np.ndarray:
