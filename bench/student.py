@@ -280,6 +280,14 @@ def speed_section(student: Student, args: argparse.Namespace, device: torch.devi
             f"teacher CFG {cfg:g} {row[f'teacher_cfg{cfg:g}']:8.1f} ({row[f'ratio_cfg{cfg:g}']:.1f}x)" for cfg in cfgs))
 
 
+def student_variant(student: Student, steps: int, graphs: bool, commit: str = "clean") -> Student:
+    """The same network as an n-step student (warped schedule) with `commit`, with its own CUDA graphs if asked."""
+    variant = Student(student.model, replace(student.config, steps=warped_steps(steps), commit=commit))
+    if graphs:
+        variant.graphs = BlockGraphs(variant)
+    return variant
+
+
 def curve_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:
     """Frames/s of `--teacher-frames`-frame streams: the student at each step count (its block
     schedule `warped_steps(n)`, a commit per block, CUDA graphs per block with --graphs), the teacher
@@ -301,9 +309,7 @@ def curve_section(student: Student, args: argparse.Namespace, device: torch.devi
         field = teacher_velocity(model, actions, poses)
         with torch.no_grad(), autocast(device, args.precision):
             for n, commit in variants:
-                variant = Student(model, replace(student.config, steps=warped_steps(n), commit=commit))
-                if args.graphs:
-                    variant.graphs = BlockGraphs(variant)
+                variant = student_variant(student, n, args.graphs, commit)
                 fps = frames_per_second(lambda: variant.rollout(first, actions, poses, noise, keep_store=False),
                                         batch * gen, device, 3)
                 curve["student"][student_key(n, commit)][str(batch)] = fps
@@ -469,9 +475,7 @@ def reaction_section(student: Student, args: argparse.Namespace, device: torch.d
     print(f"\naction -> first frame (ms, batch 1): teacher clip {clip * 1e3:.2f} ({args.teacher_frames} frames, "
           f"{args.teacher_steps} steps, CFG 1); a student's commit runs while its frames are up; target <= 0.1")
     for n in (int(c) for c in args.reaction_steps.split(",")):
-        variant = Student(model, replace(student.config, steps=warped_steps(n)))
-        if args.graphs:
-            variant.graphs = BlockGraphs(variant)
+        variant = student_variant(student, n, args.graphs)
         blocks, commits = [], []
         for _ in range(3):  # blocks past frame 10: the first stream's first blocks compile and capture the graphs
             for start, seconds, commit in reaction_times(variant, frames, device, args.precision):
@@ -488,6 +492,7 @@ def reaction_section(student: Student, args: argparse.Namespace, device: torch.d
             "teacher_steps": args.teacher_steps, "blocks_timed": len(blocks)}
         print(f"  student, {n} step(s): {block * 1e3:.2f} ({args.block_frames}-frame block; commit "
               f"{commit * 1e3:.2f}; median of {len(blocks)})  ratio {block / clip:.3f}", flush=True)
+
 
 if __name__ == "__main__":
     sys.exit(main())

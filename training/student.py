@@ -152,9 +152,15 @@ class Student:
                  actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
         """One denoising forward of the block at frames [start, start + n) over `context` (its
         memory view): the block's clean prediction."""
+        return self.block_x0_kv(x, sigma, start, context, actions, poses, origin)[0]
+
+    def block_x0_kv(self, x: torch.Tensor, sigma: float, start: int, context: list[LayerContext] | None,
+                    actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor
+                    ) -> tuple[torch.Tensor, list[LayerKV]]:
+        """block_x0 and the forward's per-layer K/V of the block's tokens (a folded commit)."""
         n = x.shape[1]
-        return self._x0(x, sigma, self.time_index(start), context, actions[:, start:start + n],
-                        poses[:, start:start + n], origin)
+        return self._x0_kv(x, sigma, self.time_index(start), context, actions[:, start:start + n],
+                           poses[:, start:start + n], origin)
 
     def _x0(self, x: torch.Tensor, sigma: float, time: int | torch.Tensor, context: list[LayerContext] | None,
             actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
@@ -347,8 +353,7 @@ class Student:
         for state in rollout.replay:
             start, end = state.start, state.end
             context = self.context(store, start, end - start, poses[:, start], origin)
-            x0, kvs = self._x0_kv(state.x, state.sigma, self.time_index(start), context, actions[:, start:end],
-                                  poses[:, start:end], origin)
+            x0, kvs = self.block_x0_kv(state.x, state.sigma, start, context, actions, poses, origin)
             d = delta[:, start - 1:end - 1]
             loss = 0.5 * (x0.double() - (x0.double() - d.double()).detach()).pow(2).sum() / total
             loss.backward()

@@ -238,4 +238,3 @@ def unfit_summary(unfit: list[Unfit]) -> dict[str, dict[str, Any]]:
     return {name: {"starts": sum(u.script == name for u in unfit),
                    "reasons": sorted({u.reason for u in unfit if u.script == name})}
             for name in dict.fromkeys(u.script for u in unfit)}
-
