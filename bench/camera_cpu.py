@@ -50,7 +50,7 @@ from training.teacher import lr_at, teacher_step  # noqa: E402
 
 KINDS = ("room", "corridor", "courtyard", "street")
 #: arm name -> model overrides
-ARMS: dict[str, dict[str, object]] = {
+ARMS: dict[str, dict[str, Any]] = {
     "grid": {"spatial_rope": "grid"}, "rays": {"spatial_rope": "rays"}, "plucker": {"camera": "plucker"},
     "plucker_rays": {"camera": "plucker", "spatial_rope": "rays"},
     # camera transforms in attention next to the view-direction RoPE: 8 camera dims added to each 24-dim head
