@@ -26,7 +26,6 @@ import _common  # noqa: F401  (first: fixes sys.path so the packages are found)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 import pathlib  # noqa: E402
 import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
@@ -44,6 +43,7 @@ from training.eval.evaluate import (SamplerConfig, frame_metrics, run_method, sh
 from training.eval.groundtruth import EvalClip, EvalSetConfig, cached_eval_set, unfit_summary  # noqa: E402
 from training.eval.table import unfit_lines  # noqa: E402
 from training.eval.scripts import GROUPS, script_group  # noqa: E402
+from training.eval.stats import mean_se  # noqa: E402
 from training.model import VideoDiT  # noqa: E402
 from training.runtime import EMA  # noqa: E402
 from training.teacher import lr_at, teacher_step  # noqa: E402
@@ -91,12 +91,6 @@ def train_arm(model_config: ModelConfig, clips: list[EvalClip], steps: int, batc
     tail = losses[-max(1, steps // 10):]
     return model.eval(), {"train_s": round(seconds, 1), "s_per_step": round(seconds / steps, 3),
                           "final_loss": float(np.mean(tail))}
-
-
-def mean_se(values: np.ndarray) -> dict[str, float]:
-    values = np.asarray(values, dtype=np.float64)
-    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
-    return {"mean": float(values.mean()), "se": se, "n": int(len(values))}
 
 
 def main() -> None:

@@ -38,7 +38,8 @@ import torch  # noqa: E402
 
 from _common import HELD_OUT_SCENES, machine  # noqa: E402
 from common.cli import add_dry_run, dry_run  # noqa: E402
-from training.eval.evaluate import commanded_steps, mean_se, path_errors  # noqa: E402
+from training.eval.evaluate import commanded_steps, path_errors  # noqa: E402
+from training.eval.stats import mean_se  # noqa: E402
 from training.eval.groundtruth import (EvalClip, EvalSetConfig, cached_eval_set, script_frames,  # noqa: E402
                                       shrunk_translation, unfit_summary)
 from training.eval.metrics import psnr  # noqa: E402

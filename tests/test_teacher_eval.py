@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 from dataclasses import asdict
 from types import SimpleNamespace
@@ -22,7 +23,8 @@ from training.eval.evaluate import (SamplerConfig, frame_metrics, run_method, sh
 from training.eval.groundtruth import EvalSet, EvalSetConfig, load_eval_set, save_eval_set, scene_clips
 from training.eval.metrics import psnr, ssim
 from training.eval.scripts import revisit_scripts, standard_scripts
-from training.eval.table import cell, markdown_table, strict_json
+from training.eval.stats import mean_se, with_z, z_score
+from training.eval.table import cell, frame_verdict, markdown_table, strict_json
 from training.runtime import save_checkpoint
 
 DT = 1 / 15
@@ -177,9 +179,37 @@ def test_methods_metrics_and_paired_summary():
     assert [d["n"] for d in by_frame] == [21] * 4 and all(d["z"] > 3 for d in by_frame)
     assert [d["mean"] for d in by_frame] == pytest.approx(diff.mean(axis=0).tolist())
     assert by_frame[2]["se"] == pytest.approx(diff[:, 2].std(ddof=1) / np.sqrt(21))
+    by_kind = summary["paired"]["model-copy_first"]["psnr_db_by_frame_by_kind"]  # the same, per script kind
+    kind_of = np.array([c.kind for c in clips])
+    assert set(by_kind) == {"single", "mix", "out_and_back"}
+    for kind, frames in by_kind.items():
+        assert [d["n"] for d in frames] == [int((kind_of == kind).sum())] * 4
+        assert [d["mean"] for d in frames] == pytest.approx(diff[kind_of == kind].mean(axis=0).tolist())
     shuffled = shuffled_scripts(clips, seed=0)
     assert all(not np.allclose(a, c.actions) or c.kind == "out_and_back" for (a, _), c in zip(shuffled, clips))
     assert all(np.allclose(p[0], c.poses[0]) for (_, p), c in zip(shuffled, clips))
+
+
+def test_z_scores_and_the_per_frame_verdict():
+    """z = mean / SE, with what a report needs at the edges; the table line that says whether a model is
+    above a baseline at every frame (by 3 SE), or which frames it is not, with their means and z."""
+    assert with_z(mean_se(np.array([1.0, 2.0, 3.0]))) == pytest.approx({"mean": 2.0, "se": 1 / np.sqrt(3),
+                                                                       "n": 3, "z": 2 * np.sqrt(3)})
+    assert z_score(0.5, 0.0) == math.inf and z_score(-0.5, 0.0) == -math.inf  # every clip differs the same
+    assert z_score(0.0, 0.0) == 0.0 and z_score(0.0, math.nan) == 0.0
+    assert math.isnan(z_score(0.5, math.nan))  # one clip: no SE, so no z (not an infinitely sure difference)
+    assert math.isnan(with_z(mean_se(np.array([])))["z"])
+    frames = [with_z(mean_se(np.array(v))) for v in ([2.0, 2.1, 1.9], [1.0, 1.1, 0.9], [0.5, 1.5, -0.2],
+                                                     [-3.0, -3.1, -2.9], [4.0, 4.1, 3.9])]
+    assert frame_verdict(frames[:2]) == "above at every frame (smallest z 17.3, frame 2)"
+    assert frame_verdict(frames) == ("above at frames 1-2, 5; not at 3 (+0.60 dB, z 1.2), 4 (-3.00 dB, z -52.0)")
+    assert frame_verdict([frames[3]]) == "above at no frame; not at 1 (-3.00 dB, z -52.0)"
+    report = {"paired": {"model-copy_first": {"psnr_db_by_frame": frames,
+                                              "psnr_db_by_frame_by_kind": {"single": frames[:2]}}}}
+    table = markdown_table({"methods": {}, **report})
+    assert ("- PSNR per frame, model against copy first frame (paired, z >= 3): above at frames 1-2, 5; not at 3 "
+            in table)
+    assert "  - single (3 clips): above at every frame (smallest z 17.3, frame 2)" in table
 
 
 def test_eval_cli_writes_metrics_and_grid(tmp_path):

@@ -24,6 +24,7 @@ import numpy as np
 
 from common.cli import add_dry_run, dry_run
 from training.eval.scripts import GROUPS, script_group
+from training.eval.stats import mean_se, with_z
 from training.eval.table import strict_json
 
 
@@ -41,12 +42,8 @@ def _paired(a: Sequence[float | None] | np.ndarray, b: Sequence[float | None] | 
     va, vb = _values(a), _values(b)
     both = np.isfinite(va) & np.isfinite(vb)
     va, vb = va[both], vb[both]
-    d = va - vb
-    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
-    mean = float(d.mean()) if len(d) else math.nan
-    return {"a": float(va.mean()) if len(d) else math.nan, "b": float(vb.mean()) if len(d) else math.nan,
-            "mean": mean, "se": se,
-            "z": mean / se if se > 0 else (math.inf * np.sign(mean) if mean else 0.0), "n": int(len(d))}
+    return {"a": float(va.mean()) if len(va) else math.nan, "b": float(vb.mean()) if len(vb) else math.nan,
+            **with_z(mean_se(va - vb))}
 
 
 def compare(a: dict[str, Any], b: dict[str, Any], method_a: str = "model", method_b: str = "model",

@@ -31,6 +31,7 @@ from training.eval.metrics import psnr, ssim
 from training.eval.odometry import OdometryConfig, estimate_path, opencv_intrinsics
 from training.eval.pool import process_pool
 from training.eval.rpe import path_rpe, relative_pose_error
+from training.eval.stats import mean_se, with_z
 from training.distill import teacher_velocity
 from training.flow import sample_i2v
 from training.model import VideoDiT
@@ -107,7 +108,7 @@ def summarize_returns(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence
         out["methods"][method] = {k: v for name in values for k, v in _breakdown(name, values[name], clips, 4).items()}
     for method in metrics:
         if method != "model" and "model" in metrics:
-            out["paired"][f"model-{method}"] = {"psnr_db": _z(mean_se(metrics["model"]["psnr"] - metrics[method]["psnr"]))}
+            out["paired"][f"model-{method}"] = {"psnr_db": with_z(mean_se(metrics["model"]["psnr"] - metrics[method]["psnr"]))}
     return out
 
 
@@ -211,7 +212,7 @@ def summarize_paths(errors: dict[str, dict[str, np.ndarray]], clips: Sequence[Ev
             if method != reference:
                 diffs = {name: errors[reference][name] - errors[method][name] for name in names}
                 out["paired"][f"{reference}-{method}"] = {
-                    name: _z(mean_se(d[np.isfinite(d)])) for name, d in diffs.items()}
+                    name: with_z(mean_se(d[np.isfinite(d)])) for name, d in diffs.items()}
     return out
 
 
@@ -227,10 +228,6 @@ def _breakdown(name: str, values: np.ndarray, clips: Sequence[EvalClip], digits:
             f"{name}_per_clip": [round(float(x), digits) if np.isfinite(x) else None for x in values]}
 
 
-def _z(stats: dict[str, float]) -> dict[str, float]:
-    return {**stats, "z": stats["mean"] / stats["se"] if stats["se"] > 0 else math.inf}
-
-
 def clip_id(clip: EvalClip) -> str:
     """scene/start/script: names a clip across runs on the same eval set."""
     return f"{clip.scene}/{clip.start}/{clip.script}"
@@ -239,7 +236,9 @@ def clip_id(clip: EvalClip) -> str:
 def summarize(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalClip], reference: str = "model"
               ) -> dict[str, Any]:
     """Mean ± SE per method (overall, per script kind, per frame) and paired differences vs `reference`,
-    overall and at each frame index (whether a model beats a baseline at every frame, with its z)."""
+    overall and at each frame index (whether a model beats a baseline at every frame, with its z), and
+    at each frame index per script kind (an out-and-back script's last frames are its first frame again,
+    which copy-first holds exactly: the other kinds say whether a model holds up over time)."""
     kinds = sorted({c.kind for c in clips})
     kind_of = np.array([c.kind for c in clips])
     out: dict[str, Any] = {"clips": len(clips), "clip_ids": [clip_id(c) for c in clips], "methods": {}, "paired": {}}
@@ -258,16 +257,12 @@ def summarize(metrics: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalCli
                 continue
             diff = metrics[reference]["psnr"] - metrics[method]["psnr"]  # (N, F-1)
             out["paired"][f"{reference}-{method}"] = {
-                "psnr_db": _z(mean_se(diff.mean(axis=1))),
-                "psnr_db_by_frame": [_z(mean_se(diff[:, i])) for i in range(diff.shape[1])]}  # frames 1..F-1
+                "psnr_db": with_z(mean_se(diff.mean(axis=1))),
+                "psnr_db_by_frame": _by_frame(diff),  # frames 1..F-1
+                "psnr_db_by_frame_by_kind": {k: _by_frame(diff[kind_of == k]) for k in kinds}}
     return out
 
 
-def mean_se(values: np.ndarray) -> dict[str, float]:
-    """Mean, its standard error (NaN for one value) and the count of per-clip values (NaN, NaN, 0
-    for none)."""
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) == 0:
-        return {"mean": math.nan, "se": math.nan, "n": 0}
-    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
-    return {"mean": float(values.mean()), "se": se, "n": int(len(values))}
+def _by_frame(diff: np.ndarray) -> list[dict[str, float]]:
+    """Paired differences (clips, frames) as mean ± SE with z at each frame index."""
+    return [with_z(mean_se(diff[:, i])) for i in range(diff.shape[1])]

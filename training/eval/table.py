@@ -47,6 +47,45 @@ def cell(stats: dict[str, Any] | None, digits: int) -> str:
     return f"{stats['mean']:.{digits}f} ± {se:.{digits}f}"
 
 
+def _frames(indices: list[int]) -> str:
+    """Frame numbers as runs: [1, 2, 3, 7] -> "1-3, 7"."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+
+
+def frame_verdict(by_frame: list[dict[str, Any]], z: float = 3.0) -> str:
+    """Whether a paired difference (per frame index, frames 1..F-1) is above zero by `z` standard errors at
+    every frame: "above at every frame (smallest z 13.9, frame 1)", or the frames it is above at and each
+    other frame's mean and z."""
+    above = [i + 1 for i, d in enumerate(by_frame) if d.get("z") is not None and d["z"] >= z]
+    if len(above) == len(by_frame):
+        low = min(range(len(by_frame)), key=lambda i: by_frame[i]["z"])
+        return f"above at every frame (smallest z {by_frame[low]['z']:.1f}, frame {low + 1})"
+    rest = [f"{i + 1} ({d['mean']:+.2f} dB, z " + ("—" if d.get("z") is None else f"{d['z']:.1f}") + ")"
+            for i, d in enumerate(by_frame) if i + 1 not in above]
+    return (f"above at frames {_frames(above)}; " if above else "above at no frame; ") + "not at " + ", ".join(rest)
+
+
+def frame_lines(report: dict[str, Any], z: float = 3.0) -> list[str]:
+    """For each paired baseline: is the model above it at every frame index, by `z` standard errors,
+    over all clips and per script kind (reports before 2026-12-07 have no per-kind frames)."""
+    lines = []
+    for name, paired in report.get("paired", {}).items():
+        if "psnr_db_by_frame" not in paired:
+            continue
+        reference, _, baseline = name.partition("-")
+        label = f"PSNR per frame, {METHOD_NAMES.get(reference, reference)} against {METHOD_NAMES.get(baseline, baseline)}"
+        lines.append(f"- {label} (paired, z >= {z:g}): {frame_verdict(paired['psnr_db_by_frame'], z)}")
+        for kind, by_frame in paired.get("psnr_db_by_frame_by_kind", {}).items():
+            lines.append(f"  - {kind} ({by_frame[0]['n'] if by_frame else 0} clips): {frame_verdict(by_frame, z)}")
+    return lines
+
+
 def markdown_table(report: dict[str, Any]) -> str:
     """The report's table in GitHub markdown, with a header line naming the checkpoint and clip count."""
     methods = report.get("methods", {})
@@ -75,6 +114,9 @@ def markdown_table(report: dict[str, Any]) -> str:
         title += f"; odometry: {tracker}"
     lines = [title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    per_frame = frame_lines(report)
+    if per_frame:
+        lines += [""] + per_frame
     left_out = [("", report.get("unfit", {}))] + [(f" (return after {m})", revisits[m].get("unfit", {}))
                                                    for m in multiples]
     for where, unfit in left_out:
