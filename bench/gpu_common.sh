@@ -38,12 +38,13 @@ student_bench() {
   python3 bench/student.py "$@" --json "$RES/$name.json" 2>&1 | grep -v "^W1" | tee "$RES/$name.txt"
 }
 # the speed half of issue 25's speed/quality curve (frames/s of the CURVE_STEPS students, each with the
-# CURVE_COMMITS, and the teacher at CURVE_TEACHER_STEPS, CFG 1 and 2, batches 1 and 16) in $RES/speed_curve.*:
+# CURVE_COMMITS, and the teacher at CURVE_TEACHER_STEPS, CFG 1 and 2, at CURVE_BATCHES streams: 1, 16 and
+# 64 by default, where a 1-step student's small blocks fill more of the GPU) in $RES/speed_curve.*:
 #   speed_curve [more bench/student.py arguments: --preset, --graphs]
 speed_curve() {
   student_bench speed_curve --sections curve --student-steps "${CURVE_STEPS:-1,2,4}" \
     --curve-commits "${CURVE_COMMITS:-clean,fold}" \
-    --curve-teacher-steps "${CURVE_TEACHER_STEPS:-10,20,50}" --teacher-cfg 2 --curve-batches 1,16 "$@"
+    --curve-teacher-steps "${CURVE_TEACHER_STEPS:-10,20,50}" --teacher-cfg 2 --curve-batches "${CURVE_BATCHES:-1,16,64}" "$@"
 }
 # STOP_AFTER_S: this call's time limit, for work longer than one device call. Every stage run through
 # `limited` gets what is left of it, then a SIGTERM (the trainers save the step reached and exit; the
