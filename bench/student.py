@@ -34,6 +34,7 @@ per-frame latency vs position in the stream. Weights are random: none of these d
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import platform
@@ -43,6 +44,7 @@ import time
 from dataclasses import replace
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 from common.cli import add_dry_run, dry_run  # noqa: E402
@@ -176,6 +178,10 @@ def main() -> int:
     parser.add_argument("--curve-teacher-steps", default="10,20,50", help="curve section: teacher Euler steps")
     parser.add_argument("--curve-batches", default="1,16", help="curve section: streams at once")
     parser.add_argument("--profile-rows", type=int, default=25, help="profile section: ops to list")
+    parser.add_argument("--profile-student", default="4",
+                        help="profile section: the student's step count, with f for its commit folded (e.g. 1f)")
+    parser.add_argument("--profile-batch", type=int, help="profile section: streams at once (default: the largest "
+                        "of --batches)")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--sections", default="memory,speed,latency",
                         help="comma-separated subset to run (also: profile, top kernels at the largest batch)")
@@ -326,38 +332,83 @@ def curve_section(student: Student, args: argparse.Namespace, device: torch.devi
     results["curve"] = curve
 
 
+def parse_student(spec: str) -> tuple[int, str]:
+    """"4" -> (4, "clean"), "1f" -> (1, "fold"): a step count, f for the commit folded into the last step."""
+    fold = spec.endswith("f")
+    try:
+        steps = int(spec[:-1] if fold else spec)
+    except ValueError:
+        raise ValueError(f"a student is a step count with an optional f (its commit folded), e.g. 4 or 1f; got {spec!r}")
+    return steps, "fold" if fold else "clean"
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the aten ops dispatched while active: the eager ops a block issues around its graphs
+    (a CUDA graph's replay dispatches none: its kernels are one launch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
 def profile_section(student: Student, args: argparse.Namespace, device: torch.device, results: dict) -> None:
-    """Where the GPU time goes: torch.profiler over one student rollout and one teacher sample (CFG 1)
-    at the largest batch of `--batches`, the top kernels by device time for each."""
+    """Where the time goes: torch.profiler over one student rollout (`--profile-student`) and one
+    teacher sample (CFG 1) at `--profile-batch` streams, the top ops by device time (CPU time on a
+    CPU) for each; and for each its wall time against the device's busy time (the kernels' total:
+    what is left is the device waiting on the host) and the eager ops the student dispatches per
+    block (with --graphs: those around the graphs, the view, the copies and the memory's append)."""
     from torch.profiler import ProfilerActivity, profile
 
-    batch = max(int(b) for b in args.batches.split(","))
+    batch = args.profile_batch or max(int(b) for b in args.batches.split(","))
     model = student.model
     model.eval()
+    steps, commit = parse_student(args.profile_student)
+    variant = student_variant(student, steps, args.graphs, commit)
     first, actions, poses, noise = inputs(model, args.teacher_frames, device, batch=batch)
     field = teacher_velocity(model, actions, poses)
-    runs = {"student": lambda: student.rollout(first, actions, poses, noise, keep_store=False),
-            "teacher": lambda: sample_i2v(field, first, args.teacher_frames, args.teacher_steps, 3.0, 1.0)}
+    blocks = len(block_spans(args.teacher_frames, args.block_frames)) - 1
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    results["profile"] = {}
-    for name, fn in runs.items():
+    results["profile"] = {"student": {"steps": steps, "commit": commit}}
+    for name in ("student", "teacher"):
         with torch.no_grad(), autocast(device, args.precision):
+            fn = (functools.partial(variant.rollout, first, actions, poses, noise, keep_store=False) if name == "student"
+                  else teacher_sampler(field, first, args, device, args.teacher_steps, 1.0))  # captured here: no grad
             fn()
             sync(device)
+            counter = OpCounter()
+            with counter:
+                fn()
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            wall = time.perf_counter() - start
             with profile(activities=activities) as prof:
                 fn()
                 sync(device)
         key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
         events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
         total = sum(getattr(e, key) for e in events)
-        print(f"\nprofile, {name}, batch {batch}: {total / 1e3:.1f} ms of {'device' if device.type == 'cuda' else 'CPU'} "
-              f"time; top ops by self time")
+        what = f"{steps} step(s){', commit folded' if commit == 'fold' else ' + commit'}" if name == "student" else \
+            f"{args.teacher_steps} steps, CFG 1"
+        per_block = f"; {counter.ops / blocks:.0f} eager ops per block ({blocks} blocks)" if name == "student" else ""
+        print(f"\nprofile, {name} ({what}), batch {batch}: {wall * 1e3:.1f} ms wall, {total / 1e3:.1f} ms of "
+              f"{'device' if device.type == 'cuda' else 'CPU'} time ({100 * total / 1e3 / (wall * 1e3):.0f}% busy); "
+              f"{counter.ops} eager ops{per_block}; top ops by self time")
         rows = []
         for e in events[:args.profile_rows]:
             t = getattr(e, key)
             rows.append({"op": e.key, "ms": t / 1e3, "share": t / total, "calls": e.count})
             print(f"  {t / 1e3:9.2f} ms {100 * t / total:5.1f}% {e.count:6d}x  {e.key[:90]}")
-        results["profile"][name] = {"batch": batch, "total_ms": total / 1e3, "top": rows}
+        results["profile"][name] = {**results["profile"].get(name, {}), "batch": batch, "wall_ms": wall * 1e3,
+                                    "total_ms": total / 1e3, "busy": total / 1e3 / (wall * 1e3),
+                                    "eager_ops": counter.ops, "top": rows}
+        if name == "student":
+            results["profile"][name]["eager_ops_per_block"] = counter.ops / blocks
 
 
 def analytic_flops(student: Student, frames: int, teacher_steps: int) -> dict[str, float]:

@@ -14,6 +14,9 @@
 #   curve   : (not in all) the speed half of the speed/quality curve: frames/s of 1-, 2- and 4-step students
 #             and the teacher at 10/20/50 steps, CFG 1 and 2, at batches 1 and 16, CUDA graphs
 #             (as bench/speed_quality_gpu.sh's speed stage)
+#   profile : (not in all) where a block's time goes at batch PROFILE_BATCH (default 16), CUDA graphs: wall
+#             time against the device's busy time and the eager ops per block around the graphs, for the
+#             students of PROFILE_STUDENTS (default "1f 1": one step, folded and with its commit)
 #   teacher : the small teacher, 9-frame clips, TRAIN_MIN minutes, compiled (as bench/teacher_gpu.sh)
 #   ode     : ODE init with hybrid forcing, ODE_MIN minutes, 17-frame clips (teacher with position
 #             interpolation 0.5 = 2x its clips), 4 updates per teacher trajectory batch, EMA 0.99,
@@ -56,7 +59,7 @@
 #   ... then: tar -C /tmp/runs --exclude='*.png' -czf "$OUT/results.tgz" results   (every figure; the
 #   grids exceed the 16 MiB a returned file may have)
 set -euo pipefail
-STAGES=${STAGES:?set STAGES=all or a comma list of bench,compiled,graphs,reaction,latency,curve,teacher,ode,dmd,eval}
+STAGES=${STAGES:?set STAGES=all or a comma list of bench,compiled,graphs,reaction,latency,curve,profile,teacher,ode,dmd,eval}
 [ "$STAGES" = all ] && STAGES=bench,teacher,ode,dmd,eval
 RUNS=${RUNS:-/tmp/runs}
 source "$(dirname "$0")/gpu_common.sh"
@@ -94,6 +97,13 @@ fi
 if has curve; then
   say curve
   speed_curve --preset small --graphs
+fi
+if has profile; then
+  for who in ${PROFILE_STUDENTS:-1f 1}; do
+    say "profile $who"
+    student_bench "student_profile_$who" --preset small --sections profile --graphs --profile-student "$who" \
+      --profile-batch "${PROFILE_BATCH:-16}"
+  done
 fi
 compile=(--compile); [ "${COMPILE:-1}" = 1 ] || compile=()  # COMPILE=0: eager (a CPU smoke run)
 # evaluate OUT ARGS...: training.eval into $RES/OUT under STOP_AFTER_S, unless an earlier call wrote it

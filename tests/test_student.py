@@ -442,7 +442,7 @@ def test_student_bench_runs_every_section_on_the_cpu(tmp_path):
     root = pathlib.Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, str(root / "bench" / "student.py"), "--quick", "--preset", "tiny", "--device",
                            "cpu", "--batches", "1", "--sections", "memory,speed,latency,reaction,profile", "--reaction-steps", "4,1",
-                           "--json", str(out)],
+                           "--profile-student", "1f", "--json", str(out)],
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(out.read_text())
@@ -454,6 +454,9 @@ def test_student_bench_runs_every_section_on_the_cpu(tmp_path):
         assert reaction["blocks_timed"] >= 3
         assert reaction["ratio"] == pytest.approx(reaction["student_block"] / reaction["teacher_clip"])
     assert figures["profile"]["student"]["top"] and figures["profile"]["teacher"]["top"]
+    profiled = figures["profile"]["student"]
+    assert (profiled["steps"], profiled["commit"]) == (1, "fold")
+    assert profiled["eager_ops_per_block"] > 0 and profiled["wall_ms"] > 0 and profiled["busy"] > 0
 
 
 def test_the_graphed_full_cache_of_the_latency_bench_is_the_full_cache():

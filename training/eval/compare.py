@@ -17,7 +17,7 @@ import json
 import math
 import pathlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,7 @@ def _paired(a: Sequence[float | None] | np.ndarray, b: Sequence[float | None] | 
             **with_z(mean_se(va - vb))}
 
 
-def compare(a: dict[str, Any], b: dict[str, Any], method_a: str = "model", method_b: str = "model",
+def compare(a: Mapping[str, Any], b: Mapping[str, Any], method_a: str = "model", method_b: str = "model",
             names: tuple[str, str] = ("A", "B")) -> dict[str, Any]:
     """Paired differences of two metrics.json reports (see the module docstring)."""
     for report, name, method in ((a, names[0], method_a), (b, names[1], method_b)):
