@@ -275,6 +275,42 @@ def test_static_view_pads_to_one_shape_and_changes_nothing():
         StudentConfig(memory=MemoryConfig(window=2), static_view=True)
 
 
+def test_a_view_written_into_buffers_is_the_view_in_the_same_tensors_every_block():
+    """memory.view(..., buffers=): the graphed path's views are written into one set of tensors per
+    shape (which the graphs read in place): the real tokens and the mask equal the fresh view's, the
+    padding is masked whatever it holds, and the next block's view reuses the same tensors."""
+    config = tiny_config()
+    model = randomized_model(config, dtype=torch.float64)
+    batch = clip_batch(config, 2, 13, dtype=torch.float64)
+    memory = MemoryConfig(window=2, pool=(1, 2, 4), max_old=3)
+    student = Student(model, StudentConfig(block_frames=2, memory=memory, static_view=True))
+    noise = torch.randn(2, 12, 3, config.height, config.width_px, generator=torch.Generator().manual_seed(0))
+    buffers: dict = {}
+    seen = []
+    context = student.context
+
+    def both(store, start, frames, pose, origin, _buffers=None):  # each block's view, fresh and written
+        fresh = context(store, start, frames, pose, origin)
+        written = context(store, start, frames, pose, origin, buffers)
+        if fresh is None:  # nothing stored to read (frame 0's own commit)
+            assert written is None
+            return None
+        assert written is not None
+        valid = fresh[0].valid
+        assert valid is not None and torch.equal(written[0].valid, valid)
+        tokens = int(valid.sum())
+        for a, b in zip(fresh, written):
+            assert a.k.shape == b.k.shape and a.reserved == b.reserved
+            assert torch.equal(a.k[:, :, :tokens], b.k[:, :, :tokens]) and torch.equal(a.v[:, :, :tokens], b.v[:, :, :tokens])
+        seen.append((tokens, [layer.k for layer in written]))
+        return fresh
+
+    student.context = both  # type: ignore[method-assign]
+    student.rollout(batch.frames[:, 0], batch.actions, batch.poses, noise)
+    assert len({tokens for tokens, _ in seen}) > 2  # the view grew, then stayed bounded
+    assert len(buffers) == 1 and all(all(x is y for x, y in zip(seen[0][1], ks)) for _, ks in seen)  # the same tensors
+
+
 @pytest.mark.parametrize("spatial_rope,camera", [("grid", "pose"), ("rays", "pose"), ("rays", "pose+prope")])
 def test_static_view_rollout_compiles_to_a_fixed_set_of_graphs(spatial_rope, camera):
     """With static views the block's time index is a tensor: a compiled forward is traced once per

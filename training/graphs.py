@@ -8,9 +8,10 @@ A small model generating a block of a few frames is launch-bound: an eager forwa
 all of a block's kernels (steps: about 2,000; commit: about 500) with one launch.
 
 The memory stays eager and outside the graph: the view (`memory.view`, padded to its fixed
-capacity by `static_view`, so every block has the same shapes) is built per block and copied into
-the steps graph's static input buffers with the block's noise, re-noising draws, actions, poses and
-RoPE time index; after the replay the outputs (the exit step's input, the clean prediction) are
+capacity by `static_view`, so every block has the same shapes) is written per block into the view
+buffers this object owns (`views`), which the graphs read in place (a view built elsewhere is
+copied into the graph's own buffers), and the block's noise, re-noising draws, actions, poses and
+RoPE time index are copied into the steps graph's static input buffers; after the replay the outputs (the exit step's input, the clean prediction) are
 copied out, since the next replay overwrites them. The commit graph reads the steps graph's own
 buffers (the view and the clean prediction), so it must be replayed before the next steps replay,
 and its K/V are copied out. So the numbers are those of the eager block: the same kernels on the
@@ -35,6 +36,7 @@ from typing import Any
 
 import torch
 
+from training.memory import ViewBuffers
 from training.model import LayerContext, LayerKV
 from training.student import Student
 
@@ -79,6 +81,7 @@ class BlockGraphs:
         if not student.config.static_view:
             raise ValueError("CUDA graphs need fixed shapes: set student.static_view (a bounded memory)")
         self.student, self.capture = student, capture
+        self.views: ViewBuffers = {}  # the memory views the student writes for graphed blocks (memory.view)
         self._graphs: dict[tuple[Any, ...], _Graph] = {}
         self._pool: Any = None
         self._pending: _Graph | None = None  # the graph whose steps ran last and whose commit has not
@@ -125,14 +128,20 @@ class BlockGraphs:
         """Forget the last block's commit (its stream was closed before asking for another block)."""
         self._pending = None
 
+    def _shared(self, context: list[LayerContext]) -> bool:
+        """Whether `context` is one of the view buffers (`views`), which a graph reads in place."""
+        return any(buffers is context or buffers[0].k is context[0].k for buffers in self.views.values())
+
     def _build(self, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: torch.Tensor,
                context: list[LayerContext], actions: torch.Tensor, poses: torch.Tensor,
                origin: torch.Tensor) -> _Graph:
         valid = context[0].valid
         assert valid is not None  # steps() checked
+        shared = self._shared(context)  # read in place; any other view is copied in per block
         inputs = _Inputs(x.clone(), tuple(r.clone() for r in renoise), time.clone(),
-                         tuple(c.k.clone() for c in context), tuple(c.v.clone() for c in context),
-                         valid.clone(), context[0].reserved,
+                         tuple(c.k if shared else c.k.clone() for c in context),
+                         tuple(c.v if shared else c.v.clone() for c in context),
+                         valid if shared else valid.clone(), context[0].reserved,
                          actions.clone(), poses.clone(), origin.clone())
         student = self.student
 
@@ -176,13 +185,14 @@ def _load(inputs: _Inputs, x: torch.Tensor, renoise: Sequence[torch.Tensor], tim
     for buffer, r in zip(inputs.renoise, renoise):
         buffer.copy_(r)
     inputs.time.copy_(time)
-    used = context[0].k.shape[2] - context[0].reserved  # the reserved room is the forward's to fill
-    for k, v, c in zip(inputs.context_k, inputs.context_v, context):
-        k[:, :, :used].copy_(c.k[:, :, :used])
-        v[:, :, :used].copy_(c.v[:, :, :used])
-    valid = context[0].valid
-    assert valid is not None  # run() checked
-    inputs.valid.copy_(valid)
+    if context[0].k is not inputs.context_k[0]:  # a view written elsewhere than the buffers the graph reads
+        used = context[0].k.shape[2] - context[0].reserved  # the reserved room is the forward's to fill
+        for k, v, c in zip(inputs.context_k, inputs.context_v, context):
+            k[:, :, :used].copy_(c.k[:, :, :used])
+            v[:, :, :used].copy_(c.v[:, :, :used])
+        valid = context[0].valid
+        assert valid is not None  # run() checked
+        inputs.valid.copy_(valid)
     inputs.actions.copy_(actions)
     inputs.poses.copy_(poses)
     inputs.origin.copy_(origin)

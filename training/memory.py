@@ -212,14 +212,22 @@ def frame_factor(frame: int, start: int, config: MemoryConfig) -> int:
     return old_factor(frame, config)
 
 
+#: persistent view buffers by (layers, K/V shape, dtype, device): a fixed-capacity view written into the
+#: same tensors every block (training.graphs.BlockGraphs owns one, and its graphs read them in place)
+ViewBuffers = dict[tuple[object, ...], list[LayerContext]]
+
+
 def view(store: MemoryStore, start: int, capacity: int | None = None, reserve: int = 0,
-         camera: torch.Tensor | None = None) -> list[LayerContext] | None:
+         camera: torch.Tensor | None = None, buffers: ViewBuffers | None = None) -> list[LayerContext] | None:
     """Per-layer context for a block whose first frame is `start` (frames < start must be stored).
     With `capacity` the view is zero-padded to that many tokens and `valid` marks the real ones,
     so every view has the same shape (a compiled or CUDA-graphed forward sees one shape; see
     view_capacity). `reserve` adds room for that many tokens after the view (the block's own:
     LayerContext.reserved). `camera` (B, 4, 4): the block's first frame's camera relative to the
-    rollout's first frame, which `select: view` retrieves the older frames by."""
+    rollout's first frame, which `select: view` retrieves the older frames by. With `buffers` (and a
+    capacity) the view is written into the buffers of its shape (made on first use) and they are
+    returned: the previous view of that shape is overwritten, and the padding holds whatever the
+    last view left there (finite, and masked by `valid` as zeros would be)."""
     if start > len(store):
         raise ValueError(f"view for a block at frame {start}, but only {len(store)} frames are stored")
     if start == 0:
@@ -247,6 +255,8 @@ def view(store: MemoryStore, start: int, capacity: int | None = None, reserve: i
     tokens = sum(part[0].k.shape[2] for part in segments)
     if capacity is not None and tokens > capacity:
         raise ValueError(f"the view for frame {start} has {tokens} tokens, more than its capacity {capacity}")
+    if buffers is not None and capacity is not None:
+        return _into_buffers(segments, tokens, capacity, reserve, buffers)
     extra = (0 if capacity is None else capacity - tokens) + reserve
     device = segments[0][0].k.device
     valid = None if capacity is None else torch.arange(capacity, device=device) < tokens
@@ -259,6 +269,29 @@ def view(store: MemoryStore, start: int, capacity: int | None = None, reserve: i
 
     return [LayerContext(joined([part[i].k for part in segments]), joined([part[i].v for part in segments]), valid,
                          reserve) for i in range(len(segments[0]))]
+
+
+def _into_buffers(segments: list[list[LayerKV]], tokens: int, capacity: int, reserve: int,
+                  buffers: ViewBuffers) -> list[LayerContext]:
+    """`view`'s K/V written into the persistent buffers of their shape: one concatenation per layer and
+    tensor straight into its buffer, and the mask, instead of a fresh padded tensor each block."""
+    k0 = segments[0][0].k
+    b, h, _, d = k0.shape
+    key = (len(segments[0]), b, h, capacity + reserve, d, k0.dtype, k0.device, reserve)
+    out = buffers.get(key)
+    if out is None:
+        mask = torch.zeros(capacity, dtype=torch.bool, device=k0.device)
+        out = buffers[key] = [LayerContext(k0.new_zeros(b, h, capacity + reserve, d),
+                                           k0.new_zeros(b, h, capacity + reserve, d), mask, reserve)
+                              for _ in segments[0]]
+    for i, layer in enumerate(out):
+        torch.cat([part[i].k for part in segments], dim=2, out=layer.k[:, :, :tokens])
+        torch.cat([part[i].v for part in segments], dim=2, out=layer.v[:, :, :tokens])
+    valid = out[0].valid
+    assert valid is not None  # made with one
+    valid[:tokens] = True
+    valid[tokens:] = False
+    return out
 
 
 def _retrieved(store: MemoryStore, candidates: list[int], camera: torch.Tensor | None) -> list[LayerKV]:

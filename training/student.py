@@ -36,7 +36,7 @@ import torch
 from annotate.actions import N_CHANNELS
 from training.conditioning import relative_poses, static_action, static_first
 from training.flow import add_noise, draw_device, shift_sigma, x0_from_velocity
-from training.memory import MemoryConfig, MemoryStore, view, view_capacity
+from training.memory import MemoryConfig, MemoryStore, ViewBuffers, view, view_capacity
 from training.model import LayerContext, LayerKV, VideoDiT
 from training.retrieval import ViewGeometry
 
@@ -140,13 +140,13 @@ class Student:
         return torch.tensor(float(start), dtype=torch.float64, device=self.model.patch_in.weight.device)
 
     def context(self, store: MemoryStore, start: int, frames: int, pose: torch.Tensor,
-                origin: torch.Tensor) -> list[LayerContext] | None:
+                origin: torch.Tensor, buffers: ViewBuffers | None = None) -> list[LayerContext] | None:
         """The memory view of a block of `frames` frames at `start` whose first frame's camera is
-        `pose` (B, 4, 4), with room for its own tokens."""
+        `pose` (B, 4, 4), with room for its own tokens (written into `buffers`: memory.view)."""
         capacity = view_capacity(self.model.cfg.grid, self.config.memory) if self.config.static_view else None
         cameras = self._cameras(pose[:, None], origin)
         return view(store, start, capacity, reserve=frames * self.model.cfg.tokens_per_frame,
-                    camera=None if cameras is None else cameras[:, 0])
+                    camera=None if cameras is None else cameras[:, 0], buffers=buffers)
 
     def block_x0(self, x: torch.Tensor, sigma: float, start: int, context: list[LayerContext] | None,
                  actions: torch.Tensor, poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
@@ -307,12 +307,15 @@ class Student:
             # the re-noising draws, in the order the steps use them (the same numbers as drawing each
             # one after its step: nothing else draws in between)
             renoise = [_randn(x.shape, generator, x) for _ in range(exit_step)]
-            # one view per block: every step and the commit read it
-            context = self.context(store, start, end - start, block_poses[:, 0], origin)
+            graphed = self.graphs is not None and not (grad and torch.is_grad_enabled())
+            # one view per block: every step and the commit read it (graphed: written into the buffers
+            # the graphs read, which the last block's commit, above, has finished with)
+            context = self.context(store, start, end - start, block_poses[:, 0], origin,
+                                   self.graphs.views if self.graphs is not None and graphed else None)
             time = self.time_index(start)
             args = (x, renoise, time, context, block_actions, block_poses, origin)
             commit: Callable[[], list[LayerKV]]
-            if self.graphs is not None and not (grad and torch.is_grad_enabled()):
+            if self.graphs is not None and graphed:
                 x, x0 = self.graphs.steps(*args)
                 commit = self.graphs.commit
             else:
