@@ -470,6 +470,38 @@ def test_captured_block_graphs_match_eager_on_gpu():
         assert torch.allclose(results[0], results[1], atol=tol), (results[0] - results[1]).abs().max()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+@pytest.mark.parametrize("select", ["spaced", "view"])
+def test_captured_block_graphs_never_make_the_host_wait(select):
+    """Once its graphs are captured, a rollout issues every block without waiting for the GPU: no
+    blocking host-to-device copy (the block's time index, the retrieval's sample points) or read-back
+    per block, so the host prepares the next block's view and memory while the last one runs.
+    CUDA's sync debug mode raises on any synchronising call."""
+    from training.graphs import BlockGraphs
+
+    torch.use_deterministic_algorithms(False)
+    torch.set_default_dtype(torch.float32)
+    device = torch.device("cuda")
+    config = tiny_config()
+    model = randomized_model(config).to(device)
+    batch = clip_batch(config, 2, 13)
+    first, actions, poses = (t.to(device) for t in (batch.frames[:, 0], batch.actions, batch.poses))
+    noise = torch.randn(2, 12, 3, config.height, config.width_px, device=device)
+    memory = (MemoryConfig(window=2, pool=(1, 2, 4), max_old=3) if select == "spaced" else
+              MemoryConfig(window=2, pool=(1,), max_old=2, select="view"))
+    for commit in ("clean", "fold"):
+        student = Student(model, StudentConfig(block_frames=2, memory=memory, static_view=True, commit=commit))
+        student.graphs = BlockGraphs(student)
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            student.rollout(first, actions, poses, noise, keep_store=False)  # captures the graphs
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                student.rollout(first, actions, poses, noise, keep_store=False)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+
+
 @pytest.mark.slow
 def test_student_bench_runs_every_section_on_the_cpu(tmp_path):
     """bench/student.py is run on a GPU machine whose time is scarce: a broken section (a helper

@@ -289,8 +289,8 @@ def _into_buffers(segments: list[list[LayerKV]], tokens: int, capacity: int, res
         torch.cat([part[i].v for part in segments], dim=2, out=layer.v[:, :, :tokens])
     valid = out[0].valid
     assert valid is not None  # made with one
-    valid[:tokens] = True
-    valid[tokens:] = False
+    valid[:tokens].fill_(True)
+    valid[tokens:].fill_(False)
     return out
 
 

@@ -30,23 +30,25 @@ DEPTHS = (0.5, 1.0, 2.0, 4.0, 8.0)  # metres along the past camera's optical axi
 class ViewGeometry:
     """The frames' pinhole, as the retrieval needs it."""
 
-    rays: torch.Tensor  # (N, 3) camera-frame directions through the patch centres, z = 1
+    points: torch.Tensor  # (D·N, 3) float64 sample points in a camera's frame: patch-centre rays x DEPTHS
     tan_half: tuple[float, float]  # tan of half the horizontal and of half the vertical field of view
 
     @classmethod
-    def of(cls, fov: float, height: int, width: int, patch: int) -> ViewGeometry:
+    def of(cls, fov: float, height: int, width: int, patch: int, device: torch.device | None = None) -> ViewGeometry:
+        """On `device` (the memory's): each view then reads the points where its cameras are, with no
+        host-to-device copy (a blocking copy would make the host wait for the GPU every block)."""
         k = fov_to_intrinsics(fov, width, height)
-        return cls(patch_rays(fov, height, width, patch), (k[0, 2] / k[0, 0], k[1, 2] / k[1, 1]))
+        rays = patch_rays(fov, height, width, patch).to(torch.float64)
+        z = torch.tensor(DEPTHS, dtype=torch.float64)
+        points = (rays[None, :, :] * z[:, None, None]).reshape(-1, 3)
+        return cls(points if device is None else points.to(device), (k[0, 2] / k[0, 0], k[1, 2] / k[1, 1]))
 
 
-def view_overlap(past: torch.Tensor, current: torch.Tensor, geometry: ViewGeometry,
-                 depths: tuple[float, ...] = DEPTHS) -> torch.Tensor:
+def view_overlap(past: torch.Tensor, current: torch.Tensor, geometry: ViewGeometry) -> torch.Tensor:
     """past (B, F, 4, 4) and current (B, 4, 4) camera-to-world -> (B, F) the share of each past
-    frame's sample points (patch-centre rays x depths) inside the current camera's view."""
+    frame's sample points (patch-centre rays x DEPTHS) inside the current camera's view."""
     past, current = past.to(torch.float64), current.to(torch.float64)
-    rays = geometry.rays.to(past)
-    z = torch.tensor(depths, dtype=torch.float64, device=past.device)
-    local = (rays[None, :, :] * z[:, None, None]).reshape(-1, 3)  # (D·N, 3) in the past camera
+    local = geometry.points.to(past)  # (D·N, 3) in the past camera
     world = torch.einsum("bfij,pj->bfpi", past[..., :3, :3], local) + past[..., None, :3, 3]
     rel = world - current[:, None, None, :3, 3]
     seen = torch.einsum("bji,bfpj->bfpi", current[:, :3, :3], rel)  # R_c^T (X - c_c)

@@ -123,7 +123,7 @@ class Student:
 
     def new_store(self) -> MemoryStore:
         cfg = self.model.cfg
-        geometry = (ViewGeometry.of(cfg.fov, cfg.height, cfg.width_px, cfg.patch)
+        geometry = (ViewGeometry.of(cfg.fov, cfg.height, cfg.width_px, cfg.patch, self.model.patch_in.weight.device)
                     if self.config.memory.select == "view" else None)
         return MemoryStore(cfg.grid, self.config.memory, self.model.rope_angles, geometry)
 
@@ -137,7 +137,9 @@ class Student:
         so a compiled forward is not specialised (and recompiled) on every block's start frame."""
         if not self.config.static_view:
             return start
-        return torch.tensor(float(start), dtype=torch.float64, device=self.model.patch_in.weight.device)
+        # made on the device (a fill), not copied from the host: a blocking host-to-device copy waits for
+        # the GPU to finish every queued block, so the host could not prepare the next one meanwhile
+        return torch.full((), float(start), dtype=torch.float64, device=self.model.patch_in.weight.device)
 
     def context(self, store: MemoryStore, start: int, frames: int, pose: torch.Tensor,
                 origin: torch.Tensor, buffers: ViewBuffers | None = None) -> list[LayerContext] | None:
