@@ -15,9 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.training_helpers import clip_batch, float64_deterministic, randomized_model, tiny_config
+from training.config import ModelConfig
 from training.flow import x0_from_velocity
 from training.memory import MemoryConfig, MemoryStore, frame_positions, view, view_capacity, view_tokens
-from training.model import LayerKV
+from training.model import LayerKV, VideoDiT
 from training.rope import apply_rope
 from training.student import (WARPED_4_STEPS, Student, StudentConfig, block_causal_mask, block_causal_velocity, block_spans,
                               warped_steps)
@@ -443,18 +444,24 @@ def test_a_live_stream_reads_each_action_after_the_commit_before_it(graphed):
             assert len(again) == 4
 
 
+def _on_gpu(batch_size: int, frames: int) -> tuple[ModelConfig, VideoDiT, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A GPU test's model and clip: the tiny config, random weights in fp32, first frame, actions, poses on CUDA."""
+    torch.use_deterministic_algorithms(False)
+    torch.set_default_dtype(torch.float32)
+    device = torch.device("cuda")
+    config = tiny_config()
+    batch = clip_batch(config, batch_size, frames)
+    first, actions, poses = (t.to(device) for t in (batch.frames[:, 0], batch.actions, batch.poses))
+    return config, randomized_model(config).to(device), first, actions, poses
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_captured_block_graphs_match_eager_on_gpu():
     """The captured graphs replay the eager blocks (fp32 and bf16 autocast) on a GPU."""
     from training.graphs import BlockGraphs
 
-    torch.use_deterministic_algorithms(False)
-    torch.set_default_dtype(torch.float32)
     device = torch.device("cuda")
-    config = tiny_config()
-    model = randomized_model(config).to(device)
-    batch = clip_batch(config, 3, 11)
-    first, actions, poses = (t.to(device) for t in (batch.frames[:, 0], batch.actions, batch.poses))
+    _config, model, first, actions, poses = _on_gpu(3, 11)
     memory = MemoryConfig(window=2, pool=(1, 2, 4), max_old=3)
     for commit, precision in itertools.product(("clean", "fold"), (torch.float32, torch.bfloat16)):
         student = Student(model, StudentConfig(block_frames=2, memory=memory, static_view=True, commit=commit))
@@ -479,14 +486,8 @@ def test_captured_block_graphs_never_make_the_host_wait(select):
     CUDA's sync debug mode raises on any synchronising call."""
     from training.graphs import BlockGraphs
 
-    torch.use_deterministic_algorithms(False)
-    torch.set_default_dtype(torch.float32)
-    device = torch.device("cuda")
-    config = tiny_config()
-    model = randomized_model(config).to(device)
-    batch = clip_batch(config, 2, 13)
-    first, actions, poses = (t.to(device) for t in (batch.frames[:, 0], batch.actions, batch.poses))
-    noise = torch.randn(2, 12, 3, config.height, config.width_px, device=device)
+    config, model, first, actions, poses = _on_gpu(2, 13)
+    noise = torch.randn(2, 12, 3, config.height, config.width_px, device=first.device)
     memory = (MemoryConfig(window=2, pool=(1, 2, 4), max_old=3) if select == "spaced" else
               MemoryConfig(window=2, pool=(1,), max_old=2, select="view"))
     for commit in ("clean", "fold"):
