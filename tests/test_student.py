@@ -276,6 +276,31 @@ def test_static_view_pads_to_one_shape_and_changes_nothing():
         StudentConfig(memory=MemoryConfig(window=2), static_view=True)
 
 
+def test_the_store_keeps_copies_of_what_it_is_given():
+    """MemoryStore.append stores its own copies: K/V overwritten after the append (a CUDA graph's output
+    buffers, which BlockGraphs.commit hands over without copying) leave the memory as it was."""
+    config = tiny_config()
+    memory = MemoryConfig(window=1, pool=(1, 2), max_old=4)
+    model = randomized_model(config, dtype=torch.float64)
+    student = Student(model, StudentConfig(block_frames=2, memory=memory))
+    n = 2 * config.tokens_per_frame
+    g = torch.Generator().manual_seed(0)
+    kvs = [LayerKV(torch.randn(1, config.heads, n, config.head_dim, generator=g, dtype=torch.float64),
+                   torch.randn(1, config.heads, n, config.head_dim, generator=g, dtype=torch.float64))
+           for _ in range(config.depth)]
+    kept, fresh = student.new_store(), student.new_store()
+    kept.append(kvs, 2)
+    fresh.append([LayerKV(kv.k.clone(), kv.v.clone()) for kv in kvs], 2)
+    for kv in kvs:
+        kv.k.zero_()
+        kv.v.zero_()
+    for a, b in zip(kept.frames, fresh.frames):
+        for part_a, part_b in ((a.full, b.full), (a.pooled, b.pooled)):
+            assert (part_a is None) == (part_b is None)
+            for x, y in zip(part_a or [], part_b or []):
+                assert torch.equal(x.k, y.k) and torch.equal(x.v, y.v) and x.v.abs().sum() > 0
+
+
 def test_a_view_written_into_buffers_is_the_view_in_the_same_tensors_every_block():
     """memory.view(..., buffers=): the graphed path's views are written into one set of tensors per
     shape (which the graphs read in place): the real tokens and the mask equal the fresh view's, the

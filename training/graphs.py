@@ -116,13 +116,15 @@ class BlockGraphs:
 
     @torch.no_grad()
     def commit(self) -> list[LayerKV]:
-        """The last `steps` block's commit: its per-layer K/V (copies: a stored K/V must not change)."""
+        """The last `steps` block's commit: its per-layer K/V — the graph's own output buffers, which the
+        next replay overwrites: read them before the next `steps` (the memory's append copies them as
+        it stores them, rotated and pooled; copying here too would be one more kernel per tensor)."""
         graph = self._pending
         if graph is None:
             raise RuntimeError("BlockGraphs.commit: no block's steps to commit (call steps first, once per commit)")
         graph.replay_commit()
         self._pending = None
-        return [LayerKV(kv.k.clone(), kv.v.clone()) for kv in graph.kvs]
+        return list(graph.kvs)
 
     def discard(self) -> None:
         """Forget the last block's commit (its stream was closed before asking for another block)."""
