@@ -316,12 +316,12 @@ def curve_section(student: Student, args: argparse.Namespace, device: torch.devi
         with torch.no_grad(), autocast(device, args.precision):
             for n, commit in variants:
                 variant = student_variant(student, n, args.graphs, commit)
-                fps = frames_per_second(lambda: variant.rollout(first, actions, poses, noise, keep_store=False),
-                                        batch * gen, device, 3)
+                run = functools.partial(variant.rollout, first, actions, poses, noise, keep_store=False)
+                fps = frames_per_second(run, batch * gen, device, 3)
                 curve["student"][student_key(n, commit)][str(batch)] = fps
                 label = "+ commit" if commit == "clean" else "commit folded"
                 print(f"  batch {batch:3d}: student {n} step(s) {label:13s} {fps:9.1f}", flush=True)
-                del variant
+                del variant, run  # its graphs' memory goes before the next variant's
             for steps in teacher_steps:
                 for cfg in cfgs:
                     run = teacher_sampler(field, first, args, device, steps, cfg)
@@ -338,7 +338,8 @@ def parse_student(spec: str) -> tuple[int, str]:
     try:
         steps = int(spec[:-1] if fold else spec)
     except ValueError:
-        raise ValueError(f"a student is a step count with an optional f (its commit folded), e.g. 4 or 1f; got {spec!r}")
+        raise ValueError(f"a student is a step count with an optional f (its commit folded), e.g. 4 or 1f; "
+                         f"got {spec!r}")
     return steps, "fold" if fold else "clean"
 
 
@@ -375,8 +376,9 @@ def profile_section(student: Student, args: argparse.Namespace, device: torch.de
     results["profile"] = {"student": {"steps": steps, "commit": commit}}
     for name in ("student", "teacher"):
         with torch.no_grad(), autocast(device, args.precision):
-            fn = (functools.partial(variant.rollout, first, actions, poses, noise, keep_store=False) if name == "student"
-                  else teacher_sampler(field, first, args, device, args.teacher_steps, 1.0))  # captured here: no grad
+            fn = (functools.partial(variant.rollout, first, actions, poses, noise, keep_store=False)
+                  if name == "student"  # the teacher's sampler is captured here, under no_grad
+                  else teacher_sampler(field, first, args, device, args.teacher_steps, 1.0))
             fn()
             sync(device)
             counter = OpCounter()
