@@ -373,7 +373,7 @@ def profile_section(student: Student, args: argparse.Namespace, device: torch.de
     field = teacher_velocity(model, actions, poses)
     blocks = len(block_spans(args.teacher_frames, args.block_frames)) - 1
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    results["profile"] = {"student": {"steps": steps, "commit": commit}}
+    results["profile"] = {}
     for name in ("student", "teacher"):
         with torch.no_grad(), autocast(device, args.precision):
             fn = (functools.partial(variant.rollout, first, actions, poses, noise, keep_store=False)
@@ -395,22 +395,23 @@ def profile_section(student: Student, args: argparse.Namespace, device: torch.de
         key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
         events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
         total = sum(getattr(e, key) for e in events)
+        busy = total / 1e6 / wall  # the kernels' (or ops') seconds over the wall seconds
         what = f"{steps} step(s){', commit folded' if commit == 'fold' else ' + commit'}" if name == "student" else \
             f"{args.teacher_steps} steps, CFG 1"
         per_block = f"; {counter.ops / blocks:.0f} eager ops per block ({blocks} blocks)" if name == "student" else ""
         print(f"\nprofile, {name} ({what}), batch {batch}: {wall * 1e3:.1f} ms wall, {total / 1e3:.1f} ms of "
-              f"{'device' if device.type == 'cuda' else 'CPU'} time ({100 * total / 1e3 / (wall * 1e3):.0f}% busy); "
+              f"{'device' if device.type == 'cuda' else 'CPU'} time ({100 * busy:.0f}% busy); "
               f"{counter.ops} eager ops{per_block}; top ops by self time")
         rows = []
         for e in events[:args.profile_rows]:
             t = getattr(e, key)
             rows.append({"op": e.key, "ms": t / 1e3, "share": t / total, "calls": e.count})
             print(f"  {t / 1e3:9.2f} ms {100 * t / total:5.1f}% {e.count:6d}x  {e.key[:90]}")
-        results["profile"][name] = {**results["profile"].get(name, {}), "batch": batch, "wall_ms": wall * 1e3,
-                                    "total_ms": total / 1e3, "busy": total / 1e3 / (wall * 1e3),
-                                    "eager_ops": counter.ops, "top": rows}
+        entry = {"batch": batch, "wall_ms": wall * 1e3, "total_ms": total / 1e3, "busy": busy,
+                 "eager_ops": counter.ops, "top": rows}
         if name == "student":
-            results["profile"][name]["eager_ops_per_block"] = counter.ops / blocks
+            entry.update(steps=steps, commit=commit, eager_ops_per_block=counter.ops / blocks)
+        results["profile"][name] = entry
 
 
 def analytic_flops(student: Student, frames: int, teacher_steps: int) -> dict[str, float]:

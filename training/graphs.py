@@ -11,14 +11,15 @@ The memory stays eager and outside the graph: the view (`memory.view`, padded to
 capacity by `static_view`, so every block has the same shapes) is written per block into the view
 buffers this object owns (`views`), which the graphs read in place (a view built elsewhere is
 copied into the graph's own buffers), and the block's noise, re-noising draws, actions, poses and
-RoPE time index are copied into the steps graph's static input buffers; after the replay the outputs (the exit step's input, the clean prediction) are
-copied out, since the next replay overwrites them. The commit graph reads the steps graph's own
-buffers (the view and the clean prediction), so it must be replayed before the next steps replay,
-and its K/V are copied out. So the numbers are those of the eager block: the same kernels on the
-same inputs.
+RoPE time index are copied into the steps graph's static input buffers; after the replay the
+outputs (the exit step's input, the clean prediction) are copied out, since the next replay
+overwrites them. The commit graph reads the steps graph's own buffers (the view and the clean
+prediction), so it must be replayed before the next steps replay; its K/V are handed out as the
+graph's own buffers, which the memory's append copies before the next replay. So the numbers are
+those of the eager block: the same kernels on the same inputs.
 
 With `commit: fold` the steps graph's exit forward gives the block's K/V (`Student.denoise_steps`) and
-there is no commit graph: `commit` copies those buffers out.
+there is no commit graph: `commit` hands out those buffers.
 
 One pair of graphs per (block shape, exit step, dtype): a stream has one block size (plus maybe a
 short last block); all graphs share one memory pool. Capture follows the CUDA graph rules of
@@ -132,7 +133,7 @@ class BlockGraphs:
 
     def _shared(self, context: list[LayerContext]) -> bool:
         """Whether `context` is one of the view buffers (`views`), which a graph reads in place."""
-        return any(buffers is context or buffers[0].k is context[0].k for buffers in self.views.values())
+        return any(buffers[0].k is context[0].k for buffers in self.views.values())
 
     def _build(self, x: torch.Tensor, renoise: Sequence[torch.Tensor], time: torch.Tensor,
                context: list[LayerContext], actions: torch.Tensor, poses: torch.Tensor,

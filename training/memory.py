@@ -105,7 +105,8 @@ class MemoryStore:
         positions (count·N, 3), or (B, count·N, 3) per sample (VideoDiT.positions); None: the patch
         grid at the next frame indices. `cameras` (B, count, 4, 4) the frames' cameras relative to
         the rollout's first frame, which `select: view` retrieves by. The given K/V are not kept: the
-        store holds its own copies, so a caller may overwrite them afterwards (a CUDA graph's outputs)."""
+        store holds its own (detached) copies, so a caller may overwrite them afterwards (a CUDA graph's
+        outputs)."""
         if self.config.select == "view" and cameras is None:
             raise ValueError("memory.select view: frames are stored with their cameras (append(..., cameras=))")
         n = self.grid[0] * self.grid[1]

@@ -34,7 +34,8 @@ class ViewGeometry:
     tan_half: tuple[float, float]  # tan of half the horizontal and of half the vertical field of view
 
     @classmethod
-    def of(cls, fov: float, height: int, width: int, patch: int, device: torch.device | None = None) -> ViewGeometry:
+    def of(cls, fov: float, height: int, width: int, patch: int,
+           device: torch.device | None = None) -> ViewGeometry:
         """On `device` (the memory's): each view then reads the points where its cameras are, with no
         host-to-device copy (a blocking copy would make the host wait for the GPU every block)."""
         k = fov_to_intrinsics(fov, width, height)

@@ -309,17 +309,17 @@ class Student:
             # the re-noising draws, in the order the steps use them (the same numbers as drawing each
             # one after its step: nothing else draws in between)
             renoise = [_randn(x.shape, generator, x) for _ in range(exit_step)]
-            graphed = self.graphs is not None and not (grad and torch.is_grad_enabled())
+            graphs = None if grad and torch.is_grad_enabled() else self.graphs
             # one view per block: every step and the commit read it (graphed: written into the buffers
             # the graphs read, which the last block's commit, above, has finished with)
             context = self.context(store, start, end - start, block_poses[:, 0], origin,
-                                   self.graphs.views if self.graphs is not None and graphed else None)
+                                   None if graphs is None else graphs.views)
             time = self.time_index(start)
             args = (x, renoise, time, context, block_actions, block_poses, origin)
             commit: Callable[[], list[LayerKV]]
-            if self.graphs is not None and graphed:
-                x, x0 = self.graphs.steps(*args)
-                commit = self.graphs.commit
+            if graphs is not None:
+                x, x0 = graphs.steps(*args)
+                commit = graphs.commit
             else:
                 x, x0, folded = self.denoise_steps(*args, grad=grad)
                 commit = (functools.partial(lambda kvs: kvs, folded) if self.config.commit == "fold" else
@@ -364,9 +364,8 @@ class Student:
             loss.backward()
             loss_sum += loss.detach()
             del x0, loss
-            if self.config.commit == "fold":
-                self._append(store, [LayerKV(kv.k.detach(), kv.v.detach()) for kv in kvs], start, poses[:, start:end],
-                             origin)
+            if self.config.commit == "fold":  # the store keeps detached copies
+                self._append(store, kvs, start, poses[:, start:end], origin)
             else:
                 self.commit(clean[:, start:end], start, store, actions, poses, origin, context)
             del kvs

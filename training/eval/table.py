@@ -79,7 +79,8 @@ def frame_lines(report: dict[str, Any], z: float = 3.0) -> list[str]:
         if "psnr_db_by_frame" not in paired:
             continue
         reference, _, baseline = name.partition("-")
-        label = f"PSNR per frame, {METHOD_NAMES.get(reference, reference)} against {METHOD_NAMES.get(baseline, baseline)}"
+        label = (f"PSNR per frame, {METHOD_NAMES.get(reference, reference)} against "
+                 f"{METHOD_NAMES.get(baseline, baseline)}")
         lines.append(f"- {label} (paired, z >= {z:g}): {frame_verdict(paired['psnr_db_by_frame'], z)}")
         for kind, by_frame in paired.get("psnr_db_by_frame_by_kind", {}).items():
             lines.append(f"  - {kind} ({by_frame[0]['n'] if by_frame else 0} clips): {frame_verdict(by_frame, z)}")
