@@ -1,7 +1,8 @@
 """`python -m training.eval --checkpoint RUN/checkpoint.pt --manifest BUILD/manifest.parquet --out DIR`
 
 Renders (or reuses, `--cache`) the held-out clips in the build's val scenes, samples the model with
-each script's actions, with shuffled scripts, and the copy-first-frame baseline, and writes
+each script's actions, with shuffled scripts, and the baselines copy-first-frame and warp-first-frame (the
+first frame moved along the path by its rendered depth: geometry with nothing learned), and writes
 DIR/metrics.json (PSNR/SSIM mean ± SE overall, per kind, per frame; paired differences) and
 DIR/grid.png. `--student` evaluates a distilled student streaming over its memory (override the
 memory with --memory-window/--memory-pool/--memory-max-old, e.g. window-only: --memory-pool 0);
@@ -37,7 +38,7 @@ from common.cli import add_dry_run, dry_run
 from common.config import to_dict
 from training.eval.evaluate import (SamplerConfig, commanded_steps, frame_metrics, path_errors, return_frame_metrics,
                                     revisit, run_method, shuffled_scripts, student_generator, summarize,
-                                    summarize_paths, summarize_returns, teacher_generator)
+                                    summarize_paths, summarize_returns, teacher_generator, warp_first_videos)
 from training.eval.table import markdown_table, strict_json, unfit_lines
 from training.eval.grid import pick_clips, save_grid
 from training.data import checkpoint_action_spec, checkpoint_fps
@@ -143,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     videos = {"model": run_method(generate, clips, sampler, device),
               "shuffled": run_method(generate, clips, sampler, device, shuffled_scripts(clips, seed=1)),
-              "copy_first": run_method(None, clips, sampler, device)}
+              "copy_first": run_method(None, clips, sampler, device),
+              "warp_first": warp_first_videos(clips, args.frames, set_config.fov)}
     sample_s = time.perf_counter() - started
     metrics = {name: frame_metrics(v, clips) for name, v in videos.items()}
     summary = summarize(metrics, clips)

@@ -5,6 +5,8 @@ Methods, all on the same clips and the same sampling noise:
   shuffled       the same generator with another clip's script (a different script, from the same
                  start: actions and poses integrated from it) — does the model follow the actions?
   copy_first     every frame is the first frame — does it beat standing still?
+  warp_first     the first frame moved along the commanded path by geometry alone (its rendered depth,
+                 training.warp), what it never saw inpainted — what parallax from the first frame is worth
   ground_truth   (action following only) the stand-in's own renders: the pose estimator's floor
 Per clip the per-frame PSNR/SSIM of frames 1..F-1 is averaged; the summary gives mean ± standard
 error over clips, and the paired difference model − baseline with its SE and z = mean/SE.
@@ -20,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -35,6 +38,7 @@ from training.eval.stats import mean_se, with_z
 from training.distill import teacher_velocity
 from training.flow import sample_i2v
 from training.model import VideoDiT
+from training.warp import forward_warp, source_to_targets
 
 #: generate(first (B, 3, H, W) in [-1, 1], actions (B, F, 13) per frame, poses (B, F, 4, 4), frames) -> (B, F, 3, H, W)
 Generator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Generator], torch.Tensor]
@@ -143,6 +147,24 @@ def run_method(generate: Generator | None, clips: Sequence[EvalClip], config: Sa
         video = generate(to_unit(first), actions, poses, f, generator)
         videos.append(to_uint8(video).cpu())
     return torch.cat(videos).numpy()
+
+
+def warp_first_videos(clips: Sequence[EvalClip], frames: int, fov: float, inpaint_radius: int = 3) -> np.ndarray:
+    """uint8 videos (N, F, 3, H, W): each clip's first frame splatted by its depth into the cameras of its
+    first `frames` commanded poses (training.warp.forward_warp: the nearest surface wins), and the pixels no
+    surface reached — what the first view never saw, the gaps of a magnified surface — filled by OpenCV's
+    inpainting (Telea) from around them. A generator given the first frame, its depth and the path, with
+    nothing learned: how much of a clip the first frame explains by parallax."""
+    out = []
+    for clip in clips:
+        poses = torch.from_numpy(clip.poses[None, :frames])
+        image = torch.from_numpy(clip.frames[0]).permute(2, 0, 1)[None]
+        warped, valid = forward_warp(image, torch.from_numpy(clip.depth0)[None], fov, source_to_targets(poses))
+        video = warped[0].permute(0, 2, 3, 1).numpy()
+        holes = (~valid[0]).numpy().astype(np.uint8)
+        out.append(np.stack([cv2.inpaint(np.ascontiguousarray(f), m, inpaint_radius, cv2.INPAINT_TELEA) if m.any()
+                             else f for f, m in zip(video, holes)]).transpose(0, 3, 1, 2))
+    return np.stack(out)
 
 
 def frame_metrics(videos: np.ndarray, clips: Sequence[EvalClip], chunk: int = 16) -> dict[str, np.ndarray]:

@@ -26,7 +26,7 @@ import numpy as np
 from annotate.actions import ActionSpec
 from annotate.ue import location_to_ue, pose_to_ue, ue_to_pose
 from capture.planner import PlannerConfig
-from capture.standin.render import Renderer
+from capture.standin.render import FAR_DEPTH_CM, Renderer
 from capture.standin.scene import Scene, make_scene
 from common.config import to_dict
 from training.eval.scripts import ActionScript, revisit_scripts, standard_scripts
@@ -62,6 +62,7 @@ class EvalClip:
     actions: np.ndarray  # (T-1, 13)
     poses: np.ndarray  # (T, 4, 4)
     frames: np.ndarray  # (T, H, W, 3) uint8 ground truth
+    depth0: np.ndarray  # (H, W) float32 planar depth of the first frame, metres (inf: nothing there)
 
 
 #: the shortest script (s) an eval set holds: 33 frames at 15 fps. Clips of fewer frames are the first
@@ -167,9 +168,11 @@ def scene_clips(scene_name: str, config: EvalSetConfig) -> EvalSet:
             j, level = found
             script = by_level[level][i]
             poses = script.poses(candidate(j))
-            frames = np.stack([renderer.render(p, config.width, config.height, config.fov).lit for p in poses])
+            renders = [renderer.render(p, config.width, config.height, config.fov) for p in poses]
+            depth0 = np.where(renders[0].depth >= FAR_DEPTH_CM, np.inf, renders[0].depth / 100.0).astype(np.float32)
             clips.append(EvalClip(scene_name, start_index, script.name, script.kind, level, script.motion,
-                                  script.actions(dt, config.actions), poses, frames))
+                                  script.actions(dt, config.actions), poses, np.stack([r.lit for r in renders]),
+                                  depth0))
     return EvalSet(clips, unfit)
 
 
@@ -205,7 +208,8 @@ def save_eval_set(eval_set: EvalSet, config: EvalSetConfig, path: pathlib.Path) 
              scene=[c.scene for c in clips], start=[c.start for c in clips],
              script=[c.script for c in clips], kind=[c.kind for c in clips], level=[c.level for c in clips],
              motion=np.stack([c.motion for c in clips]), actions=np.stack([c.actions for c in clips]),
-             poses=np.stack([c.poses for c in clips]), frames=np.stack([c.frames for c in clips]))
+             poses=np.stack([c.poses for c in clips]), frames=np.stack([c.frames for c in clips]),
+             depth0=np.stack([c.depth0 for c in clips]))
     tmp.replace(path)
 
 
@@ -215,11 +219,12 @@ def load_eval_set(path: pathlib.Path, config: EvalSetConfig) -> EvalSet | None:
         return None
     with np.load(path) as npz:
         data = {k: npz[k] for k in npz.files}  # an NpzFile reads the whole array on every [key]
-    if "unfit" not in data or json.loads(str(data["config"])) != json.loads(json.dumps(to_dict(config))):
-        return None  # a cache from before unfit scripts were recorded is rendered again
+    if ("unfit" not in data or "depth0" not in data
+            or json.loads(str(data["config"])) != json.loads(json.dumps(to_dict(config)))):
+        return None  # a cache from before unfit scripts (or the first frame's depth) were kept is rendered again
     clips = [EvalClip(str(data["scene"][i]), int(data["start"][i]), str(data["script"][i]), str(data["kind"][i]),
                       int(data["level"][i]), data["motion"][i], data["actions"][i], data["poses"][i],
-                      data["frames"][i]) for i in range(len(data["scene"]))]
+                      data["frames"][i], data["depth0"][i]) for i in range(len(data["scene"]))]
     return EvalSet(clips, [Unfit(**u) for u in json.loads(str(data["unfit"]))])
 
 

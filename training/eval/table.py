@@ -15,7 +15,8 @@ import math
 from typing import Any
 
 METHOD_NAMES = {"model": "model", "window_only": "model, window only", "shuffled": "model, shuffled actions",
-                "copy_first": "copy first frame", "ground_truth": "ground-truth renders"}
+                "copy_first": "copy first frame", "warp_first": "first frame warped by its depth",
+                "ground_truth": "ground-truth renders"}
 
 
 def strict_json(value: Any) -> Any:

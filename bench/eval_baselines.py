@@ -1,0 +1,85 @@
+"""The baselines of training.eval on the held-out clips, with no model: copy-first, the first frame warped
+by its rendered depth (geometry, nothing learned), and the ground-truth renders (the estimator's floor).
+
+    python bench/eval_baselines.py [--scenes corridor_0007,...] [--fps 5] [--frames 9] [--cache set.npz]
+                                   [--no-rpe] [--workers N] [--out DIR]
+
+What a model's row in a training.eval table is to be read against: how much of the clip the first frame
+explains by parallax alone (`warp_first`: every pixel moved along the commanded path by its depth, what the
+first view never saw inpainted), per frame and per script kind, and what RPE and parallax the estimator
+reads from a video whose motion is exactly right but whose disocclusions are smeared. Writes OUT/metrics.json
+and OUT/table.md in training.eval's layout (methods, paired warp_first − copy_first, paths), and prints the
+table with the machine.
+"""
+
+from __future__ import annotations
+
+import _common  # noqa: F401  (first: fixes sys.path so `training` is the package)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import pathlib  # noqa: E402
+import time  # noqa: E402
+from dataclasses import asdict  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from _common import HELD_OUT_SCENES, machine  # noqa: E402
+from common.cli import add_dry_run, dry_run  # noqa: E402
+from training.eval.evaluate import (SamplerConfig, commanded_steps, frame_metrics, path_errors, run_method,  # noqa: E402
+                                    summarize, summarize_paths, warp_first_videos)
+from training.eval.groundtruth import EvalSetConfig, cached_eval_set, script_frames, unfit_summary  # noqa: E402
+from training.eval.odometry import OdometryConfig  # noqa: E402
+from training.eval.table import markdown_table, strict_json  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", default=",".join(HELD_OUT_SCENES), help="comma-separated stand-in scenes")
+    parser.add_argument("--fps", type=float, default=15.0, help="the rate the clips step at (a model's checkpoint rate)")
+    parser.add_argument("--frames", type=int, default=9)
+    parser.add_argument("--starts", type=int, default=3)
+    parser.add_argument("--cache", type=pathlib.Path, help="eval-set cache (.npz), as training.eval's --cache")
+    parser.add_argument("--no-rpe", action="store_true")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=pathlib.Path)
+    args = add_dry_run(parser).parse_args()
+    if args.dry_run:
+        dry_run(arguments=args)
+        return
+    print(machine())
+    config = EvalSetConfig(scenes=tuple(s for s in args.scenes.split(",") if s), starts=args.starts,
+                           frames=script_frames(args.frames, args.fps), fps=args.fps)
+    started = time.perf_counter()
+    eval_set = cached_eval_set(config, args.cache, args.workers)
+    clips, render_s = eval_set.clips, time.perf_counter() - started
+    started = time.perf_counter()
+    videos = {"copy_first": run_method(None, clips, SamplerConfig(frames=args.frames), torch.device("cpu")),
+              "warp_first": warp_first_videos(clips, args.frames, config.fov)}
+    warp_s = time.perf_counter() - started
+    summary = summarize({name: frame_metrics(v, clips) for name, v in videos.items()}, clips, reference="warp_first")
+    report = {"checkpoint": "no model (baselines)", "scenes": list(config.scenes), "fps": args.fps,
+              "sampler": {"frames": args.frames}, "unfit": unfit_summary(eval_set.unfit),
+              "render_seconds": round(render_s, 1), "warp_seconds": round(warp_s, 1), **summary}
+    if not args.no_rpe:
+        started = time.perf_counter()
+        truth = np.stack([c.frames[: args.frames] for c in clips]).transpose(0, 1, 4, 2, 3)
+        odometry = OdometryConfig()
+        errors = {name: path_errors(v, clips, config.fov, args.workers, odometry)
+                  for name, v in {**videos, "ground_truth": truth}.items()}
+        report["paths"] = {**summarize_paths(errors, clips, reference="warp_first"),
+                           "steps": commanded_steps(clips, args.frames), "odometry": asdict(odometry),
+                           "seconds": round(time.perf_counter() - started, 1)}
+    report = strict_json(report)
+    table = markdown_table(report)
+    print(table)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False))
+        (args.out / "table.md").write_text(table)
+
+
+if __name__ == "__main__":
+    main()
