@@ -18,7 +18,6 @@ import _common  # noqa: F401  (first: fixes sys.path so `training` is the packag
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import pathlib  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict  # noqa: E402
@@ -26,34 +25,27 @@ from dataclasses import asdict  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from _common import HELD_OUT_SCENES, machine  # noqa: E402
+from _common import add_eval_set_arguments, eval_set_of, machine  # noqa: E402
 from common.cli import add_dry_run, dry_run  # noqa: E402
 from training.eval.evaluate import (SamplerConfig, commanded_steps, frame_metrics, path_errors, run_method,  # noqa: E402
                                     summarize, summarize_paths, warp_first_videos)
-from training.eval.groundtruth import EvalSetConfig, cached_eval_set, script_frames, unfit_summary  # noqa: E402
+from training.eval.groundtruth import unfit_summary  # noqa: E402
 from training.eval.odometry import OdometryConfig  # noqa: E402
 from training.eval.table import markdown_table, strict_json  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenes", default=",".join(HELD_OUT_SCENES), help="comma-separated stand-in scenes")
-    parser.add_argument("--fps", type=float, default=15.0, help="the rate the clips step at (a model's checkpoint rate)")
-    parser.add_argument("--frames", type=int, default=9)
-    parser.add_argument("--starts", type=int, default=3)
-    parser.add_argument("--cache", type=pathlib.Path, help="eval-set cache (.npz), as training.eval's --cache")
+    add_eval_set_arguments(parser)
     parser.add_argument("--no-rpe", action="store_true")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=pathlib.Path)
     args = add_dry_run(parser).parse_args()
     if args.dry_run:
         dry_run(arguments=args)
         return
     print(machine())
-    config = EvalSetConfig(scenes=tuple(s for s in args.scenes.split(",") if s), starts=args.starts,
-                           frames=script_frames(args.frames, args.fps), fps=args.fps)
     started = time.perf_counter()
-    eval_set = cached_eval_set(config, args.cache, args.workers)
+    config, eval_set = eval_set_of(args)
     clips, render_s = eval_set.clips, time.perf_counter() - started
     started = time.perf_counter()
     videos = {"copy_first": run_method(None, clips, SamplerConfig(frames=args.frames), torch.device("cpu")),

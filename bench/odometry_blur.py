@@ -28,7 +28,6 @@ import _common  # noqa: F401  (first: fixes sys.path so `training` is the packag
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import pathlib  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -36,12 +35,11 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from _common import HELD_OUT_SCENES, machine  # noqa: E402
+from _common import add_eval_set_arguments, eval_set_of, machine  # noqa: E402
 from common.cli import add_dry_run, dry_run  # noqa: E402
 from training.eval.evaluate import commanded_steps, path_errors  # noqa: E402
 from training.eval.stats import mean_se  # noqa: E402
-from training.eval.groundtruth import (EvalClip, EvalSetConfig, cached_eval_set, script_frames,  # noqa: E402
-                                      shrunk_translation, unfit_summary)
+from training.eval.groundtruth import EvalClip, EvalSetConfig, shrunk_translation, unfit_summary  # noqa: E402
 from training.eval.metrics import psnr  # noqa: E402
 from training.eval.odometry import TRACKERS, OdometryConfig  # noqa: E402
 from training.eval.pool import process_pool  # noqa: E402
@@ -99,27 +97,18 @@ def row(clips: list[EvalClip], video: np.ndarray, fov: float, workers: int, trac
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenes", default=",".join(HELD_OUT_SCENES),
-                        help="held-out scenes (training.eval's defaults on the GPU)")
-    parser.add_argument("--frames", type=int, default=9)
-    parser.add_argument("--fps", type=float, default=15.0, help="rate the scripts are stepped at (a model's, "
-                        "training.eval: the checkpoint's)")
-    parser.add_argument("--starts", type=int, default=3)
+    add_eval_set_arguments(parser)
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.5, 0.75, 1.0, 1.5, 2.0])
     parser.add_argument("--trackers", nargs="+", choices=TRACKERS, default=list(TRACKERS),
                         help="the odometry's point trackers to compare")
     parser.add_argument("--translation-scales", type=float, nargs="+", default=[1.0],
                         help="render the clips again with this share of the commanded translation")
-    parser.add_argument("--cache", type=pathlib.Path, help="the eval set's cache (training.eval --cache)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", type=pathlib.Path)
     args = add_dry_run(parser).parse_args()
     if args.dry_run:
         dry_run(arguments=args)
         return
-    config = EvalSetConfig(scenes=tuple(args.scenes.split(",")), starts=args.starts,
-                           frames=script_frames(args.frames, args.fps), fps=args.fps)
-    eval_set = cached_eval_set(config, args.cache, args.workers)
+    config, eval_set = eval_set_of(args)
     clips = eval_set.clips
     still = commanded_steps(clips, args.frames)
     print(machine())
