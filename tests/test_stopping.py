@@ -20,6 +20,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def _sleep(ignore: bool) -> None:
     if ignore:
         ignore_in_worker()
+    else:  # SIGTERM's default action: a forked child inherits its parent's handlers, and while Ray runs in
+        # the same pytest worker (another test's session) those are Ray's (sys.exit(signum): exit code 15)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     time.sleep(60)
 
 
