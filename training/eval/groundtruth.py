@@ -62,7 +62,7 @@ class EvalClip:
     actions: np.ndarray  # (T-1, 13)
     poses: np.ndarray  # (T, 4, 4)
     frames: np.ndarray  # (T, H, W, 3) uint8 ground truth
-    depth0: np.ndarray  # (H, W) float32 planar depth of the first frame, metres (inf: nothing there)
+    depth0: np.ndarray  # (H, W) float32 planar depth of the first frame, metres (inf: the sky, nothing hit)
 
 
 #: the shortest script (s) an eval set holds: 33 frames at 15 fps. Clips of fewer frames are the first
