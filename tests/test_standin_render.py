@@ -69,6 +69,8 @@ def test_known_answers_in_ue_conventions():
     # Yaw 90: looking along UE +Y, away from the wall: sky, far depth.
     side = renderer.render_ue([0, 0, 0], [0, 90, 0], W, H, FOV)
     assert side.depth[H // 2, W // 2] == FAR_DEPTH_CM and side.object_index[H // 2, W // 2] == -1
+    assert np.isinf(side.depth_m()[H // 2, W // 2]) and side.depth_m().dtype == np.float32  # metres: the sky is inf
+    assert (up.depth_m() == (up.depth / 100.0).astype(np.float32)).all()  # the wall: its depth in metres
 
 
 def test_depth_passes_through_fp16_like_ue():

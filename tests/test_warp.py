@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
 from annotate.ue import ue_to_pose
-from capture.standin.render import FAR_DEPTH_CM, Renderer
+from capture.standin.render import Renderer
 from capture.standin.scene import make_scene
 from training.warp import forward_warp, source_to_targets
 
@@ -117,7 +117,7 @@ def test_the_first_frame_warped_into_a_later_stand_in_view_matches_its_render():
         off = target.copy()
         off[:3, :3] = off[:3, :3] @ Rotation.from_euler("y", 4, degrees=True).as_matrix()
         first = renderer.render(start, w, h, FOV)
-        depth = np.where(first.depth >= FAR_DEPTH_CM, np.inf, first.depth / 100.0)[None]
+        depth = first.depth_m()[None]
         image = torch.from_numpy(first.lit).permute(2, 0, 1)[None].double()
         truth = torch.from_numpy(renderer.render(target, w, h, FOV).lit).permute(2, 0, 1).double()
         for pose, rows in ((target, ok_rows), (off, wrong_rows)):

@@ -33,6 +33,10 @@ class Frame:
     object_index: np.ndarray  # (H, W) int, box index, -1 for nothing
     normal: np.ndarray  # (H, W, 3) float32 unit surface normal, internal world axes (0 where nothing)
 
+    def depth_m(self) -> np.ndarray:
+        """(H, W) float32 planar depth in metres, +inf where the depth saturates (FAR_DEPTH_CM: the sky)."""
+        return np.where(self.depth >= FAR_DEPTH_CM, np.inf, self.depth / 100.0).astype(np.float32)
+
 
 @dataclass(frozen=True, eq=False)
 class Surface:

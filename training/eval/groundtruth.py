@@ -26,7 +26,7 @@ import numpy as np
 from annotate.actions import ActionSpec
 from annotate.ue import location_to_ue, pose_to_ue, ue_to_pose
 from capture.planner import PlannerConfig
-from capture.standin.render import FAR_DEPTH_CM, Renderer
+from capture.standin.render import Renderer
 from capture.standin.scene import Scene, make_scene
 from common.config import to_dict
 from training.eval.scripts import ActionScript, revisit_scripts, standard_scripts
@@ -169,10 +169,9 @@ def scene_clips(scene_name: str, config: EvalSetConfig) -> EvalSet:
             script = by_level[level][i]
             poses = script.poses(candidate(j))
             renders = [renderer.render(p, config.width, config.height, config.fov) for p in poses]
-            depth0 = np.where(renders[0].depth >= FAR_DEPTH_CM, np.inf, renders[0].depth / 100.0).astype(np.float32)
             clips.append(EvalClip(scene_name, start_index, script.name, script.kind, level, script.motion,
                                   script.actions(dt, config.actions), poses, np.stack([r.lit for r in renders]),
-                                  depth0))
+                                  renders[0].depth_m()))
     return EvalSet(clips, unfit)
 
 
