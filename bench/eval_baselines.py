@@ -20,15 +20,13 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import pathlib  # noqa: E402
 import time  # noqa: E402
-from dataclasses import asdict  # noqa: E402
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from _common import add_eval_set_arguments, eval_set_of, machine  # noqa: E402
 from common.cli import add_dry_run, dry_run  # noqa: E402
-from training.eval.evaluate import (SamplerConfig, commanded_steps, frame_metrics, path_errors, run_method,  # noqa: E402
-                                    summarize, summarize_paths, warp_first_videos)
+from training.eval.evaluate import (SamplerConfig, frame_metrics, paths_report, run_method, summarize,  # noqa: E402
+                                    warp_first_videos)
 from training.eval.groundtruth import unfit_summary  # noqa: E402
 from training.eval.odometry import OdometryConfig  # noqa: E402
 from training.eval.table import markdown_table, strict_json  # noqa: E402
@@ -56,14 +54,8 @@ def main() -> None:
               "sampler": {"frames": args.frames}, "unfit": unfit_summary(eval_set.unfit),
               "render_seconds": round(render_s, 1), "warp_seconds": round(warp_s, 1), **summary}
     if not args.no_rpe:
-        started = time.perf_counter()
-        truth = np.stack([c.frames[: args.frames] for c in clips]).transpose(0, 1, 4, 2, 3)
-        odometry = OdometryConfig()
-        errors = {name: path_errors(v, clips, config.fov, args.workers, odometry)
-                  for name, v in {**videos, "ground_truth": truth}.items()}
-        report["paths"] = {**summarize_paths(errors, clips, reference="warp_first"),
-                           "steps": commanded_steps(clips, args.frames), "odometry": asdict(odometry),
-                           "seconds": round(time.perf_counter() - started, 1)}
+        report["paths"] = paths_report(videos, clips, args.frames, config.fov, args.workers, OdometryConfig(),
+                                       reference="warp_first")
     report = strict_json(report)
     table = markdown_table(report)
     print(table)

@@ -31,14 +31,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
-import numpy as np
-
-
 from common.cli import add_dry_run, dry_run
 from common.config import to_dict
-from training.eval.evaluate import (SamplerConfig, commanded_steps, frame_metrics, path_errors, return_frame_metrics,
-                                    revisit, run_method, shuffled_scripts, student_generator, summarize,
-                                    summarize_paths, summarize_returns, teacher_generator, warp_first_videos)
+from training.eval.evaluate import (SamplerConfig, frame_metrics, paths_report, return_frame_metrics, revisit,
+                                    run_method, shuffled_scripts, student_generator, summarize, summarize_returns,
+                                    teacher_generator, warp_first_videos)
 from training.eval.table import markdown_table, strict_json, unfit_lines
 from training.eval.grid import pick_clips, save_grid
 from training.data import checkpoint_action_spec, checkpoint_fps
@@ -144,21 +141,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     videos = {"model": run_method(generate, clips, sampler, device),
               "shuffled": run_method(generate, clips, sampler, device, shuffled_scripts(clips, seed=1)),
-              "copy_first": run_method(None, clips, sampler, device),
-              "warp_first": warp_first_videos(clips, args.frames, set_config.fov)}
+              "copy_first": run_method(None, clips, sampler, device)}
     sample_s = time.perf_counter() - started
+    videos["warp_first"] = warp_first_videos(clips, args.frames, set_config.fov)  # geometry: no sampling
     metrics = {name: frame_metrics(v, clips) for name, v in videos.items()}
     summary = summarize(metrics, clips)
     summary["revisit"] = revisit(metrics, clips)
     if not args.no_rpe:
-        started = time.perf_counter()
-        truth = np.stack([c.frames[: args.frames] for c in clips]).transpose(0, 1, 4, 2, 3)
-        odometry = OdometryConfig(tracker=args.odometry)
-        errors = {name: path_errors(v, clips, set_config.fov, args.workers, odometry)
-                  for name, v in {**videos, "ground_truth": truth}.items()}
-        summary["paths"] = {**summarize_paths(errors, clips), "steps": commanded_steps(clips, args.frames),
-                            "odometry": asdict(odometry),
-                            "seconds": round(time.perf_counter() - started, 1)}
+        summary["paths"] = paths_report(videos, clips, args.frames, set_config.fov, args.workers,
+                                        OdometryConfig(tracker=args.odometry))
     multiples = _revisit_multiples(args.revisit, student is not None)
     if multiples:
         if student is None:

@@ -18,8 +18,9 @@ odometry.estimate_path, aligned to the commanded path by Sim(3) (rpe.path_rpe), 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import cv2
@@ -215,6 +216,19 @@ def commanded_steps(clips: Sequence[EvalClip], frames: int) -> dict[str, float]:
     still = [relative_pose_error(np.repeat(c.poses[:1], frames, axis=0), c.poses[:frames]) for c in clips]
     return {"translation_m": float(np.mean([np.mean(t) for t, _ in still])),
             "rotation_deg": float(np.mean([np.mean(r) for _, r in still]))}
+
+
+def paths_report(videos: dict[str, np.ndarray], clips: Sequence[EvalClip], frames: int, fov: float, workers: int,
+                 odometry: OdometryConfig, reference: str = "model") -> dict[str, Any]:
+    """metrics.json's `paths`: the action following (path_errors) of each method's videos and of the
+    ground-truth renders (the estimator's floor), summarised and paired against `reference`
+    (summarize_paths), with the commanded step, the odometry's settings and the seconds it took."""
+    started = time.perf_counter()
+    truth = np.stack([c.frames[:frames] for c in clips]).transpose(0, 1, 4, 2, 3)
+    errors = {name: path_errors(v, clips, fov, workers, odometry)
+              for name, v in {**videos, "ground_truth": truth}.items()}
+    return {**summarize_paths(errors, clips, reference), "steps": commanded_steps(clips, frames),
+            "odometry": asdict(odometry), "seconds": round(time.perf_counter() - started, 1)}
 
 
 def summarize_paths(errors: dict[str, dict[str, np.ndarray]], clips: Sequence[EvalClip], reference: str = "model"
